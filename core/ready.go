@@ -1,0 +1,131 @@
+package core
+
+// HardState is the durable protocol state besides the log. It must be
+// persisted before any message of the same Ready is sent.
+type HardState struct {
+	Epoch  Epoch
+	Vote   NodeID // the vote granted in Epoch, "" if none
+	Commit Pos    // the highest entry known committed (advisory: may lag)
+}
+
+// Truncation removes a divergent suffix: every entry after After. Removed
+// holds the entries, oldest first, to be undone in the state machine and kept
+// in the quarantine with Reason (rule 10).
+type Truncation struct {
+	After   Pos
+	Removed []Entry
+	Reason  string
+}
+
+// SnapshotSend asks the driver to stream its current snapshot to To, whose
+// log is behind the start of the Cortex's retained log (rule 7).
+type SnapshotSend struct {
+	To NodeID
+}
+
+// ResultKind is what a client Result answers.
+type ResultKind uint8
+
+const (
+	// ResultWrite answers Propose.
+	ResultWrite ResultKind = iota + 1
+	// ResultRead answers Read: when OK, the driver serves the read from its
+	// state machine after applying this Ready's entries.
+	ResultRead
+	// ResultAdmin answers an admin command.
+	ResultAdmin
+)
+
+// Result answers one client request.
+type Result struct {
+	ID   uint64
+	Kind ResultKind
+	// Pos is where a write landed.
+	Pos Pos
+	// Err is nil on success. A *Error names what went wrong.
+	Err *Error
+}
+
+// Event is something an operator should see in logs and metrics.
+type Event struct {
+	At     Time
+	Kind   EventKind
+	Epoch  Epoch
+	Node   NodeID // the node the event is about (Cortex, peer, candidate)
+	Votes  int    // votes received (elected)
+	Voters int    // voters in the membership (elected)
+	Role   Role   // the new role (role-changed)
+	Detail string
+}
+
+// EventKind names an Event.
+type EventKind uint8
+
+const (
+	EventRoleChanged EventKind = iota + 1
+	EventSDown
+	EventSDownCleared
+	EventODown
+	EventElectionStarted
+	EventElected
+	EventSteppedDown
+	EventDemoted
+	EventHandoffStarted
+	EventHandoffAborted
+	EventMembershipChanged
+	EventCaughtUp
+	EventViolation
+)
+
+var eventNames = [...]string{"", "role-changed", "sdown", "sdown-cleared", "odown", "election-started", "elected", "stepped-down", "demoted", "handoff-started", "handoff-aborted", "membership-changed", "caught-up", "violation"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return "event(?)"
+}
+
+// Ready is everything the core wants done. The driver carries it out in
+// this order, then calls Advance:
+//
+//  1. Truncation, HardState and Entries are persisted in one atomic, synced
+//     batch (the truncated entries undone and quarantined, the new entries
+//     appended and applied), BEFORE any message is sent: a vote or an
+//     acknowledgement must never be sent for state a crash could lose.
+//  2. Messages are sent (any order; the network reorders anyway).
+//  3. Snapshots are streamed (in the background).
+//  4. Results are delivered to waiting clients: they are answered only after
+//     step 1, so an acknowledged write is durable.
+//  5. Events are logged and counted.
+type Ready struct {
+	HardState *HardState // nil when unchanged
+	Truncate  *Truncation
+	Entries   []Entry
+	// Members is the membership after this Ready (nil when unchanged); it is
+	// also derivable from the log and is given for convenience.
+	Members Members
+	// Compact: entries at or below this seq are no longer needed by any
+	// member (keeping the configured tail); the driver may prune them.
+	Compact   Seq
+	Messages  []Message
+	Snapshots []SnapshotSend
+	Results   []Result
+	Events    []Event
+}
+
+// Empty reports whether rd holds nothing to do.
+func (rd *Ready) Empty() bool {
+	return rd.HardState == nil && rd.Truncate == nil && len(rd.Entries) == 0 && rd.Members == nil &&
+		rd.Compact == 0 && len(rd.Messages) == 0 && len(rd.Snapshots) == 0 && len(rd.Results) == 0 && len(rd.Events) == 0
+}
+
+// MustSync reports whether step 1 needs an fsync: a vote, an epoch or
+// entries. A Ready that only advances the commit point may be written
+// without one (the commit point is advisory and rides on the next sync).
+func (rd *Ready) MustSync(prev HardState) bool {
+	if rd.Truncate != nil || len(rd.Entries) > 0 {
+		return true
+	}
+	return rd.HardState != nil && (rd.HardState.Epoch != prev.Epoch || rd.HardState.Vote != prev.Vote)
+}
