@@ -17,6 +17,12 @@ type Truncation struct {
 	Reason  string
 }
 
+// Compaction says the log below Upto may be pruned.
+type Compaction struct {
+	Upto    Pos
+	Members Members // the membership in force at Upto
+}
+
 // SnapshotSend asks the driver to stream its current snapshot to To, whose
 // log is behind the start of the Cortex's retained log (rule 7).
 type SnapshotSend struct {
@@ -105,9 +111,10 @@ type Ready struct {
 	// Members is the membership after this Ready (nil when unchanged); it is
 	// also derivable from the log and is given for convenience.
 	Members Members
-	// Compact: entries at or below this seq are no longer needed by any
-	// member (keeping the configured tail); the driver may prune them.
-	Compact   Seq
+	// Compact: entries at or below Compact.Upto are no longer needed by any
+	// member (keeping the configured tail); the driver may prune them and
+	// must keep Compact.Members as the membership in force at that point.
+	Compact   *Compaction
 	Messages  []Message
 	Snapshots []SnapshotSend
 	Results   []Result
@@ -117,7 +124,7 @@ type Ready struct {
 // Empty reports whether rd holds nothing to do.
 func (rd *Ready) Empty() bool {
 	return rd.HardState == nil && rd.Truncate == nil && len(rd.Entries) == 0 && rd.Members == nil &&
-		rd.Compact == 0 && len(rd.Messages) == 0 && len(rd.Snapshots) == 0 && len(rd.Results) == 0 && len(rd.Events) == 0
+		rd.Compact == nil && len(rd.Messages) == 0 && len(rd.Snapshots) == 0 && len(rd.Results) == 0 && len(rd.Events) == 0
 }
 
 // MustSync reports whether step 1 needs an fsync: a vote, an epoch or

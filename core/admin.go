@@ -1,0 +1,186 @@
+package core
+
+// TransferCortex hands the Cortex role to target (or, when target is "",
+// the most caught-up data voter): stop taking writes, wait until the target
+// has everything, then tell it to run at once (rule 14). If it has not won
+// within DownAfter the handoff aborts and writes resume. The Result (Admin)
+// comes when the Cortex steps down for the target, or on abort.
+func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
+	n.advanceClock(now)
+	if n.role != RoleCortex {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeNotCortex, n.cortex, "only the Cortex can hand off; the Cortex is %s", orUnknown(n.cortex)))
+		return
+	}
+	if n.xfer != nil {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBusy, "", "a handoff to %s is already under way", n.xfer.target))
+		return
+	}
+	if target == "" {
+		var best Seq
+		for _, m := range n.members {
+			if pr := n.prog[m.ID]; m.DataVoter() && pr != nil && (target == "" || pr.match > best) {
+				target, best = m.ID, pr.match
+			}
+		}
+		if target == "" {
+			n.result(id, ResultAdmin, Pos{}, errorf(CodeUnavailable, "", "no other data voter to hand off to"))
+			return
+		}
+	}
+	if m, ok := n.members.Get(target); !ok || !m.DataVoter() || target == n.cfg.ID {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is not another data voter of this cluster; pick a Lobe from muninn cluster info", target))
+		return
+	}
+	n.xfer = &transfer{target: target, deadline: n.now.Add(n.cfg.DownAfter()), id: id}
+	n.event(Event{Kind: EventHandoffStarted, Node: target})
+	// The lease is given up now: voters grant the target's sanctioned vote
+	// without waiting out an SDOWN window.
+	n.leaseFloor = Never
+	n.maybeTimeoutNow()
+}
+
+func (n *Node) maybeTimeoutNow() {
+	x := n.xfer
+	if x == nil || x.sent {
+		return
+	}
+	if pr := n.prog[x.target]; pr != nil && pr.match == n.log.lastSeq() {
+		x.sent = true
+		n.send(Message{Type: MsgTimeoutNow, To: x.target, Handoff: true})
+	} else {
+		n.maybeSend(x.target)
+	}
+}
+
+func (n *Node) abortTransfer(why string) {
+	n.event(Event{Kind: EventHandoffAborted, Node: n.xfer.target, Detail: why})
+	n.result(n.xfer.id, ResultAdmin, Pos{}, errorf(CodeUnavailable, "", "handoff to %s aborted: %s; this node stays Cortex", n.xfer.target, why))
+	n.xfer = nil
+	n.leaseFloor = n.now
+}
+
+func (n *Node) stepTimeoutNow(m Message) {
+	if m.Epoch != n.hs.Epoch || m.From != n.cortex || !n.isDataVoter() || n.role == RoleCortex {
+		return
+	}
+	n.campaign(true)
+}
+
+// AddMember adds a node (rule 15): a data node joins as a learner and is
+// promoted by the Cortex once caught up; Sentinels and Observers join as
+// they are. One change at a time. The Result (Admin) comes at commit.
+func (n *Node) AddMember(now Time, id uint64, m Member) {
+	n.advanceClock(now)
+	if err := n.canChange(); err != nil {
+		n.result(id, ResultAdmin, Pos{}, err)
+		return
+	}
+	if m.ID == "" || len(m.ID) > MaxNodeIDLen {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "node id must be 1 to %d bytes", MaxNodeIDLen))
+		return
+	}
+	if _, ok := n.members.Get(m.ID); ok {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is already a member", m.ID))
+		return
+	}
+	if len(n.members) >= MaxMembers {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "the cluster already has %d members", MaxMembers))
+		return
+	}
+	m.Learner = m.Kind == KindAuto
+	n.proposeMembers(id, append(n.Members(), m).Normalize())
+}
+
+// RemoveMember removes a node (rule 15). The Cortex cannot remove itself:
+// hand off first.
+func (n *Node) RemoveMember(now Time, id uint64, node NodeID) {
+	n.advanceClock(now)
+	if err := n.canChange(); err != nil {
+		n.result(id, ResultAdmin, Pos{}, err)
+		return
+	}
+	if node == n.cfg.ID {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is the Cortex: hand off first (muninn cluster failover --yes), then remove it", node))
+		return
+	}
+	if _, ok := n.members.Get(node); !ok {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is not a member", node))
+		return
+	}
+	var ms Members
+	for _, m := range n.members {
+		if m.ID != node {
+			ms = append(ms, m)
+		}
+	}
+	n.proposeMembers(id, ms)
+}
+
+func (n *Node) canChange() *Error {
+	if n.role != RoleCortex {
+		return errorf(CodeNotCortex, n.cortex, "membership changes go to the Cortex %s", orUnknown(n.cortex))
+	}
+	if n.changeAt > n.hs.Commit.Seq {
+		return errorf(CodeBusy, "", "a membership change is still committing; retry shortly")
+	}
+	if n.xfer != nil {
+		return errorf(CodeTransferring, "", "a handoff is under way; retry shortly")
+	}
+	return nil
+}
+
+func (n *Node) proposeMembers(id uint64, ms Members) {
+	pos := n.appendLocal(Entry{Type: EntryMembership, Payload: EncodeMembers(ms)})
+	if id != 0 {
+		if pos.Seq <= n.hs.Commit.Seq {
+			n.result(id, ResultAdmin, pos, nil)
+		} else {
+			n.adminWait = append(n.adminWait, pendingWrite{id: id, pos: pos})
+		}
+	}
+}
+
+// maybePromote makes a caught-up learner a voter.
+func (n *Node) maybePromote(id NodeID) {
+	m, ok := n.members.Get(id)
+	pr := n.prog[id]
+	if !ok || !m.Learner || pr == nil || pr.match < n.log.lastSeq() || n.changeAt > n.hs.Commit.Seq || n.xfer != nil {
+		return
+	}
+	n.event(Event{Kind: EventCaughtUp, Node: id})
+	ms := n.Members()
+	for i := range ms {
+		if ms[i].ID == id {
+			ms[i].Learner = false
+		}
+	}
+	n.proposeMembers(0, ms)
+}
+
+// SnapshotInstalled tells a follower its driver installed a snapshot taken
+// at pos with membership ms: the log restarts there.
+func (n *Node) SnapshotInstalled(now Time, pos Pos, ms Members) {
+	n.advanceClock(now)
+	if !n.log.last().Less(pos) && n.log.has(pos) {
+		return
+	}
+	n.log = raftLog{snap: pos}
+	n.base = ms.Normalize()
+	n.recomputeMembers()
+	n.rd.Members = n.members
+	if n.hs.Commit.Less(pos) {
+		n.hs.Commit = pos
+	}
+	if n.cortex != "" {
+		n.send(Message{Type: MsgAppendResp, To: n.cortex, Match: pos})
+	}
+}
+
+// SnapshotFailed tells the Cortex a snapshot to a peer did not complete, so
+// it tries again.
+func (n *Node) SnapshotFailed(now Time, to NodeID) {
+	n.advanceClock(now)
+	if pr := n.prog[to]; pr != nil {
+		pr.snapshot = false
+	}
+}

@@ -1,0 +1,278 @@
+package engram
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unicode/utf8"
+)
+
+// Limits on engrams and commands. They are checked when a command is built
+// (Validate), when it is decoded from the log (DecodeCommand) and again on
+// apply, so a bad command can never enter the state.
+const (
+	MaxVaultLen = 64
+	MaxConcept  = 512       // bytes
+	MaxContent  = 64 << 10  // bytes
+	MaxTags     = 32        // per engram
+	MaxTagLen   = 64        // bytes
+	MaxCommand  = 128 << 10 // an encoded command, bytes
+)
+
+// Op is a command's operation.
+type Op uint8
+
+const (
+	// OpWrite creates an engram with the given id.
+	OpWrite Op = iota + 1
+	// OpUpdate patches concept, content, tags and/or confidence (Fields).
+	OpUpdate
+	// OpForget soft-deletes an engram (it stays, marked Deleted).
+	OpForget
+	// OpDecay multiplies the activation of every engram of a vault by Factor.
+	OpDecay
+	// OpAccess records a retrieval: access count +1, activation +1.
+	OpAccess
+)
+
+var opNames = [...]string{"", "write", "update", "forget", "decay", "access"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && o != 0 {
+		return opNames[o]
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// Fields says which fields an OpUpdate sets.
+type Fields uint8
+
+const (
+	FieldConcept Fields = 1 << iota
+	FieldContent
+	FieldTags
+	FieldConfidence
+	fieldsAll = FieldConcept | FieldContent | FieldTags | FieldConfidence
+)
+
+// Command is the payload of a core.EntryData entry. Times and ids come from
+// the proposer (the Cortex's shell), never from the apply, so every replica
+// computes the same state.
+type Command struct {
+	Op    Op
+	Vault string
+	// ID names the engram (write, update, forget, access).
+	ID string
+	// At is the command's time in unix ms: CreatedAt/UpdatedAt.
+	At uint64
+	// Concept, Content, Tags and Confidence are the engram's fields (write)
+	// or the patch (update: only those named in Set).
+	Concept    string
+	Content    string
+	Tags       []string
+	Confidence float64
+	Set        Fields
+	// Factor is the decay factor, in (0, 1].
+	Factor float64
+}
+
+// ValidateVault checks a vault name: ^[a-z0-9][a-z0-9_-]{0,63}$.
+func ValidateVault(v string) error {
+	if v == "" {
+		return fmt.Errorf("vault: empty name: use 1-%d characters of a-z, 0-9, '_' and '-'", MaxVaultLen)
+	}
+	if len(v) > MaxVaultLen {
+		return fmt.Errorf("vault %q: %d characters exceeds the limit of %d", clip(v), len(v), MaxVaultLen)
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')
+		if !ok {
+			return fmt.Errorf("vault %q: character %q at %d is not allowed: names match ^[a-z0-9][a-z0-9_-]{0,63}$", v, c, i)
+		}
+	}
+	return nil
+}
+
+func checkText(field, s string, limit int) error {
+	if len(s) > limit {
+		return fmt.Errorf("%s: %d bytes exceeds the limit of %d bytes", field, len(s), limit)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s: not valid UTF-8", field)
+	}
+	return nil
+}
+
+func checkTags(tags []string) error {
+	if len(tags) > MaxTags {
+		return fmt.Errorf("tags: %d tags exceeds the limit of %d", len(tags), MaxTags)
+	}
+	for i, t := range tags {
+		if t == "" {
+			return fmt.Errorf("tags[%d]: empty tag", i)
+		}
+		if err := checkText(fmt.Sprintf("tags[%d]", i), t, MaxTagLen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkConfidence(c float64) error {
+	if !(c >= 0 && c <= 1) { // also refuses NaN
+		return fmt.Errorf("confidence: %v is outside [0, 1]", c)
+	}
+	return nil
+}
+
+// Validate checks c against the limits; the error names the field.
+func (c *Command) Validate() error {
+	if c.Op < OpWrite || c.Op > OpAccess {
+		return fmt.Errorf("op: unknown operation %d", c.Op)
+	}
+	if err := ValidateVault(c.Vault); err != nil {
+		return err
+	}
+	if c.Op != OpDecay {
+		if err := ValidateID(c.ID); err != nil {
+			return err
+		}
+	} else if c.ID != "" {
+		return fmt.Errorf("id: decay applies to a whole vault and takes no id (got %q)", clip(c.ID))
+	}
+	switch c.Op {
+	case OpWrite, OpUpdate:
+		set := c.Set
+		if c.Op == OpWrite {
+			set = fieldsAll
+		} else if set == 0 || set&^fieldsAll != 0 {
+			return fmt.Errorf("fields: update sets no known field (mask %#x)", uint8(c.Set))
+		}
+		if set&FieldConcept != 0 {
+			if err := checkText("concept", c.Concept, MaxConcept); err != nil {
+				return err
+			}
+		}
+		if set&FieldContent != 0 {
+			if err := checkText("content", c.Content, MaxContent); err != nil {
+				return err
+			}
+		}
+		if set&FieldTags != 0 {
+			if err := checkTags(c.Tags); err != nil {
+				return err
+			}
+		}
+		if set&FieldConfidence != 0 {
+			if err := checkConfidence(c.Confidence); err != nil {
+				return err
+			}
+		}
+	case OpDecay:
+		if !(c.Factor > 0 && c.Factor <= 1) {
+			return fmt.Errorf("factor: %v is outside (0, 1]", c.Factor)
+		}
+	}
+	return nil
+}
+
+const commandVersion = 1
+
+// EncodeCommand validates c and encodes it in a compact binary form:
+//
+//	version op vault id at(uvarint) then per op:
+//	write:  concept content ntags tags... confidence(f64)
+//	update: fields(byte) then the fields it names, in that order
+//	decay:  factor(f64)
+//
+// Strings are uvarint length + bytes; floats are big-endian IEEE bits.
+func EncodeCommand(c Command) ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("engram command: %w", err)
+	}
+	b := make([]byte, 0, 48+len(c.Vault)+len(c.Concept)+len(c.Content))
+	b = append(b, commandVersion, byte(c.Op))
+	b = appendString(b, c.Vault)
+	b = appendString(b, c.ID)
+	b = binary.AppendUvarint(b, c.At)
+	set := c.Set
+	switch c.Op {
+	case OpWrite:
+		set = fieldsAll
+	case OpUpdate:
+		b = append(b, byte(set))
+	case OpDecay:
+		return binary.BigEndian.AppendUint64(b, math.Float64bits(c.Factor)), nil
+	default:
+		return b, nil
+	}
+	if set&FieldConcept != 0 {
+		b = appendString(b, c.Concept)
+	}
+	if set&FieldContent != 0 {
+		b = appendString(b, c.Content)
+	}
+	if set&FieldTags != 0 {
+		b = binary.AppendUvarint(b, uint64(len(c.Tags)))
+		for _, t := range c.Tags {
+			b = appendString(b, t)
+		}
+	}
+	if set&FieldConfidence != 0 {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.Confidence))
+	}
+	return b, nil
+}
+
+// DecodeCommand decodes and validates EncodeCommand's output. Errors name
+// the field; oversized fields are refused before they are copied.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if len(b) > MaxCommand {
+		return c, fmt.Errorf("engram command: %d bytes exceeds the limit of %d bytes", len(b), MaxCommand)
+	}
+	d := decoder{b: b, what: "engram command"}
+	if v := d.byte("version"); d.err == nil && v != commandVersion {
+		return c, fmt.Errorf("engram command: version: unknown version %d", v)
+	}
+	c.Op = Op(d.byte("op"))
+	if d.err == nil && (c.Op < OpWrite || c.Op > OpAccess) {
+		return c, fmt.Errorf("engram command: op: unknown operation %d", c.Op)
+	}
+	c.Vault = d.string("vault", MaxVaultLen)
+	c.ID = d.string("id", IDLen)
+	c.At = d.uvarint("at", math.MaxUint64)
+	set := Fields(0)
+	switch c.Op {
+	case OpWrite:
+		set = fieldsAll
+	case OpUpdate:
+		set = Fields(d.byte("fields"))
+		c.Set = set
+	case OpDecay:
+		c.Factor = d.float("factor")
+	}
+	if set&FieldConcept != 0 {
+		c.Concept = d.string("concept", MaxConcept)
+	}
+	if set&FieldContent != 0 {
+		c.Content = d.string("content", MaxContent)
+	}
+	if set&FieldTags != 0 {
+		n := d.uvarint("tags", MaxTags)
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.Tags = append(c.Tags, d.string(fmt.Sprintf("tags[%d]", i), MaxTagLen))
+		}
+	}
+	if set&FieldConfidence != 0 {
+		c.Confidence = d.float("confidence")
+	}
+	if err := d.finish(); err != nil {
+		return Command{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Command{}, fmt.Errorf("engram command: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,331 @@
+package core
+
+import (
+	"slices"
+	"time"
+)
+
+// Restored is the durable state a node starts from.
+type Restored struct {
+	HardState HardState
+	// Snap is the position of the last entry compacted away or installed by
+	// snapshot; SnapMembers the membership in force there.
+	Snap        Pos
+	SnapMembers Members
+	// Entries are the retained log entries after Snap, in order.
+	Entries []Entry
+}
+
+// peerView is what this node knows of another node.
+type peerView struct {
+	kind     Kind
+	last     Pos  // from its heartbeats, reports and votes
+	down     bool // its latest SDOWN report
+	downAt   Time // when that report arrived
+	seenAt   Time // last message of any kind
+	hasSeen  bool
+	epoch    Epoch
+	role     Role
+	followed NodeID
+}
+
+// progress is the Cortex's view of one peer's replication.
+type progress struct {
+	match        Seq  // highest seq known durable and matching on the peer
+	next         Seq  // next seq to send
+	inflight     int  // appends sent and not yet answered
+	lastSend     Time // when the last append went out
+	pendingSince Time // when the oldest unsent entry appeared (0: none)
+	echo         Time // newest SentAt the peer echoed
+	snapshot     bool // a snapshot is streaming to it
+	snapshotAt   Time
+}
+
+type pendingWrite struct {
+	id  uint64
+	pos Pos
+}
+
+type pendingRead struct {
+	id    uint64
+	at    Time // reads need echoes of heartbeats sent at or after at
+	index Seq  // and commit at or beyond index
+	lease bool // the lease already covered it
+}
+
+type transfer struct {
+	target   NodeID
+	deadline Time
+	id       uint64
+	sent     bool
+}
+
+// Node is one node's protocol state machine.
+type Node struct {
+	cfg Config
+	now Time
+	rng uint64
+
+	hs       HardState
+	prevHS   HardState // as of the last Ready
+	log      raftLog
+	base     Members // membership in force at log.snap
+	members  Members
+	changeAt Seq // seq of the membership entry in force (0: base)
+
+	role       Role
+	cortex     NodeID
+	lastHeard  Time
+	sdown      bool
+	odown      bool
+	reportDue  Time
+	electionAt Time
+	electEnd   Time
+	votes      map[NodeID]bool
+	freshAt    Time
+	peers      map[NodeID]*peerView
+	hbDue      Time
+
+	// Cortex state.
+	prog       map[NodeID]*progress
+	since      Time // when this node became Cortex
+	leaseFloor Time
+	writes     []pendingWrite
+	reads      []pendingRead
+	xfer       *transfer
+	adminWait  []pendingWrite // membership changes waiting for commit
+
+	rd Ready
+}
+
+// New returns a node restored from r, at time now.
+func New(cfg Config, r Restored, now Time) *Node {
+	cfg = cfg.WithDefaults()
+	n := &Node{
+		cfg:   cfg,
+		now:   now,
+		rng:   cfg.Seed*0x9E3779B97F4A7C15 + 1,
+		hs:    r.HardState,
+		log:   raftLog{snap: r.Snap, entries: slices.Clone(r.Entries)},
+		peers: map[NodeID]*peerView{},
+	}
+	n.prevHS = n.hs
+	n.base = r.SnapMembers.Normalize()
+	if len(n.base) == 0 && r.Snap.Seq == 0 && len(r.Entries) == 0 {
+		n.base = cfg.Bootstrap.Normalize()
+		if len(n.base) > 0 {
+			n.rd.Members = n.base
+		}
+	}
+	n.recomputeMembers()
+	n.role = n.followerRole()
+	if n.hs.Epoch == 0 && n.log.lastSeq() == 0 {
+		// A fresh node has never had a Cortex: nothing to wait out.
+		n.lastHeard = now.Add(-cfg.DownAfter())
+	} else {
+		// A restarted voter may have acknowledged a Cortex's heartbeat just
+		// before it crashed; that Cortex's lease counts on it staying quiet
+		// for a whole SDOWN window, so it waits one out (rule 5).
+		n.lastHeard = now
+	}
+	n.hbDue = now
+	n.reportDue = Never
+	n.electionAt = Never
+	n.electEnd = Never
+	return n
+}
+
+// ID returns the node's id.
+func (n *Node) ID() NodeID { return n.cfg.ID }
+
+// Role returns the node's current role.
+func (n *Node) Role() Role { return n.role }
+
+// Epoch returns the node's current epoch.
+func (n *Node) Epoch() Epoch { return n.hs.Epoch }
+
+// Cortex returns the Cortex this node follows ("" when none is known).
+func (n *Node) Cortex() NodeID { return n.cortex }
+
+// Members returns the membership in force.
+func (n *Node) Members() Members { return slices.Clone(n.members) }
+
+// Last returns the last log position.
+func (n *Node) Last() Pos { return n.log.last() }
+
+// Commit returns the highest position known committed.
+func (n *Node) Commit() Pos { return n.hs.Commit }
+
+// HasReady reports whether Ready holds something to do.
+func (n *Node) HasReady() bool {
+	n.flushHardState()
+	return !n.rd.Empty()
+}
+
+// Ready returns what the driver must do; see the Ready type for the order.
+// The driver calls Advance once it is done.
+func (n *Node) Ready() Ready {
+	n.flushHardState()
+	return n.rd
+}
+
+// Advance tells the core the last Ready was carried out.
+func (n *Node) Advance() {
+	if n.rd.HardState != nil {
+		n.prevHS = *n.rd.HardState
+	}
+	n.rd = Ready{}
+}
+
+func (n *Node) flushHardState() {
+	if n.hs != n.prevHS && (n.rd.HardState == nil || *n.rd.HardState != n.hs) {
+		hs := n.hs
+		n.rd.HardState = &hs
+	}
+}
+
+func (n *Node) followerRole() Role {
+	switch n.cfg.Kind {
+	case KindSentinel:
+		return RoleSentinel
+	case KindObserver:
+		return RoleObserver
+	}
+	return RoleLobe
+}
+
+func (n *Node) self() (Member, bool) { return n.members.Get(n.cfg.ID) }
+
+func (n *Node) isVoter() bool {
+	m, ok := n.self()
+	return ok && m.Voter()
+}
+
+func (n *Node) isDataVoter() bool {
+	m, ok := n.self()
+	return ok && m.DataVoter()
+}
+
+func (n *Node) peer(id NodeID) *peerView {
+	p := n.peers[id]
+	if p == nil {
+		p = &peerView{}
+		n.peers[id] = p
+	}
+	return p
+}
+
+func (n *Node) event(e Event) {
+	e.At = n.now
+	if e.Epoch == 0 {
+		e.Epoch = n.hs.Epoch
+	}
+	n.rd.Events = append(n.rd.Events, e)
+}
+
+func (n *Node) setRole(r Role) {
+	if n.role == r {
+		return
+	}
+	n.role = r
+	n.event(Event{Kind: EventRoleChanged, Role: r, Node: n.cortex})
+}
+
+func (n *Node) send(m Message) {
+	m.From = n.cfg.ID
+	m.Epoch = n.hs.Epoch
+	m.Kind = n.cfg.Kind
+	m.Role = n.role
+	n.rd.Messages = append(n.rd.Messages, m)
+}
+
+// random returns a pseudo-random duration in [0, d), from the seeded source.
+func (n *Node) random(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	n.rng ^= n.rng << 13
+	n.rng ^= n.rng >> 7
+	n.rng ^= n.rng << 17
+	return time.Duration(n.rng % uint64(d))
+}
+
+// recomputeMembers sets members from the latest membership entry in the log,
+// or the base membership when the log holds none.
+func (n *Node) recomputeMembers() {
+	n.members, n.changeAt = n.base, 0
+	for i := len(n.log.entries) - 1; i >= 0; i-- {
+		e := n.log.entries[i]
+		if e.Type != EntryMembership {
+			continue
+		}
+		if ms, err := DecodeMembers(e.Payload); err == nil {
+			n.members, n.changeAt = ms.Normalize(), e.Pos.Seq
+		}
+		break
+	}
+}
+
+// membersAt returns the membership in force at seq s (s >= log.snap.Seq).
+func (n *Node) membersAt(s Seq) Members {
+	for i := len(n.log.entries) - 1; i >= 0; i-- {
+		e := n.log.entries[i]
+		if e.Pos.Seq > s || e.Type != EntryMembership {
+			continue
+		}
+		if ms, err := DecodeMembers(e.Payload); err == nil {
+			return ms.Normalize()
+		}
+	}
+	return n.base
+}
+
+// setEpoch moves to a higher epoch, forgetting the vote and the Cortex.
+func (n *Node) setEpoch(e Epoch) {
+	if e <= n.hs.Epoch {
+		return
+	}
+	n.hs.Epoch = e
+	n.hs.Vote = ""
+	n.cortex = ""
+}
+
+// becomeFollower steps down (if needed) into epoch e following cortex.
+func (n *Node) becomeFollower(e Epoch, cortex NodeID) {
+	wasCortex := n.role == RoleCortex
+	n.setEpoch(e)
+	if wasCortex {
+		n.stepDownCleanup(EventSteppedDown, "saw a higher epoch")
+	}
+	n.cortex = cortex
+	n.electEnd = Never
+	n.votes = nil
+	n.setRole(n.followerRole())
+}
+
+// stepDownCleanup fails what a Cortex was waiting on.
+func (n *Node) stepDownCleanup(kind EventKind, why string) {
+	n.event(Event{Kind: kind, Detail: why})
+	for _, w := range n.writes {
+		n.result(w.id, ResultWrite, Pos{}, errorf(CodeUnknownOutcome, "", "the Cortex stepped down before the write reached a quorum (%s); it may or may not survive: read it back", why))
+	}
+	for _, r := range n.reads {
+		n.result(r.id, ResultRead, Pos{}, errorf(CodeNotCortex, "", "the Cortex stepped down (%s); retry the read", why))
+	}
+	for _, a := range n.adminWait {
+		n.result(a.id, ResultAdmin, Pos{}, errorf(CodeUnknownOutcome, "", "the Cortex stepped down before the membership change committed (%s); check muninn cluster info", why))
+	}
+	if n.xfer != nil {
+		if kind == EventSteppedDown && n.xfer.sent {
+			n.result(n.xfer.id, ResultAdmin, Pos{}, nil)
+		} else {
+			n.result(n.xfer.id, ResultAdmin, Pos{}, errorf(CodeUnknownOutcome, "", "handoff interrupted: %s", why))
+		}
+	}
+	n.writes, n.reads, n.adminWait, n.xfer = nil, nil, nil, nil
+	n.prog = nil
+}
+
+func (n *Node) result(id uint64, kind ResultKind, pos Pos, err *Error) {
+	n.rd.Results = append(n.rd.Results, Result{ID: id, Kind: kind, Pos: pos, Err: err})
+}

@@ -1,0 +1,267 @@
+package core
+
+// maxBatchBytes caps one append's payload.
+const maxBatchBytes = 4 << 20
+
+// appendLocal appends an entry of the Cortex's epoch and schedules it for
+// every peer (rule 7).
+func (n *Node) appendLocal(e Entry) Pos {
+	e.Pos = Pos{Epoch: n.hs.Epoch, Seq: n.log.lastSeq() + 1}
+	n.log.append(e)
+	n.rd.Entries = append(n.rd.Entries, e)
+	if e.Type == EntryMembership {
+		n.recomputeMembers()
+		n.rd.Members = n.members
+		n.event(Event{Kind: EventMembershipChanged, Detail: describeMembers(n.members)})
+		n.syncProgress()
+	}
+	for _, m := range n.members {
+		if pr := n.prog[m.ID]; pr != nil && pr.pendingSince == 0 {
+			pr.pendingSince = n.now
+		}
+	}
+	n.advanceCommit()
+	for _, m := range n.members {
+		n.maybeSend(m.ID)
+	}
+	return e.Pos
+}
+
+// syncProgress adds progress for new members and drops removed ones.
+func (n *Node) syncProgress() {
+	for _, m := range n.members {
+		if m.ID != n.cfg.ID && n.prog[m.ID] == nil {
+			n.prog[m.ID] = &progress{next: n.log.lastSeq() + 1}
+		}
+	}
+	for id := range n.prog {
+		if _, ok := n.members.Get(id); !ok {
+			delete(n.prog, id)
+		}
+	}
+}
+
+// maybeSend pushes entries to a peer by the batching rule: at once when the
+// link is idle, otherwise when 100 entries wait or the oldest has waited
+// 5 ms; never more than MaxInflight appends unanswered.
+func (n *Node) maybeSend(id NodeID) {
+	pr := n.prog[id]
+	if pr == nil || pr.snapshot {
+		return
+	}
+	m, _ := n.members.Get(id)
+	if m.Kind == KindSentinel {
+		pr.pendingSince = 0 // Sentinels hold no data; heartbeats carry the commit point
+		return
+	}
+	last := n.log.lastSeq()
+	for pr.next <= last && pr.inflight < n.cfg.MaxInflight {
+		waiting := int(last - pr.next + 1)
+		if pr.inflight > 0 && waiting < n.cfg.BatchSize && n.now < pr.pendingSince.Add(n.cfg.BatchDelay) {
+			return
+		}
+		prevSeq := pr.next - 1
+		prevEpoch, ok := n.log.epochAt(prevSeq)
+		if !ok {
+			// The peer needs entries we no longer have: snapshot (rule 7).
+			pr.snapshot, pr.snapshotAt = true, n.now
+			pr.pendingSince = 0
+			n.rd.Snapshots = append(n.rd.Snapshots, SnapshotSend{To: id})
+			return
+		}
+		hi := min(last, pr.next+Seq(n.cfg.BatchSize)-1)
+		es := n.log.slice(pr.next, hi, maxBatchBytes)
+		n.send(Message{Type: MsgAppend, To: id, Prev: Pos{Epoch: prevEpoch, Seq: prevSeq},
+			Entries: es, Commit: n.commitCapped(es[len(es)-1].Pos.Seq), SentAt: n.now, Last: n.log.last()})
+		pr.next += Seq(len(es))
+		pr.inflight++
+		pr.lastSend = n.now
+		pr.pendingSince = 0
+		if pr.next <= last {
+			pr.pendingSince = n.now
+		}
+	}
+}
+
+// commitFor is the commit point to tell a peer: capped at what it holds.
+func (n *Node) commitFor(id NodeID) Pos {
+	if m, ok := n.members.Get(id); ok && m.Kind == KindSentinel {
+		return n.hs.Commit
+	}
+	pr := n.prog[id]
+	if pr == nil {
+		return Pos{}
+	}
+	return n.commitCapped(pr.match)
+}
+
+func (n *Node) commitCapped(s Seq) Pos {
+	c := n.hs.Commit
+	if s < c.Seq {
+		if e, ok := n.log.epochAt(s); ok {
+			return Pos{Epoch: e, Seq: s}
+		}
+		return Pos{}
+	}
+	return c
+}
+
+func (n *Node) stepAppendResp(m Message) {
+	if m.Epoch > n.hs.Epoch {
+		n.becomeFollower(m.Epoch, "")
+		return
+	}
+	if n.role != RoleCortex || m.Epoch != n.hs.Epoch {
+		return
+	}
+	pr := n.prog[m.From]
+	if pr == nil {
+		return
+	}
+	if m.SentAt > pr.echo {
+		pr.echo = m.SentAt
+	}
+	if pr.inflight > 0 {
+		pr.inflight--
+	}
+	if m.Reject {
+		// Step back to where the logs may agree (rule 7).
+		back := m.Hint.Seq + 1
+		if e, ok := n.log.epochAt(m.Hint.Seq); ok && e != m.Hint.Epoch && m.Hint.Seq > 0 {
+			back = m.Hint.Seq
+		}
+		if back <= pr.match {
+			back = pr.match + 1
+		}
+		if back < pr.next {
+			pr.next = back
+			pr.inflight = 0
+		}
+	} else {
+		pr.snapshot = false
+		if m.Match.Seq > pr.match && n.log.has(m.Match) || m.Match.Seq > pr.match && m.Match.Seq <= n.log.snap.Seq {
+			pr.match = m.Match.Seq
+		}
+		if pr.next <= pr.match {
+			pr.next = pr.match + 1
+		}
+		n.advanceCommit()
+		n.maybePromote(m.From)
+		n.maybeTimeoutNow()
+	}
+	n.maybeSend(m.From)
+	n.completeReads()
+}
+
+func (n *Node) stepHeartbeatResp(m Message) {
+	if m.Epoch > n.hs.Epoch {
+		n.becomeFollower(m.Epoch, "")
+		return
+	}
+	if n.role != RoleCortex || m.Epoch != n.hs.Epoch {
+		return
+	}
+	pr := n.prog[m.From]
+	if pr == nil {
+		return
+	}
+	if m.SentAt > pr.echo {
+		pr.echo = m.SentAt
+	}
+	// The peer may have lost an append: restart from what it has.
+	if pr.inflight == 0 && !pr.snapshot && m.Last.Seq+1 < pr.next {
+		pr.next = max(pr.match, m.Last.Seq) + 1
+	}
+	n.maybeSend(m.From)
+	n.completeReads()
+}
+
+// advanceCommit moves the commit point to the highest own-epoch entry
+// durable on W data voters (rules 8 and 9), and answers quorum writes.
+func (n *Node) advanceCommit() {
+	w := n.members.WriteQuorum()
+	if w > n.members.DataVoters() {
+		return
+	}
+	var matches []Seq
+	for _, m := range n.members {
+		if !m.DataVoter() {
+			continue
+		}
+		if m.ID == n.cfg.ID {
+			matches = append(matches, n.log.lastSeq())
+		} else if pr := n.prog[m.ID]; pr != nil {
+			matches = append(matches, pr.match)
+		} else {
+			matches = append(matches, 0)
+		}
+	}
+	if len(matches) < w {
+		return
+	}
+	sortDesc(matches)
+	c := matches[w-1]
+	if c <= n.hs.Commit.Seq {
+		return
+	}
+	e, ok := n.log.epochAt(c)
+	if !ok || e != n.hs.Epoch {
+		return // earlier epochs' entries commit only with one of ours
+	}
+	n.hs.Commit = Pos{Epoch: e, Seq: c}
+	kept := n.writes[:0]
+	for _, w := range n.writes {
+		if w.pos.Seq <= c {
+			n.result(w.id, ResultWrite, w.pos, nil)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	n.writes = kept
+	keptAdmin := n.adminWait[:0]
+	for _, a := range n.adminWait {
+		if a.pos.Seq <= c {
+			n.result(a.id, ResultAdmin, a.pos, nil)
+		} else {
+			keptAdmin = append(keptAdmin, a)
+		}
+	}
+	n.adminWait = keptAdmin
+	n.maybeCompact()
+}
+
+func sortDesc(s []Seq) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] > s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// maybeCompact lets the driver prune entries every member has, keeping
+// LogTail of them for peers that fall a little behind.
+func (n *Node) maybeCompact() {
+	upto := n.hs.Commit.Seq
+	if n.role == RoleCortex {
+		for _, m := range n.members {
+			if m.Kind == KindSentinel || m.ID == n.cfg.ID {
+				continue
+			}
+			if pr := n.prog[m.ID]; pr != nil && pr.match < upto {
+				upto = pr.match
+			}
+		}
+	}
+	if upto <= Seq(n.cfg.LogTail) {
+		return
+	}
+	upto -= Seq(n.cfg.LogTail)
+	// Compact in steps so the driver prunes in chunks, not per entry.
+	if upto < n.log.snap.Seq+Seq(n.cfg.LogTail) {
+		return
+	}
+	ms := n.membersAt(upto)
+	n.log.compact(upto)
+	n.base = ms
+	n.rd.Compact = &Compaction{Upto: n.log.snap, Members: ms}
+}

@@ -1,0 +1,74 @@
+package core
+
+// PeerStatus is the node's view of one member.
+type PeerStatus struct {
+	ID      NodeID
+	Kind    Kind
+	Learner bool
+	// Match is what the Cortex knows the peer holds (Cortex only).
+	Match Seq
+	// Echo is the newest heartbeat send time the peer echoed (Cortex only).
+	Echo Time
+	// Seen is when this node last heard from the peer (0: never).
+	Seen Time
+	// Last is the peer's last position as last reported.
+	Last Pos
+	Role Role
+}
+
+// Status is a snapshot of the node's protocol state, for APIs and checkers.
+type Status struct {
+	ID         NodeID
+	Kind       Kind
+	Role       Role
+	Epoch      Epoch
+	Vote       NodeID
+	Cortex     NodeID
+	Last       Pos
+	Commit     Pos
+	Snap       Pos
+	SDown      bool
+	ODown      bool
+	LeaseUntil Time // Cortex only: strong reads need no round before this
+	Staleness  Time // followers: how far behind the Cortex this node may be
+	Handoff    NodeID
+	Members    Members
+	Peers      []PeerStatus
+	Quorum     int
+	WriteQ     int
+}
+
+// Status returns the node's state at its current time.
+func (n *Node) Status() Status {
+	s := Status{
+		ID: n.cfg.ID, Kind: n.cfg.Kind, Role: n.role, Epoch: n.hs.Epoch, Vote: n.hs.Vote,
+		Cortex: n.cortex, Last: n.log.last(), Commit: n.hs.Commit, Snap: n.log.snap,
+		SDown: n.sdown, ODown: n.odown, Members: n.Members(),
+		Quorum: n.members.Quorum(), WriteQ: n.members.WriteQuorum(),
+	}
+	if n.role == RoleCortex {
+		s.LeaseUntil = n.leaseUntil()
+	} else {
+		s.Staleness = n.staleness()
+	}
+	if n.xfer != nil {
+		s.Handoff = n.xfer.target
+	}
+	for _, m := range n.members {
+		if m.ID == n.cfg.ID {
+			continue
+		}
+		ps := PeerStatus{ID: m.ID, Kind: m.Kind, Learner: m.Learner}
+		if p := n.peers[m.ID]; p != nil {
+			ps.Seen, ps.Last, ps.Role = p.seenAt, p.last, p.role
+		}
+		if pr := n.prog[m.ID]; pr != nil {
+			ps.Match, ps.Echo = pr.match, pr.echo
+		}
+		s.Peers = append(s.Peers, ps)
+	}
+	return s
+}
+
+// Now returns the node's clock as last advanced.
+func (n *Node) Now() Time { return n.now }

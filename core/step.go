@@ -1,0 +1,104 @@
+package core
+
+// Step feeds one message received at now. Messages from nodes outside the
+// membership are accepted only from a Cortex (a joining node learns its
+// membership from the log).
+func (n *Node) Step(now Time, m Message) {
+	n.advanceClock(now)
+	if m.From == n.cfg.ID || !m.Type.Valid() {
+		return
+	}
+	p := n.peer(m.From)
+	p.kind, p.seenAt, p.hasSeen, p.epoch, p.role = m.Kind, n.now, true, m.Epoch, m.Role
+	switch m.Type {
+	case MsgHeartbeat:
+		n.stepHeartbeat(m, p)
+	case MsgHeartbeatResp:
+		n.stepHeartbeatResp(m)
+	case MsgAppend:
+		n.stepAppend(m)
+	case MsgAppendResp:
+		n.stepAppendResp(m)
+	case MsgSDown:
+		n.stepSDown(m, p)
+	case MsgVote:
+		n.stepVote(m, p)
+	case MsgVoteResp:
+		n.stepVoteResp(m)
+	case MsgTimeoutNow:
+		n.stepTimeoutNow(m)
+	}
+}
+
+// heardCortex handles contact from the Cortex of epoch m.Epoch >= ours.
+func (n *Node) heardCortex(m Message) {
+	if m.Epoch > n.hs.Epoch || n.role == RoleCandidate || n.cortex != m.From {
+		if n.role == RoleCortex && m.Epoch == n.hs.Epoch {
+			n.event(Event{Kind: EventViolation, Node: m.From, Detail: "two Cortexes in one epoch"})
+			return
+		}
+		n.becomeFollower(m.Epoch, m.From)
+	}
+	n.lastHeard = n.now
+	n.electionAt = Never
+	if n.sdown {
+		n.sdown = false
+		n.odown = false
+		n.event(Event{Kind: EventSDownCleared, Node: m.From})
+		if n.isVoter() {
+			n.report(false)
+		}
+	}
+}
+
+func (n *Node) stepHeartbeat(m Message, p *peerView) {
+	p.last, p.followed = m.Last, m.Cortex
+	if m.Role != RoleCortex {
+		// A peer's heartbeat: a higher epoch that already has a Cortex
+		// means we are behind (rule 6).
+		if m.Epoch > n.hs.Epoch && m.Cortex != "" && m.Cortex != n.cfg.ID {
+			n.becomeFollower(m.Epoch, "")
+		}
+		return
+	}
+	if m.Epoch < n.hs.Epoch {
+		n.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Last: n.log.last(), Reject: true})
+		return
+	}
+	n.heardCortex(m)
+	if n.role == RoleCortex {
+		return
+	}
+	n.learnCommit(m.Commit)
+	n.noteFresh(m.Last)
+	n.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Last: n.log.last()})
+}
+
+// learnCommit records a commit point heard from the Cortex. A data node
+// takes it only if its log holds that position; a Sentinel keeps it to judge
+// candidates (rule 5).
+func (n *Node) learnCommit(c Pos) {
+	if !n.hs.Commit.Less(c) {
+		return
+	}
+	if n.cfg.Kind == KindSentinel || n.log.has(c) {
+		n.hs.Commit = c
+	}
+}
+
+// noteFresh records that this node holds everything the Cortex had when it
+// sent a message carrying cortexLast.
+func (n *Node) noteFresh(cortexLast Pos) {
+	if n.log.lastSeq() >= cortexLast.Seq && n.log.has(cortexLast) {
+		n.freshAt = n.now
+	}
+}
+
+func (n *Node) stepSDown(m Message, p *peerView) {
+	p.last = m.Last
+	p.down = m.Down
+	p.downAt = n.now
+	if n.role != RoleCortex {
+		n.checkODown()
+	}
+}

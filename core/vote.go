@@ -1,0 +1,128 @@
+package core
+
+// campaign starts an election for epoch+1 (rule 4). A handoff candidate
+// carries the Cortex's sanction (rule 14).
+func (n *Node) campaign(handoff bool) {
+	n.setEpoch(n.hs.Epoch + 1)
+	n.hs.Vote = n.cfg.ID
+	n.votes = map[NodeID]bool{n.cfg.ID: true}
+	n.setRole(RoleCandidate)
+	n.electionAt = Never
+	n.electEnd = n.now.Add(n.cfg.Heartbeat)
+	n.event(Event{Kind: EventElectionStarted, Node: n.cfg.ID})
+	for _, m := range n.members {
+		if m.ID != n.cfg.ID && m.Voter() {
+			n.send(Message{Type: MsgVote, To: m.ID, Last: n.log.last(), Handoff: handoff})
+		}
+	}
+	n.checkWon()
+}
+
+// considersCortexDown is the condition for an ordinary vote (rule 5): no
+// word from a Cortex for a whole SDOWN window.
+func (n *Node) considersCortexDown() bool {
+	return n.role != RoleCortex && n.now >= n.lastHeard.Add(n.cfg.DownAfter())
+}
+
+func (n *Node) stepVote(m Message, p *peerView) {
+	p.last = m.Last
+	refuse := func() { n.send(Message{Type: MsgVoteResp, To: m.From, Granted: false}) }
+	if m.Epoch < n.hs.Epoch || (m.Epoch == n.hs.Epoch && n.cortex != "") {
+		refuse()
+		return
+	}
+	if !n.isVoter() {
+		refuse()
+		return
+	}
+	if cand, ok := n.members.Get(m.From); !ok || !cand.DataVoter() {
+		refuse()
+		return
+	}
+	if m.Handoff {
+		// Sanctioned by the Cortex, which gave up its lease first.
+		if m.Epoch > n.hs.Epoch+1 {
+			refuse()
+			return
+		}
+	} else if !n.considersCortexDown() {
+		// The Cortex is alive as far as we know: refuse without taking
+		// the epoch, so a cut-off node cannot disrupt a healthy cluster.
+		refuse()
+		return
+	}
+	if !n.upToDate(m.Last) {
+		if m.Epoch > n.hs.Epoch {
+			n.becomeFollower(m.Epoch, "")
+		}
+		refuse()
+		return
+	}
+	if m.Epoch > n.hs.Epoch {
+		n.becomeFollower(m.Epoch, "")
+	}
+	if n.hs.Vote != "" && n.hs.Vote != m.From {
+		refuse()
+		return
+	}
+	// The vote is persisted (HardState) before this reply goes out.
+	n.hs.Vote = m.From
+	n.send(Message{Type: MsgVoteResp, To: m.From, Granted: true})
+}
+
+// upToDate is rule 5's log check: a data node compares last positions, a
+// Sentinel compares with the commit point it last heard.
+func (n *Node) upToDate(last Pos) bool {
+	if n.cfg.Broken == BrokenNoLogCheck {
+		return true
+	}
+	if n.cfg.Kind == KindSentinel {
+		return !last.Less(n.hs.Commit)
+	}
+	return !last.Less(n.log.last())
+}
+
+func (n *Node) stepVoteResp(m Message) {
+	if m.Epoch > n.hs.Epoch {
+		n.becomeFollower(m.Epoch, "")
+		return
+	}
+	if n.role != RoleCandidate || m.Epoch != n.hs.Epoch || !m.Granted {
+		return
+	}
+	n.votes[m.From] = true
+	n.checkWon()
+}
+
+func (n *Node) checkWon() {
+	got := 0
+	for _, m := range n.members {
+		if m.Voter() && n.votes[m.ID] {
+			got++
+		}
+	}
+	if got >= n.members.Quorum() {
+		n.becomeCortex(got)
+	}
+}
+
+// becomeCortex takes over: epoch-start entry first (rule 6), then push.
+func (n *Node) becomeCortex(votes int) {
+	n.role = RoleCortex
+	n.cortex = n.cfg.ID
+	n.since, n.leaseFloor = n.now, n.now
+	n.sdown, n.odown = false, false
+	n.electEnd, n.electionAt, n.reportDue = Never, Never, Never
+	n.votes = nil
+	n.prog = map[NodeID]*progress{}
+	last := n.log.lastSeq()
+	for _, m := range n.members {
+		if m.ID != n.cfg.ID {
+			n.prog[m.ID] = &progress{next: last + 1}
+		}
+	}
+	n.event(Event{Kind: EventElected, Node: n.cfg.ID, Votes: votes, Voters: n.members.Voters()})
+	n.event(Event{Kind: EventRoleChanged, Role: RoleCortex, Node: n.cfg.ID})
+	n.appendLocal(Entry{Type: EntryEpochStart})
+	n.broadcastHeartbeat()
+}
