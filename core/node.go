@@ -296,6 +296,9 @@ func (n *Node) becomeFollower(e Epoch, cortex NodeID) {
 	n.setEpoch(e)
 	if wasCortex {
 		n.stepDownCleanup(EventSteppedDown, "saw a higher epoch")
+		// It led until now: that is contact, not an SDOWN window's silence.
+		n.lastHeard = n.now
+		n.sdown = false
 	}
 	n.cortex = cortex
 	n.electEnd = Never

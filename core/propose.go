@@ -28,7 +28,7 @@ func (n *Node) Propose(now Time, id uint64, payload []byte, d Durability) {
 func (n *Node) canWrite(d Durability) *Error {
 	switch {
 	case n.cfg.Kind == KindSentinel || n.cfg.Kind == KindObserver:
-		return errorf(CodeReadOnly, n.cortex, "this node is a %s and takes no writes; send writes to the Cortex %s", n.cfg.Kind, orUnknown(n.cortex))
+		return errorf(CodeReadOnly, n.cortex, "this node is %s and takes no writes; send writes to the Cortex %s", article(n.cfg.Kind), orUnknown(n.cortex))
 	case n.role != RoleCortex && n.cortex == "":
 		return errorf(CodeNoCortex, "", "no Cortex is known (an election is under way); retry shortly")
 	case n.role != RoleCortex:
@@ -132,4 +132,11 @@ func (n *Node) completeReads() {
 		}
 	}
 	n.reads = kept
+}
+
+func article(k Kind) string {
+	if k == KindObserver {
+		return "an observer"
+	}
+	return "a " + k.String()
 }

@@ -47,6 +47,8 @@ func (n *Node) heardCortex(m Message) {
 		n.event(Event{Kind: EventSDownCleared, Node: m.From})
 		if n.isVoter() {
 			n.report(false)
+		} else {
+			n.reportDue = Never
 		}
 	}
 }

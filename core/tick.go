@@ -36,7 +36,9 @@ func (n *Node) NextDeadline() Time {
 			if pr == nil {
 				continue
 			}
-			if pr.pendingSince != 0 {
+			// A full window or a snapshot in flight waits for an answer,
+			// not the batch timer (else NextDeadline stays in the past).
+			if pr.pendingSince != 0 && !pr.snapshot && pr.inflight < n.cfg.MaxInflight {
 				d = min(d, pr.pendingSince.Add(n.cfg.BatchDelay))
 			}
 			if pr.inflight > 0 {
@@ -109,8 +111,14 @@ func (n *Node) tickFollower() {
 		}
 		n.reportDue = n.now
 	}
-	if n.sdown && n.isVoter() && n.now >= n.reportDue {
-		n.report(true)
+	if n.sdown && n.now >= n.reportDue {
+		if n.isVoter() {
+			n.report(true)
+		} else {
+			// Observers and learners report nothing; re-check a beat later
+			// (a past reportDue would make NextDeadline spin).
+			n.reportDue = n.now.Add(n.cfg.Heartbeat)
+		}
 	}
 	n.checkODown()
 	if n.role == RoleCandidate && n.now >= n.electEnd {
@@ -168,6 +176,11 @@ func (n *Node) checkODown() {
 	}
 	was := n.odown
 	n.odown = count >= n.members.Quorum()
+	if n.odown && was && n.electionAt == Never && n.role != RoleCandidate && n.isDataVoter() {
+		// A rival's higher epoch ended our candidacy (becomeFollower) while
+		// the Cortex stays down: without this nothing would ever run again.
+		n.electionAt = n.now.Add(n.cfg.Heartbeat/4 + n.random(n.cfg.Heartbeat) + time.Duration(n.rank())*n.stagger())
+	}
 	if !n.odown || was {
 		return
 	}
@@ -192,7 +205,10 @@ func (n *Node) rank() int {
 			continue
 		}
 		p := n.peers[m.ID]
-		if p == nil || !n.reportValid(p) {
+		// A live peer counts even before its SDOWN report arrives (its
+		// heartbeats carry its last position): else two good candidates
+		// that each reach ODOWN first both run at once and split the vote.
+		if p == nil || !(n.reportValid(p) || p.hasSeen && n.now < p.seenAt.Add(n.cfg.DownAfter())) {
 			continue
 		}
 		if mine.Less(p.last) || (p.last == mine && m.ID < n.cfg.ID) {
