@@ -67,6 +67,8 @@ func (n *Node) stepVote(m Message, p *peerView) {
 	}
 	// The vote is persisted (HardState) before this reply goes out.
 	n.hs.Vote = m.From
+	// Give the candidate its election time before running ourselves.
+	n.electionAt = n.now.Add(n.cfg.Heartbeat + n.random(n.cfg.Heartbeat/2))
 	n.send(Message{Type: MsgVoteResp, To: m.From, Granted: true})
 }
 
