@@ -1,0 +1,305 @@
+package mbp
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/muninndb/muninn/core"
+)
+
+// NonceLen is the size of each side's fresh random challenge.
+const NonceLen = 32
+
+// MaxAddrLen bounds the addresses a hello advertises.
+const MaxAddrLen = 256
+
+// maxReasonLen bounds a refusal's reason.
+const maxReasonLen = 256
+
+// macLabel domain-separates MBP proofs from every other use of the secret.
+const macLabel = "muninn-mbp-v1"
+
+// Purpose says what an authenticated connection is for.
+type Purpose byte
+
+const (
+	// PurposeControl is the one persistent connection per peer pair that
+	// carries core messages.
+	PurposeControl Purpose = 1
+	// PurposeSnapshot is a connection of its own for one snapshot stream, so
+	// chunks never delay heartbeats.
+	PurposeSnapshot Purpose = 2
+)
+
+func (p Purpose) String() string {
+	switch p {
+	case PurposeControl:
+		return "control"
+	case PurposeSnapshot:
+		return "snapshot"
+	}
+	return fmt.Sprintf("purpose(%d)", byte(p))
+}
+
+// Hello is what each side says about itself in the handshake. Kinds are
+// exchanged here so bootstrap knows the voters among the seeds.
+type Hello struct {
+	ID      core.NodeID
+	Kind    core.Kind
+	APIAddr string // the REST API address (8475), for forwarding and clients
+	MBPAddr string // the advertised MBP address, for snapshot connections
+	Purpose Purpose
+}
+
+// HandshakeConfig is one side's part of a handshake.
+type HandshakeConfig struct {
+	Local  Hello
+	Secret []byte
+	// Rand supplies nonces; crypto/rand when nil.
+	Rand io.Reader
+}
+
+// Handshake errors. ErrAuth means the peer does not hold our secret (or
+// refused ours); the message never contains the secret.
+var (
+	ErrHandshake = errors.New("mbp: handshake failed")
+	ErrAuth      = errors.New("mbp: authentication failed (cluster_secret mismatch?)")
+)
+
+// DialHandshake runs the dialer's side over rw and returns the listener's
+// hello once both sides have proved they hold the secret:
+//
+//	dialer   -> hello(dialer, nonce_d)
+//	listener -> challenge(hello(listener, nonce_l), proof_l)
+//	dialer   -> proof(proof_d)              (after checking proof_l)
+//	listener -> accept                      (after checking proof_d)
+//
+// proof_x = HMAC-SHA256(secret, transcript(x)); see macInput. The caller
+// bounds the exchange with a deadline.
+func DialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, error) {
+	nd, err := nonce(hc.Rand)
+	if err != nil {
+		return Hello{}, err
+	}
+	helloD := appendHello(nil, hc.Local, nd)
+	if err := WriteFrame(rw, FrameHello, 0, helloD); err != nil {
+		return Hello{}, fmt.Errorf("%w: sending hello: %v", ErrHandshake, err)
+	}
+	f, err := readHandshakeFrame(rw, FrameChallenge)
+	if err != nil {
+		return Hello{}, err
+	}
+	if len(f.Payload) < NonceLen {
+		return Hello{}, refuse(rw, fmt.Errorf("%w: challenge of %d bytes", ErrHandshake, len(f.Payload)))
+	}
+	helloL := f.Payload[:len(f.Payload)-sha256.Size]
+	proofL := f.Payload[len(f.Payload)-sha256.Size:]
+	peer, nl, err := parseHello(helloL)
+	if err != nil {
+		return Hello{}, refuse(rw, err)
+	}
+	if peer.ID == hc.Local.ID {
+		return Hello{}, refuse(rw, fmt.Errorf("%w: peer has our own node id %q (dialed ourselves?)", ErrHandshake, peer.ID))
+	}
+	if peer.Purpose != hc.Local.Purpose {
+		return Hello{}, refuse(rw, fmt.Errorf("%w: peer answered a %s connection as %s", ErrHandshake, hc.Local.Purpose, peer.Purpose))
+	}
+	want := proof(hc.Secret, "listener", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
+	if !hmac.Equal(want, proofL) {
+		return Hello{}, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
+	}
+	mine := proof(hc.Secret, "dialer", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
+	if err := WriteFrame(rw, FrameProof, 0, mine); err != nil {
+		return Hello{}, fmt.Errorf("%w: sending proof: %v", ErrHandshake, err)
+	}
+	if _, err := readHandshakeFrame(rw, FrameAccept); err != nil {
+		return Hello{}, err
+	}
+	return peer, nil
+}
+
+// AcceptHandshake runs the listener's side over rw (see DialHandshake) and
+// returns the dialer's hello once it has proved it holds the secret. Any
+// frame other than the expected handshake frame is refused.
+func AcceptHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, error) {
+	f, err := readHandshakeFrame(rw, FrameHello)
+	if err != nil {
+		return Hello{}, err
+	}
+	helloD := f.Payload
+	peer, nd, err := parseHello(helloD)
+	if err != nil {
+		return Hello{}, refuse(rw, err)
+	}
+	if peer.ID == hc.Local.ID {
+		return Hello{}, refuse(rw, fmt.Errorf("%w: peer has our own node id %q", ErrHandshake, peer.ID))
+	}
+	nl, err := nonce(hc.Rand)
+	if err != nil {
+		return Hello{}, err
+	}
+	local := hc.Local
+	local.Purpose = peer.Purpose
+	helloL := appendHello(nil, local, nl)
+	mine := proof(hc.Secret, "listener", peer.ID, hc.Local.ID, nd, nl, helloD, helloL)
+	if err := WriteFrame(rw, FrameChallenge, 0, append(helloL[:len(helloL):len(helloL)], mine...)); err != nil {
+		return Hello{}, fmt.Errorf("%w: sending challenge: %v", ErrHandshake, err)
+	}
+	f, err = readHandshakeFrame(rw, FrameProof)
+	if err != nil {
+		return Hello{}, err
+	}
+	want := proof(hc.Secret, "dialer", peer.ID, hc.Local.ID, nd, nl, helloD, helloL)
+	if !hmac.Equal(want, f.Payload) {
+		return Hello{}, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
+	}
+	if err := WriteFrame(rw, FrameAccept, 0, nil); err != nil {
+		return Hello{}, fmt.Errorf("%w: sending accept: %v", ErrHandshake, err)
+	}
+	return peer, nil
+}
+
+// readHandshakeFrame reads one small frame and insists on type want; a
+// refusal from the peer becomes an error carrying its reason.
+func readHandshakeFrame(rw io.ReadWriter, want FrameType) (Frame, error) {
+	f, err := ReadFrame(rw, handshakeFrameLimit)
+	if err != nil {
+		if errors.Is(err, ErrVersion) || errors.Is(err, ErrType) || errors.Is(err, ErrFlags) || errors.Is(err, ErrTooLarge) {
+			return Frame{}, refuse(rw, fmt.Errorf("%w: %w", ErrHandshake, err))
+		}
+		return Frame{}, fmt.Errorf("%w: waiting for %s: %w", ErrHandshake, want, err)
+	}
+	if f.Type == FrameRefuse {
+		reason := f.Payload
+		if len(reason) > maxReasonLen {
+			reason = reason[:maxReasonLen]
+		}
+		base := ErrHandshake
+		if bytes.HasPrefix(reason, []byte("auth:")) {
+			base = ErrAuth
+		}
+		return Frame{}, fmt.Errorf("%w: refused by peer: %q", base, reason)
+	}
+	if f.Type != want || f.Flags != 0 {
+		return Frame{}, refuse(rw, fmt.Errorf("%w: got a %s frame (flags 0x%02x) before authentication completed, want %s", ErrHandshake, f.Type, byte(f.Flags), want))
+	}
+	return f, nil
+}
+
+// refuse tells the peer why (best effort) and returns err. The reason sent
+// is err's text, which never holds the secret; auth failures are prefixed
+// "auth:" so the peer reports them as such.
+func refuse(w io.Writer, err error) error {
+	reason := err.Error()
+	if errors.Is(err, ErrAuth) {
+		reason = "auth: cluster_secret mismatch"
+	}
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	_ = WriteFrame(w, FrameRefuse, 0, []byte(reason))
+	return err
+}
+
+func nonce(r io.Reader) ([]byte, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	n := make([]byte, NonceLen)
+	if _, err := io.ReadFull(r, n); err != nil {
+		return nil, fmt.Errorf("%w: no randomness for a nonce: %v", ErrHandshake, err)
+	}
+	return n, nil
+}
+
+// proof is HMAC-SHA256(secret, macInput(...)).
+func proof(secret []byte, role string, dialer, listener core.NodeID, nd, nl, helloD, helloL []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(macInput(role, dialer, listener, nd, nl, helloD, helloL))
+	return m.Sum(nil)
+}
+
+// macInput is what each side's proof covers:
+//
+//	"muninn-mbp-v1" | role | dialer id | listener id | dialer nonce |
+//	listener nonce | version | dialer hello | listener hello
+//
+// with every variable-length field length-prefixed. The role ("dialer" or
+// "listener") stops a proof being reflected back; both nonces make each
+// proof single-use; the hellos bind the advertised kind and addresses.
+func macInput(role string, dialer, listener core.NodeID, nd, nl, helloD, helloL []byte) []byte {
+	b := make([]byte, 0, 128+len(helloD)+len(helloL))
+	b = append(b, macLabel...)
+	b = appendString(b, role)
+	b = appendString(b, string(dialer))
+	b = appendString(b, string(listener))
+	b = append(b, nd...)
+	b = append(b, nl...)
+	b = append(b, Version)
+	b = appendString(b, string(helloD))
+	b = appendString(b, string(helloL))
+	return b
+}
+
+// appendHello encodes: purpose, id, kind, api addr, mbp addr, nonce.
+func appendHello(b []byte, h Hello, nonce []byte) []byte {
+	b = append(b, byte(h.Purpose))
+	b = appendString(b, string(h.ID))
+	b = append(b, byte(h.Kind))
+	b = appendString(b, h.APIAddr)
+	b = appendString(b, h.MBPAddr)
+	return append(b, nonce...)
+}
+
+func parseHello(b []byte) (Hello, []byte, error) {
+	bad := func(format string, args ...any) (Hello, []byte, error) {
+		return Hello{}, nil, fmt.Errorf("%w: bad hello: %s", ErrHandshake, fmt.Sprintf(format, args...))
+	}
+	var h Hello
+	str := func(max int) (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(max) || n > uint64(len(b)-k) {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	if len(b) < 1 {
+		return bad("empty")
+	}
+	h.Purpose = Purpose(b[0])
+	b = b[1:]
+	if h.Purpose != PurposeControl && h.Purpose != PurposeSnapshot {
+		return bad("unknown purpose %d", byte(h.Purpose))
+	}
+	id, ok := str(core.MaxNodeIDLen)
+	if !ok || id == "" {
+		return bad("node id missing or over %d bytes", core.MaxNodeIDLen)
+	}
+	h.ID = core.NodeID(id)
+	if len(b) < 1 {
+		return bad("truncated")
+	}
+	h.Kind = core.Kind(b[0])
+	b = b[1:]
+	if h.Kind > core.KindObserver {
+		return bad("unknown kind %d", byte(h.Kind))
+	}
+	if h.APIAddr, ok = str(MaxAddrLen); !ok {
+		return bad("api address missing or over %d bytes", MaxAddrLen)
+	}
+	if h.MBPAddr, ok = str(MaxAddrLen); !ok {
+		return bad("mbp address missing or over %d bytes", MaxAddrLen)
+	}
+	if len(b) != NonceLen {
+		return bad("nonce of %d bytes, want %d", len(b), NonceLen)
+	}
+	return h, b, nil
+}

@@ -1,0 +1,745 @@
+package mbp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"golang.org/x/time/rate"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultDialTimeout      = 3 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultBackoffMin       = 100 * time.Millisecond
+	DefaultBackoffMax       = 5 * time.Second
+	DefaultQueueLen         = 4096     // messages per lane per peer
+	DefaultQueueBytes       = 64 << 20 // queued append bytes per peer
+	DefaultRecvLen          = 4096
+	DefaultSnapshotRateMB   = 100 // snapshot_rate_mb, in 10^6 bytes/s
+)
+
+// Config configures a Transport. Zero fields take the defaults above.
+type Config struct {
+	ID     core.NodeID
+	Kind   core.Kind
+	Secret []byte // cluster_secret; required
+	// ListenAddr is cluster.bind_addr (":8474"); "127.0.0.1:0" in tests.
+	ListenAddr string
+	// APIAddr is advertised in the handshake: where this node's REST API is.
+	APIAddr string
+	// AdvertiseAddr is the MBP address peers dial back for snapshots;
+	// the listener's address when empty.
+	AdvertiseAddr string
+	Logger        *slog.Logger
+	// MaxFrame lowers the frame payload limit (at most the hard MaxFrame).
+	MaxFrame         int
+	HandshakeTimeout time.Duration
+	DialTimeout      time.Duration
+	// WriteTimeout closes a connection whose writes stall this long.
+	WriteTimeout time.Duration
+	// BackoffMin and BackoffMax bound the jittered exponential redial delay.
+	BackoffMin, BackoffMax time.Duration
+	// QueueLen caps each lane of a peer's queue; QueueBytes caps the queued
+	// append bytes per peer. Sends beyond are dropped and counted.
+	QueueLen   int
+	QueueBytes int
+	RecvLen    int
+	// SnapshotRateMB is snapshot_rate_mb: outgoing snapshot bytes per second
+	// (10^6), shared by all streams; negative means unlimited.
+	SnapshotRateMB int
+	// SnapshotChunk is the chunk size (1 MiB by default).
+	SnapshotChunk int
+	// SnapshotStaging returns the empty-or-resumable staging directory for an
+	// incoming snapshot; nil refuses incoming snapshots.
+	SnapshotStaging func(from core.NodeID, id string) (string, error)
+	// OnSnapshot is called once an incoming snapshot is complete and every
+	// file's SHA-256 checked.
+	OnSnapshot func(from core.NodeID, id, dir string)
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&c.DialTimeout, DefaultDialTimeout)
+	def(&c.WriteTimeout, DefaultWriteTimeout)
+	def(&c.BackoffMin, DefaultBackoffMin)
+	def(&c.BackoffMax, DefaultBackoffMax)
+	c.MaxFrame = checkLimit(c.MaxFrame)
+	if c.QueueLen <= 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.RecvLen <= 0 {
+		c.RecvLen = DefaultRecvLen
+	}
+	if c.SnapshotRateMB == 0 {
+		c.SnapshotRateMB = DefaultSnapshotRateMB
+	}
+	if c.SnapshotChunk <= 0 || c.SnapshotChunk > c.MaxFrame-64 {
+		c.SnapshotChunk = min(DefaultSnapshotChunk, c.MaxFrame-64)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// PeerInfo describes one peer for status output.
+type PeerInfo struct {
+	ID        core.NodeID
+	Kind      core.Kind
+	Addr      string // the connection's remote address
+	APIAddr   string
+	MBPAddr   string
+	Connected bool
+	Dialed    bool // this node dialed the current connection
+	Since     time.Time
+	Sent      uint64 // messages written
+	Received  uint64 // messages delivered to Recv
+	Dropped   uint64 // messages dropped (queue full, not connected, too large)
+	Queued    int
+}
+
+// PeerEvent reports a peer connecting (Up) or going away.
+type PeerEvent struct {
+	Peer PeerInfo
+	Up   bool
+}
+
+// Transport is one node's MBP endpoint: a listener, persistent dialers, one
+// authenticated control connection per peer pair, and snapshot streams.
+// Every goroutine it starts stops in Close.
+type Transport struct {
+	cfg     Config
+	log     *slog.Logger
+	zc      *Compressor
+	limiter *rate.Limiter
+	recv    chan core.Message
+	events  chan PeerEvent
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.RWMutex
+	closed  bool
+	ln      net.Listener
+	addr    string
+	peers   map[core.NodeID]*peer
+	dials   map[string]bool
+	pending map[net.Conn]struct{} // conns not owned by a peer: handshakes, snapshots
+	snaps   map[string]*progress
+
+	dropped       atomic.Uint64 // sends to unknown or disconnected peers
+	droppedEvents atomic.Uint64
+}
+
+type peer struct {
+	id    core.NodeID
+	q     *queue
+	hello Hello         // guarded by Transport.mu
+	conn  *conn         // guarded by Transport.mu; nil when disconnected
+	down  chan struct{} // closed when the peer disconnects
+	since time.Time
+
+	sent, received, dropped atomic.Uint64
+}
+
+type conn struct {
+	nc     net.Conn
+	p      *peer
+	dialed bool        // this node dialed it
+	dialer core.NodeID // who dialed it
+	done   chan struct{}
+	once   sync.Once
+}
+
+func (c *conn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		_ = c.nc.Close()
+	})
+}
+
+// New returns a Transport; call Listen and Connect to start it.
+func New(cfg Config) *Transport {
+	cfg = cfg.withDefaults()
+	zc, err := NewCompressor(cfg.MaxFrame)
+	if err != nil {
+		panic(fmt.Sprintf("mbp: zstd: %v", err)) // only bad static options
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lim := rate.NewLimiter(rate.Inf, cfg.SnapshotChunk)
+	if cfg.SnapshotRateMB > 0 {
+		lim = rate.NewLimiter(rate.Limit(float64(cfg.SnapshotRateMB)*1e6), cfg.SnapshotChunk)
+	}
+	return &Transport{
+		cfg: cfg, log: cfg.Logger.With("component", "mbp", "node", string(cfg.ID)), zc: zc, limiter: lim,
+		recv: make(chan core.Message, cfg.RecvLen), events: make(chan PeerEvent, 256),
+		ctx: ctx, cancel: cancel,
+		peers: map[core.NodeID]*peer{}, dials: map[string]bool{}, pending: map[net.Conn]struct{}{},
+		snaps: map[string]*progress{},
+	}
+}
+
+// errConfig checks what every connection needs.
+func (t *Transport) errConfig() error {
+	if t.cfg.ID == "" || len(t.cfg.ID) > core.MaxNodeIDLen {
+		return fmt.Errorf("mbp: node id %q is empty or over %d bytes: set cluster.node_id", t.cfg.ID, core.MaxNodeIDLen)
+	}
+	if len(t.cfg.Secret) == 0 {
+		return errors.New("mbp: cluster_secret is empty: set cluster.cluster_secret (MUNINN_CLUSTER_SECRET)")
+	}
+	if len(t.cfg.APIAddr) > MaxAddrLen || len(t.cfg.AdvertiseAddr) > MaxAddrLen {
+		return fmt.Errorf("mbp: advertised address over %d bytes", MaxAddrLen)
+	}
+	return nil
+}
+
+// Listen binds ListenAddr and accepts peers in the background.
+func (t *Transport) Listen() error {
+	if err := t.errConfig(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", t.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("mbp: listen on %s (cluster.bind_addr): %w", t.cfg.ListenAddr, err)
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	t.ln = ln
+	t.addr = t.cfg.AdvertiseAddr
+	if t.addr == "" {
+		t.addr = ln.Addr().String()
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	t.log.Info("mbp listening", "addr", ln.Addr().String())
+	go t.acceptLoop(ln)
+	return nil
+}
+
+// Addr is the listener's address ("" before Listen).
+func (t *Transport) Addr() string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.ln == nil {
+		return ""
+	}
+	return t.ln.Addr().String()
+}
+
+func (t *Transport) hello(p Purpose) HandshakeConfig {
+	t.mu.RLock()
+	addr := t.addr
+	t.mu.RUnlock()
+	return HandshakeConfig{Secret: t.cfg.Secret, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p}}
+}
+
+// track registers a connection not yet owned by a peer so Close can end it.
+func (t *Transport) track(nc net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		nc.Close()
+		return false
+	}
+	t.pending[nc] = struct{}{}
+	return true
+}
+
+func (t *Transport) untrack(nc net.Conn) {
+	t.mu.Lock()
+	delete(t.pending, nc)
+	t.mu.Unlock()
+}
+
+func (t *Transport) acceptLoop(ln net.Listener) {
+	defer t.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil {
+				return
+			}
+			t.log.Warn("mbp accept failed", "err", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-t.ctx.Done():
+				return
+			}
+			continue
+		}
+		if !t.track(nc) {
+			continue
+		}
+		t.wg.Add(1)
+		go t.serve(nc)
+	}
+}
+
+// serve authenticates an inbound connection and hands it on.
+func (t *Transport) serve(nc net.Conn) {
+	defer t.wg.Done()
+	remote := nc.RemoteAddr().String()
+	_ = nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	h, err := AcceptHandshake(nc, t.hello(0))
+	_ = nc.SetDeadline(time.Time{})
+	if err != nil {
+		t.untrack(nc)
+		nc.Close()
+		t.logRefusal(remote, err)
+		return
+	}
+	switch h.Purpose {
+	case PurposeControl:
+		t.untrack(nc)
+		t.attach(nc, h, false)
+	case PurposeSnapshot:
+		t.serveSnapshot(nc, h)
+		t.untrack(nc)
+		nc.Close()
+	}
+}
+
+func (t *Transport) logRefusal(remote string, err error) {
+	switch {
+	case t.ctx.Err() != nil:
+	case errors.Is(err, ErrAuth):
+		t.log.Warn("mbp connection refused: authentication failed, check cluster_secret on both nodes", "remote", remote, "err", err)
+	default:
+		t.log.Warn("mbp connection refused", "remote", remote, "err", err)
+	}
+}
+
+// Connect keeps a connection to addr (a seed or peer) for as long as the
+// Transport is open, redialing with capped jittered exponential backoff.
+// Calling it again for the same address does nothing.
+func (t *Transport) Connect(addr string) error {
+	if err := t.errConfig(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return net.ErrClosed
+	}
+	if t.dials[addr] {
+		return nil
+	}
+	t.dials[addr] = true
+	t.wg.Add(1)
+	go t.dialLoop(addr)
+	return nil
+}
+
+// jitter returns a delay in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+func (t *Transport) sleep(d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-t.ctx.Done():
+		return false
+	}
+}
+
+// dial opens and authenticates one connection to addr.
+func (t *Transport) dial(ctx context.Context, addr string, p Purpose) (net.Conn, Hello, error) {
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, Hello{}, err
+	}
+	if !t.track(nc) {
+		return nil, Hello{}, net.ErrClosed
+	}
+	_ = nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
+	h, err := DialHandshake(nc, t.hello(p))
+	_ = nc.SetDeadline(time.Time{})
+	if err != nil {
+		t.untrack(nc)
+		nc.Close()
+		return nil, Hello{}, err
+	}
+	return nc, h, nil
+}
+
+func (t *Transport) dialLoop(addr string) {
+	defer t.wg.Done()
+	backoff := t.cfg.BackoffMin
+	var known core.NodeID
+	failures := 0
+	for {
+		if known != "" {
+			// Someone else's connection to this peer is up (it dialed us
+			// and won): wait for it to go before dialing.
+			if down := t.downChan(known); down != nil {
+				select {
+				case <-down:
+				case <-t.ctx.Done():
+					return
+				}
+			}
+		}
+		if t.ctx.Err() != nil {
+			return
+		}
+		nc, h, err := t.dial(t.ctx, addr, PurposeControl)
+		if err != nil {
+			if t.ctx.Err() != nil {
+				return
+			}
+			failures++
+			if errors.Is(err, ErrAuth) || failures == 1 || failures%20 == 0 {
+				t.logRefusal(addr, fmt.Errorf("dial %s (attempt %d, retrying in up to %v): %w", addr, failures, backoff, err))
+			}
+			if !t.sleep(jitter(backoff)) {
+				return
+			}
+			backoff = min(backoff*2, t.cfg.BackoffMax)
+			continue
+		}
+		t.untrack(nc)
+		known = h.ID
+		c := t.attach(nc, h, true)
+		if c == nil {
+			continue
+		}
+		failures = 0
+		start := time.Now()
+		select {
+		case <-c.done:
+		case <-t.ctx.Done():
+			return
+		}
+		if time.Since(start) > t.cfg.BackoffMax {
+			backoff = t.cfg.BackoffMin
+		}
+		if !t.sleep(jitter(backoff)) {
+			return
+		}
+		backoff = min(backoff*2, t.cfg.BackoffMax)
+	}
+}
+
+func (t *Transport) downChan(id core.NodeID) chan struct{} {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if p := t.peers[id]; p != nil && p.conn != nil {
+		return p.down
+	}
+	return nil
+}
+
+// prefer reports whether connection a (dialed by da) should replace b
+// (dialed by db) between this node and peer. Both ends decide alike: the
+// connection dialed by the lower node id wins; between two dialed by the
+// same node, the newer (the older is likely dead) wins.
+func (t *Transport) prefer(peer, da, db core.NodeID) bool {
+	lower := min(t.cfg.ID, peer)
+	if (da == lower) != (db == lower) {
+		return da == lower
+	}
+	return true
+}
+
+// attach makes nc the peer's control connection, or closes it if the
+// peer's current one wins. It returns nil when nc was closed.
+func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
+	dialer := h.ID
+	if dialed {
+		dialer = t.cfg.ID
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		nc.Close()
+		return nil
+	}
+	p := t.peers[h.ID]
+	if p == nil {
+		p = &peer{id: h.ID, q: newQueue()}
+		t.peers[h.ID] = p
+	}
+	if old := p.conn; old != nil {
+		if !t.prefer(h.ID, dialer, old.dialer) {
+			t.mu.Unlock()
+			nc.Close()
+			t.log.Debug("mbp duplicate connection closed", "peer", string(h.ID), "dialer", string(dialer))
+			return nil
+		}
+		old.close() // its reader sees p.conn != old and leaves the peer up
+	}
+	c := &conn{nc: nc, p: p, dialed: dialed, dialer: dialer, done: make(chan struct{})}
+	up := p.conn == nil
+	p.conn, p.hello = c, h
+	if up {
+		p.down = make(chan struct{})
+		p.since = time.Now()
+		t.emit(PeerEvent{Peer: t.infoLocked(p), Up: true})
+	}
+	t.wg.Add(2)
+	t.mu.Unlock()
+	if up {
+		t.log.Info("mbp peer connected", "peer", string(h.ID), "kind", h.Kind.String(), "remote", nc.RemoteAddr().String(), "dialed", dialed)
+	}
+	go t.readLoop(c)
+	go t.writeLoop(c)
+	return c
+}
+
+// detach forgets c; the peer is down unless another connection replaced it.
+func (t *Transport) detach(c *conn, err error) {
+	c.close()
+	t.mu.Lock()
+	p := c.p
+	if p.conn != c {
+		t.mu.Unlock()
+		return
+	}
+	p.conn = nil
+	close(p.down)
+	p.q.reset()
+	t.emit(PeerEvent{Peer: t.infoLocked(p), Up: false})
+	closing := t.closed
+	t.mu.Unlock()
+	if !closing {
+		t.log.Info("mbp peer disconnected", "peer", string(p.id), "err", err)
+	}
+}
+
+// emit queues an event; a consumer that falls 256 events behind loses some.
+func (t *Transport) emit(e PeerEvent) {
+	select {
+	case t.events <- e:
+	default:
+		t.droppedEvents.Add(1)
+	}
+}
+
+func (t *Transport) readLoop(c *conn) {
+	defer t.wg.Done()
+	err := t.read(c)
+	t.detach(c, err)
+}
+
+func (t *Transport) read(c *conn) error {
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	id := c.p.id
+	for {
+		f, err := ReadFrame(br, t.cfg.MaxFrame)
+		if err != nil {
+			if errors.Is(err, ErrVersion) || errors.Is(err, ErrType) || errors.Is(err, ErrFlags) || errors.Is(err, ErrTooLarge) {
+				t.log.Warn("mbp closing connection: bad frame from peer", "peer", string(id), "err", err)
+			}
+			return err
+		}
+		if f.Type != FrameMessage {
+			err := fmt.Errorf("unexpected %s frame on a control connection", f.Type)
+			t.log.Warn("mbp closing connection", "peer", string(id), "err", err)
+			return err
+		}
+		payload := f.Payload
+		if f.Flags&FlagZstd != 0 {
+			if payload, err = t.zc.Decompress(payload); err != nil {
+				t.log.Warn("mbp closing connection: bad compressed frame", "peer", string(id), "err", err)
+				return err
+			}
+		}
+		m, err := DecodeMessage(payload)
+		if err != nil {
+			t.log.Warn("mbp closing connection: bad message", "peer", string(id), "err", err)
+			return err
+		}
+		if m.From != id {
+			err := fmt.Errorf("message claims to be from %q", m.From)
+			t.log.Warn("mbp closing connection: spoofed sender", "peer", string(id), "err", err)
+			return err
+		}
+		select {
+		case t.recv <- m:
+			c.p.received.Add(1)
+		case <-c.done:
+			return net.ErrClosed
+		}
+	}
+}
+
+func (t *Transport) writeLoop(c *conn) {
+	defer t.wg.Done()
+	err := t.write(c)
+	if err != nil {
+		t.detach(c, err)
+	}
+}
+
+// write drains the peer's queue, priority lane first, one frame per
+// message. Frames coalesce in a bufio.Writer flushed when the queue is
+// empty, so a burst costs few syscalls and an idle link sends at once.
+func (t *Transport) write(c *conn) error {
+	bw := bufio.NewWriterSize(c.nc, 64<<10)
+	q := c.p.q
+	var buf []byte
+	for {
+		m, ok := q.pop()
+		if !ok {
+			if bw.Buffered() > 0 {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+				if err := bw.Flush(); err != nil {
+					return err
+				}
+			}
+			select {
+			case <-q.notify:
+				continue
+			case <-c.done:
+				return nil
+			}
+		}
+		buf = AppendMessage(buf[:0], m)
+		payload, flags := buf, Flags(0)
+		if z, ok := t.zc.Compress(buf); ok {
+			payload, flags = z, FlagZstd
+		}
+		if len(payload) > t.cfg.MaxFrame || len(m.Entries) > MaxEntries {
+			c.p.dropped.Add(1)
+			t.log.Error("mbp message too large to send, dropped", "peer", string(c.p.id), "type", m.Type.String(), "bytes", len(payload), "entries", len(m.Entries), "limit", t.cfg.MaxFrame)
+			continue
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout))
+		if err := WriteFrame(bw, FrameMessage, flags, payload); err != nil {
+			return err
+		}
+		c.p.sent.Add(1)
+		if cap(buf) > 4<<20 {
+			buf = nil // don't pin a huge buffer after one large append
+		}
+	}
+}
+
+// Send queues m for peer to without blocking. It returns false, counting a
+// drop, when the peer is not connected or its queue is full: the protocol
+// retransmits. From and To default to this node and to.
+func (t *Transport) Send(to core.NodeID, m core.Message) bool {
+	if m.From == "" {
+		m.From = t.cfg.ID
+	}
+	if m.To == "" {
+		m.To = to
+	}
+	t.mu.RLock()
+	p := t.peers[to]
+	up := p != nil && p.conn != nil
+	t.mu.RUnlock()
+	if !up {
+		t.dropped.Add(1)
+		if p != nil {
+			p.dropped.Add(1)
+		}
+		return false
+	}
+	if !p.q.push(m, t.cfg.QueueLen, t.cfg.QueueBytes) {
+		p.dropped.Add(1)
+		return false
+	}
+	return true
+}
+
+// Recv delivers messages from authenticated peers. It is closed by Close.
+// A slow consumer applies backpressure to the peers (TCP flow control).
+func (t *Transport) Recv() <-chan core.Message { return t.recv }
+
+// Events delivers peer connected/disconnected events; it is closed by Close.
+// Events beyond a 256-event backlog are dropped (Peers is the truth).
+func (t *Transport) Events() <-chan PeerEvent { return t.events }
+
+// Dropped counts sends to unknown or disconnected peers.
+func (t *Transport) Dropped() uint64 { return t.dropped.Load() }
+
+func (t *Transport) infoLocked(p *peer) PeerInfo {
+	n, _ := p.q.queued()
+	pi := PeerInfo{ID: p.id, Kind: p.hello.Kind, APIAddr: p.hello.APIAddr, MBPAddr: p.hello.MBPAddr,
+		Connected: p.conn != nil, Since: p.since, Sent: p.sent.Load(), Received: p.received.Load(),
+		Dropped: p.dropped.Load(), Queued: n}
+	if p.conn != nil {
+		pi.Addr = p.conn.nc.RemoteAddr().String()
+		pi.Dialed = p.conn.dialed
+	}
+	return pi
+}
+
+// Peers lists every peer ever authenticated, sorted by id.
+func (t *Transport) Peers() []PeerInfo {
+	t.mu.RLock()
+	out := make([]PeerInfo, 0, len(t.peers))
+	for _, p := range t.peers {
+		out = append(out, t.infoLocked(p))
+	}
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Close stops the listener, dialers, connections and snapshot streams and
+// waits for every goroutine the Transport started. Recv and Events are
+// closed when it returns.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	t.cancel()
+	if t.ln != nil {
+		t.ln.Close()
+	}
+	for _, p := range t.peers {
+		if p.conn != nil {
+			p.conn.close()
+		}
+	}
+	for nc := range t.pending {
+		nc.Close()
+	}
+	t.mu.Unlock()
+	t.wg.Wait()
+	t.zc.Close()
+	close(t.recv)
+	close(t.events)
+	return nil
+}
+
+var _ io.Closer = (*Transport)(nil)
