@@ -79,9 +79,7 @@ func (n *Node) appendFollower(es []Entry) {
 	n.rd.Entries = append(n.rd.Entries, es...)
 	for _, e := range es {
 		if e.Type == EntryMembership {
-			n.recomputeMembers()
-			n.rd.Members = n.members
-			n.event(Event{Kind: EventMembershipChanged, Detail: describeMembers(n.members)})
+			n.applyMembership()
 		}
 	}
 }
@@ -145,6 +143,16 @@ func itoa(v uint64) string {
 		v /= 10
 	}
 	return string(b[i:])
+}
+
+// applyMembership puts the newest membership entry in force.
+func (n *Node) applyMembership() {
+	before := describeMembers(n.members)
+	n.recomputeMembers()
+	n.rd.Members = n.members
+	if after := describeMembers(n.members); after != before {
+		n.event(Event{Kind: EventMembershipChanged, Detail: after})
+	}
 }
 
 func describeMembers(ms Members) string {

@@ -119,8 +119,9 @@ func New(cfg Config, r Restored, now Time) *Node {
 	}
 	n.recomputeMembers()
 	n.role = n.followerRole()
-	if n.hs.Epoch == 0 && n.log.lastSeq() == 0 {
-		// A fresh node has never had a Cortex: nothing to wait out.
+	if n.hs.Epoch == 0 && n.log.lastSeq() == 0 || n.members.Voters() == 1 && n.isVoter() {
+		// A fresh node has never had a Cortex, and a lone voter's lease is
+		// its own: nothing to wait out.
 		n.lastHeard = now.Add(-cfg.DownAfter())
 	} else {
 		// A restarted voter may have acknowledged a Cortex's heartbeat just

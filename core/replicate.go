@@ -10,9 +10,7 @@ func (n *Node) appendLocal(e Entry) Pos {
 	n.log.append(e)
 	n.rd.Entries = append(n.rd.Entries, e)
 	if e.Type == EntryMembership {
-		n.recomputeMembers()
-		n.rd.Members = n.members
-		n.event(Event{Kind: EventMembershipChanged, Detail: describeMembers(n.members)})
+		n.applyMembership()
 		n.syncProgress()
 	}
 	for _, m := range n.members {

@@ -126,5 +126,10 @@ func (n *Node) becomeCortex(votes int) {
 	n.event(Event{Kind: EventElected, Node: n.cfg.ID, Votes: votes, Voters: n.members.Voters()})
 	n.event(Event{Kind: EventRoleChanged, Role: RoleCortex, Node: n.cfg.ID})
 	n.appendLocal(Entry{Type: EntryEpochStart})
+	if n.changeAt == 0 && n.log.snap.Seq == 0 {
+		// Record the bootstrap membership in the log, so nodes that join
+		// later learn it from replication.
+		n.proposeMembers(0, n.members)
+	}
 	n.broadcastHeartbeat()
 }
