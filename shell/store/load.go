@@ -1,0 +1,114 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/muninndb/muninn/core"
+)
+
+// Restored is a node's durable state as found at start.
+type Restored struct {
+	HardState core.HardState
+	// Base is the position just before Entries[0]: the last entry covered by
+	// an installed snapshot or dropped by Prune (zero for a full log).
+	Base core.Pos
+	// Entries is the retained log, oldest first, contiguous from Base.Seq+1.
+	Entries []core.Entry
+	Members core.Members
+	// Applied is the last entry whose effect is in the data: always the last
+	// entry (or Base), since an entry and its effect commit together.
+	Applied core.Pos
+	// Snapshot is the position of the last installed snapshot, if any.
+	Snapshot core.Pos
+	// MaxEpoch is the highest epoch persisted in a hard state or an entry.
+	MaxEpoch core.Epoch
+}
+
+// Load reads the durable state for the node runner to restart its core from.
+// It checks that the log is contiguous and ends at the applied point.
+func (s *Store) Load() (Restored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return Restored{}, err
+	}
+	r := Restored{HardState: s.hs, Base: s.base, Members: slices.Clone(s.members), Applied: s.last, Snapshot: s.snapshot, MaxEpoch: s.maxEpoch}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{spaceLog}, UpperBound: []byte{spaceLog + 1}})
+	if err != nil {
+		return Restored{}, err
+	}
+	prev := s.base
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return Restored{}, fmt.Errorf("store %s: read log: %w", s.dir, err)
+		}
+		e, err := decodeEntry(it.Key(), v)
+		if err != nil {
+			it.Close()
+			return Restored{}, fmt.Errorf("store %s: %w", s.dir, err)
+		}
+		if e.Pos.Seq != prev.Seq+1 || e.Pos.Epoch < prev.Epoch {
+			it.Close()
+			return Restored{}, fmt.Errorf("store %s: log entry %s does not follow %s: the log is damaged", s.dir, e.Pos, prev)
+		}
+		r.Entries = append(r.Entries, e)
+		prev = e.Pos
+	}
+	if err := it.Close(); err != nil {
+		return Restored{}, fmt.Errorf("store %s: read log: %w", s.dir, err)
+	}
+	if prev != s.last {
+		return Restored{}, fmt.Errorf("store %s: the log ends at %s but the applied point is %s", s.dir, prev, s.last)
+	}
+	return r, nil
+}
+
+// Entries returns the retained log entries with lo <= seq <= hi, for
+// replication to peers.
+func (s *Store) Entries(lo, hi core.Seq) ([]core.Entry, error) {
+	if err := s.readable(); err != nil {
+		return nil, err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, lo), UpperBound: seqKey(spaceLog, hi+1)})
+	if hi == ^core.Seq(0) {
+		it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, lo), UpperBound: []byte{spaceLog + 1}})
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []core.Entry
+	var derr error
+	err = scan(it, func(k, v []byte) bool {
+		e, err := decodeEntry(k, v)
+		if err != nil {
+			derr = err
+			return false
+		}
+		out = append(out, e)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// State returns the persisted hard state, the last entry and the log base.
+func (s *Store) State() (hs core.HardState, last, base core.Pos) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hs, s.last, s.base
+}
+
+func (s *Store) readable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return nil
+}

@@ -1,0 +1,366 @@
+// Package store is MuninnDB's durable storage on Pebble: the engram data,
+// the replicated log, the protocol's durable state, undo records for applied
+// entries above the commit point, and the quarantine of removed entries, all
+// in one Pebble DB so that one batch changes them together.
+//
+// Key layout (one byte of keyspace, then the key; see docs/storage.md):
+//
+//	'd' ...                 data: engram.EngramKey and the vault states
+//	'l' seq(8, BE)          log entry: epoch(8) type(1) durability(1) payload
+//	'm' name                meta: hardstate, members, applied, maxepoch, base, snapshot, format
+//	'q' epoch(8) seq(8)     quarantined entry (JSON)
+//	'u' seq(8)              undo record of the data entry at seq (above commit)
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/muninndb/muninn/core"
+)
+
+// Keyspace prefixes.
+const (
+	spaceLog        = 'l'
+	spaceMeta       = 'm'
+	spaceQuarantine = 'q'
+	spaceUndo       = 'u'
+)
+
+// Meta keys.
+var (
+	metaFormat    = []byte("mformat")
+	metaHardState = []byte("mhardstate")
+	metaMembers   = []byte("mmembers")
+	metaApplied   = []byte("mapplied")
+	metaMaxEpoch  = []byte("mmaxepoch")
+	metaBase      = []byte("mbase")
+	metaSnapshot  = []byte("msnapshot")
+)
+
+// formatValue marks a MuninnDB store; a DB without it is refused.
+const formatValue = "muninn-store/1"
+
+// markerFile is written beside Pebble's files once the store exists, so a
+// store whose MANIFEST went missing fails to open instead of starting empty.
+const markerFile = "MUNINN-STORE"
+
+func seqKey(space byte, s core.Seq) []byte {
+	k := make([]byte, 9)
+	k[0] = space
+	binary.BigEndian.PutUint64(k[1:], uint64(s))
+	return k
+}
+
+func quarantineKey(p core.Pos) []byte {
+	k := make([]byte, 17)
+	k[0] = spaceQuarantine
+	binary.BigEndian.PutUint64(k[1:], uint64(p.Epoch))
+	binary.BigEndian.PutUint64(k[9:], uint64(p.Seq))
+	return k
+}
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// CacheSize is Pebble's block cache in bytes (default 64 MiB).
+	CacheSize int64
+	// Logger receives Pebble's messages (default: discarded, errors are
+	// returned instead).
+	Logger pebble.Logger
+}
+
+// ErrFenced is returned (wrapped) when a save would move the node's epoch
+// backwards or append an entry from an epoch the log has moved past.
+var ErrFenced = errors.New("fenced")
+
+// ErrClosed is returned after Close or after a failed sync.
+var ErrClosed = errors.New("store: closed")
+
+// Store is one node's durable state. Its methods are safe for concurrent use;
+// saves are applied one at a time and share fsyncs (see Save).
+type Store struct {
+	dir  string
+	opts Options
+
+	mu       sync.Mutex // serializes saves, prunes, checkpoints and installs
+	db       *pebble.DB
+	cache    interface{ Unref() }
+	failed   error          // set when a sync failed: nothing more is written
+	hs       core.HardState // persisted
+	maxEpoch core.Epoch     // highest epoch persisted in a hard state or an entry
+	last     core.Pos       // last log entry (or base when the log is empty)
+	base     core.Pos       // the position just before the first retained entry
+	members  core.Members
+	snapshot core.Pos
+	// corrupt is set by Pebble's DataCorruption event (any goroutine).
+	corrupt atomic.Pointer[error]
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// Open opens (creating if needed) the store in dir. An interrupted
+// InstallSnapshot is completed or discarded first. A store that is damaged
+// (a missing or corrupt MANIFEST, a corrupt table or log file, inconsistent
+// meta) fails with an error naming the directory and, where Pebble says, the
+// file; it never starts silently with partial state.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := recoverInstall(dir); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, opts: opts}
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open() error {
+	dir := s.dir
+	existed := fileExists(filepath.Join(dir, markerFile))
+	if !existed {
+		if err := refuseOrphanFiles(dir); err != nil {
+			return err
+		}
+	}
+	size := s.opts.CacheSize
+	if size == 0 {
+		size = 64 << 20
+	}
+	cache := pebble.NewCache(size)
+	po := &pebble.Options{
+		Cache:            cache,
+		Logger:           s.opts.Logger,
+		ErrorIfNotExists: existed,
+		EventListener: &pebble.EventListener{
+			// Pebble's default is to Fatalf. Record it instead: reads of
+			// the damaged range fail with an error naming the file, and
+			// the store refuses further writes.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				err := fmt.Errorf("store %s: on-disk corruption in %s: %w; restore this node from a snapshot", dir, info.Path, info.Details)
+				s.corrupt.CompareAndSwap(nil, &err)
+			},
+		},
+	}
+	if po.Logger == nil {
+		po.Logger = quietLogger{}
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		cache.Unref()
+		return fmt.Errorf("store %s: open: %w", dir, err)
+	}
+	s.db, s.cache = db, cache
+	if err := s.loadMeta(!existed); err != nil {
+		s.closeDB()
+		return err
+	}
+	if !existed {
+		if err := writeFileSync(filepath.Join(dir, markerFile), []byte(formatValue+"\n")); err != nil {
+			s.closeDB()
+			return fmt.Errorf("store %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// refuseOrphanFiles refuses a directory holding Pebble files but no store
+// marker, which would otherwise be opened as a fresh, empty DB.
+func refuseOrphanFiles(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("store %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		switch filepath.Ext(e.Name()) {
+		case ".sst", ".log", ".blob":
+			return fmt.Errorf("store %s: holds %s but no %s marker: not a MuninnDB store, or a damaged one; refusing to start empty", dir, e.Name(), markerFile)
+		}
+	}
+	return nil
+}
+
+func (s *Store) closeDB() {
+	if s.db != nil {
+		s.db.Close()
+		s.db = nil
+	}
+	if s.cache != nil {
+		s.cache.Unref()
+		s.cache = nil
+	}
+}
+
+// Close closes the store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	err := s.db.Close()
+	s.db = nil
+	s.cache.Unref()
+	s.cache = nil
+	if err != nil {
+		return fmt.Errorf("store %s: close: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) usable() error {
+	if s.db == nil {
+		return ErrClosed
+	}
+	if e := s.corrupt.Load(); e != nil {
+		return *e
+	}
+	return s.failed
+}
+
+// get returns a copy of key's value.
+func (s *Store) get(key []byte) ([]byte, bool, error) {
+	v, c, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	c.Close()
+	return out, true, nil
+}
+
+// loadMeta reads the meta keyspace into s and checks it agrees with the log.
+func (s *Store) loadMeta(fresh bool) error {
+	f, ok, err := s.get(metaFormat)
+	if err != nil {
+		return fmt.Errorf("store %s: read meta: %w", s.dir, err)
+	}
+	if !ok {
+		if !fresh {
+			return fmt.Errorf("store %s: the format marker is missing: not a MuninnDB store, or damaged", s.dir)
+		}
+		if err := s.db.Set(metaFormat, []byte(formatValue), pebble.Sync); err != nil {
+			return fmt.Errorf("store %s: %w", s.dir, err)
+		}
+	} else if string(f) != formatValue {
+		return fmt.Errorf("store %s: format %q is not %q", s.dir, f, formatValue)
+	}
+	if v, ok, err := s.get(metaHardState); err != nil {
+		return err
+	} else if ok {
+		if s.hs, err = decodeHardState(v); err != nil {
+			return fmt.Errorf("store %s: %w", s.dir, err)
+		}
+	}
+	if v, ok, err := s.get(metaMembers); err != nil {
+		return err
+	} else if ok {
+		if s.members, err = core.DecodeMembers(v); err != nil {
+			return fmt.Errorf("store %s: meta members: %w", s.dir, err)
+		}
+	}
+	for _, p := range []struct {
+		key []byte
+		dst *core.Pos
+	}{{metaBase, &s.base}, {metaSnapshot, &s.snapshot}} {
+		if v, ok, err := s.get(p.key); err != nil {
+			return err
+		} else if ok {
+			if *p.dst, err = decodePos(v); err != nil {
+				return fmt.Errorf("store %s: meta %s: %w", s.dir, p.key[1:], err)
+			}
+		}
+	}
+	if v, ok, err := s.get(metaMaxEpoch); err != nil {
+		return err
+	} else if ok {
+		if len(v) != 8 {
+			return fmt.Errorf("store %s: meta maxepoch: %d bytes, want 8", s.dir, len(v))
+		}
+		s.maxEpoch = core.Epoch(binary.BigEndian.Uint64(v))
+	}
+	// The last entry: the applied point must be exactly it, since entries
+	// and their effects commit in one batch.
+	s.last = s.base
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{spaceLog}, UpperBound: []byte{spaceLog + 1}})
+	if err != nil {
+		return err
+	}
+	if it.Last() {
+		e, err := decodeEntry(it.Key(), it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("store %s: %w", s.dir, err)
+		}
+		s.last = e.Pos
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("store %s: read log: %w", s.dir, err)
+	}
+	var applied core.Pos
+	if v, ok, err := s.get(metaApplied); err != nil {
+		return err
+	} else if ok {
+		if applied, err = decodePos(v); err != nil {
+			return fmt.Errorf("store %s: meta applied: %w", s.dir, err)
+		}
+	}
+	if applied != s.last {
+		return fmt.Errorf("store %s: applied point %s does not match the last log entry %s: the store is damaged", s.dir, applied, s.last)
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// writeFileSync writes a file and syncs it and its directory.
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
