@@ -1,0 +1,331 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/mbp"
+	"github.com/muninndb/muninn/shell/store"
+)
+
+// Node runs one MuninnDB node.
+type Node struct {
+	opts   Options
+	log    *slog.Logger
+	store  *store.Store
+	tr     *mbp.Transport // nil when standalone
+	origin time.Time
+
+	reqs    chan request
+	inbox   chan core.Message
+	stop    chan struct{}
+	done    chan struct{}
+	snapIn  chan snapInstall
+	snapFail chan core.NodeID
+	status  atomic.Pointer[Snapshot]
+	nextID  atomic.Uint64
+	metrics *Metrics
+
+	// loop-owned
+	core    *core.Node
+	waiters map[uint64]chan core.Result
+	prevHS  core.HardState
+	ready   bool
+
+	closeOnce sync.Once
+	bg        sync.WaitGroup
+	decay     *decayWorker
+}
+
+// Snapshot is what the loop last published about the node, for the API.
+type Snapshot struct {
+	Core    core.Status
+	Members core.Members
+	// APIAddrs maps member ids to their advertised API URLs.
+	APIAddrs map[core.NodeID]string
+	Peers    []mbp.PeerInfo
+	Started  time.Time
+	Joining  bool
+	Now      core.Time
+}
+
+type request struct {
+	kind    reqKind
+	id      uint64
+	payload []byte
+	dur     core.Durability
+	cons    core.Consistency
+	maxLag  int64
+	target  core.NodeID
+	member  core.Member
+	reply   chan core.Result
+}
+
+type reqKind uint8
+
+const (
+	reqWrite reqKind = iota + 1
+	reqRead
+	reqTransfer
+	reqAdd
+	reqRemove
+)
+
+type snapInstall struct {
+	from core.NodeID
+	dir  string
+}
+
+// Start opens the store, starts the transport (cluster mode) and the loop.
+func Start(opts Options) (*Node, error) {
+	opts.defaults()
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w (set data_dir to a writable directory)", opts.DataDir, err)
+	}
+	st, err := store.Open(filepath.Join(opts.DataDir, "db"), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		opts: opts, log: opts.Logger, store: st, origin: time.Now(),
+		reqs: make(chan request, 1024), inbox: make(chan core.Message, 4096),
+		stop: make(chan struct{}), done: make(chan struct{}), snapIn: make(chan snapInstall, 1), snapFail: make(chan core.NodeID, 1),
+		waiters: map[uint64]chan core.Result{}, metrics: newMetrics(opts.ID),
+	}
+	restored, err := st.Load()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	fresh := restored.HardState.Epoch == 0 && len(restored.Entries) == 0 && restored.Base.Seq == 0
+	var bootstrap core.Members
+	if !opts.Cluster {
+		bootstrap = core.Members{{ID: opts.ID, Kind: core.KindAuto}}
+	}
+	if opts.Cluster {
+		n.log.Info(fmt.Sprintf("cluster mode enabled, node_id=%s", opts.ID))
+		if err := n.startTransport(); err != nil {
+			st.Close()
+			return nil, err
+		}
+		if fresh {
+			bootstrap, err = n.discover()
+			if err != nil {
+				n.tr.Close()
+				st.Close()
+				return nil, err
+			}
+		}
+	}
+	var seed [8]byte
+	rand.Read(seed[:])
+	cfg := core.Config{
+		ID: opts.ID, Kind: opts.Kind, Heartbeat: opts.Heartbeat, LeaseTTL: opts.LeaseTTL,
+		Seed: binary.LittleEndian.Uint64(seed[:]), Bootstrap: bootstrap,
+	}.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		n.closeIO()
+		return nil, err
+	}
+	members := restored.Members
+	n.core = core.New(cfg, core.Restored{
+		HardState: restored.HardState, Snap: restored.Base, SnapMembers: members, Entries: restored.Entries,
+	}, n.now())
+	n.prevHS = restored.HardState
+	n.decay = newDecayWorker(n)
+	n.publish()
+	go n.loop()
+	return n, nil
+}
+
+func (n *Node) now() core.Time { return core.Time(time.Since(n.origin)) }
+
+func (n *Node) startTransport() error {
+	n.tr = mbp.New(mbp.Config{
+		ID: n.opts.ID, Kind: n.opts.Kind, Secret: n.opts.Secret,
+		ListenAddr: n.opts.BindAddr, AdvertiseAddr: n.opts.AdvertiseAddr, APIAddr: n.opts.APIAddr,
+		Logger: n.log, SnapshotRateMB: n.opts.SnapshotRateMB,
+		SnapshotStaging: func(from core.NodeID, id string) (string, error) {
+			return filepath.Join(n.opts.DataDir, "snapshot-in", id), nil
+		},
+		OnSnapshot: func(from core.NodeID, id, dir string) {
+			select {
+			case n.snapIn <- snapInstall{from: from, dir: dir}:
+			case <-n.stop:
+			}
+		},
+	})
+	if err := n.tr.Listen(); err != nil {
+		return fmt.Errorf("listen on cluster.bind_addr %s: %w", n.opts.BindAddr, err)
+	}
+	for _, s := range n.opts.Seeds {
+		if s == n.opts.BindAddr || s == n.opts.AdvertiseAddr {
+			continue
+		}
+		n.log.Info(fmt.Sprintf("connecting to seed %s...", s))
+		if err := n.tr.Connect(s); err != nil {
+			return fmt.Errorf("seed %s: %w", s, err)
+		}
+	}
+	go func() {
+		for {
+			select {
+			case m, ok := <-n.tr.Recv():
+				if !ok {
+					return
+				}
+				select {
+				case n.inbox <- m:
+				case <-n.stop:
+					return
+				}
+			case <-n.stop:
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// Close stops the node: the loop, the transport and the store.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		<-n.done
+		n.bg.Wait()
+		n.closeIO()
+	})
+	return nil
+}
+
+func (n *Node) closeIO() {
+	if n.tr != nil {
+		n.tr.Close()
+	}
+	n.store.Close()
+}
+
+// Store gives read access to the node's data.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Status returns what the loop last published.
+func (n *Node) Status() *Snapshot { return n.status.Load() }
+
+// Metrics returns the node's metrics.
+func (n *Node) Metrics() *Metrics { return n.metrics }
+
+// ID returns the node id.
+func (n *Node) ID() core.NodeID { return n.opts.ID }
+
+// Options returns the options the node runs with.
+func (n *Node) Options() Options { return n.opts }
+
+// Write proposes a state-machine command and waits for its result. While
+// no Cortex is known (an election) or a handoff is under way it holds the
+// write and retries for up to ForwardWait (rule 13), so a failover shows up
+// as latency; a *core.Error with CodeNotCortex names the Cortex to forward to.
+func (n *Node) Write(ctx context.Context, payload []byte, d core.Durability) (core.Pos, error) {
+	r, err := n.hold(ctx, request{kind: reqWrite, payload: payload, dur: d})
+	if err != nil {
+		return core.Pos{}, err
+	}
+	return r.Pos, nil
+}
+
+// hold calls the loop, retrying while the cluster is between Cortexes.
+func (n *Node) hold(ctx context.Context, req request) (core.Result, error) {
+	deadline := time.Now().Add(n.opts.ForwardWait)
+	backoff := 5 * time.Millisecond
+	for {
+		r, err := n.call(ctx, req)
+		if err != nil {
+			return r, err
+		}
+		if r.Err == nil {
+			return r, nil
+		}
+		if (r.Err.Code != core.CodeNoCortex && r.Err.Code != core.CodeTransferring) || time.Now().After(deadline) {
+			return r, r.Err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-n.stop:
+			return r, ErrStopped
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// ReadGate asks whether a read at level c may be served here now; nil means
+// read the store. A *core.Error names where to forward.
+func (n *Node) ReadGate(ctx context.Context, c core.Consistency, maxLagMs int64) error {
+	if c == core.Eventual {
+		if n.opts.Kind == core.KindSentinel {
+			return &core.Error{Code: core.CodeReadOnly, Msg: "this node is a sentinel and holds no data"}
+		}
+		return nil
+	}
+	_, err := n.hold(ctx, request{kind: reqRead, cons: c, maxLag: maxLagMs})
+	return err
+}
+
+// Transfer hands the Cortex role to target ("" picks the most caught-up).
+func (n *Node) Transfer(ctx context.Context, target core.NodeID) error {
+	return n.admin(ctx, request{kind: reqTransfer, target: target})
+}
+
+// AddMember adds a node to the cluster.
+func (n *Node) AddMember(ctx context.Context, m core.Member) error {
+	return n.admin(ctx, request{kind: reqAdd, member: m})
+}
+
+// RemoveMember removes a node from the cluster.
+func (n *Node) RemoveMember(ctx context.Context, id core.NodeID) error {
+	return n.admin(ctx, request{kind: reqRemove, target: id})
+}
+
+func (n *Node) admin(ctx context.Context, req request) error {
+	r, err := n.call(ctx, req)
+	if err != nil {
+		return err
+	}
+	if r.Err != nil {
+		return r.Err
+	}
+	return nil
+}
+
+// ErrStopped is returned once the node is shutting down.
+var ErrStopped = errors.New("the node is shutting down; retry on another node")
+
+func (n *Node) call(ctx context.Context, req request) (core.Result, error) {
+	req.id = n.nextID.Add(1)
+	req.reply = make(chan core.Result, 1)
+	select {
+	case n.reqs <- req:
+	case <-ctx.Done():
+		return core.Result{}, ctx.Err()
+	case <-n.stop:
+		return core.Result{}, ErrStopped
+	}
+	select {
+	case r := <-req.reply:
+		return r, nil
+	case <-ctx.Done():
+		return core.Result{}, ctx.Err()
+	case <-n.stop:
+		return core.Result{}, ErrStopped
+	}
+}
