@@ -3,6 +3,7 @@ package mbp
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,10 @@ type Config struct {
 	// OnSnapshot is called once an incoming snapshot is complete and every
 	// file's SHA-256 checked.
 	OnSnapshot func(from core.NodeID, id, dir string)
+	// TLS is cluster.tls: when set, every connection runs mutual TLS 1.3
+	// (see LoadTLS) under the HMAC handshake. Listen and Connect report a
+	// file that cannot be loaded.
+	TLS *TLSFiles
 }
 
 func (c Config) withDefaults() Config {
@@ -133,6 +138,8 @@ type Transport struct {
 	log     *slog.Logger
 	zc      *Compressor
 	limiter *rate.Limiter
+	tls     *tls.Config // nil without cluster.tls
+	tlsErr  error       // loading cluster.tls failed
 	recv    chan core.Message
 	events  chan PeerEvent
 
@@ -173,10 +180,12 @@ type conn struct {
 	once   sync.Once
 }
 
+// close closes the TCP connection under any TLS at once (no close_notify,
+// which could block: it is called with Transport.mu held).
 func (c *conn) close() {
 	c.once.Do(func() {
 		close(c.done)
-		_ = c.nc.Close()
+		_ = rawConn(c.nc).Close()
 	})
 }
 
@@ -192,17 +201,24 @@ func New(cfg Config) *Transport {
 	if cfg.SnapshotRateMB > 0 {
 		lim = rate.NewLimiter(rate.Limit(float64(cfg.SnapshotRateMB)*1e6), cfg.SnapshotChunk)
 	}
-	return &Transport{
+	t := &Transport{
 		cfg: cfg, log: cfg.Logger.With("component", "mbp", "node", string(cfg.ID)), zc: zc, limiter: lim,
 		recv: make(chan core.Message, cfg.RecvLen), events: make(chan PeerEvent, 256),
 		ctx: ctx, cancel: cancel,
 		peers: map[core.NodeID]*peer{}, dials: map[string]bool{}, pending: map[net.Conn]struct{}{},
 		snaps: map[string]*progress{},
 	}
+	if cfg.TLS != nil {
+		t.tls, t.tlsErr = LoadTLS(*cfg.TLS)
+	}
+	return t
 }
 
 // errConfig checks what every connection needs.
 func (t *Transport) errConfig() error {
+	if t.tlsErr != nil {
+		return t.tlsErr
+	}
 	if t.cfg.ID == "" || len(t.cfg.ID) > core.MaxNodeIDLen {
 		return fmt.Errorf("mbp: node id %q is empty or over %d bytes: set cluster.node_id", t.cfg.ID, core.MaxNodeIDLen)
 	}
@@ -237,7 +253,7 @@ func (t *Transport) Listen() error {
 	}
 	t.wg.Add(1)
 	t.mu.Unlock()
-	t.log.Info("mbp listening", "addr", ln.Addr().String())
+	t.log.Info("mbp listening", "addr", ln.Addr().String(), "tls", t.tls != nil)
 	go t.acceptLoop(ln)
 	return nil
 }
@@ -260,7 +276,9 @@ func (t *Transport) hello(p Purpose) HandshakeConfig {
 }
 
 // track registers a connection not yet owned by a peer so Close can end it.
+// A TLS connection is tracked as its TCP connection (rawConn).
 func (t *Transport) track(nc net.Conn) bool {
+	nc = rawConn(nc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -273,7 +291,7 @@ func (t *Transport) track(nc net.Conn) bool {
 
 func (t *Transport) untrack(nc net.Conn) {
 	t.mu.Lock()
-	delete(t.pending, nc)
+	delete(t.pending, rawConn(nc))
 	t.mu.Unlock()
 }
 
@@ -306,12 +324,16 @@ func (t *Transport) serve(nc net.Conn) {
 	defer t.wg.Done()
 	remote := nc.RemoteAddr().String()
 	_ = nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-	h, err := AcceptHandshake(nc, t.hello(0))
+	nc, err := t.secure(t.ctx, nc, true)
+	var h Hello
+	if err == nil {
+		h, err = AcceptHandshake(nc, t.hello(0))
+	}
 	_ = nc.SetDeadline(time.Time{})
 	if err != nil {
-		t.untrack(nc)
-		nc.Close()
 		t.logRefusal(remote, err)
+		lingerClose(nc, err)
+		t.untrack(nc)
 		return
 	}
 	switch h.Purpose {
@@ -328,6 +350,10 @@ func (t *Transport) serve(nc net.Conn) {
 func (t *Transport) logRefusal(remote string, err error) {
 	switch {
 	case t.ctx.Err() != nil:
+	case errors.Is(err, ErrTLS):
+		t.log.Warn("mbp connection refused: TLS failed, check cluster.tls (cert, key, ca) on both nodes", "remote", remote, "err", err)
+	case t.tls == nil && looksLikeTLS(err):
+		t.log.Warn("mbp connection refused: the peer speaks TLS but cluster.tls is not set on this node; set it on every node or on none", "remote", remote, "err", err)
 	case errors.Is(err, ErrAuth):
 		t.log.Warn("mbp connection refused: authentication failed, check cluster_secret on both nodes", "remote", remote, "err", err)
 	default:
@@ -386,7 +412,14 @@ func (t *Transport) dial(ctx context.Context, addr string, p Purpose) (net.Conn,
 		return nil, Hello{}, net.ErrClosed
 	}
 	_ = nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
-	h, err := DialHandshake(nc, t.hello(p))
+	nc, err = t.secure(ctx, nc, false)
+	var h Hello
+	if err == nil {
+		h, err = DialHandshake(nc, t.hello(p))
+		if err != nil && t.tls != nil {
+			err = refusedAfterTLS(err)
+		}
+	}
 	_ = nc.SetDeadline(time.Time{})
 	if err != nil {
 		t.untrack(nc)
