@@ -154,7 +154,7 @@ func (n *Node) startTransport() error {
 	n.tr = mbp.New(mbp.Config{
 		ID: n.opts.ID, Kind: n.opts.Kind, Secret: n.opts.Secret,
 		ListenAddr: n.opts.BindAddr, AdvertiseAddr: n.opts.AdvertiseAddr, APIAddr: n.opts.APIAddr,
-		Logger: n.log, SnapshotRateMB: n.opts.SnapshotRateMB,
+		Logger: n.log, SnapshotRateMB: n.opts.SnapshotRateMB, TLS: n.opts.TLS,
 		SnapshotStaging: func(from core.NodeID, id string) (string, error) {
 			return filepath.Join(n.opts.DataDir, "snapshot-in", id), nil
 		},

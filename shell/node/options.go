@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/mbp"
 )
 
 // Options configure a Node.
@@ -29,6 +30,8 @@ type Options struct {
 	APIAddr string
 	// Seeds are peer MBP addresses to dial.
 	Seeds []string
+	// TLS, when set, wraps MBP in mutual TLS (cluster.tls).
+	TLS *mbp.TLSFiles
 
 	Heartbeat      time.Duration
 	LeaseTTL       time.Duration
