@@ -1,0 +1,164 @@
+// Command muninn is MuninnDB: `muninn start` runs a node (standalone by
+// default, a cluster member with cluster.enabled), and `muninn cluster ...`
+// inspects and operates a running cluster through its REST API. See
+// docs/cli.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/lmittmann/tint"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// CLI is the command line.
+type CLI struct {
+	LogFormat string `help:"Log format: auto (colored text on a terminal, JSON otherwise), text or json. For start, overrides log_format." enum:"auto,text,json," default:"" placeholder:"auto"`
+	LogLevel  string `help:"Log level: debug, info, warn or error. For start, overrides log_level." enum:"debug,info,warn,error," default:"" placeholder:"info"`
+
+	Start   StartCmd   `cmd:"" help:"Run a MuninnDB node (standalone by default; cluster mode from the config)."`
+	Cluster ClusterCmd `cmd:"" help:"Inspect and operate a cluster through a node's API."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// Globals is what every command gets: where to write, and the process's
+// environment.
+type Globals struct {
+	Out  io.Writer
+	Err  io.Writer
+	Env  []string
+	cli  *CLI
+	clus *ClusterCmd
+	// stop, when set, replaces OS signals for start (tests).
+	stop <-chan struct{}
+}
+
+// usageError marks an error in how the command was invoked (exit 2).
+type usageError struct{ error }
+
+type exitPanic struct{ code int }
+
+// run runs the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer, env []string) int {
+	return runWith(args, stdout, stderr, env, nil)
+}
+
+// runWith is run with stop replacing SIGINT/SIGTERM for start (tests).
+func runWith(args []string, stdout, stderr io.Writer, env []string, stop <-chan struct{}) (code int) {
+	var cli CLI
+	g := &Globals{Out: stdout, Err: stderr, Env: env, cli: &cli, stop: stop}
+	defer func() {
+		if v := recover(); v != nil {
+			if e, ok := v.(exitPanic); ok {
+				code = e.code
+				return
+			}
+			panic(v)
+		}
+	}()
+	parser, err := kong.New(&cli,
+		kong.Name("muninn"),
+		kong.Description("MuninnDB: a memory database with high-availability clustering."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitPanic{c}) }),
+		kong.Bind(g),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "muninn: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "muninn: %v\n", err)
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			fmt.Fprintf(stderr, "Run `%s --help` for usage.\n", strings.TrimSpace("muninn "+commandPath(pe.Context)))
+		}
+		return 2
+	}
+	if err := kctx.Run(g); err != nil {
+		fmt.Fprintf(stderr, "muninn: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func commandPath(ctx *kong.Context) string {
+	if ctx == nil {
+		return ""
+	}
+	var out []string
+	for _, w := range strings.Fields(ctx.Command()) {
+		if strings.HasPrefix(w, "<") {
+			break
+		}
+		out = append(out, w)
+	}
+	return strings.Join(out, " ")
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ()))
+}
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// newLogger builds the process logger: tint (colored text) when format is
+// "text", or "auto" and stderr is a terminal; JSON otherwise.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	term := false
+	if f, ok := w.(*os.File); ok {
+		term = isTerminal(f)
+	}
+	if format == "text" || (format == "auto" || format == "") && term {
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.DateTime, NoColor: !term}))
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+func (VersionCmd) Run(g *Globals) error {
+	fmt.Fprintln(g.Out, versionString())
+	return nil
+}
+
+func versionString() string {
+	commit := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				commit = s.Value[:12]
+			}
+			if s.Key == "vcs.modified" && s.Value == "true" && commit != "" {
+				commit += "-dirty"
+			}
+		}
+	}
+	v := "muninn " + version
+	if commit != "" {
+		v += " (" + commit + ")"
+	}
+	return fmt.Sprintf("%s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/api"
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/client"
+	"github.com/muninndb/muninn/shell/node"
+)
+
+func u64(v uint64) *uint64 { return &v }
+func i64(v int64) *int64   { return &v }
+
+// TestInfoTableMatchesSeed: `muninn cluster info` prints the seed's table
+// byte for byte.
+func TestInfoTableMatchesSeed(t *testing.T) {
+	st := apitypes.Status{View: "cortex", Members: []apitypes.MemberStatus{
+		{ID: "muninn-01", Role: "cortex", Kind: "auto", LastSeq: u64(10421)},
+		{ID: "muninn-02", Role: "lobe", Kind: "auto", LastSeq: u64(10421), LagMs: i64(0)},
+		{ID: "muninn-03", Role: "lobe", Kind: "auto", LastSeq: u64(10419), LagMs: i64(2)},
+	}}
+	var b bytes.Buffer
+	infoTable(&b, st)
+	want := "" +
+		"NODE ID     ROLE     LAST SEQ   LAG\n" +
+		"muninn-01   cortex   10,421     —\n" +
+		"muninn-02   lobe     10,421     0ms\n" +
+		"muninn-03   lobe     10,419     2ms\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	// A Sentinel has no data; a lobe seen only in a local view has an
+	// unknown lag.
+	b.Reset()
+	infoTable(&b, apitypes.Status{Members: []apitypes.MemberStatus{
+		{ID: "s", Role: "sentinel", Kind: "sentinel"},
+		{ID: "l", Role: "lobe", Kind: "auto", LastSeq: u64(1234567)},
+	}})
+	if !strings.Contains(b.String(), "s         sentinel   —           —\n") || !strings.Contains(b.String(), "1,234,567   ?") {
+		t.Fatalf("sentinel/unknown rows:\n%s", b.String())
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0", 999: "999", 1000: "1,000", 10421: "10,421", 123456: "123,456", 1234567: "1,234,567", 18446744073709551615: "18,446,744,073,709,551,615"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for ms, want := range map[int64]string{0: "0ms", 2: "2ms", 999: "999ms", 1000: "1.0s", 1250: "1.2s", 59_999: "60.0s", 60_000: "1m0s", 125_400: "2m5s"} {
+		if got := fmtLag(ms); got != want {
+			t.Errorf("fmtLag(%d) = %q, want %q", ms, got, want)
+		}
+	}
+	ms := []apitypes.Member{{ID: "muninn-01"}, {ID: "muninn-02"}, {ID: "muninn-03"}}
+	if got := suggestNodeID(ms); got != "muninn-04" {
+		t.Errorf("suggest %q", got)
+	}
+	if got := suggestNodeID([]apitypes.Member{{ID: "a-9"}, {ID: "b-1"}}); got != "<new-node-id>" {
+		t.Errorf("suggest mixed %q", got)
+	}
+	if got := suggestNodeID(nil); got != "<new-node-id>" {
+		t.Errorf("suggest none %q", got)
+	}
+	got := numberedSteps("do this by a restart: (1) stop it; (2) edit the config; (3) start it")
+	want := "do this by a restart:\n  (1) stop it\n  (2) edit the config\n  (3) start it"
+	if got != want {
+		t.Errorf("numberedSteps:\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestRemoveNodeSteps(t *testing.T) {
+	info := apitypes.Info{NodeID: "muninn-01", ClusterEnabled: true, Cortex: "muninn-01", Epoch: 4, Members: []apitypes.Member{
+		{ID: "muninn-01", Kind: "auto", Role: "cortex", MBP: "10.0.1.10:8474"},
+		{ID: "muninn-02", Kind: "auto", Role: "lobe", MBP: "10.0.1.11:8474"},
+		{ID: "muninn-03", Kind: "auto", Role: "lobe", MBP: "10.0.1.12:8474"},
+	}}
+	var b bytes.Buffer
+	if err := removeNodeSteps(&b, info, "muninn-03", "http://10.0.1.10:8475"); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, s := range []string{"Removing muninn-03", "2 voters, quorum 2/2, tolerating 0", "Warning", "remove-node --node muninn-03 --yes", "10.0.1.12:8474", "Rotate cluster_secret", "Re-run with --yes"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("steps lack %q:\n%s", s, out)
+		}
+	}
+	if strings.Contains(out, "hand off first") {
+		t.Errorf("a Lobe needs no handoff:\n%s", out)
+	}
+	b.Reset()
+	removeNodeSteps(&b, info, "muninn-01", "x")
+	if !strings.Contains(b.String(), "failover --yes") {
+		t.Errorf("removing the Cortex must hand off first:\n%s", b.String())
+	}
+	if err := removeNodeSteps(&b, info, "muninn-09", "x"); err == nil || !strings.Contains(err.Error(), "not a member") {
+		t.Errorf("unknown node: %v", err)
+	}
+	b.Reset()
+	addNodeSteps(&b, info, "http://10.0.1.10:8475")
+	for _, s := range []string{"Step 1", "Step 5", `node_id: "muninn-04"`, `- "10.0.1.11:8474"`, "add-node --node muninn-04 --kind auto --addr http://10.0.1.10:8475", "100 MB/s", "not counted in quorum"} {
+		if !strings.Contains(b.String(), s) {
+			t.Errorf("add-node steps lack %q:\n%s", s, b.String())
+		}
+	}
+}
+
+func cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, nil)
+	return code, out.String(), errb.String()
+}
+
+func TestArgumentErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"cluster", "failover", "--addr", "http://127.0.0.1:1"}, 2, "refusing to fail over without --yes"},
+		{[]string{"cluster", "bogus"}, 2, "unexpected argument bogus"},
+		{[]string{"cluster", "add-node", "--kind", "boss"}, 2, `--kind must be one of "auto","sentinel","observer" but got "boss"`},
+		{[]string{"cluster", "fenced", "--drop", "3.7"}, 2, "without --yes"},
+		{[]string{"cluster", "fenced", "--replay", "3"}, 2, "EPOCH.SEQ"},
+		{[]string{"cluster", "fenced", "--replay", "1.1", "--drop", "1.2"}, 2, "can't be used together"},
+		{[]string{"--log-format", "xml", "version"}, 2, "--log-format"},
+		{[]string{"start", "--set", "nokey"}, 2, "KEY=VALUE"},
+		{[]string{"start", "--set", "cluster.colour=red"}, 1, "cluster.colour"},
+		{[]string{"start", "--config", "/nonexistent/muninn.yaml"}, 1, "does not exist"},
+		{[]string{"cluster", "info", "--addr", "http://127.0.0.1:1"}, 1, "cannot reach http://127.0.0.1:1"},
+		{[]string{}, 2, "expected one of"},
+	}
+	for _, c := range cases {
+		code, _, stderr := cli(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("muninn %s: exit %d (want %d), stderr:\n%s\nwant %q", strings.Join(c.args, " "), code, c.code, stderr, c.want)
+		}
+	}
+	if code, out, _ := cli(t, "version"); code != 0 || !strings.HasPrefix(out, "muninn ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, out, _ := cli(t, "cluster", "--help"); code != 0 || !strings.Contains(out, "cluster failover") || !strings.Contains(out, "MUNINN_ADDR") {
+		t.Errorf("help: %d %q", code, out)
+	}
+}
+
+func TestClusterCommands(t *testing.T) {
+	n, err := node.Start(node.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(n, api.Options{})
+	srv := httptest.NewServer(a)
+	defer func() { srv.Close(); a.Close(); n.Close() }()
+	for n.Status().Core.Role != core.RoleCortex {
+		time.Sleep(5 * time.Millisecond)
+	}
+	addr := srv.URL
+
+	code, out, stderr := cli(t, "cluster", "info", "--addr", addr)
+	if code != 0 || !strings.HasPrefix(out, "NODE ID      ROLE     LAST SEQ   LAG\nstandalone   cortex   ") || !strings.Contains(out, "Fencing token: 1") {
+		t.Fatalf("info: %d\n%s%s", code, out, stderr)
+	}
+	code, out, _ = cli(t, "cluster", "info", "--addr", addr, "--json")
+	var js struct {
+		Info   apitypes.Info   `json:"info"`
+		Status apitypes.Status `json:"status"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &js) != nil || js.Info.NodeID != "standalone" || len(js.Status.Members) != 1 {
+		t.Fatalf("info --json: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, "cluster", "status", "--addr", addr); code != 0 || !strings.Contains(out, "HEALTH") || !strings.Contains(out, "Health: ok") {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, "cluster", "health", "--addr", addr); code != 0 || !strings.HasPrefix(out, "ok: cortex standalone") {
+		t.Fatalf("health: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, "cluster", "add-node", "--addr", addr); code != 0 || !strings.Contains(out, "runs standalone") || !strings.Contains(out, "Step 5") {
+		t.Fatalf("add-node: %d %s", code, out)
+	}
+	if code, _, stderr = cli(t, "cluster", "add-node", "--addr", addr, "--node", "muninn-02"); code != 1 || !strings.Contains(stderr, "standalone") {
+		t.Fatalf("add-node --node: %d %s", code, stderr)
+	}
+	if code, _, stderr = cli(t, "cluster", "remove-node", "--addr", addr, "--node", "muninn-02"); code != 1 || !strings.Contains(stderr, "runs standalone") {
+		t.Fatalf("remove-node: %d %s", code, stderr)
+	}
+	if code, out, stderr = cli(t, "cluster", "enable", "--addr", addr); code != 1 || !strings.Contains(out, "  (3) start it") || !strings.Contains(stderr, "not enabled") {
+		t.Fatalf("enable: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr = cli(t, "cluster", "failover", "--yes", "--addr", addr); code != 1 || !strings.Contains(stderr, "no other data voter") {
+		t.Fatalf("failover: %d %s", code, stderr)
+	}
+	if code, out, _ = cli(t, "cluster", "fenced", "--addr", addr); code != 0 || !strings.Contains(out, "No quarantined entries on standalone") {
+		t.Fatalf("fenced: %d %s", code, out)
+	}
+	if code, out, _ = cli(t, "cluster", "fenced", "--export", "--addr", addr); code != 0 || out != "" {
+		t.Fatalf("fenced --export: %d %q", code, out)
+	}
+	if code, _, stderr = cli(t, "cluster", "fenced", "--replay", "1.5", "--addr", addr); code != 1 || !strings.Contains(stderr, "no quarantined entry 1.5") {
+		t.Fatalf("fenced --replay: %d %s", code, stderr)
+	}
+}
+
+// TestStart: muninn start runs a standalone node that serves the API and
+// stops cleanly.
+func TestStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	stop := make(chan struct{})
+	var out, errb bytes.Buffer
+	done := make(chan int)
+	go func() {
+		done <- runWith([]string{"start", "--data-dir", t.TempDir(), "--http-addr", addr, "--log-format", "json"}, &out, &errb, nil, stop)
+	}()
+	c := client.New("http://" + addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var w apitypes.WriteResult
+	for {
+		w, err = c.Write(ctx, apitypes.WriteRequest{Content: "started"})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil || w.Seq == 0 {
+		t.Fatalf("write: %v", err)
+	}
+	close(stop)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("start did not stop")
+	}
+	logs := errb.String()
+	for _, s := range []string{`"msg":"serving the REST API on ` + addr, `"msg":"elected as cortex (received 1/1 votes)"`, `"msg":"stopped"`} {
+		if !strings.Contains(logs, s) {
+			t.Errorf("logs lack %s:\n%s", s, logs)
+		}
+	}
+}

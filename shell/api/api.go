@@ -1,0 +1,150 @@
+// Package api is MuninnDB's REST API (port 8475): the engram data
+// endpoints under /api, the cluster endpoints under /v1/cluster, and
+// /metrics. See docs/api.md.
+//
+// Handlers talk to the node runner only: writes go through Node.Write,
+// reads through Node.ReadGate then the store. A Lobe forwards what only
+// the Cortex may answer (DESIGN rule 13), once.
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/node"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configure the API.
+type Options struct {
+	// AdminToken, when set, is required as "Authorization: Bearer <token>"
+	// on the admin endpoints (failover, membership, quarantine replay and
+	// drop, enable/disable). When empty, admin endpoints accept only
+	// loopback callers.
+	AdminToken string
+	Logger     *slog.Logger
+	// ForwardTimeout bounds one request forwarded to the Cortex (default
+	// 30 s: a held write may wait out an election first).
+	ForwardTimeout time.Duration
+	// FailoverWait bounds how long POST /v1/cluster/failover waits to name
+	// the new Cortex after the handoff (default 3 s).
+	FailoverWait time.Duration
+}
+
+// Server is the API's http.Handler. Close stops its lag sampler.
+type Server struct {
+	n    *node.Node
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+	fwd  *http.Client
+	lag  *lagTracker
+}
+
+// New returns the API for node n.
+func New(n *node.Node, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ForwardTimeout == 0 {
+		opts.ForwardTimeout = 30 * time.Second
+	}
+	if opts.FailoverWait == 0 {
+		opts.FailoverWait = 3 * time.Second
+	}
+	s := &Server{
+		n: n, opts: opts, log: opts.Logger, mux: http.NewServeMux(),
+		fwd: &http.Client{Timeout: opts.ForwardTimeout},
+		lag: newLagTracker(n),
+	}
+	s.routes()
+	return s
+}
+
+// Close stops the background lag sampler. The node is not closed.
+func (s *Server) Close() { s.lag.close() }
+
+// handler is an endpoint that returns its error instead of writing it.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+type methods map[string]handler
+
+func (s *Server) route(pattern string, ms methods) {
+	allow := make([]string, 0, len(ms))
+	for m := range ms {
+		allow = append(allow, m)
+	}
+	slices.Sort(allow)
+	allowed := strings.Join(allow, ", ")
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		h, ok := ms[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = ms[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", allowed)
+			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: apitypes.CodeMethodNotAllowed,
+				msg: fmt.Sprintf("%s %s is not supported; allowed: %s", r.Method, r.URL.Path, allowed)})
+			return
+		}
+		if err := h(w, r); err != nil {
+			s.writeErr(w, r, err)
+		}
+	})
+}
+
+func (s *Server) routes() {
+	s.route("/api/engrams", methods{"POST": s.handleWrite, "GET": s.handleList})
+	s.route("/api/engrams/{id}", methods{"GET": s.handleGet, "PATCH": s.handleUpdate, "DELETE": s.handleForget})
+	s.route("/api/activate", methods{"POST": s.handleActivate})
+
+	s.route("/v1/cluster/health", methods{"GET": s.handleHealth})
+	s.route("/v1/cluster/info", methods{"GET": s.handleInfo})
+	s.route("/v1/cluster/status", methods{"GET": s.handleStatus})
+	s.route("/v1/cluster/failover", methods{"POST": s.handleFailover})
+	s.route("/v1/cluster/members", methods{"POST": s.handleAddMember})
+	s.route("/v1/cluster/members/{id}", methods{"DELETE": s.handleRemoveMember})
+	s.route("/v1/cluster/fenced", methods{"GET": s.handleFenced})
+	s.route("/v1/cluster/fenced/export", methods{"GET": s.handleFencedExport})
+	s.route("/v1/cluster/fenced/replay", methods{"POST": s.handleReplay})
+	s.route("/v1/cluster/fenced/drop", methods{"POST": s.handleDrop})
+	s.route("/v1/cluster/propose", methods{"POST": s.handlePropose})
+	s.route("/v1/cluster/enable", methods{"POST": s.handleEnable})
+	s.route("/v1/cluster/disable", methods{"POST": s.handleDisable})
+
+	metrics := promhttp.HandlerFor(s.n.Metrics().Registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}})
+	s.route("/metrics", methods{"GET": func(w http.ResponseWriter, r *http.Request) error {
+		metrics.ServeHTTP(w, r)
+		return nil
+	}})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, code: apitypes.CodeNotFound,
+			msg: fmt.Sprintf("no such endpoint: %s %s (see docs/api.md)", r.Method, r.URL.Path)})
+	})
+}
+
+// ServeHTTP serves the API. Every response names the node in X-Muninn-Node
+// (a forwarded response keeps the Cortex's).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(apitypes.HeaderNode, string(s.n.ID()))
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("api: handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			writeError(w, &apiError{status: http.StatusInternalServerError, code: apitypes.CodeInternal, msg: "internal error; see the node's log"})
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) { p.l.Warn(fmt.Sprint(v...)) }

@@ -1,0 +1,524 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/node"
+)
+
+// view is what the cluster endpoints compute from one published snapshot.
+type view struct {
+	snap   *node.Snapshot
+	st     core.Status
+	now    core.Time     // the node's clock now (not at publish)
+	window time.Duration // the SDOWN window: 3 heartbeats, capped by lease_ttl
+	peers  map[core.NodeID]core.PeerStatus
+	conn   map[core.NodeID]bool
+	wall   time.Time
+}
+
+func (s *Server) view() view {
+	snap := s.n.Status()
+	o := s.n.Options()
+	v := view{
+		snap: snap, st: snap.Core, wall: time.Now(),
+		now:    core.Time(time.Since(snap.Started)),
+		window: core.Config{Heartbeat: o.Heartbeat, LeaseTTL: o.LeaseTTL}.WithDefaults().DownAfter(),
+		peers:  map[core.NodeID]core.PeerStatus{},
+		conn:   map[core.NodeID]bool{},
+	}
+	if v.now < snap.Now {
+		v.now = snap.Now
+	}
+	for _, p := range v.st.Peers {
+		v.peers[p.ID] = p
+	}
+	for _, p := range snap.Peers {
+		if p.Connected {
+			v.conn[p.ID] = true
+		}
+	}
+	return v
+}
+
+func (v view) self() core.NodeID { return v.st.ID }
+
+func (v view) isCortex() bool { return v.st.Role == core.RoleCortex }
+
+// heardAgo is how long ago this node last heard from a peer (an echo of
+// its own heartbeat counts, on the Cortex), and whether it ever did.
+func (v view) heardAgo(id core.NodeID) (time.Duration, bool) {
+	p, ok := v.peers[id]
+	if !ok {
+		return 0, false
+	}
+	last := max(p.Seen, p.Echo)
+	if last == 0 {
+		return 0, false
+	}
+	return max(v.now.Sub(last), 0), true
+}
+
+// echoFresh reports whether, on the Cortex, a peer echoed a heartbeat sent
+// within the SDOWN window.
+func (v view) echoFresh(id core.NodeID) bool {
+	p, ok := v.peers[id]
+	return ok && p.Echo != 0 && v.now.Sub(p.Echo) <= v.window
+}
+
+// memberHealth is one member's health as this node sees it.
+func (v view) memberHealth(m core.Member) string {
+	if m.ID == v.self() {
+		return apitypes.MemberHealthy
+	}
+	ago, heard := v.heardAgo(m.ID)
+	up := heard && ago <= v.window
+	if v.snap.Peers != nil || v.st.Members.Voters() > 1 {
+		up = up && v.conn[m.ID]
+	}
+	switch {
+	case m.Learner && up:
+		return apitypes.MemberCatchingUp
+	case up:
+		return apitypes.MemberHealthy
+	case !heard:
+		return apitypes.MemberUnknown
+	}
+	return apitypes.MemberUnreachable
+}
+
+// role is a member's role as this node knows it: the Cortex by the Cortex
+// this node follows, learners as such, a candidate as reported, and the
+// others by kind.
+func (v view) role(m core.Member) string {
+	switch {
+	case m.ID == v.self():
+		return v.st.Role.String()
+	case m.ID == v.st.Cortex:
+		return core.RoleCortex.String()
+	case m.Learner:
+		return "learner"
+	}
+	if p, ok := v.peers[m.ID]; ok && p.Seen != 0 && p.Role == core.RoleCandidate {
+		return core.RoleCandidate.String()
+	}
+	switch m.Kind {
+	case core.KindSentinel:
+		return core.RoleSentinel.String()
+	case core.KindObserver:
+		return core.RoleObserver.String()
+	}
+	return core.RoleLobe.String()
+}
+
+func fmtAgo(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// health computes GET /v1/cluster/health: ok when the node has a Cortex,
+// the quorum is reachable (the Cortex: a quorum of voters echoed a
+// heartbeat within the SDOWN window; others: the Cortex was heard within
+// it) and every member is healthy (learners catching up count as healthy).
+// With nodeOnly the members' health is not required.
+func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
+	st := v.st
+	h := apitypes.Health{NodeID: string(st.ID), Role: st.Role.String(), Cortex: string(st.Cortex), Epoch: uint64(st.Epoch),
+		Quorum: st.Quorum, Voters: st.Members.Voters(), Members: []apitypes.MemberHealth{}}
+	var unhealthy []string
+	for _, m := range st.Members {
+		mh := v.memberHealth(m)
+		h.Members = append(h.Members, apitypes.MemberHealth{ID: string(m.ID), Health: mh})
+		if m.Voter() && (m.ID == v.self() || (v.isCortex() && v.echoFresh(m.ID)) || (!v.isCortex() && mh == apitypes.MemberHealthy)) {
+			h.ReachableVoters++
+		}
+		if mh != apitypes.MemberHealthy && mh != apitypes.MemberCatchingUp {
+			ago, heard := v.heardAgo(m.ID)
+			why := "never heard from"
+			if heard {
+				why = "last heard " + fmtAgo(ago) + " ago"
+			}
+			unhealthy = append(unhealthy, fmt.Sprintf("%s is %s (%s)", m.ID, mh, why))
+		}
+	}
+	reason := ""
+	switch {
+	case v.snap.Joining:
+		reason = fmt.Sprintf("this node (%s) is not a member yet: add it with `muninn cluster add-node --node %s` against the Cortex", st.ID, st.ID)
+	case st.Cortex == "":
+		reason = "no Cortex is known: an election is under way"
+	case v.isCortex() && h.ReachableVoters < st.Quorum:
+		reason = fmt.Sprintf("the Cortex hears from only %d of %d voters within %s (quorum is %d)", h.ReachableVoters, h.Voters, v.window, st.Quorum)
+	case !v.isCortex() && st.SDown:
+		reason = fmt.Sprintf("the Cortex %s is subjectively down: no heartbeat for %d beats", st.Cortex, core.MissedBeats)
+	case !v.isCortex():
+		if ago, heard := v.heardAgo(st.Cortex); !heard || ago > v.window {
+			reason = fmt.Sprintf("no heartbeat from the Cortex %s within %s", st.Cortex, v.window)
+		}
+	}
+	if reason == "" && !nodeOnly && len(unhealthy) > 0 {
+		reason = "member " + unhealthy[0]
+		if len(unhealthy) > 1 {
+			reason += fmt.Sprintf(" (and %d more)", len(unhealthy)-1)
+		}
+	}
+	h.Status = apitypes.HealthOK
+	if reason != "" {
+		h.Status, h.Reason = apitypes.HealthDegraded, reason
+	}
+	return h
+}
+
+// GET /v1/cluster/health[?scope=node]
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	scope := r.URL.Query().Get("scope")
+	if scope != "" && scope != "cluster" && scope != "node" {
+		return badRequest("scope: %q: use cluster (default) or node", scope)
+	}
+	h := s.health(s.view(), scope == "node")
+	status := http.StatusOK
+	if h.Status != apitypes.HealthOK {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
+	return nil
+}
+
+func (s *Server) members(v view) []apitypes.Member {
+	out := []apitypes.Member{}
+	mbp := map[core.NodeID]string{}
+	for _, p := range v.snap.Peers {
+		mbp[p.ID] = p.MBPAddr
+	}
+	if o := s.n.Options(); o.Cluster {
+		mbp[v.self()] = o.AdvertiseAddr
+	}
+	for _, m := range v.st.Members {
+		out = append(out, apitypes.Member{ID: string(m.ID), Kind: m.Kind.String(), Learner: m.Learner,
+			Role: v.role(m), API: v.snap.APIAddrs[m.ID], MBP: mbp[m.ID]})
+	}
+	return out
+}
+
+// GET /v1/cluster/info
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) error {
+	v := s.view()
+	st := v.st
+	info := apitypes.Info{
+		NodeID: string(st.ID), Role: st.Role.String(), Kind: st.Kind.String(), ClusterEnabled: s.n.Options().Cluster,
+		Cortex: string(st.Cortex), CortexAPI: v.snap.APIAddrs[st.Cortex], Epoch: uint64(st.Epoch),
+		LastSeq: uint64(st.Last.Seq), LastEpoch: uint64(st.Last.Epoch), CommitSeq: uint64(st.Commit.Seq),
+		Quorum: st.Quorum, WriteQuorum: st.WriteQ, Joining: v.snap.Joining, Handoff: string(st.Handoff),
+		Members: s.members(v), UptimeMs: time.Since(v.snap.Started).Milliseconds(),
+	}
+	if st.Cortex != "" {
+		// The Cortex's epoch is its fencing token; a follower knows it as
+		// the epoch it follows.
+		info.FencingToken = uint64(st.Epoch)
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// status computes GET /v1/cluster/status from this node's view. On the
+// Cortex every data member's last seq is its match and its lag comes from
+// the lag tracker; elsewhere only this node's own lag is known (its
+// staleness bound).
+func (s *Server) status(v view) apitypes.Status {
+	st := v.st
+	h := s.health(v, false)
+	out := apitypes.Status{
+		NodeID: string(st.ID), View: "local", Cortex: string(st.Cortex), Epoch: uint64(st.Epoch),
+		LastSeq: uint64(st.Last.Seq), CommitSeq: uint64(st.Commit.Seq), Quorum: st.Quorum,
+		Health: h.Status, Reason: h.Reason, Members: []apitypes.MemberStatus{},
+	}
+	if st.Cortex != "" {
+		out.FencingToken = uint64(st.Epoch)
+	}
+	if v.isCortex() {
+		out.View = "cortex"
+	}
+	for _, m := range st.Members {
+		ms := apitypes.MemberStatus{ID: string(m.ID), Role: v.role(m), Kind: m.Kind.String(), Learner: m.Learner,
+			Health: v.memberHealth(m), API: v.snap.APIAddrs[m.ID]}
+		p, known := v.peers[m.ID]
+		switch {
+		case m.ID == v.self():
+			ms.Connected = true
+			if m.Kind != core.KindSentinel {
+				ms.LastSeq = ptr(uint64(st.Last.Seq))
+			}
+			if !v.isCortex() && m.Kind != core.KindSentinel && st.Staleness != core.Never {
+				ms.LagMs = ptr(time.Duration(st.Staleness).Milliseconds())
+			}
+		default:
+			ms.Connected = v.conn[m.ID]
+			if ago, heard := v.heardAgo(m.ID); heard {
+				ms.LastHeardMs = ptr(ago.Milliseconds())
+			}
+			if m.Kind == core.KindSentinel || !known {
+				break
+			}
+			if v.isCortex() {
+				last := p.Match
+				if last == 0 {
+					// Nothing acknowledged to this Cortex yet (a new
+					// epoch, or the member is down): its last report.
+					last = p.Last.Seq
+				}
+				ms.LastSeq = ptr(uint64(last))
+				if p.Echo != 0 || p.Match != 0 {
+					if lag, ok := s.lag.lag(p.Match, st.Last.Seq, v.wall); ok {
+						ms.LagMs = ptr(lag)
+					}
+				}
+				if m.Learner {
+					pct := 100.0
+					if st.Last.Seq > 0 {
+						pct = float64(p.Match) / float64(st.Last.Seq) * 100
+					}
+					ms.CatchUp = &apitypes.CatchUp{MatchSeq: uint64(p.Match), TargetSeq: uint64(st.Last.Seq), Percent: min(pct, 100)}
+				}
+			} else if p.Seen != 0 {
+				ms.LastSeq = ptr(uint64(p.Last.Seq))
+			}
+		}
+		out.Members = append(out.Members, ms)
+	}
+	return out
+}
+
+// GET /v1/cluster/status[?local=true]: a non-Cortex node forwards to the
+// Cortex (whose view has every member's lag) unless local=true; if that
+// fails it answers with its own view.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	v := s.view()
+	local := r.URL.Query().Get("local")
+	if local != "" && local != "true" && local != "false" {
+		return badRequest("local: %q: use true or false", local)
+	}
+	if !v.isCortex() && local != "true" && v.st.Cortex != "" && v.st.Cortex != v.self() &&
+		r.Header.Get(apitypes.HeaderForwardedBy) == "" && v.snap.APIAddrs[v.st.Cortex] != "" {
+		if err := s.forward(w, r, nil, v.st.Cortex); err == nil {
+			return nil
+		}
+		// Fall through: the Cortex is unreachable; answer locally.
+	}
+	writeJSON(w, http.StatusOK, s.status(v))
+	return nil
+}
+
+// POST /v1/cluster/failover
+func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	var req apitypes.FailoverRequest
+	if len(body) > 0 {
+		if err := decodeJSON(body, &req); err != nil {
+			return err
+		}
+	}
+	from := s.n.ID()
+	if err := s.retryAdmin(r.Context(), func(ctx context.Context) error { return s.n.Transfer(ctx, core.NodeID(req.To)) }); err != nil {
+		return s.fail(w, r, body, err)
+	}
+	s.log.Info(fmt.Sprintf("manual failover: handed the Cortex role off (requested %s)", orAny(req.To)))
+	res := apitypes.FailoverResult{From: string(from)}
+	deadline := time.Now().Add(s.opts.FailoverWait)
+	for time.Now().Before(deadline) {
+		st := s.n.Status().Core
+		if st.Cortex != "" && st.Cortex != from {
+			res.To, res.Epoch = string(st.Cortex), uint64(st.Epoch)
+			break
+		}
+		select {
+		case <-r.Context().Done():
+			deadline = time.Now()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// retryAdmin runs an admin call, retrying for up to adminHold while the
+// refusal is transient and nothing was done: no Cortex known (an election),
+// a handoff or another membership change under way.
+func (s *Server) retryAdmin(ctx context.Context, call func(context.Context) error) error {
+	deadline := time.Now().Add(adminHold)
+	backoff := 10 * time.Millisecond
+	for {
+		err := call(ctx)
+		var ce *core.Error
+		if !errors.As(err, &ce) || time.Now().After(deadline) {
+			return err
+		}
+		switch {
+		case ce.Code == core.CodeNotCortex && ce.Cortex == "", ce.Code == core.CodeNoCortex,
+			ce.Code == core.CodeTransferring, ce.Code == core.CodeBusy:
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// adminHold bounds how long an admin call waits out an election, a
+// handoff or a membership change.
+const adminHold = 5 * time.Second
+
+func orAny(to string) string {
+	if to == "" {
+		return "the most caught-up lobe"
+	}
+	return to
+}
+
+func (s *Server) needCluster(what string) error {
+	if s.n.Options().Cluster {
+		return nil
+	}
+	return &apiError{status: http.StatusConflict, code: apitypes.CodeStandalone,
+		msg: fmt.Sprintf("this node runs standalone, so it has no members to %s: enable cluster mode first (see muninn cluster enable)", what)}
+}
+
+// POST /v1/cluster/members
+func (s *Server) handleAddMember(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	var req apitypes.MemberRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	if req.ID == "" || len(req.ID) > core.MaxNodeIDLen {
+		return badRequest("id: required, 1 to %d bytes (the new node's cluster.node_id)", core.MaxNodeIDLen)
+	}
+	kind, err := core.ParseKind(req.Kind)
+	if err != nil {
+		return badRequest("kind: %v", err)
+	}
+	if err := s.needCluster("add"); err != nil {
+		return err
+	}
+	if err := s.retryAdmin(r.Context(), func(ctx context.Context) error {
+		return s.n.AddMember(ctx, core.Member{ID: core.NodeID(req.ID), Kind: kind})
+	}); err != nil {
+		return s.fail(w, r, body, err)
+	}
+	s.log.Info(fmt.Sprintf("added %s (%s) to the cluster", req.ID, kind))
+	writeJSON(w, http.StatusCreated, apitypes.MemberResult{ID: req.ID, Action: "added", Members: s.membersAfter(core.NodeID(req.ID), true)})
+	return nil
+}
+
+// DELETE /v1/cluster/members/{id}
+func (s *Server) handleRemoveMember(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if id == "" || len(id) > core.MaxNodeIDLen {
+		return badRequest("id: required, 1 to %d bytes", core.MaxNodeIDLen)
+	}
+	if err := s.needCluster("remove"); err != nil {
+		return err
+	}
+	if err := s.retryAdmin(r.Context(), func(ctx context.Context) error { return s.n.RemoveMember(ctx, core.NodeID(id)) }); err != nil {
+		return s.fail(w, r, body, err)
+	}
+	s.log.Info(fmt.Sprintf("removed %s from the cluster", id))
+	writeJSON(w, http.StatusOK, apitypes.MemberResult{ID: id, Action: "removed", Members: s.membersAfter(core.NodeID(id), false)})
+	return nil
+}
+
+// membersAfter waits briefly until the published membership shows the
+// committed change, then returns it.
+func (s *Server) membersAfter(id core.NodeID, present bool) []apitypes.Member {
+	deadline := time.Now().Add(time.Second)
+	for {
+		v := s.view()
+		if slices.ContainsFunc(v.st.Members, func(m core.Member) bool { return m.ID == id }) == present || time.Now().After(deadline) {
+			return s.members(v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// POST /v1/cluster/enable and /disable. Switching modes needs a restart
+// with the new configuration; the answer says how.
+func (s *Server) handleEnable(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	if s.n.Options().Cluster {
+		return &apiError{status: http.StatusConflict, code: apitypes.CodeConflict, msg: fmt.Sprintf("cluster mode is already enabled on %s", s.n.ID())}
+	}
+	return &apiError{status: http.StatusNotImplemented, code: apitypes.CodeNotImplemented, msg: EnableProcedure(string(s.n.ID()))}
+}
+
+func (s *Server) handleDisable(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	if !s.n.Options().Cluster {
+		return &apiError{status: http.StatusConflict, code: apitypes.CodeConflict, msg: "this node already runs standalone"}
+	}
+	return &apiError{status: http.StatusNotImplemented, code: apitypes.CodeNotImplemented, msg: DisableProcedure(string(s.n.ID()))}
+}
+
+// EnableProcedure and DisableProcedure are the restart-based procedures
+// that switch a node's mode (a running node does not switch in place). The
+// node keeps its id: its data and membership are recorded under it.
+func EnableProcedure(id string) string {
+	return "switching a running node to cluster mode is done by a restart: " +
+		"(1) stop the node (SIGTERM; it shuts down cleanly); " +
+		fmt.Sprintf("(2) add to its config: cluster.enabled: true, cluster.node_id: %q (keep this id: the node's data and membership are recorded under it), ", id) +
+		"cluster.bind_addr (its LAN IP:8474) and cluster.cluster_secret, with no seeds (it is the first node); " +
+		"(3) start it with muninn start --config FILE: it comes back with its data as the Cortex of a one-node cluster; " +
+		"(4) start each new node with seeds pointing at it and add it with muninn cluster add-node --node ID; " +
+		"it receives a snapshot and becomes a voter once caught up"
+}
+
+func DisableProcedure(id string) string {
+	return "switching a cluster node to standalone is done by a restart: " +
+		fmt.Sprintf("(1) if %s is not the Cortex, hand off to it (muninn cluster failover --yes --to %s); ", id, id) +
+		"(2) remove every other member (muninn cluster remove-node --node ID --yes) and stop them; " +
+		fmt.Sprintf("(3) stop this node, set cluster.enabled: false in its config (keep cluster.node_id: %q), and start it again: it keeps its data and runs standalone", id)
+}

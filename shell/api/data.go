@@ -1,0 +1,333 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/core/engram"
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/node"
+)
+
+func nowMS() uint64 { return uint64(time.Now().UnixMilli()) }
+
+// POST /api/engrams
+func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req apitypes.WriteRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	vault, err := vaultParam(r, req.Vault)
+	if err != nil {
+		return err
+	}
+	dur, err := durabilityParam(r)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Content) == "" {
+		return badRequest("content: required (the text of the memory)")
+	}
+	id := req.ID
+	if id == "" {
+		id = node.NewEngramID()
+	}
+	conf := 1.0
+	if req.Confidence != nil {
+		conf = *req.Confidence
+	}
+	cmd := engram.Command{Op: engram.OpWrite, Vault: vault, ID: id, At: nowMS(),
+		Concept: req.Concept, Content: req.Content, Tags: req.Tags, Confidence: conf}
+	return s.propose(w, r, body, cmd, dur, http.StatusCreated)
+}
+
+// PATCH /api/engrams/{id}
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req apitypes.UpdateRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	vault, err := vaultParam(r, req.Vault)
+	if err != nil {
+		return err
+	}
+	dur, err := durabilityParam(r)
+	if err != nil {
+		return err
+	}
+	cmd := engram.Command{Op: engram.OpUpdate, Vault: vault, ID: r.PathValue("id"), At: nowMS()}
+	if req.Concept != nil {
+		cmd.Set |= engram.FieldConcept
+		cmd.Concept = *req.Concept
+	}
+	if req.Content != nil {
+		if strings.TrimSpace(*req.Content) == "" {
+			return badRequest("content: cannot be set to empty (forget the engram instead)")
+		}
+		cmd.Set |= engram.FieldContent
+		cmd.Content = *req.Content
+	}
+	if req.Tags != nil {
+		cmd.Set |= engram.FieldTags
+		cmd.Tags = *req.Tags
+	}
+	if req.Confidence != nil {
+		cmd.Set |= engram.FieldConfidence
+		cmd.Confidence = *req.Confidence
+	}
+	if cmd.Set == 0 {
+		return badRequest("nothing to update: set at least one of concept, content, tags, confidence")
+	}
+	return s.propose(w, r, body, cmd, dur, http.StatusOK)
+}
+
+// DELETE /api/engrams/{id}
+func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	vault, err := vaultParam(r, "")
+	if err != nil {
+		return err
+	}
+	dur, err := durabilityParam(r)
+	if err != nil {
+		return err
+	}
+	cmd := engram.Command{Op: engram.OpForget, Vault: vault, ID: r.PathValue("id"), At: nowMS()}
+	return s.propose(w, r, body, cmd, dur, http.StatusOK)
+}
+
+// propose validates cmd, pre-checks it on the Cortex, writes it and
+// answers with its log position; a Lobe forwards the original request.
+func (s *Server) propose(w http.ResponseWriter, r *http.Request, body []byte, cmd engram.Command, dur core.Durability, status int) error {
+	if err := cmd.Validate(); err != nil {
+		return badRequest("%v", err)
+	}
+	payload, err := engram.EncodeCommand(cmd)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	if err := s.precheck(cmd, payload); err != nil {
+		return err
+	}
+	start := time.Now()
+	pos, err := s.n.Write(r.Context(), payload, dur)
+	if err != nil {
+		return s.fail(w, r, body, err)
+	}
+	s.n.Metrics().WriteSeconds.WithLabelValues(dur.String()).Observe(time.Since(start).Seconds())
+	writeJSON(w, status, apitypes.WriteResult{ID: cmd.ID, Vault: cmd.Vault, Epoch: uint64(pos.Epoch), Seq: uint64(pos.Seq), Durability: dur.String()})
+	return nil
+}
+
+// precheck refuses, on the Cortex, a command the state machine would
+// reject (a duplicate id, a missing engram), so it is answered 409/404
+// instead of becoming a no-op entry. Other nodes leave it to the Cortex.
+func (s *Server) precheck(cmd engram.Command, payload []byte) error {
+	if snap := s.n.Status(); snap == nil || snap.Core.Role != core.RoleCortex {
+		return nil
+	}
+	st := s.n.Store()
+	if cmd.Op == engram.OpForget || cmd.Op == engram.OpUpdate {
+		_, ok, err := st.Get(cmd.Vault, cmd.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notFound("engram %s not found in vault %s", cmd.ID, cmd.Vault)
+		}
+	}
+	err := st.Check(payload)
+	var rej *engram.RejectError
+	if errors.As(err, &rej) {
+		// The state machine's refusals: "already exists", "not found".
+		switch {
+		case strings.Contains(rej.Msg, "already exists"):
+			return &apiError{status: http.StatusConflict, code: apitypes.CodeConflict, msg: fmt.Sprintf("engram %s already exists in vault %s", cmd.ID, cmd.Vault)}
+		case strings.Contains(rej.Msg, "not found"):
+			return notFound("engram %s not found in vault %s", cmd.ID, cmd.Vault)
+		}
+		return badRequest("%s", rej.Msg)
+	}
+	return err
+}
+
+// gate asks the node whether a read may be served here; not_cortex
+// forwards the request.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, body []byte) (served bool, c core.Consistency, err error) {
+	c, lag, err := readParams(r)
+	if err != nil {
+		return false, c, err
+	}
+	if err := s.n.ReadGate(r.Context(), c, lag); err != nil {
+		return false, c, s.fail(w, r, body, err)
+	}
+	return true, c, nil
+}
+
+func (s *Server) observeRead(c core.Consistency, start time.Time) {
+	s.n.Metrics().ReadSeconds.WithLabelValues(c.String()).Observe(time.Since(start).Seconds())
+}
+
+// GET /api/engrams/{id}
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	id := r.PathValue("id")
+	if err := engram.ValidateID(id); err != nil {
+		return badRequest("%v", err)
+	}
+	vault, err := vaultParam(r, "")
+	if err != nil {
+		return err
+	}
+	if err := engram.ValidateVault(vault); err != nil {
+		return badRequest("%v", err)
+	}
+	ok, c, err := s.gate(w, r, nil)
+	if !ok {
+		return err
+	}
+	e, found, err := s.n.Store().Get(vault, id)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return notFound("engram %s not found in vault %s", id, vault)
+	}
+	s.observeRead(c, start)
+	writeJSON(w, http.StatusOK, tidy(e))
+	return nil
+}
+
+// GET /api/engrams
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	q := r.URL.Query()
+	vault, err := vaultParam(r, "")
+	if err != nil {
+		return err
+	}
+	if err := engram.ValidateVault(vault); err != nil {
+		return badRequest("%v", err)
+	}
+	o := engram.ListOptions{Cursor: q.Get("cursor")}
+	if v := q.Get("limit"); v != "" {
+		o.Limit, err = strconv.Atoi(v)
+		if err != nil || o.Limit < 1 || o.Limit > engram.MaxListLimit {
+			return badRequest("limit: %q is not an integer in 1..%d", v, engram.MaxListLimit)
+		}
+	}
+	if o.Cursor != "" {
+		if err := engram.ValidateID(o.Cursor); err != nil {
+			return badRequest("cursor: %v (pass the next_cursor of the previous page)", err)
+		}
+	}
+	if v := q.Get("tags"); v != "" {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				o.Tags = append(o.Tags, t)
+			}
+		}
+		if err := checkTags(o.Tags); err != nil {
+			return err
+		}
+	}
+	ok, c, err := s.gate(w, r, nil)
+	if !ok {
+		return err
+	}
+	p, err := s.n.Store().List(vault, o)
+	if err != nil {
+		return err
+	}
+	res := apitypes.ListResult{Engrams: make([]apitypes.Engram, 0, len(p.Engrams)), NextCursor: p.Next}
+	for _, e := range p.Engrams {
+		res.Engrams = append(res.Engrams, tidy(e))
+	}
+	s.observeRead(c, start)
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func checkTags(tags []string) error {
+	if len(tags) > engram.MaxTags {
+		return badRequest("tags: %d tags exceeds the limit of %d", len(tags), engram.MaxTags)
+	}
+	for i, t := range tags {
+		if len(t) > engram.MaxTagLen || !utf8.ValidString(t) {
+			return badRequest("tags[%d]: must be valid UTF-8 of at most %d bytes", i, engram.MaxTagLen)
+		}
+	}
+	return nil
+}
+
+// POST /api/activate
+func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req apitypes.ActivateRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	vault, err := vaultParam(r, req.Vault)
+	if err != nil {
+		return err
+	}
+	if err := engram.ValidateVault(vault); err != nil {
+		return badRequest("%v", err)
+	}
+	switch {
+	case strings.TrimSpace(req.Query) == "":
+		return badRequest("query: required (the text to activate memories with)")
+	case len(req.Query) > engram.MaxQueryLen:
+		return badRequest("query: %d bytes exceeds the limit of %d bytes", len(req.Query), engram.MaxQueryLen)
+	case req.Limit < 0 || req.Limit > engram.MaxActivateLimit:
+		return badRequest("limit: %d is outside 1..%d", req.Limit, engram.MaxActivateLimit)
+	}
+	ok, c, err := s.gate(w, r, body)
+	if !ok {
+		return err
+	}
+	hits, err := s.n.Store().Activate(vault, req.Query, req.Limit)
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "query:") {
+			return badRequest("%v", err)
+		}
+		return err
+	}
+	res := apitypes.ActivateResult{Hits: make([]apitypes.Hit, 0, len(hits))}
+	for _, h := range hits {
+		h.Engram = tidy(h.Engram)
+		res.Hits = append(res.Hits, h)
+	}
+	s.observeRead(c, start)
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// tidy makes an engram's JSON stable: tags is [] rather than null.
+func tidy(e engram.Engram) engram.Engram {
+	if e.Tags == nil {
+		e.Tags = []string{}
+	}
+	return e
+}

@@ -1,0 +1,222 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/core/engram"
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/store"
+)
+
+func fencedEntry(q store.Quarantined) apitypes.FencedEntry {
+	return apitypes.FencedEntry{Epoch: uint64(q.Epoch), Seq: uint64(q.Seq), Type: q.Type, Durability: q.Durability,
+		Vault: q.Vault, Op: q.Op, ID: q.ID, Payload: q.Payload, Reason: q.Reason, TimeMS: q.TimeMS}
+}
+
+// GET /v1/cluster/fenced: this node's quarantine (entries a failover cut
+// off; they stay on the node that held them).
+func (s *Server) handleFenced(w http.ResponseWriter, r *http.Request) error {
+	qs, err := s.n.Store().Quarantine()
+	if err != nil {
+		return err
+	}
+	out := apitypes.FencedList{NodeID: string(s.n.ID()), Entries: make([]apitypes.FencedEntry, 0, len(qs))}
+	for _, q := range qs {
+		out.Entries = append(out.Entries, fencedEntry(q))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// GET /v1/cluster/fenced/export: the quarantine as JSON lines.
+func (s *Server) handleFencedExport(w http.ResponseWriter, r *http.Request) error {
+	var buf bytes.Buffer
+	n, err := s.n.Store().ExportQuarantine(&buf)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="muninn-fenced-%s.jsonl"`, s.n.ID()))
+	w.Header().Set("X-Muninn-Fenced-Count", fmt.Sprint(n))
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, &buf)
+	return nil
+}
+
+func (s *Server) findFenced(ref apitypes.FencedRef) (store.Quarantined, error) {
+	qs, err := s.n.Store().Quarantine()
+	if err != nil {
+		return store.Quarantined{}, err
+	}
+	for _, q := range qs {
+		if uint64(q.Epoch) == ref.Epoch && uint64(q.Seq) == ref.Seq {
+			return q, nil
+		}
+	}
+	return store.Quarantined{}, &apiError{status: http.StatusNotFound, code: apitypes.CodeQuarantineMissing,
+		msg: fmt.Sprintf("no quarantined entry %d.%d on %s (list them with muninn cluster fenced)", ref.Epoch, ref.Seq, s.n.ID())}
+}
+
+func readRef(w http.ResponseWriter, r *http.Request) (apitypes.FencedRef, []byte, error) {
+	var ref apitypes.FencedRef
+	body, err := readBody(w, r)
+	if err != nil {
+		return ref, nil, err
+	}
+	if err := decodeJSON(body, &ref); err != nil {
+		return ref, nil, err
+	}
+	if ref.Epoch == 0 || ref.Seq == 0 {
+		return ref, nil, badRequest("epoch and seq: both required (from muninn cluster fenced)")
+	}
+	return ref, body, nil
+}
+
+// POST /v1/cluster/fenced/replay {epoch, seq}: write the quarantined
+// command again as a new write through the Cortex, then drop it.
+func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) error {
+	ref, body, err := readRef(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	q, err := s.findFenced(ref)
+	if err != nil {
+		return err
+	}
+	if q.Type != core.EntryData.String() {
+		return badRequest("entry %d.%d is a %s entry, not a data write: only data writes replay (drop it instead)", ref.Epoch, ref.Seq, q.Type)
+	}
+	cmd, err := engram.DecodeCommand(q.Payload)
+	if err != nil {
+		return badRequest("entry %d.%d does not decode as an engram command: %v (export it, then drop it)", ref.Epoch, ref.Seq, err)
+	}
+	dur, err := core.ParseDurability(q.Durability)
+	if err != nil {
+		dur = core.Local
+	}
+	pos, err := s.proposeRaw(r, cmd, q.Payload, dur)
+	if err != nil {
+		return err
+	}
+	if _, err := s.n.Store().DropQuarantine(q.Pos()); err != nil {
+		return fmt.Errorf("replayed %d.%d as %s but dropping it from the quarantine failed: %w (drop it with POST /v1/cluster/fenced/drop)", ref.Epoch, ref.Seq, pos, err)
+	}
+	s.log.Info(fmt.Sprintf("replayed quarantined entry %d.%d as a new write at %s", ref.Epoch, ref.Seq, pos))
+	writeJSON(w, http.StatusOK, apitypes.ReplayResult{From: ref, Epoch: uint64(pos.Epoch), Seq: uint64(pos.Seq)})
+	return nil
+}
+
+// POST /v1/cluster/fenced/drop {epoch, seq}
+func (s *Server) handleDrop(w http.ResponseWriter, r *http.Request) error {
+	ref, body, err := readRef(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	ok, err := s.n.Store().DropQuarantine(core.Pos{Epoch: core.Epoch(ref.Epoch), Seq: core.Seq(ref.Seq)})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		_, err := s.findFenced(ref)
+		return err
+	}
+	s.log.Info(fmt.Sprintf("dropped quarantined entry %d.%d", ref.Epoch, ref.Seq))
+	writeJSON(w, http.StatusOK, map[string]any{"dropped": ref})
+	return nil
+}
+
+// proposeRaw writes an encoded command: here when this node is Cortex,
+// else through the Cortex's /v1/cluster/propose (signed as forwarded).
+func (s *Server) proposeRaw(r *http.Request, cmd engram.Command, payload []byte, dur core.Durability) (core.Pos, error) {
+	if err := s.precheck(cmd, payload); err != nil {
+		return core.Pos{}, err
+	}
+	pos, err := s.n.Write(r.Context(), payload, dur)
+	if err == nil {
+		return pos, nil
+	}
+	ce, ok := err.(*core.Error)
+	if !ok || ce.Code != core.CodeNotCortex || ce.Cortex == "" {
+		return pos, err
+	}
+	// Send the payload to the Cortex.
+	body, _ := json.Marshal(apitypes.ProposeRequest{Payload: payload, Durability: dur.String()})
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, "/v1/cluster/propose", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if a := r.Header.Get("Authorization"); a != "" {
+		req.Header.Set("Authorization", a)
+	}
+	rec := &recorder{h: http.Header{}}
+	if err := s.forward(rec, req, body, ce.Cortex); err != nil {
+		return pos, err
+	}
+	if rec.status != http.StatusOK && rec.status != http.StatusCreated {
+		var eb apitypes.ErrorBody
+		if json.Unmarshal(rec.buf.Bytes(), &eb) == nil && eb.Error.Code != "" {
+			return pos, &apiError{status: rec.status, code: eb.Error.Code, msg: "the Cortex refused the replay: " + eb.Error.Message, cortex: eb.Error.Cortex, cortexAPI: eb.Error.CortexAPI}
+		}
+		return pos, &apiError{status: http.StatusBadGateway, code: apitypes.CodeForwardFailed, msg: fmt.Sprintf("the Cortex answered %d: %s", rec.status, strings.TrimSpace(rec.buf.String()))}
+	}
+	var wr apitypes.WriteResult
+	if err := json.Unmarshal(rec.buf.Bytes(), &wr); err != nil {
+		return pos, &apiError{status: http.StatusBadGateway, code: apitypes.CodeForwardFailed, msg: fmt.Sprintf("the Cortex's answer does not decode: %v", err)}
+	}
+	return core.Pos{Epoch: core.Epoch(wr.Epoch), Seq: core.Seq(wr.Seq)}, nil
+}
+
+// recorder captures a forwarded answer.
+type recorder struct {
+	h      http.Header
+	status int
+	buf    bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.h }
+func (r *recorder) WriteHeader(code int)        { r.status = code }
+func (r *recorder) Write(b []byte) (int, error) { return r.buf.Write(b) }
+
+// POST /v1/cluster/propose (internal, admin): write an encoded engram
+// command. A node replaying a quarantined entry sends it here on the
+// Cortex; a non-Cortex receiving it directly forwards it once.
+func (s *Server) handlePropose(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := s.checkAdmin(r, body); err != nil {
+		return err
+	}
+	var req apitypes.ProposeRequest
+	if err := decodeJSON(body, &req); err != nil {
+		return err
+	}
+	dur, err := core.ParseDurability(req.Durability)
+	if err != nil {
+		return badRequest("durability: %v", err)
+	}
+	cmd, err := engram.DecodeCommand(req.Payload)
+	if err != nil {
+		return badRequest("payload: %v", err)
+	}
+	if err := s.precheck(cmd, req.Payload); err != nil {
+		return err
+	}
+	pos, err := s.n.Write(r.Context(), req.Payload, dur)
+	if err != nil {
+		return s.fail(w, r, body, err)
+	}
+	writeJSON(w, http.StatusOK, apitypes.WriteResult{ID: cmd.ID, Vault: cmd.Vault, Epoch: uint64(pos.Epoch), Seq: uint64(pos.Seq), Durability: dur.String()})
+	return nil
+}

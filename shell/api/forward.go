@@ -1,0 +1,150 @@
+package api
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/apitypes"
+)
+
+// maxForwardSkew bounds the age of a signed forwarded request.
+const maxForwardSkew = 30 * time.Second
+
+// fail answers a failed Write/ReadGate/admin call: a not_cortex refusal
+// naming a Cortex forwards the original request there (rule 13); anything
+// else is written as an error.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, body []byte, err error) error {
+	var ce *core.Error
+	if errors.As(err, &ce) && ce.Code == core.CodeNotCortex && ce.Cortex != "" && ce.Cortex != s.n.ID() {
+		return s.forward(w, r, body, ce.Cortex)
+	}
+	return err
+}
+
+// forward sends the request once to the Cortex's API and copies its answer
+// back verbatim. A request that was already forwarded is not forwarded
+// again: it is answered 503 not_cortex naming the Cortex.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, cortex core.NodeID) error {
+	api := s.apiOf(cortex)
+	if by := r.Header.Get(apitypes.HeaderForwardedBy); by != "" {
+		return &apiError{status: http.StatusServiceUnavailable, code: apitypes.CodeNotCortex, cortex: string(cortex), cortexAPI: api,
+			msg: fmt.Sprintf("this node (%s) is not the Cortex; the Cortex is %s. The request was already forwarded by %s and is not forwarded twice; retry against the Cortex", s.n.ID(), cortex, by)}
+	}
+	if api == "" {
+		return &apiError{status: http.StatusServiceUnavailable, code: apitypes.CodeNotCortex, cortex: string(cortex),
+			msg: fmt.Sprintf("this node (%s) is not the Cortex; the Cortex is %s but its API address is not known here yet; retry shortly or send the request to %s", s.n.ID(), cortex, cortex)}
+	}
+	url := strings.TrimSuffix(api, "/") + r.URL.RequestURI()
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	if err != nil {
+		return &apiError{status: http.StatusInternalServerError, code: apitypes.CodeInternal, msg: fmt.Sprintf("building the forwarded request to %s: %v", url, err)}
+	}
+	for _, h := range []string{"Content-Type", "Accept", "Authorization"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	s.sign(req, body)
+	start := time.Now()
+	resp, err := s.fwd.Do(req)
+	if err != nil {
+		return &apiError{status: http.StatusServiceUnavailable, code: apitypes.CodeUnavailable, cortex: string(cortex), cortexAPI: api,
+			msg: fmt.Sprintf("this node (%s) is not the Cortex; forwarding to the Cortex %s at %s failed: %v; retry", s.n.ID(), cortex, api, err)}
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", "Retry-After", "X-Content-Type-Options", apitypes.HeaderNode} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+	s.log.Debug("api: forwarded to the cortex", "method", r.Method, "path", r.URL.Path, "cortex", cortex, "status", resp.StatusCode, "took", time.Since(start))
+	return nil
+}
+
+// forwardMAC is the signature of a forwarded request: HMAC-SHA256 with the
+// cluster secret over the forwarder, method, URI, time and body hash.
+func forwardMAC(secret []byte, by, method, uri, ts string, body []byte) string {
+	bh := sha256.Sum256(body)
+	m := hmac.New(sha256.New, secret)
+	fmt.Fprintf(m, "muninn-forward-v1\n%s\n%s\n%s\n%s\n", by, method, uri, ts)
+	m.Write(bh[:])
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// sign marks req as forwarded by this node and, in cluster mode, signs it
+// so the Cortex can trust the admin check this node made.
+func (s *Server) sign(req *http.Request, body []byte) {
+	by := string(s.n.ID())
+	req.Header.Set(apitypes.HeaderForwardedBy, by)
+	secret := s.n.Options().Secret
+	if len(secret) == 0 {
+		return
+	}
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set(apitypes.HeaderForwardTime, ts)
+	req.Header.Set(apitypes.HeaderForwardSig, forwardMAC(secret, by, req.Method, req.URL.RequestURI(), ts, body))
+}
+
+// signedForward reports whether r is a request forwarded by a member and
+// signed with this cluster's secret.
+func (s *Server) signedForward(r *http.Request, body []byte) bool {
+	secret := s.n.Options().Secret
+	by, ts, sig := r.Header.Get(apitypes.HeaderForwardedBy), r.Header.Get(apitypes.HeaderForwardTime), r.Header.Get(apitypes.HeaderForwardSig)
+	if len(secret) == 0 || by == "" || ts == "" || sig == "" {
+		return false
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	if d := time.Since(time.Unix(sec, 0)); d > maxForwardSkew || d < -maxForwardSkew {
+		return false
+	}
+	want := forwardMAC(secret, by, r.Method, r.URL.RequestURI(), ts, body)
+	return hmac.Equal([]byte(want), []byte(sig))
+}
+
+// checkAdmin guards the admin endpoints: a valid bearer admin token when
+// one is configured, otherwise loopback callers only. A request forwarded
+// and signed by a member passed that check on the member.
+func (s *Server) checkAdmin(r *http.Request, body []byte) error {
+	if s.signedForward(r, body) {
+		return nil
+	}
+	if tok := s.opts.AdminToken; tok != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(tok)) != 1 {
+			return &apiError{status: http.StatusUnauthorized, code: apitypes.CodeUnauthorized,
+				msg: "this admin endpoint needs the header Authorization: Bearer <admin_token> (muninn cluster --token, or MUNINN_ADMIN_TOKEN)"}
+		}
+		return nil
+	}
+	if isLoopback(r.RemoteAddr) {
+		return nil
+	}
+	return &apiError{status: http.StatusForbidden, code: apitypes.CodeForbidden,
+		msg: "admin endpoints accept only loopback callers when no admin_token is configured: set admin_token in the node's config (or MUNINN_ADMIN_TOKEN in its environment), restart it, and call with Authorization: Bearer <token> (muninn cluster ... --token)"}
+}
+
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,419 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/api"
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/node"
+)
+
+func standalone(t *testing.T) string {
+	t.Helper()
+	n, err := node.Start(node.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := api.New(n, api.Options{})
+	srv := httptest.NewServer(a)
+	t.Cleanup(func() {
+		srv.Close()
+		a.Close()
+		n.Close()
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Status().Core.Role != core.RoleCortex {
+		if time.Now().After(deadline) {
+			t.Fatal("never cortex")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return srv.URL
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	c := New(standalone(t))
+	x := ctx(t)
+	conf := 0.7
+	w, err := c.Write(x, apitypes.WriteRequest{Concept: "go", Content: "Go has goroutines", Tags: []string{"lang"}, Confidence: &conf}, Durability("quorum"))
+	if err != nil || w.Seq == 0 || w.Durability != "quorum" || w.Vault != "default" {
+		t.Fatalf("write %+v %v", w, err)
+	}
+	e, err := c.Get(x, "", w.ID, Consistency("strong"))
+	if err != nil || e.Content != "Go has goroutines" || e.Confidence != 0.7 {
+		t.Fatalf("get %+v %v", e, err)
+	}
+	if _, err := c.Get(x, "", w.ID, MaxLag(100)); err != nil {
+		t.Fatal(err)
+	}
+	content := "Go has goroutines and channels"
+	if _, err := c.Update(x, "", w.ID, apitypes.UpdateRequest{Content: &content}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(x, apitypes.WriteRequest{Vault: "other", Content: "elsewhere"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.List(x, "", ListOptions{Tags: []string{"lang"}, Limit: 10})
+	if err != nil || len(l.Engrams) != 1 || l.Engrams[0].Content != content {
+		t.Fatalf("list %+v %v", l, err)
+	}
+	a, err := c.Activate(x, apitypes.ActivateRequest{Query: "channels"})
+	if err != nil || len(a.Hits) != 1 {
+		t.Fatalf("activate %+v %v", a, err)
+	}
+	if _, err := c.Forget(x, "", w.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Get(x, "", w.ID)
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Status != 404 || ae.Code != "not_found" || ae.Node != "standalone" || !IsCode(err, "not_found") {
+		t.Fatalf("get forgotten: %v", err)
+	}
+	// A bad request is not retried and says what is wrong.
+	start := time.Now()
+	_, err = c.Write(x, apitypes.WriteRequest{Content: "x", Tags: []string{""}})
+	if !IsCode(err, "bad_request") || !strings.Contains(err.Error(), "tags[0]") || time.Since(start) > time.Second {
+		t.Fatalf("bad write: %v", err)
+	}
+
+	// Cluster calls.
+	info, err := c.Info(x)
+	if err != nil || info.Role != "cortex" || info.Epoch == 0 {
+		t.Fatalf("info %+v %v", info, err)
+	}
+	st, err := c.Status(x, false)
+	if err != nil || st.View != "cortex" || len(st.Members) != 1 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	h, err := c.Health(x)
+	if err != nil || h.Status != "ok" {
+		t.Fatalf("health %+v %v", h, err)
+	}
+	f, err := c.Fenced(x)
+	if err != nil || len(f.Entries) != 0 {
+		t.Fatalf("fenced %+v %v", f, err)
+	}
+	var buf bytes.Buffer
+	if n, err := c.ExportFenced(x, &buf); err != nil || n != 0 {
+		t.Fatalf("export %d %v", n, err)
+	}
+	if _, err := c.Failover(x, ""); !IsCode(err, "unavailable") {
+		t.Fatalf("failover on a standalone node: %v", err)
+	}
+	if _, err := c.AddMember(x, "muninn-02", "auto"); !IsCode(err, "standalone") {
+		t.Fatalf("add member: %v", err)
+	}
+	if _, err := c.RemoveMember(x, "muninn-02"); !IsCode(err, "standalone") {
+		t.Fatalf("remove member: %v", err)
+	}
+	if _, err := c.ReplayFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
+		t.Fatalf("replay: %v", err)
+	}
+	if err := c.DropFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
+		t.Fatalf("drop: %v", err)
+	}
+	if err := c.Enable(x); !IsCode(err, "not_implemented") {
+		t.Fatalf("enable: %v", err)
+	}
+	if err := c.Disable(x); !IsCode(err, "conflict") {
+		t.Fatalf("disable: %v", err)
+	}
+}
+
+// fake is a node that answers with scripted errors, then proxies to a real
+// node.
+type fake struct {
+	srv    *httptest.Server
+	hits   atomic.Int64
+	script func(n int64, w http.ResponseWriter, r *http.Request) bool // true: handled
+	to     string
+}
+
+func newFake(t *testing.T, to string, script func(n int64, w http.ResponseWriter, r *http.Request) bool) *fake {
+	f := &fake{script: script, to: to}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/cluster/info" {
+			w.WriteHeader(503)
+			return
+		}
+		n := f.hits.Add(1)
+		if f.script(n, w, r) {
+			return
+		}
+		proxy(w, r, f.to)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func proxy(w http.ResponseWriter, r *http.Request, to string) {
+	body, _ := io.ReadAll(r.Body)
+	req, _ := http.NewRequest(r.Method, to+r.URL.RequestURI(), bytes.NewReader(body))
+	req.Header = r.Header.Clone()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.WriteHeader(502)
+		return
+	}
+	defer res.Body.Close()
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	io.Copy(w, res.Body)
+}
+
+func apiErr(w http.ResponseWriter, status int, code, cortex, cortexAPI string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"error":{"code":%q,"message":"scripted %s","cortex":%q,"cortex_api":%q}}`, code, code, cortex, cortexAPI)
+}
+
+func TestFollowsTheCortex(t *testing.T) {
+	real := standalone(t)
+	lobe := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErr(w, 503, "not_cortex", "standalone", real)
+		return true
+	})
+	c := New(lobe.srv.URL)
+	x := ctx(t)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Write(x, apitypes.WriteRequest{Content: fmt.Sprint("w", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := lobe.hits.Load(); h != 1 {
+		t.Fatalf("the lobe saw %d requests; after the first, writes go to the Cortex", h)
+	}
+	// read_only_node (a Sentinel) names the Cortex too.
+	sentinel := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErr(w, 403, "read_only_node", "standalone", real)
+		return true
+	})
+	if _, err := New(sentinel.srv.URL).Write(x, apitypes.WriteRequest{Content: "s"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRetriesAcrossAnElection(t *testing.T) {
+	real := standalone(t)
+	f := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		if n <= 3 {
+			apiErr(w, 503, "no_cortex", "", "")
+			return true
+		}
+		return false
+	})
+	start := time.Now()
+	w, err := New(f.srv.URL).Write(ctx(t), apitypes.WriteRequest{Content: "held"})
+	if err != nil || w.Seq == 0 {
+		t.Fatalf("write %+v %v", w, err)
+	}
+	if f.hits.Load() != 4 || time.Since(start) > 3*time.Second {
+		t.Fatalf("%d attempts in %v", f.hits.Load(), time.Since(start))
+	}
+}
+
+func TestRetryBudget(t *testing.T) {
+	f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErr(w, 503, "no_cortex", "", "")
+		return true
+	})
+	start := time.Now()
+	_, err := New(f.srv.URL, WithRetryBudget(400*time.Millisecond)).Write(ctx(t), apitypes.WriteRequest{Content: "x"})
+	if !IsCode(err, "no_cortex") {
+		t.Fatalf("err %v", err)
+	}
+	if d := time.Since(start); d > time.Second || f.hits.Load() < 2 {
+		t.Fatalf("%d attempts in %v", f.hits.Load(), d)
+	}
+	// A canceled context stops at once.
+	c, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	start = time.Now()
+	if _, err := New(f.srv.URL).Write(c, apitypes.WriteRequest{Content: "x"}); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("canceled: %v after %v", err, time.Since(start))
+	}
+	// No retries at all with a zero budget.
+	f.hits.Store(0)
+	New(f.srv.URL, WithRetryBudget(0)).Write(ctx(t), apitypes.WriteRequest{Content: "x"})
+	if f.hits.Load() != 1 {
+		t.Fatalf("%d attempts with no budget", f.hits.Load())
+	}
+}
+
+// TestAmbiguousWrite: the first attempt is applied but its answer lost;
+// the retry finds the engram (409) and the write is reported done.
+func TestAmbiguousWrite(t *testing.T) {
+	real := standalone(t)
+	f := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		if n == 1 {
+			rec := httptest.NewRecorder()
+			proxy(rec, r, real)
+			apiErr(w, 503, "unknown_outcome", "", "")
+			return true
+		}
+		return false
+	})
+	c := New(f.srv.URL)
+	x := ctx(t)
+	w, err := c.Write(x, apitypes.WriteRequest{Content: "once"})
+	if err != nil || w.ID == "" || w.Seq != 0 {
+		t.Fatalf("write %+v %v", w, err)
+	}
+	l, err := c.List(x, "", ListOptions{})
+	if err != nil || len(l.Engrams) != 1 {
+		t.Fatalf("the write was applied %d times (%v)", len(l.Engrams), err)
+	}
+	// A plain duplicate (nothing ambiguous) is still a conflict.
+	if _, err := c.Write(x, apitypes.WriteRequest{ID: w.ID, Content: "again"}); !IsCode(err, "conflict") {
+		t.Fatalf("duplicate: %v", err)
+	}
+}
+
+func TestAdminIsNotRetriedBlindly(t *testing.T) {
+	f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErr(w, 503, "unavailable", "", "")
+		return true
+	})
+	if _, err := New(f.srv.URL).Failover(ctx(t), ""); !IsCode(err, "unavailable") || f.hits.Load() != 1 {
+		t.Fatalf("failover: %v after %d attempts", err, f.hits.Load())
+	}
+}
+
+func TestFallsBackToOtherNodes(t *testing.T) {
+	real := standalone(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	c := New(dead, WithEndpoints(real))
+	if _, err := c.Write(ctx(t), apitypes.WriteRequest{Content: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	// Local calls go to the given node only.
+	if _, err := c.Info(ctx(t)); err == nil {
+		t.Fatal("info from a dead node")
+	}
+	if New("localhost:1").Addr() != "http://localhost:1" || New("").Addr() != DefaultAddr {
+		t.Fatal("address normalization")
+	}
+}
+
+// TestCortexKilled: a 3-node cluster loses its Cortex; a client pointed at
+// it keeps writing after the election, on the new Cortex.
+func TestCortexKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	type member struct {
+		n   *node.Node
+		a   *api.Server
+		srv *httptest.Server
+	}
+	const size = 3
+	var ms [size]*member
+	var mbp []string
+	var sw [size]atomic.Pointer[api.Server]
+	for i := range ms {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mbp = append(mbp, l.Addr().String())
+		l.Close()
+		i := i
+		ms[i] = &member{srv: httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if a := sw[i].Load(); a != nil {
+				a.ServeHTTP(w, r)
+				return
+			}
+			apiErr(w, 503, "starting", "", "")
+		}))}
+	}
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			m.n, err = node.Start(node.Options{ID: core.NodeID(fmt.Sprintf("n%d", i+1)), DataDir: t.TempDir(), Cluster: true,
+				Secret: []byte("s"), BindAddr: mbp[i], APIAddr: m.srv.URL, Seeds: mbp, Heartbeat: 100 * time.Millisecond})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, m := range ms {
+		m.a = api.New(m.n, api.Options{})
+		sw[i].Store(m.a)
+	}
+	closed := map[*member]bool{}
+	t.Cleanup(func() {
+		for _, m := range ms {
+			if !closed[m] {
+				m.srv.Close()
+				m.a.Close()
+				m.n.Close()
+			}
+		}
+	})
+	var cortex *member
+	deadline := time.Now().Add(10 * time.Second)
+	for cortex == nil {
+		for _, m := range ms {
+			st := m.n.Status()
+			if st.Core.Role == core.RoleCortex && len(st.APIAddrs) == size {
+				cortex = m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no cortex")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := New(cortex.srv.URL)
+	x := ctx(t)
+	if _, err := c.Write(x, apitypes.WriteRequest{Content: "before"}, Durability("quorum")); err != nil {
+		t.Fatal(err)
+	}
+	cortex.srv.CloseClientConnections()
+	cortex.srv.Close()
+	cortex.a.Close()
+	cortex.n.Close()
+	closed[cortex] = true
+	start := time.Now()
+	w, err := c.Write(x, apitypes.WriteRequest{Content: "after"}, Durability("quorum"))
+	if err != nil {
+		t.Fatalf("write after the cortex died: %v", err)
+	}
+	t.Logf("write acknowledged %v after the kill at %d.%d", time.Since(start), w.Epoch, w.Seq)
+	if time.Since(start) > DefaultRetryBudget {
+		t.Fatalf("took %v", time.Since(start))
+	}
+}

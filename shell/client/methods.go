@@ -1,0 +1,226 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/muninndb/muninn/shell/apitypes"
+)
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain structs are marshalled
+	}
+	return b
+}
+
+// Write creates an engram. When req.ID is empty the client picks one, so
+// retrying across a failover never creates the engram twice: if a retry
+// finds the engram already written by an earlier attempt, Write returns
+// success with Epoch and Seq zero (the position is not known).
+func (c *Client) Write(ctx context.Context, req apitypes.WriteRequest, opts ...CallOption) (apitypes.WriteResult, error) {
+	if req.ID == "" {
+		req.ID = NewID()
+	}
+	var res apitypes.WriteResult
+	oc, err := c.do(ctx, call{kind: kindWrite, method: "POST", path: "/api/engrams", query: query(opts), body: mustJSON(req)}, &res)
+	if err != nil && oc.ambiguous && IsCode(err, apitypes.CodeConflict) {
+		q := query(opts)
+		return apitypes.WriteResult{ID: req.ID, Vault: vaultOr(firstNonEmpty(req.Vault, q.Get("vault"))), Durability: durOr(q.Get("durability"))}, nil
+	}
+	return res, err
+}
+
+// Update changes the fields set in req of engram id.
+func (c *Client) Update(ctx context.Context, vault, id string, req apitypes.UpdateRequest, opts ...CallOption) (apitypes.WriteResult, error) {
+	q := query(opts)
+	q.Set("vault", vaultOr(vault))
+	var res apitypes.WriteResult
+	_, err := c.do(ctx, call{kind: kindWrite, method: "PATCH", path: "/api/engrams/" + url.PathEscape(id), query: q, body: mustJSON(req)}, &res)
+	return res, err
+}
+
+// Forget forgets engram id. If a retry finds it already forgotten by an
+// earlier attempt, Forget returns success with Epoch and Seq zero.
+func (c *Client) Forget(ctx context.Context, vault, id string, opts ...CallOption) (apitypes.WriteResult, error) {
+	q := query(opts)
+	q.Set("vault", vaultOr(vault))
+	var res apitypes.WriteResult
+	oc, err := c.do(ctx, call{kind: kindWrite, method: "DELETE", path: "/api/engrams/" + url.PathEscape(id), query: q}, &res)
+	if err != nil && oc.ambiguous && IsCode(err, apitypes.CodeNotFound) {
+		return apitypes.WriteResult{ID: id, Vault: vaultOr(vault), Durability: durOr(q.Get("durability"))}, nil
+	}
+	return res, err
+}
+
+// Get reads engram id of vault.
+func (c *Client) Get(ctx context.Context, vault, id string, opts ...CallOption) (apitypes.Engram, error) {
+	q := query(opts)
+	q.Set("vault", vaultOr(vault))
+	var e apitypes.Engram
+	_, err := c.do(ctx, call{kind: kindRead, method: "GET", path: "/api/engrams/" + url.PathEscape(id), query: q}, &e)
+	return e, err
+}
+
+// ListOptions select a page of a vault.
+type ListOptions struct {
+	Tags   []string
+	Limit  int
+	Cursor string
+}
+
+// List reads one page of a vault's engrams; pass res.NextCursor as Cursor
+// for the next.
+func (c *Client) List(ctx context.Context, vault string, lo ListOptions, opts ...CallOption) (apitypes.ListResult, error) {
+	q := query(opts)
+	q.Set("vault", vaultOr(vault))
+	if len(lo.Tags) > 0 {
+		q.Set("tags", strings.Join(lo.Tags, ","))
+	}
+	if lo.Limit != 0 {
+		q.Set("limit", strconv.Itoa(lo.Limit))
+	}
+	if lo.Cursor != "" {
+		q.Set("cursor", lo.Cursor)
+	}
+	var res apitypes.ListResult
+	_, err := c.do(ctx, call{kind: kindRead, method: "GET", path: "/api/engrams", query: q}, &res)
+	return res, err
+}
+
+// Activate ranks a vault's engrams against query text.
+func (c *Client) Activate(ctx context.Context, req apitypes.ActivateRequest, opts ...CallOption) (apitypes.ActivateResult, error) {
+	var res apitypes.ActivateResult
+	_, err := c.do(ctx, call{kind: kindRead, method: "POST", path: "/api/activate", query: query(opts), body: mustJSON(req)}, &res)
+	return res, err
+}
+
+// Info returns the node's view of the cluster: Cortex, epoch, fencing
+// token, members.
+func (c *Client) Info(ctx context.Context) (apitypes.Info, error) {
+	var res apitypes.Info
+	_, err := c.do(ctx, call{kind: kindLocal, method: "GET", path: "/v1/cluster/info"}, &res)
+	return res, err
+}
+
+// Status returns per-member health, last seq and lag (the Cortex's view;
+// a non-Cortex node forwards). local asks for the node's own view.
+func (c *Client) Status(ctx context.Context, local bool) (apitypes.Status, error) {
+	q := url.Values{}
+	if local {
+		q.Set("local", "true")
+	}
+	var res apitypes.Status
+	_, err := c.do(ctx, call{kind: kindLocal, method: "GET", path: "/v1/cluster/status", query: q}, &res)
+	return res, err
+}
+
+// Health returns the cluster's health. A degraded cluster (HTTP 503) is
+// not an error: check res.Status.
+func (c *Client) Health(ctx context.Context) (apitypes.Health, error) {
+	var res apitypes.Health
+	_, err := c.do(ctx, call{kind: kindLocal, method: "GET", path: "/v1/cluster/health", accept: []int{http.StatusServiceUnavailable}}, &res)
+	if err == nil && res.Status == "" {
+		return res, fmt.Errorf("muninn: %s did not answer with a health status", c.base)
+	}
+	return res, err
+}
+
+// Failover hands the Cortex role to the Lobe to ("" picks the most
+// caught-up one). It is never retried once it may have run.
+func (c *Client) Failover(ctx context.Context, to string) (apitypes.FailoverResult, error) {
+	var res apitypes.FailoverResult
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/failover", body: mustJSON(apitypes.FailoverRequest{To: to})}, &res)
+	return res, err
+}
+
+// AddMember adds node id of kind (auto, sentinel, observer) to the cluster.
+func (c *Client) AddMember(ctx context.Context, id, kind string) (apitypes.MemberResult, error) {
+	var res apitypes.MemberResult
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/members", body: mustJSON(apitypes.MemberRequest{ID: id, Kind: kind})}, &res)
+	return res, err
+}
+
+// RemoveMember removes node id from the cluster.
+func (c *Client) RemoveMember(ctx context.Context, id string) (apitypes.MemberResult, error) {
+	var res apitypes.MemberResult
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "DELETE", path: "/v1/cluster/members/" + url.PathEscape(id)}, &res)
+	return res, err
+}
+
+// Fenced lists the node's quarantined entries (writes a failover cut off).
+func (c *Client) Fenced(ctx context.Context) (apitypes.FencedList, error) {
+	var res apitypes.FencedList
+	_, err := c.do(ctx, call{kind: kindLocal, method: "GET", path: "/v1/cluster/fenced"}, &res)
+	return res, err
+}
+
+// ExportFenced writes the node's quarantine to w as JSON lines and returns
+// the number of bytes written.
+func (c *Client) ExportFenced(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/cluster/fenced/export", nil)
+	if err != nil {
+		return 0, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		return 0, decodeError(res.StatusCode, res.Header.Get(apitypes.HeaderNode), b)
+	}
+	return io.Copy(w, res.Body)
+}
+
+// ReplayFenced writes the quarantined entry (epoch, seq) again as a new
+// write through the Cortex, then drops it from the quarantine.
+func (c *Client) ReplayFenced(ctx context.Context, epoch, seq uint64) (apitypes.ReplayResult, error) {
+	var res apitypes.ReplayResult
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/replay", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq})}, &res)
+	return res, err
+}
+
+// DropFenced deletes the quarantined entry (epoch, seq).
+func (c *Client) DropFenced(ctx context.Context, epoch, seq uint64) error {
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/drop", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq})}, nil)
+	return err
+}
+
+// Enable asks the node to switch to cluster mode (see docs/api.md: the
+// node answers with the restart procedure).
+func (c *Client) Enable(ctx context.Context) error {
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/enable"}, nil)
+	return err
+}
+
+// Disable asks the node to switch to standalone (see Enable).
+func (c *Client) Disable(ctx context.Context) error {
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/disable"}, nil)
+	return err
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func durOr(d string) string {
+	if d == "" {
+		return "local"
+	}
+	return d
+}
