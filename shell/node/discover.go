@@ -37,9 +37,11 @@ func (n *Node) discover() (core.Members, error) {
 		for _, p := range peers {
 			if p.Connected {
 				connected = append(connected, core.Member{ID: p.ID, Kind: p.Kind})
-				if !logged[p.Addr] {
-					logged[p.Addr] = true
-					n.log.Info(fmt.Sprintf("connecting to seed %s... connected", p.Addr))
+				for _, seed := range n.opts.Seeds {
+					if (seed == p.MBPAddr || seed == p.Addr) && !logged[seed] {
+						logged[seed] = true
+						n.log.Info(fmt.Sprintf("connecting to seed %s... connected", seed))
+					}
 				}
 				if running, members := clusterRunning(client, p.APIAddr); running {
 					if _, ok := members.Get(n.opts.ID); ok {
