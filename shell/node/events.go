@@ -17,11 +17,6 @@ func (n *Node) onEvent(e core.Event) {
 		n.log.Info(fmt.Sprintf("elected as cortex (received %d/%d votes)", e.Votes, e.Voters))
 	case core.EventRoleChanged:
 		n.log.Info(fmt.Sprintf("role changed to %s", e.Role), "epoch", e.Epoch, "cortex", e.Node)
-		if !n.ready && e.Role != core.RoleCandidate {
-			n.ready = true
-			st := n.core.Status()
-			n.log.Info(fmt.Sprintf("MuninnDB ready (role=%s, cluster_size=%d)", e.Role, len(st.Members)))
-		}
 	case core.EventSDown:
 		n.log.Warn(fmt.Sprintf("cortex %s is SDOWN: no heartbeat for %d beats", e.Node, core.MissedBeats), "epoch", e.Epoch)
 	case core.EventODown:

@@ -151,6 +151,11 @@ func (n *Node) publish() {
 		snap.Joining = true
 	}
 	n.status.Store(snap)
+	if !n.ready && st.Cortex != "" && st.Role != core.RoleCandidate {
+		// Ready once the node serves: it is Cortex or knows who is.
+		n.ready = true
+		n.log.Info(fmt.Sprintf("MuninnDB ready (role=%s, cluster_size=%d)", st.Role, len(st.Members)))
+	}
 	n.metrics.observe(st)
 	n.decay.set(st.Role == core.RoleCortex)
 }

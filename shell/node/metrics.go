@@ -26,16 +26,16 @@ func newMetrics(id core.NodeID) *Metrics {
 	r := prometheus.NewRegistry()
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	m := &Metrics{
-		Registry:    r,
-		role:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "muninn_role", Help: "1 for the node's current role."}, []string{"role"}),
-		epoch:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_epoch", Help: "Current epoch (the Cortex's fencing token)."}),
-		lastSeq:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_last_seq", Help: "Last log sequence number on this node."}),
-		commitSeq:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_commit_seq", Help: "Highest sequence known committed."}),
-		elections:   prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_elections_total", Help: "Elections this node ran."}),
-		demotions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_demotions_total", Help: "Quorum-loss self-demotions."}),
-		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_quarantined_entries_total", Help: "Entries moved to the quarantine."}),
-		saveSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "muninn_store_save_seconds", Help: "Time to persist one Ready.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
-		decayActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_decay_worker_active", Help: "1 while the Cortex-only decay worker runs."}),
+		Registry:     r,
+		role:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "muninn_role", Help: "1 for the node's current role."}, []string{"role"}),
+		epoch:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_epoch", Help: "Current epoch (the Cortex's fencing token)."}),
+		lastSeq:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_last_seq", Help: "Last log sequence number on this node."}),
+		commitSeq:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_commit_seq", Help: "Highest sequence known committed."}),
+		elections:    prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_elections_total", Help: "Elections this node ran."}),
+		demotions:    prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_demotions_total", Help: "Quorum-loss self-demotions."}),
+		quarantined:  prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_quarantined_entries_total", Help: "Entries moved to the quarantine."}),
+		saveSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "muninn_store_save_seconds", Help: "Time to persist one Ready.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		decayActive:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_decay_worker_active", Help: "1 while the Cortex-only decay worker runs."}),
 		WriteSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_write_seconds", Help: "Write latency by durability.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"durability"}),
 		ReadSeconds:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_read_seconds", Help: "Read latency by consistency.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"consistency"}),
 	}

@@ -26,15 +26,15 @@ type Node struct {
 	tr     *mbp.Transport // nil when standalone
 	origin time.Time
 
-	reqs    chan request
-	inbox   chan core.Message
-	stop    chan struct{}
-	done    chan struct{}
-	snapIn  chan snapInstall
+	reqs     chan request
+	inbox    chan core.Message
+	stop     chan struct{}
+	done     chan struct{}
+	snapIn   chan snapInstall
 	snapFail chan core.NodeID
-	status  atomic.Pointer[Snapshot]
-	nextID  atomic.Uint64
-	metrics *Metrics
+	status   atomic.Pointer[Snapshot]
+	nextID   atomic.Uint64
+	metrics  *Metrics
 
 	// loop-owned
 	core    *core.Node
