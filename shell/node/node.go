@@ -137,6 +137,10 @@ func Start(opts Options) (*Node, error) {
 		n.closeIO()
 		return nil, err
 	}
+	if restored, err = n.adoptStandalone(restored); err != nil {
+		n.closeIO()
+		return nil, err
+	}
 	members := restored.Members
 	n.core = core.New(cfg, core.Restored{
 		HardState: restored.HardState, Snap: restored.Base, SnapMembers: members, Entries: restored.Entries,
@@ -328,4 +332,29 @@ func (n *Node) call(ctx context.Context, req request) (core.Result, error) {
 	case <-n.stop:
 		return core.Result{}, ErrStopped
 	}
+}
+
+// adoptStandalone lets a node that ran alone come back under another
+// node_id (standalone → cluster mode, muninn cluster enable): when the
+// stored membership is one voter that is not this node, nobody else holds
+// its data or counts on its vote, so the runner appends, in the last epoch,
+// the membership entry a Cortex would have proposed to rename it.
+func (n *Node) adoptStandalone(r store.Restored) (store.Restored, error) {
+	ms := r.Members
+	if len(ms) != 1 || ms[0].ID == n.opts.ID || r.HardState.Epoch == 0 {
+		return r, nil
+	}
+	last := r.Base
+	if k := len(r.Entries); k > 0 {
+		last = r.Entries[k-1].Pos
+	}
+	newMs := core.Members{{ID: n.opts.ID, Kind: core.KindAuto}}
+	e := core.Entry{Pos: core.Pos{Epoch: r.HardState.Epoch, Seq: last.Seq + 1}, Type: core.EntryMembership, Payload: core.EncodeMembers(newMs)}
+	hs := r.HardState
+	hs.Vote = ""
+	if err := n.store.Save(store.SaveBatch{HardState: &hs, Entries: []core.Entry{e}, Members: newMs, Now: time.Now().UnixMilli()}, true); err != nil {
+		return r, fmt.Errorf("adopting the data of node %s as %s: %w", ms[0].ID, n.opts.ID, err)
+	}
+	n.log.Info(fmt.Sprintf("this data directory belonged to the single node %s; it continues as %s", ms[0].ID, n.opts.ID))
+	return n.store.Load()
 }

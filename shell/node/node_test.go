@@ -49,3 +49,34 @@ func TestStandalone(t *testing.T) {
 		n.Close()
 	}
 }
+
+// TestStandaloneToCluster: a standalone node's data directory restarted in
+// cluster mode under another node_id keeps its data and leads.
+func TestStandaloneToCluster(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := Start(Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewEngramID()
+	if _, err := n.Write(ctx, writeCmd(t, id, "kept"), core.Local); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	n, err = Start(Options{DataDir: dir, ID: "muninn-01", Cluster: true, BindAddr: freePort(t), Secret: []byte("0123456789abcdef-test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.Write(ctx, writeCmd(t, NewEngramID(), "new"), core.Quorum); err != nil {
+		t.Fatalf("write as muninn-01: %v", err)
+	}
+	if _, ok, _ := n.Store().Get("default", id); !ok {
+		t.Fatal("standalone data lost")
+	}
+	if ms := n.Status().Members; len(ms) != 1 || ms[0].ID != "muninn-01" {
+		t.Fatalf("members %v", ms)
+	}
+}
