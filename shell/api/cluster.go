@@ -509,7 +509,7 @@ func (s *Server) handleDisable(w http.ResponseWriter, r *http.Request) error {
 func EnableProcedure(id string) string {
 	return "switching a running node to cluster mode is done by a restart: " +
 		"(1) stop the node (SIGTERM; it shuts down cleanly); " +
-		fmt.Sprintf("(2) add to its config: cluster.enabled: true, cluster.node_id: %q (keep this id: the node's data and membership are recorded under it), ", id) +
+		fmt.Sprintf("(2) add to its config: cluster.enabled: true, cluster.node_id (keep %q, or pick a new id: a single node's data is carried over to it), ", id) +
 		"cluster.bind_addr (its LAN IP:8474) and cluster.cluster_secret, with no seeds (it is the first node); " +
 		"(3) start it with muninn start --config FILE: it comes back with its data as the Cortex of a one-node cluster; " +
 		"(4) start each new node with seeds pointing at it and add it with muninn cluster add-node --node ID; " +
