@@ -32,6 +32,7 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 		return
 	}
 	n.xfer = &transfer{target: target, deadline: n.now.Add(n.cfg.DownAfter()), id: id}
+	n.failHeld(errorf(CodeTransferring, "", "a handoff to %s is under way; retry shortly", target))
 	n.event(Event{Kind: EventHandoffStarted, Node: target})
 	// The lease is given up now: voters grant the target's sanctioned vote
 	// without waiting out an SDOWN window.

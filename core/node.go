@@ -92,6 +92,7 @@ type Node struct {
 	leaseFloor Time
 	writes     []pendingWrite
 	reads      []pendingRead
+	held       []heldWrite // writes queued behind strong reads
 	xfer       *transfer
 	adminWait  []pendingWrite // membership changes waiting for commit
 
@@ -316,6 +317,7 @@ func (n *Node) stepDownCleanup(kind EventKind, why string) {
 	for _, r := range n.reads {
 		n.result(r.id, ResultRead, Pos{}, errorf(CodeNotCortex, "", "the Cortex stepped down (%s); retry the read", why))
 	}
+	n.failHeld(errorf(CodeNoCortex, "", "the Cortex stepped down (%s) before the write was logged; retry it", why))
 	for _, a := range n.adminWait {
 		n.result(a.id, ResultAdmin, Pos{}, errorf(CodeUnknownOutcome, "", "the Cortex stepped down before the membership change committed (%s); check muninn cluster info", why))
 	}

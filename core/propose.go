@@ -16,6 +16,17 @@ func (n *Node) Propose(now Time, id uint64, payload []byte, d Durability) {
 		n.result(id, ResultWrite, Pos{}, errorf(CodeBadRequest, "", "write of %d bytes exceeds the %d-byte limit", len(payload), MaxPayload))
 		return
 	}
+	if len(n.reads) > 0 {
+		// Strong reads wait until everything applied is committed; new
+		// entries would keep them waiting, so writes queue behind them
+		// (about one round trip).
+		n.held = append(n.held, heldWrite{id: id, payload: payload, d: d})
+		return
+	}
+	n.proposeNow(id, payload, d)
+}
+
+func (n *Node) proposeNow(id uint64, payload []byte, d Durability) {
 	pos := n.appendLocal(Entry{Type: EntryData, Durability: d, Payload: payload})
 	if d == Local || pos.Seq <= n.hs.Commit.Seq {
 		n.result(id, ResultWrite, pos, nil)
@@ -125,13 +136,39 @@ func (n *Node) completeReads() {
 	kept := n.reads[:0]
 	for _, r := range n.reads {
 		confirmed := r.lease || contact >= r.at
-		if confirmed && n.hs.Commit.Seq >= r.index {
+		// The driver serves from a state machine that applies entries on
+		// receipt: everything in it must be committed, not just what was
+		// there when the read came, or a read can see a write that a
+		// failover later removes.
+		if confirmed && n.hs.Commit.Seq >= r.index && n.hs.Commit.Seq >= n.log.lastSeq() {
 			n.result(r.id, ResultRead, n.hs.Commit, nil)
 		} else {
 			kept = append(kept, r)
 		}
 	}
 	n.reads = kept
+	if len(n.reads) == 0 && len(n.held) > 0 {
+		held := n.held
+		n.held = nil
+		for _, h := range held {
+			n.proposeNow(h.id, h.payload, h.d)
+		}
+	}
+}
+
+type heldWrite struct {
+	id      uint64
+	payload []byte
+	d       Durability
+}
+
+// failHeld answers writes queued behind strong reads that will not be
+// appended: nothing of them reached the log, so a retry is safe.
+func (n *Node) failHeld(err *Error) {
+	for _, h := range n.held {
+		n.result(h.id, ResultWrite, Pos{}, err)
+	}
+	n.held = nil
 }
 
 func article(k Kind) string {

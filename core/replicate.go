@@ -170,6 +170,12 @@ func (n *Node) stepHeartbeatResp(m Message) {
 	if pr.inflight == 0 && !pr.snapshot && m.Last.Seq+1 < pr.next {
 		pr.next = max(pr.match, m.Last.Seq) + 1
 	}
+	// Everything was sent and answered, yet the peer has not matched our
+	// last entry (its log diverges past our end, so the check above never
+	// fires): go back to what it is known to hold.
+	if pr.inflight == 0 && !pr.snapshot && pr.next > n.log.lastSeq() && pr.match < n.log.lastSeq() {
+		pr.next = pr.match + 1
+	}
 	n.maybeSend(m.From)
 	n.completeReads()
 }

@@ -38,7 +38,7 @@ func (n *Node) NextDeadline() Time {
 			}
 			// A full window or a snapshot in flight waits for an answer,
 			// not the batch timer (else NextDeadline stays in the past).
-			if pr.pendingSince != 0 && !pr.snapshot && pr.inflight < n.cfg.MaxInflight {
+			if pr.pendingSince != 0 && !pr.snapshot && pr.inflight < n.cfg.MaxInflight && pr.next <= n.log.lastSeq() {
 				d = min(d, pr.pendingSince.Add(n.cfg.BatchDelay))
 			}
 			if pr.inflight > 0 {

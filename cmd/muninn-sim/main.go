@@ -1,0 +1,267 @@
+// Command muninn-sim runs MuninnDB's deterministic simulator: the real
+// protocol core and engram state machine under simulated crashes, pauses,
+// partitions, message loss and clock drift, with safety and liveness
+// checkers. Every run is reproducible from its seed.
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/lmittmann/tint"
+
+	"github.com/muninndb/muninn/sim"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitSafety   = 2
+	exitLiveness = 3
+	exitUsage    = 64
+)
+
+type common struct {
+	Duration time.Duration `default:"60s" help:"Simulated length of the fault phase of each seed (a 2s warmup comes before it, healing and convergence after)."`
+	Faults   string        `default:"crash,partition,pause,loss,drift,handoff" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, all or none."`
+	Broken   string        `default:"none" help:"Canary protocol variant: none, no-log-check (voters skip the up-to-date check) or no-demotion (the Cortex never demotes itself)."`
+}
+
+func (c common) options() (sim.Options, error) {
+	f, err := sim.ParseFaults(c.Faults)
+	if err != nil {
+		return sim.Options{}, fmt.Errorf("--faults: %w", err)
+	}
+	b, err := sim.ParseBroken(c.Broken)
+	if err != nil {
+		return sim.Options{}, fmt.Errorf("--broken: %w", err)
+	}
+	if c.Duration <= 0 {
+		return sim.Options{}, fmt.Errorf("--duration %s: must be positive", c.Duration)
+	}
+	return sim.Options{Duration: c.Duration, Faults: f, Broken: b}, nil
+}
+
+type runCmd struct {
+	common
+	Seeds     int    `default:"100" help:"Number of seeds to run."`
+	SeedStart uint64 `default:"1" help:"First seed."`
+	Workers   int    `default:"0" help:"Seeds run in parallel (0: one per CPU). Each seed runs on one goroutine; results do not depend on this."`
+	Verbose   bool   `short:"v" help:"Print every seed's derived settings."`
+}
+
+type replayCmd struct {
+	common
+	Seed  uint64 `required:"" help:"The seed to reproduce."`
+	Trace bool   `help:"Print the trace: one line per delivered event."`
+}
+
+type cli struct {
+	Run    runCmd    `cmd:"" help:"Run a range of seeds and print a summary."`
+	Replay replayCmd `cmd:"" help:"Reproduce one seed exactly, with its trace hash."`
+}
+
+func main() {
+	log := slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+	var c cli
+	ctx := kong.Parse(&c, kong.Name("muninn-sim"), kong.Description("Deterministic simulation of the MuninnDB cluster protocol."), kong.UsageOnError())
+	var code int
+	switch ctx.Command() {
+	case "run":
+		code = c.Run.run(os.Stdout, log)
+	case "replay":
+		code = c.Replay.run(os.Stdout, log)
+	}
+	os.Exit(code)
+}
+
+func (r *runCmd) run(out io.Writer, log *slog.Logger) int {
+	o, err := r.options()
+	if err != nil {
+		log.Error("bad option", "err", err)
+		return exitUsage
+	}
+	if r.Seeds <= 0 {
+		log.Error("bad option", "err", "--seeds must be positive")
+		return exitUsage
+	}
+	workers := r.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	fmt.Fprintf(out, "muninn-sim run: seeds %d..%d duration=%s faults=%s broken=%s workers=%d\n",
+		r.SeedStart, r.SeedStart+uint64(r.Seeds)-1, o.Duration, o.Faults, sim.BrokenName(o.Broken), workers)
+	if r.Verbose {
+		for i := 0; i < r.Seeds; i++ {
+			s := r.SeedStart + uint64(i)
+			fmt.Fprintf(out, "seed %d: %s\n", s, sim.DrawSettings(s, o))
+		}
+	}
+	results := make([]*sim.Result, r.Seeds)
+	start := time.Now()
+	var mu sync.Mutex
+	done, bad := 0, 0
+	lastLog := start
+	next := 0
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= r.Seeds {
+					return
+				}
+				res := sim.Run(r.SeedStart+uint64(i), o)
+				mu.Lock()
+				results[i] = res
+				done++
+				if len(res.Violations) > 0 {
+					bad++
+				}
+				if time.Since(lastLog) > time.Second || done == r.Seeds {
+					lastLog = time.Now()
+					log.Info("progress", "seeds", fmt.Sprintf("%d/%d", done, r.Seeds), "failing", bad, "wall", time.Since(start).Round(time.Millisecond))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	code := exitOK
+	for _, res := range results {
+		if len(res.Violations) == 0 {
+			continue
+		}
+		fmt.Fprintf(out, "\nFAIL seed %d: %s\n  settings: %s\n  replay:   %s\n", res.Seed, res.Violations[0], res.Settings, res.ReplayCommand())
+		if res.Safety() {
+			code = exitSafety
+		} else if code == exitOK {
+			code = exitLiveness
+		}
+	}
+	printSummary(out, results, wall)
+	return code
+}
+
+func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
+	var simTime time.Duration
+	var steps uint64
+	var failovers, demotions []time.Duration
+	byChecker := map[string]int{}
+	var st sim.Stats
+	for _, r := range results {
+		simTime += r.SimTime
+		steps += r.Steps
+		failovers = append(failovers, r.Failovers...)
+		demotions = append(demotions, r.Demotions...)
+		for _, v := range r.Violations {
+			byChecker[v.Checker]++
+		}
+		s := r.Stats
+		st.Ops += s.Ops
+		st.Acked += s.Acked
+		st.AckedLocal += s.AckedLocal
+		st.AckedQuorum += s.AckedQuorum
+		st.Unknown += s.Unknown
+		st.Failed += s.Failed
+		st.LostLocal += s.LostLocal
+		st.Elections += s.Elections
+		st.Crashes += s.Crashes
+		st.Pauses += s.Pauses
+		st.Partitions += s.Partitions
+		st.LossEpisodes += s.LossEpisodes
+		st.Handoffs += s.Handoffs
+		st.Snapshots += s.Snapshots
+		st.Messages += s.Messages
+		st.LinearOps += s.LinearOps
+		st.LinearTimeouts += s.LinearTimeouts
+		st.Quarantined += s.Quarantined
+	}
+	viol := "none"
+	if len(byChecker) > 0 {
+		var ks []string
+		for k := range byChecker {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		var ps []string
+		for _, k := range ks {
+			ps = append(ps, fmt.Sprintf("%s=%d", k, byChecker[k]))
+		}
+		viol = strings.Join(ps, " ")
+	}
+	row := func(k, v string) { fmt.Fprintf(out, "  %-24s %s\n", k, v) }
+	fmt.Fprintf(out, "\nsummary\n")
+	row("seeds", fmt.Sprint(len(results)))
+	row("simulated time", simTime.Round(time.Millisecond).String())
+	row("wall time", wall.Round(time.Millisecond).String())
+	row("sim-s per wall-s", fmt.Sprintf("%.0fx", simTime.Seconds()/wall.Seconds()))
+	row("events", fmt.Sprint(steps))
+	row("violations", viol)
+	row("failover (clean)", pct(failovers))
+	row("self-demotion", pct(demotions))
+	row("elections", fmt.Sprint(st.Elections))
+	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs))
+	row("client ops", fmt.Sprintf("%d (acked writes local=%d quorum=%d, unknown=%d, failed=%d)", st.Ops, st.AckedLocal, st.AckedQuorum, st.Unknown, st.Failed))
+	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v)", st.LostLocal, byChecker["local-write-lost"] == 0))
+	row("quarantined entries", fmt.Sprint(st.Quarantined))
+	row("linearizability", fmt.Sprintf("%d ops checked, %d porcupine timeouts", st.LinearOps, st.LinearTimeouts))
+	row("snapshots requested", fmt.Sprint(st.Snapshots))
+}
+
+// pct formats p50/p99/max of ds.
+func pct(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "n=0"
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	r := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	return fmt.Sprintf("n=%d p50=%s p99=%s max=%s", len(s), r(at(0.5)), r(at(0.99)), r(s[len(s)-1]))
+}
+
+func (r *replayCmd) run(out io.Writer, log *slog.Logger) int {
+	o, err := r.options()
+	if err != nil {
+		log.Error("bad option", "err", err)
+		return exitUsage
+	}
+	fmt.Fprintf(out, "muninn-sim replay: seed %d duration=%s faults=%s broken=%s\n", r.Seed, o.Duration, o.Faults, sim.BrokenName(o.Broken))
+	fmt.Fprintf(out, "settings: %s\n", sim.DrawSettings(r.Seed, o))
+	if r.Trace {
+		o.Trace = out
+	}
+	start := time.Now()
+	res := sim.Run(r.Seed, o)
+	wall := time.Since(start)
+	code := exitOK
+	for _, v := range res.Violations {
+		fmt.Fprintf(out, "FAIL %s\n", v)
+		if !v.Liveness {
+			code = exitSafety
+		} else if code == exitOK {
+			code = exitLiveness
+		}
+	}
+	printSummary(out, []*sim.Result{res}, wall)
+	fmt.Fprintf(out, "trace hash %016x\n", res.TraceHash)
+	if code != exitOK {
+		fmt.Fprintf(out, "replay: %s\n", res.ReplayCommand())
+	}
+	return code
+}

@@ -1,0 +1,33 @@
+package sim
+
+import (
+	"testing"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+)
+
+// CanarySeeds is how many seeds a canary must be caught within.
+const CanarySeeds = 200
+
+// caught returns the first seed whose run finds a violation, or 0.
+func caught(b core.Broken, n int) (uint64, *Result) {
+	o := Options{Duration: 20 * time.Second, Faults: AllFaults, Broken: b}
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		if r := Run(seed, o); len(r.Violations) > 0 {
+			return seed, r
+		}
+	}
+	return 0, nil
+}
+
+func TestCanaries(t *testing.T) {
+	for _, b := range []core.Broken{core.BrokenNoLogCheck, core.BrokenNoDemotion} {
+		seed, r := caught(b, CanarySeeds)
+		if seed == 0 {
+			t.Errorf("canary %s not caught within %d seeds", BrokenName(b), CanarySeeds)
+			continue
+		}
+		t.Logf("canary %s caught by seed %d: %s", BrokenName(b), seed, r.Violations[0])
+	}
+}

@@ -1,0 +1,29 @@
+package sim
+
+import "github.com/muninndb/muninn/core"
+
+// onSend: Observers never vote, and neither do learners.
+func (c *Checkers) onSend(sn *SimNode, m core.Message) {
+	if m.Type != core.MsgVoteResp || !m.Granted {
+		return
+	}
+	if sn.spec.Kind == core.KindObserver {
+		c.violate("observer-voted", false, sn.id, "an observer granted a vote to "+string(m.To))
+		return
+	}
+	if me, ok := sn.n.Members().Get(sn.id); ok && me.Learner {
+		c.violate("learner-voted", false, sn.id, "a learner granted a vote to "+string(m.To))
+	}
+}
+
+// onReceive is a hook for message-level checks on delivery.
+func (c *Checkers) onReceive(sn *SimNode, m core.Message) {}
+
+// checkSentinels: Sentinels hold no data, at the end of a run.
+func (c *Checkers) checkSentinels() {
+	for _, sn := range c.w.nodes {
+		if sn.spec.Kind == core.KindSentinel && (len(sn.st.log) > 0 || sn.st.kv.Len() > 0) {
+			c.violate("sentinel-no-data", false, sn.id, "a sentinel holds data")
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package sim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+)
+
+// Warmup is the fault-free start of every run: the cluster bootstraps and
+// the register keys are created.
+const Warmup = 2 * time.Second
+
+// Stats counts what happened in a run.
+type Stats struct {
+	Ops, Acked, AckedLocal, AckedQuorum, Unknown, Failed int
+	// LostLocal counts acknowledged local writes a failover cut off; each
+	// was found in a quarantine (else it is a violation).
+	LostLocal      int
+	Elections      int
+	Crashes        int
+	Pauses         int
+	Partitions     int
+	LossEpisodes   int
+	Handoffs       int
+	Snapshots      int
+	Messages       uint64
+	Dropped        uint64
+	LinearOps      int
+	LinearTimeouts int
+	Quarantined    int
+	ApplyRejects   int
+}
+
+// Result is the outcome of one seed.
+type Result struct {
+	Seed       uint64
+	Options    Options
+	Settings   Settings
+	SimTime    time.Duration
+	Steps      uint64
+	TraceHash  uint64
+	Violations []Violation
+	// Failovers are the clean failover times measured (crash to elected).
+	Failovers []time.Duration
+	// Demotions are the times from a Cortex's isolation to its demotion.
+	Demotions []time.Duration
+	Stats     Stats
+}
+
+// Safety reports whether a safety violation was found.
+func (r *Result) Safety() bool {
+	for _, v := range r.Violations {
+		if !v.Liveness {
+			return true
+		}
+	}
+	return false
+}
+
+// Liveness reports whether a liveness violation was found.
+func (r *Result) Liveness() bool {
+	for _, v := range r.Violations {
+		if v.Liveness {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplayCommand is the one-line command that reproduces the run.
+func (r *Result) ReplayCommand() string {
+	s := fmt.Sprintf("go run ./cmd/muninn-sim replay --seed %d --duration %s --faults %s", r.Seed, r.Options.Duration, r.Options.Faults)
+	if r.Options.Broken != core.BrokenNone {
+		s += " --broken " + BrokenName(r.Options.Broken)
+	}
+	return s + " --trace"
+}
+
+// Run simulates one seed: a fault phase of o.Duration after a short warmup,
+// then phase 2 heals everything and requires convergence.
+func Run(seed uint64, o Options) *Result {
+	w := newWorld(seed, o)
+	warm := int64(Warmup)
+	end := warm + int64(o.Duration)
+	w.work.start()
+	w.faults.start(warm, end)
+	w.runUntil(end)
+	if !w.stopped {
+		w.phase = 2
+		w.work.active = false
+		w.faults.healAll()
+		deadline := w.now + int64(ConvergeBound)
+		finished := false
+		w.chk.awaitConvergence(deadline, func(cx *SimNode) {
+			finished = true
+			w.chk.checkFinalWrites(cx)
+			w.chk.checkSentinels()
+			if !w.stopped {
+				w.chk.checkLinearizable()
+			}
+			w.stopped = true
+		})
+		w.runUntil(deadline + int64(time.Second))
+		_ = finished
+	}
+	return w.result()
+}
+
+func newWorld(seed uint64, o Options) *World {
+	w := &World{
+		seed:     seed,
+		opts:     o,
+		set:      DrawSettings(seed, o),
+		trace:    o.Trace,
+		hash:     14695981039346656037,
+		rngNet:   NewRand(Derive(seed, "network")),
+		rngFault: NewRand(Derive(seed, "faults")),
+		rngWork:  NewRand(Derive(seed, "workload")),
+		byID:     map[core.NodeID]*SimNode{},
+		phase:    1,
+	}
+	var boot core.Members
+	for _, s := range w.set.Nodes {
+		boot = append(boot, core.Member{ID: s.ID, Kind: s.Kind})
+	}
+	boot = boot.Normalize()
+	for _, s := range w.set.Nodes {
+		sn := &SimNode{w: w, spec: s, id: s.ID, st: newStore(boot), pending: map[uint64]reqCB{}, spinSince: -1, lastTickNow: -1}
+		sn.cfg = core.Config{ID: s.ID, Kind: s.Kind, Heartbeat: w.set.Heartbeat, Seed: Derive(seed, "node/"+string(s.ID)), Bootstrap: boot, Broken: o.Broken}
+		w.nodes = append(w.nodes, sn)
+		w.byID[s.ID] = sn
+	}
+	w.net = newNetwork(w)
+	w.chk = newCheckers(w)
+	w.work = newWorkload(w)
+	w.faults = newFaults(w)
+	for _, sn := range w.nodes {
+		sn.n = core.New(sn.cfg, sn.st.restored(), sn.local(0))
+	}
+	for _, sn := range w.nodes {
+		sn.drive(nil)
+	}
+	return w
+}
+
+func (w *World) result() *Result {
+	r := &Result{Seed: w.seed, Options: w.opts, Settings: w.set, SimTime: w.Now(), Steps: w.steps, TraceHash: w.hash,
+		Violations: w.chk.violations, Failovers: w.chk.failovers, Demotions: w.chk.demotions, Stats: w.stats}
+	r.Options.Trace = nil
+	for _, op := range w.work.ops {
+		r.Stats.Ops++
+		switch op.Outcome {
+		case OK:
+			if op.Kind.write() {
+				r.Stats.Acked++
+				if op.Dur == core.Quorum {
+					r.Stats.AckedQuorum++
+				} else {
+					r.Stats.AckedLocal++
+				}
+			}
+		case Unknown:
+			r.Stats.Unknown++
+		case Failed:
+			r.Stats.Failed++
+		}
+	}
+	for _, sn := range w.nodes {
+		r.Stats.Quarantined += len(sn.st.quarantine)
+		r.Stats.ApplyRejects += sn.st.rejects
+	}
+	r.Stats.Messages, r.Stats.Dropped = w.net.sent, w.net.dropped
+	return r
+}

@@ -1,0 +1,191 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+)
+
+// FaultSet selects fault classes.
+type FaultSet uint8
+
+const (
+	FaultCrash FaultSet = 1 << iota
+	FaultPartition
+	FaultPause
+	FaultLoss
+	FaultDrift
+	FaultHandoff
+	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff
+)
+
+var faultNames = []struct {
+	f    FaultSet
+	name string
+}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}}
+
+// ParseFaults reads a comma-separated list of fault classes ("all", "none").
+func ParseFaults(s string) (FaultSet, error) {
+	var f FaultSet
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		switch p {
+		case "", "none":
+			continue
+		case "all":
+			f |= AllFaults
+			continue
+		}
+		found := false
+		for _, fn := range faultNames {
+			if fn.name == p {
+				f |= fn.f
+				found = true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("unknown fault %q: use crash, partition, pause, loss, drift, handoff, all or none", p)
+		}
+	}
+	return f, nil
+}
+
+func (f FaultSet) String() string {
+	var ps []string
+	for _, fn := range faultNames {
+		if f&fn.f != 0 {
+			ps = append(ps, fn.name)
+		}
+	}
+	if len(ps) == 0 {
+		return "none"
+	}
+	return strings.Join(ps, ",")
+}
+
+// ParseBroken reads a --broken value.
+func ParseBroken(s string) (core.Broken, error) {
+	switch s {
+	case "", "none":
+		return core.BrokenNone, nil
+	case "no-log-check":
+		return core.BrokenNoLogCheck, nil
+	case "no-demotion":
+		return core.BrokenNoDemotion, nil
+	}
+	return 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check or no-demotion", s)
+}
+
+// BrokenName is the --broken spelling of b.
+func BrokenName(b core.Broken) string {
+	switch b {
+	case core.BrokenNoLogCheck:
+		return "no-log-check"
+	case core.BrokenNoDemotion:
+		return "no-demotion"
+	}
+	return "none"
+}
+
+// Options are the run-wide knobs; everything else is drawn from the seed.
+type Options struct {
+	// Duration is the simulated length of the fault phase.
+	Duration time.Duration
+	// Faults are the fault classes the swarm may draw from.
+	Faults FaultSet
+	// Broken selects a canary protocol variant on every node.
+	Broken core.Broken
+	// Trace, when set, receives one line per delivered event.
+	Trace io.Writer
+}
+
+// NodeSpec is one simulated node.
+type NodeSpec struct {
+	ID   core.NodeID
+	Kind core.Kind
+	// Rate is the node clock's speed (1 ± drift); Offset its origin.
+	Rate   float64
+	Offset int64
+}
+
+// Settings are what a seed draws (swarm testing): cluster shape, network
+// behaviour, fault mix and workload.
+type Settings struct {
+	Shape     string
+	Nodes     []NodeSpec
+	Heartbeat time.Duration
+	// One-way latency is uniform in [LatencyMin, LatencyMax] per message.
+	LatencyMin, LatencyMax time.Duration
+	DupProb                float64
+	// FaultGap is the mean time between injected faults.
+	FaultGap time.Duration
+	// Weights of crash, partition, pause, loss, handoff.
+	Weights  [5]float64
+	MaxDrift float64
+	LossMax  float64
+	Clients  int
+	Think    time.Duration
+}
+
+// DrawSettings draws the settings of seed.
+func DrawSettings(seed uint64, o Options) Settings {
+	r := NewRand(Derive(seed, "settings"))
+	var s Settings
+	observer := r.Chance(0.3)
+	switch r.Intn(3) {
+	case 0:
+		s.Shape = "3-node"
+		s.Nodes = []NodeSpec{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}}
+	case 1:
+		s.Shape = "2+sentinel"
+		s.Nodes = []NodeSpec{{ID: "n1"}, {ID: "n2"}, {ID: "s1", Kind: core.KindSentinel}}
+	default:
+		s.Shape = "5-node"
+		s.Nodes = []NodeSpec{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}, {ID: "n5"}}
+	}
+	if observer {
+		s.Shape += "+observer"
+		s.Nodes = append(s.Nodes, NodeSpec{ID: "o1", Kind: core.KindObserver})
+	}
+	s.Heartbeat = core.DefaultHeartbeat
+	s.LatencyMin = time.Millisecond
+	s.LatencyMax = r.Between(3*time.Millisecond, 20*time.Millisecond)
+	s.DupProb = []float64{0, 0.005, 0.02}[r.Intn(3)]
+	s.FaultGap = r.Between(1500*time.Millisecond, 5*time.Second)
+	on := func(f FaultSet) float64 {
+		if o.Faults&f == 0 {
+			return 0
+		}
+		return 0.2 + r.Float64()
+	}
+	s.Weights = [5]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3}
+	s.LossMax = 0.05 + 0.25*r.Float64()
+	if o.Faults&FaultDrift != 0 {
+		s.MaxDrift = 0.01 * r.Float64()
+	}
+	for i := range s.Nodes {
+		s.Nodes[i].Rate = 1 + s.MaxDrift*(2*r.Float64()-1)
+		s.Nodes[i].Offset = int64(r.Between(0, 1000*time.Second))
+	}
+	s.Clients = 2 + r.Intn(3)
+	s.Think = r.Between(20*time.Millisecond, 150*time.Millisecond)
+	return s
+}
+
+func (s Settings) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff)=%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d",
+		s.Shape, s.Heartbeat.Milliseconds(), s.LatencyMin.Milliseconds(), s.LatencyMax.Milliseconds(), s.DupProb,
+		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds())
+	b.WriteString(" clocks=")
+	for i, n := range s.Nodes {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, "%s:%s:%+.4f%%", n.ID, n.Kind, (n.Rate-1)*100)
+	}
+	return b.String()
+}
