@@ -82,6 +82,7 @@ type Node struct {
 	electionAt Time
 	electEnd   Time
 	votes      map[NodeID]bool
+	refusals   map[NodeID]bool
 	freshAt    Time
 	peers      map[NodeID]*peerView
 	hbDue      Time

@@ -1,11 +1,14 @@
 package core
 
+import "time"
+
 // campaign starts an election for epoch+1 (rule 4). A handoff candidate
 // carries the Cortex's sanction (rule 14).
 func (n *Node) campaign(handoff bool) {
 	n.setEpoch(n.hs.Epoch + 1)
 	n.hs.Vote = n.cfg.ID
 	n.votes = map[NodeID]bool{n.cfg.ID: true}
+	n.refusals = map[NodeID]bool{}
 	n.setRole(RoleCandidate)
 	n.electionAt = Never
 	n.electEnd = n.now.Add(n.cfg.Heartbeat)
@@ -27,6 +30,22 @@ func (n *Node) considersCortexDown() bool {
 func (n *Node) stepVote(m Message, p *peerView) {
 	p.last = m.Last
 	refuse := func() { n.send(Message{Type: MsgVoteResp, To: m.From, Granted: false}) }
+	if n.role == RoleCandidate && m.Epoch == n.hs.Epoch && !m.Handoff {
+		// Two candidates in one epoch: a split. Both know it now, so the
+		// worse one (by rule 4's rank) stands back and the better one runs
+		// again at once, instead of both waiting out the election timeout.
+		refuse()
+		mine := n.log.last()
+		if mine.Less(m.Last) || (m.Last == mine && m.From < n.cfg.ID) {
+			n.electEnd = Never
+			n.votes, n.refusals = nil, nil
+			n.setRole(n.followerRole())
+			n.electionAt = n.now.Add(n.cfg.Heartbeat)
+		} else {
+			n.campaign(false)
+		}
+		return
+	}
 	if m.Epoch < n.hs.Epoch || (m.Epoch == n.hs.Epoch && n.cortex != "") {
 		refuse()
 		return
@@ -89,7 +108,20 @@ func (n *Node) stepVoteResp(m Message) {
 		n.becomeFollower(m.Epoch, "")
 		return
 	}
-	if n.role != RoleCandidate || m.Epoch != n.hs.Epoch || !m.Granted {
+	if n.role != RoleCandidate || m.Epoch != n.hs.Epoch {
+		return
+	}
+	if !m.Granted {
+		n.refusals[m.From] = true
+		if len(n.refusals) > n.members.Voters()-n.members.Quorum() {
+			// Lost (a split vote, or a better candidate): no point waiting
+			// out the election timeout. Run again by rank, so the best
+			// candidate goes first (rule 4).
+			n.electEnd = Never
+			n.votes, n.refusals = nil, nil
+			n.setRole(n.followerRole())
+			n.electionAt = n.now.Add(time.Duration(n.rank())*n.stagger() + n.random(n.stagger()))
+		}
 		return
 	}
 	n.votes[m.From] = true
