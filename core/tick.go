@@ -30,7 +30,9 @@ func (n *Node) advanceClock(now Time) {
 func (n *Node) NextDeadline() Time {
 	d := n.hbDue
 	if n.role == RoleCortex {
-		d = min(d, n.demoteAt())
+		if n.cfg.Broken != BrokenNoDemotion {
+			d = min(d, n.demoteAt())
+		}
 		for _, m := range n.members {
 			pr := n.prog[m.ID]
 			if pr == nil {

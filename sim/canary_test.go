@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,9 @@ func caught(b core.Broken, n int) (uint64, *Result) {
 }
 
 func TestCanaries(t *testing.T) {
+	// Each broken variant must be caught by the checker of the rule it
+	// breaks, not by some side effect.
+	want := map[core.Broken]string{core.BrokenNoLogCheck: "quorum-write-lost", core.BrokenNoDemotion: "self-demotion"}
 	for _, b := range []core.Broken{core.BrokenNoLogCheck, core.BrokenNoDemotion} {
 		seed, r := caught(b, CanarySeeds)
 		if seed == 0 {
@@ -29,5 +33,14 @@ func TestCanaries(t *testing.T) {
 			continue
 		}
 		t.Logf("canary %s caught by seed %d: %s", BrokenName(b), seed, r.Violations[0])
+		found := false
+		for _, v := range r.Violations {
+			if strings.Contains(v.String(), want[b]) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("canary %s caught by %v, want the %s checker", BrokenName(b), r.Violations, want[b])
+		}
 	}
 }
