@@ -20,9 +20,20 @@ func (n *Node) Tick(now Time) {
 }
 
 func (n *Node) advanceClock(now Time) {
-	if now > n.now {
-		n.now = now
+	if now <= n.now {
+		return
 	}
+	// A driver ticks at least every heartbeat (NextDeadline never lies
+	// further out), so a longer gap means this process was frozen (a pause,
+	// a stall, starvation) with the Cortex's heartbeats likely queued
+	// unread. Like Redis Sentinel's TILT, time spent frozen is not taken as
+	// the Cortex's silence: a follower counts it as heard. This only delays
+	// this node's SDOWN and vote, which is always safe. A Cortex's lease is
+	// untouched (its echoes are what they are).
+	if gap := now.Sub(n.now); gap > n.cfg.Heartbeat+n.cfg.Heartbeat/2 && n.role != RoleCortex && n.lastHeard < n.now {
+		n.lastHeard = min(now, n.lastHeard.Add(gap))
+	}
+	n.now = now
 }
 
 // NextDeadline returns the time by which Tick must be called next (Never

@@ -30,19 +30,17 @@ func (n *Node) discover() (core.Members, error) {
 		return core.Members{{ID: n.opts.ID, Kind: n.opts.Kind}}, nil
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	logged := map[string]bool{}
 	for {
 		peers := n.tr.Peers()
 		var connected []core.Member
 		for _, p := range peers {
+			if !p.Connected {
+				continue
+			}
+			connected = append(connected, core.Member{ID: p.ID, Kind: p.Kind})
+		}
+		for _, p := range peers {
 			if p.Connected {
-				connected = append(connected, core.Member{ID: p.ID, Kind: p.Kind})
-				for _, seed := range n.opts.Seeds {
-					if (seed == p.MBPAddr || seed == p.Addr) && !logged[seed] {
-						logged[seed] = true
-						n.log.Info(fmt.Sprintf("connecting to seed %s... connected", seed))
-					}
-				}
 				if running, members := clusterRunning(client, p.APIAddr); running {
 					if _, ok := members.Get(n.opts.ID); ok {
 						return members, nil
@@ -95,4 +93,21 @@ func clusterRunning(c *http.Client, api string) (bool, core.Members) {
 		ms = append(ms, core.Member{ID: core.NodeID(m.ID), Kind: k, Learner: m.Learner})
 	}
 	return true, ms
+}
+
+// logSeeds logs the seed's "connecting to seed ADDR... connected" line the
+// first time each configured seed's node connects (whichever side dialed).
+func (n *Node) logSeeds() {
+	logged := map[string]bool{}
+	for ev := range n.tr.Events() {
+		if !ev.Up {
+			continue
+		}
+		for _, seed := range n.opts.Seeds {
+			if (seed == ev.Peer.MBPAddr || seed == ev.Peer.Addr) && !logged[seed] {
+				logged[seed] = true
+				n.log.Info(fmt.Sprintf("connecting to seed %s... connected", seed))
+			}
+		}
+	}
 }

@@ -18,9 +18,9 @@ func (n *Node) onEvent(e core.Event) {
 	case core.EventRoleChanged:
 		n.log.Info(fmt.Sprintf("role changed to %s", e.Role), "epoch", e.Epoch, "cortex", e.Node)
 	case core.EventSDown:
-		n.log.Warn(fmt.Sprintf("cortex %s is SDOWN: no heartbeat for %d beats", e.Node, core.MissedBeats), "epoch", e.Epoch)
+		n.log.Warn(fmt.Sprintf("%s is SDOWN: no heartbeat for %d beats", cortexName(e.Node), core.MissedBeats), "epoch", e.Epoch)
 	case core.EventODown:
-		n.log.Warn(fmt.Sprintf("cortex %s is ODOWN: %d/%d voters agree it is unreachable", e.Node, e.Votes, e.Voters), "epoch", e.Epoch)
+		n.log.Warn(fmt.Sprintf("%s is ODOWN: %d/%d voters agree it is unreachable", cortexName(e.Node), e.Votes, e.Voters), "epoch", e.Epoch)
 	case core.EventSteppedDown:
 		n.log.Warn("stepped down: "+e.Detail, "epoch", e.Epoch)
 	case core.EventDemoted:
@@ -37,4 +37,11 @@ func (n *Node) onEvent(e core.Event) {
 	case core.EventViolation:
 		n.log.Error("protocol violation refused: " + e.Detail)
 	}
+}
+
+func cortexName(id core.NodeID) string {
+	if id == "" {
+		return "the cortex (none known since start)"
+	}
+	return "cortex " + string(id)
 }

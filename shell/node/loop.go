@@ -43,6 +43,9 @@ func (n *Node) loop() {
 		case to := <-n.snapFail:
 			n.core.SnapshotFailed(n.now(), to)
 		case <-timer.C:
+			// Take what arrived first: after a stall the Cortex's heartbeats
+			// may be waiting, and must count before timeouts are judged.
+			n.drain()
 		}
 		n.core.Tick(n.now())
 	}

@@ -172,6 +172,7 @@ func (n *Node) startTransport() error {
 	if err := n.tr.Listen(); err != nil {
 		return fmt.Errorf("listen on cluster.bind_addr %s: %w", n.opts.BindAddr, err)
 	}
+	go n.logSeeds()
 	for _, s := range n.opts.Seeds {
 		if s == n.opts.BindAddr || s == n.opts.AdvertiseAddr {
 			continue
