@@ -104,20 +104,28 @@ func (n *Node) commitCapped(s Seq) Pos {
 	return c
 }
 
-func (n *Node) stepAppendResp(m Message) {
+// answerFrom handles what every answer to the Cortex shares: a higher
+// epoch deposes it (rule 6); otherwise the echoed send time is quorum
+// contact (rule 1). It returns the peer's progress, or nil to stop.
+func (n *Node) answerFrom(m Message) *progress {
 	if m.Epoch > n.hs.Epoch {
 		n.becomeFollower(m.Epoch, "")
-		return
+		return nil
 	}
 	if n.role != RoleCortex || m.Epoch != n.hs.Epoch {
-		return
+		return nil
 	}
 	pr := n.prog[m.From]
+	if pr != nil && m.SentAt > pr.echo {
+		pr.echo = m.SentAt
+	}
+	return pr
+}
+
+func (n *Node) stepAppendResp(m Message) {
+	pr := n.answerFrom(m)
 	if pr == nil {
 		return
-	}
-	if m.SentAt > pr.echo {
-		pr.echo = m.SentAt
 	}
 	if pr.inflight > 0 {
 		pr.inflight--
@@ -152,19 +160,9 @@ func (n *Node) stepAppendResp(m Message) {
 }
 
 func (n *Node) stepHeartbeatResp(m Message) {
-	if m.Epoch > n.hs.Epoch {
-		n.becomeFollower(m.Epoch, "")
-		return
-	}
-	if n.role != RoleCortex || m.Epoch != n.hs.Epoch {
-		return
-	}
-	pr := n.prog[m.From]
+	pr := n.answerFrom(m)
 	if pr == nil {
 		return
-	}
-	if m.SentAt > pr.echo {
-		pr.echo = m.SentAt
 	}
 	// The peer may have lost an append: restart from what it has.
 	if pr.inflight == 0 && !pr.snapshot && m.Last.Seq+1 < pr.next {
