@@ -159,9 +159,13 @@ func (n *Node) maybePromote(id NodeID) {
 }
 
 // SnapshotInstalled tells a follower its driver installed a snapshot taken
-// at pos with membership ms: the log restarts there.
-func (n *Node) SnapshotInstalled(now Time, pos Pos, ms Members) {
+// at pos, by a Cortex of epoch, with membership ms: the log restarts there,
+// and the node moves to that epoch if it was behind.
+func (n *Node) SnapshotInstalled(now Time, pos Pos, epoch Epoch, ms Members) {
 	n.advanceClock(now)
+	if epoch > n.hs.Epoch {
+		n.becomeFollower(epoch, n.cortex)
+	}
 	if !n.log.last().Less(pos) && n.log.has(pos) {
 		return
 	}

@@ -185,6 +185,8 @@ func (c *StartCmd) Run(g *Globals) error {
 	case <-stop:
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-n.Fatal():
+		runErr = fmt.Errorf("the node stopped: %w (check the disk and the data directory %s, then restart)", err, cfg.DataDir)
 	}
 	shutdown(n, a, srv, log)
 	return runErr

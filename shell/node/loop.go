@@ -92,10 +92,7 @@ func (n *Node) handleReady() {
 		if err := n.store.Save(batch, rd.MustSync(n.prevHS)); err != nil {
 			// Nothing of this Ready may go out: a vote or an ack for state
 			// that is not on disk would break the protocol. Stop the node.
-			n.log.Error("storage failed; stopping the node so it cannot acknowledge what it did not persist", "err", err)
-			n.failWaiters()
-			go n.Close()
-			<-n.stop
+			n.fail(err)
 			return
 		}
 		n.metrics.saveSeconds.Observe(time.Since(start).Seconds())
@@ -203,17 +200,34 @@ func (n *Node) installSnapshot(s snapInstall) {
 		n.log.Error("reading installed snapshot failed", "err", err)
 		return
 	}
-	// The checkpoint carries the sender's hard state; this node's own vote
-	// must survive the swap (one vote per epoch).
-	if mine := n.prevHS; mine.Epoch >= r.HardState.Epoch {
-		mine.Commit = r.HardState.Commit
-		if err := n.store.Save(store.SaveBatch{HardState: &mine}, true); err != nil {
-			n.log.Error("restoring the hard state after a snapshot failed", "err", err)
-			return
-		}
-		r.HardState = mine
+	// The checkpoint carries the sender's hard state. Keep this node's own
+	// vote (one vote per epoch) unless the snapshot is from a later epoch,
+	// whose vote this node has not cast; the core adopts that epoch too, so
+	// its next hard state is never below what the store recorded.
+	mine := n.prevHS
+	if mine.Epoch < r.HardState.Epoch {
+		mine.Epoch, mine.Vote = r.HardState.Epoch, ""
 	}
-	n.prevHS = r.HardState
-	n.core.SnapshotInstalled(n.now(), pos, r.Members)
+	mine.Commit = r.HardState.Commit
+	if err := n.store.Save(store.SaveBatch{HardState: &mine}, true); err != nil {
+		n.fail(fmt.Errorf("restoring the hard state after a snapshot: %w", err))
+		return
+	}
+	n.prevHS = mine
+	n.core.SnapshotInstalled(n.now(), pos, mine.Epoch, r.Members)
 	n.log.Info(fmt.Sprintf("installed snapshot from %s at %s", s.from, pos))
+}
+
+// fail stops the node after a storage failure: nothing of the Ready may go
+// out, since a vote or an ack for state that is not on disk would break the
+// protocol. Fatal reports it so the process exits instead of lingering.
+func (n *Node) fail(err error) {
+	n.log.Error("storage failed; stopping the node so it cannot acknowledge what it did not persist", "err", err)
+	n.failWaiters()
+	select {
+	case n.fatal <- err:
+	default:
+	}
+	go n.Close()
+	<-n.stop
 }

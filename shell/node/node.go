@@ -32,6 +32,7 @@ type Node struct {
 	done     chan struct{}
 	snapIn   chan snapInstall
 	snapFail chan core.NodeID
+	fatal    chan error
 	status   atomic.Pointer[Snapshot]
 	nextID   atomic.Uint64
 	metrics  *Metrics
@@ -99,7 +100,7 @@ func Start(opts Options) (*Node, error) {
 	n := &Node{
 		opts: opts, log: opts.Logger, store: st, origin: time.Now(),
 		reqs: make(chan request, 1024), inbox: make(chan core.Message, 4096),
-		stop: make(chan struct{}), done: make(chan struct{}), snapIn: make(chan snapInstall, 1), snapFail: make(chan core.NodeID, 1),
+		stop: make(chan struct{}), done: make(chan struct{}), snapIn: make(chan snapInstall, 1), snapFail: make(chan core.NodeID, 1), fatal: make(chan error, 1),
 		waiters: map[uint64]chan core.Result{}, metrics: newMetrics(opts.ID),
 	}
 	restored, err := st.Load()
@@ -219,6 +220,10 @@ func (n *Node) closeIO() {
 	}
 	n.store.Close()
 }
+
+// Fatal delivers the error that stopped the node on its own (a storage
+// failure); the process should exit non-zero.
+func (n *Node) Fatal() <-chan error { return n.fatal }
 
 // Store gives read access to the node's data.
 func (n *Node) Store() *store.Store { return n.store }
