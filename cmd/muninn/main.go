@@ -29,6 +29,7 @@ type CLI struct {
 
 	Start   StartCmd   `cmd:"" help:"Run a MuninnDB node (standalone by default; cluster mode from the config)."`
 	Cluster ClusterCmd `cmd:"" help:"Inspect and operate a cluster through a node's API."`
+	Bench   BenchCmd   `cmd:"" help:"Measure throughput, latency, replication lag and failover time (see docs/benchmarks.md)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -27,7 +27,7 @@ type StartCmd struct {
 	Config   string   `help:"YAML config file (see docs/configuration.md)." env:"MUNINN_CONFIG" type:"path" placeholder:"FILE"`
 	DataDir  string   `help:"Data directory (data_dir; default ./muninn-data)." placeholder:"DIR"`
 	HTTPAddr string   `name:"http-addr" help:"REST API listen address (http_addr; default :8475)." placeholder:"HOST:PORT"`
-	Set      []string `help:"Set any config key, e.g. --set cluster.node_id=muninn-01 (repeatable; highest precedence)." placeholder:"KEY=VALUE"`
+	Set      []string `sep:"none" help:"Set any config key, e.g. --set cluster.node_id=muninn-01 (repeatable; highest precedence)." placeholder:"KEY=VALUE"`
 }
 
 // handoffTimeout bounds the Cortex's handoff at shutdown.

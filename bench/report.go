@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ProgressLine formats one progress tick of `muninn bench`. maxLag is the
+// largest Lobe lag_ms sampled during the tick (-1: none sampled).
+func ProgressLine(t Tick, maxLag int64) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[%3.0fs] %s ops/s (writes %s, reads %s)", t.Elapsed.Seconds(),
+		Thousands(int64(t.OpsPerSec()+0.5)), Thousands(t.Writes), Thousands(t.Reads))
+	fmt.Fprintf(&b, "  errors %s", Thousands(t.Errors))
+	if maxLag >= 0 {
+		fmt.Fprintf(&b, "  lag max %dms", maxLag)
+	}
+	return b.String()
+}
+
+// latencyRow is one row of the latency table.
+func latencyRow(name string, s Summary) string {
+	if s.Count == 0 {
+		return fmt.Sprintf("%s\t0\t-\t-\t-\t-\t-\t", name)
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t", name, Thousands(int64(s.Count)), Ms(s.P50), Ms(s.P90), Ms(s.P99), Ms(s.P999), Ms(s.Max))
+}
+
+// ErrorsLine formats errors by code, most frequent first: "none" or
+// "not_found 12, unavailable 3".
+func ErrorsLine(errs map[string]int64) string {
+	if len(errs) == 0 {
+		return "none"
+	}
+	codes := slices.Collect(maps.Keys(errs))
+	slices.SortFunc(codes, func(a, b string) int {
+		if errs[a] != errs[b] {
+			return int(errs[b] - errs[a])
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("%s %s", c, Thousands(errs[c]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteText prints the report for people.
+func (r Report) WriteText(w io.Writer) {
+	c := r.Config
+	mode := "standalone"
+	if r.Target.Cluster {
+		mode = fmt.Sprintf("cluster of %d, Cortex %s, epoch %d", len(r.Target.Members), r.Target.Cortex, r.Target.Epoch)
+	}
+	fmt.Fprintf(w, "\nmuninn bench: %s (%s)\n", r.Target.Addr, mode)
+	cons := c.Consistency
+	if cons == "bounded" {
+		cons = fmt.Sprintf("bounded (max_lag_ms %d)", c.MaxLagMs)
+	}
+	fmt.Fprintf(w, "  %d clients, %s, %d-byte values, %.0f%% writes (durability %s), reads %s over %d member(s)\n",
+		c.Clients, c.Duration, c.ValueSize, c.Writes*100, c.Durability, cons, len(r.Target.ReadFrom))
+	if r.Prefill > 0 {
+		fmt.Fprintf(w, "  prefill: %d writes before the run, for reads to find\n", r.Prefill)
+	}
+	l := r.Load
+	fmt.Fprintf(w, "\nthroughput: %s ops/s (writes %s/s, reads %s/s): %s ops in %s\n",
+		Thousands(int64(l.OpsPerSec+0.5)), Thousands(int64(l.WritesPerSec+0.5)), Thousands(int64(l.ReadsPerSec+0.5)),
+		Thousands(l.Ops), l.Elapsed.Round(time.Millisecond))
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "latency\tcount\tp50\tp90\tp99\tp99.9\tmax\t")
+	fmt.Fprintln(tw, latencyRow("write", l.Write))
+	fmt.Fprintln(tw, latencyRow("read", l.Read))
+	tw.Flush()
+
+	fmt.Fprintln(w)
+	switch {
+	case !r.Target.Cluster:
+		fmt.Fprintln(w, "replication lag: none (standalone node)")
+	case len(r.Lag.Members) == 0:
+		fmt.Fprintf(w, "replication lag: no Lobe seen in %d samples (%d failed)\n", r.Lag.Samples, r.Lag.Failed)
+	default:
+		fmt.Fprintf(w, "replication lag per Lobe: %d samples every %s (%d failed)\n", r.Lag.Samples, r.Lag.Every, r.Lag.Failed)
+		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "member\tlag p50\tlag p99\tlag max\tseq behind p50\tp99\tmax\tunknown\t")
+		for _, m := range r.Lag.Members {
+			fmt.Fprintf(tw, "%s\t%dms\t%dms\t%dms\t%s\t%s\t%s\t%d\t\n", m.ID, m.LagMs.P50, m.LagMs.P99, m.LagMs.Max,
+				Thousands(m.SeqBehind.P50), Thousands(m.SeqBehind.P99), Thousands(m.SeqBehind.Max), m.Unknown)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "  (%s)\n", r.Lag.Method)
+	}
+	fmt.Fprintf(w, "\nerrors: %s\n", ErrorsLine(l.Errors))
+	codes := slices.Sorted(maps.Keys(l.ErrorSamples))
+	for _, code := range codes {
+		fmt.Fprintf(w, "  %s: %s\n", code, l.ErrorSamples[code])
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/muninndb/muninn/bench"
+)
+
+// BenchCmd is `muninn bench` (a load run against a running node or
+// cluster) and `muninn bench failover` (kills the Cortex of a cluster of
+// processes it starts itself). See docs/benchmarks.md.
+type BenchCmd struct {
+	Load     BenchLoadCmd     `cmd:"" name:"run" default:"withargs" help:"Measure throughput, latency and replication lag of a running node or cluster (the default: muninn bench [flags])."`
+	Failover BenchFailoverCmd `cmd:"" help:"Start a cluster of muninn processes on 127.0.0.1, SIGKILL its Cortex repeatedly under writes, and report failover times and lost writes."`
+}
+
+// BenchLoadCmd is `muninn bench [run]`.
+type BenchLoadCmd struct {
+	Addr        string        `help:"API address of a node (writes follow the Cortex; reads are spread over the data members)." default:"http://127.0.0.1:8475" env:"MUNINN_ADDR" placeholder:"URL"`
+	Clients     int           `help:"Concurrent closed-loop clients." default:"16"`
+	Duration    time.Duration `help:"How long to run." default:"10s"`
+	ValueSize   int           `name:"value-size" help:"Bytes of content per write." default:"256"`
+	Writes      float64       `help:"Fraction of operations that are writes (0 to 1; the rest are reads of engrams written earlier)." default:"1.0"`
+	Durability  string        `help:"Write durability: local or quorum." enum:"local,quorum" default:"local"`
+	Consistency string        `help:"Read consistency: eventual, bounded or strong." enum:"eventual,bounded,strong" default:"eventual"`
+	MaxLagMs    int64         `name:"max-lag-ms" help:"With --consistency bounded: the largest acceptable lag." default:"0"`
+	Vault       string        `help:"Vault to write to." default:"bench"`
+	JSON        bool          `help:"Print the report as JSON (progress still goes to stderr)."`
+}
+
+// interruptible returns a context cancelled on SIGINT/SIGTERM (or g.stop in
+// tests), so a run stops early and still reports.
+func (g *Globals) interruptible() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if g.stop != nil {
+		go func() {
+			select {
+			case <-g.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		return ctx, cancel
+	}
+	sctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	return sctx, func() { stop(); cancel() }
+}
+
+func (c BenchLoadCmd) Run(g *Globals) error {
+	cfg := bench.DefaultConfig()
+	cfg.Addr, cfg.Clients, cfg.Duration, cfg.ValueSize = c.Addr, c.Clients, c.Duration, c.ValueSize
+	cfg.Writes, cfg.Durability, cfg.Consistency, cfg.MaxLagMs, cfg.Vault = c.Writes, c.Durability, c.Consistency, c.MaxLagMs, c.Vault
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := g.interruptible()
+	defer cancel()
+	fmt.Fprintf(g.Err, "muninn bench: %d clients for %s against %s (durability %s, %.0f%% writes)\n",
+		cfg.Clients, cfg.Duration, cfg.Addr, cfg.Durability, cfg.Writes*100)
+	rep, err := bench.Run(ctx, cfg, func(t bench.Tick, maxLag int64) {
+		fmt.Fprintln(g.Err, bench.ProgressLine(t, maxLag))
+	})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.Out, "%s\n", b)
+	} else {
+		rep.WriteText(g.Out)
+	}
+	if rep.Load.Ops == 0 {
+		return errors.New("no operation succeeded (see errors above)")
+	}
+	return nil
+}
+
+// BenchFailoverCmd is `muninn bench failover`.
+type BenchFailoverCmd struct {
+	Nodes       int  `help:"Cluster size (data voters)." default:"3"`
+	HeartbeatMs int  `name:"heartbeat-ms" help:"cluster.heartbeat_ms of the nodes (the Cortex is down after 3 missed heartbeats)." default:"1000"`
+	Kills       int  `help:"How many times to SIGKILL the Cortex (restarting it after each)." default:"5"`
+	Graceful    int  `help:"How many graceful handoffs (POST /v1/cluster/failover) to time after the kills." default:"3"`
+	Local       bool `help:"Also write with local durability and count local writes lost to the kills (quarantined on the old Cortex)." default:"true" negatable:""`
+	JSON        bool `help:"Print the report as JSON (progress still goes to stderr)."`
+	Keep        bool `help:"Keep the nodes' data directories and logs (printed at the end)."`
+}
+
+func (c BenchFailoverCmd) Run(g *Globals) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding this binary to start the nodes: %w", err)
+	}
+	cfg := bench.FailoverConfig{Exe: exe, Nodes: c.Nodes, HeartbeatMs: c.HeartbeatMs, Kills: c.Kills,
+		Graceful: c.Graceful, Local: c.Local, Keep: c.Keep, Log: g.Err}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	ctx, cancel := g.interruptible()
+	defer cancel()
+	rep, err := bench.Failover(ctx, cfg)
+	if err != nil && rep == nil {
+		return err
+	}
+	if c.JSON {
+		b, jerr := json.MarshalIndent(rep, "", "  ")
+		if jerr != nil {
+			return jerr
+		}
+		fmt.Fprintf(g.Out, "%s\n", b)
+	} else {
+		rep.WriteText(g.Out)
+	}
+	if err != nil {
+		return err
+	}
+	return rep.Verdict()
+}
