@@ -25,7 +25,12 @@ func caught(b core.Broken, n int) (uint64, *Result) {
 func TestCanaries(t *testing.T) {
 	// Each broken variant must be caught by the checker of the rule it
 	// breaks, not by some side effect.
-	want := map[core.Broken]string{core.BrokenNoLogCheck: "quorum-write-lost", core.BrokenNoDemotion: "self-demotion"}
+	// Electing a stale candidate shows up as a lost quorum write or as a
+	// Lobe asked to truncate a committed entry, whichever comes first.
+	want := map[core.Broken][]string{
+		core.BrokenNoLogCheck: {"quorum-write-lost", "asked to truncate committed entry"},
+		core.BrokenNoDemotion: {"self-demotion"},
+	}
 	for _, b := range []core.Broken{core.BrokenNoLogCheck, core.BrokenNoDemotion} {
 		seed, r := caught(b, CanarySeeds)
 		if seed == 0 {
@@ -35,12 +40,14 @@ func TestCanaries(t *testing.T) {
 		t.Logf("canary %s caught by seed %d: %s", BrokenName(b), seed, r.Violations[0])
 		found := false
 		for _, v := range r.Violations {
-			if strings.Contains(v.String(), want[b]) {
-				found = true
+			for _, w := range want[b] {
+				if strings.Contains(v.String(), w) {
+					found = true
+				}
 			}
 		}
 		if !found {
-			t.Errorf("canary %s caught by %v, want the %s checker", BrokenName(b), r.Violations, want[b])
+			t.Errorf("canary %s caught by %v, want one of %q", BrokenName(b), r.Violations[0], want[b])
 		}
 	}
 }
