@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // stepAppend is a follower receiving entries from the Cortex (rules 6, 7, 10).
 func (n *Node) stepAppend(m Message) {
 	if m.Epoch < n.hs.Epoch {
@@ -90,15 +92,36 @@ func (n *Node) truncate(s Seq, reason string) {
 	if len(removed) == 0 {
 		return
 	}
-	// Entries of this very Ready not yet persisted are simply not written.
+	// Entries of this very Ready are not persisted yet: they are simply not
+	// written, so they are not quarantined either, and a write of them that
+	// this Ready would acknowledge is answered with an error instead (it
+	// never became durable anywhere).
 	if k := len(n.rd.Entries); k > 0 {
 		kept := n.rd.Entries[:0]
+		var unsaved []Pos
 		for _, e := range n.rd.Entries {
 			if e.Pos.Seq <= s {
 				kept = append(kept, e)
+			} else {
+				unsaved = append(unsaved, e.Pos)
 			}
 		}
 		n.rd.Entries = kept
+		if len(unsaved) > 0 {
+			n.unacknowledge(unsaved)
+			saved := removed[:0]
+			for _, e := range removed {
+				if !slices.Contains(unsaved, e.Pos) {
+					saved = append(saved, e)
+				}
+			}
+			removed = saved
+		}
+	}
+	if len(removed) == 0 {
+		n.recomputeMembers()
+		n.rd.Members = n.members
+		return
 	}
 	after, _ := n.log.epochAt(s)
 	if n.rd.Truncate != nil {
@@ -112,6 +135,18 @@ func (n *Node) truncate(s Seq, reason string) {
 	n.rd.Truncate = &Truncation{After: Pos{Epoch: after, Seq: s}, Removed: removed, Reason: reason}
 	n.recomputeMembers()
 	n.rd.Members = n.members
+}
+
+// unacknowledge turns this Ready's successful results for writes at the
+// given positions into errors: those entries are being removed before they
+// were ever persisted.
+func (n *Node) unacknowledge(ps []Pos) {
+	for i, r := range n.rd.Results {
+		if r.Kind == ResultWrite && r.Err == nil && slices.Contains(ps, r.Pos) {
+			n.rd.Results[i].Err = errorf(CodeNoCortex, "", "a new Cortex replaced this write before it was stored; it was not applied: retry it")
+			n.rd.Results[i].Pos = Pos{}
+		}
+	}
 }
 
 func mergeRemoved(a, b []Entry) []Entry {

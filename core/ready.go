@@ -36,7 +36,7 @@ const (
 	// ResultWrite answers Propose.
 	ResultWrite ResultKind = iota + 1
 	// ResultRead answers Read: when OK, the driver serves the read from its
-	// state machine after applying this Ready's entries.
+	// state machine before applying this Ready's entries (see Ready).
 	ResultRead
 	// ResultAdmin answers an admin command.
 	ResultAdmin
@@ -102,7 +102,13 @@ func (k EventKind) String() string {
 //  2. Messages are sent (any order; the network reorders anyway).
 //  3. Snapshots are streamed (in the background).
 //  4. Results are delivered to waiting clients: they are answered only after
-//     step 1, so an acknowledged write is durable.
+//     step 1, so an acknowledged write is durable. Reads are the exception
+//     to the order: a read marked OK is served from the state machine as it
+//     stood BEFORE step 1, i.e. with every earlier Ready applied and none of
+//     this Ready's entries. Nothing in this Ready has been acknowledged yet,
+//     and entries appended after a strong read completed (writes queued
+//     behind it) are not committed, so serving the read first is what keeps
+//     it linearizable.
 //  5. Events are logged and counted.
 type Ready struct {
 	HardState *HardState // nil when unchanged

@@ -169,6 +169,17 @@ func (sn *SimNode) drive(cause *core.Message) {
 func (sn *SimNode) handleReady(rd *core.Ready, cause *core.Message) {
 	w, st, chk := sn.w, sn.st, sn.w.chk
 	persisted := st.hs
+	// 0. Reads the core allowed are served from the state before this
+	// Ready's entries (the contract on core.Ready).
+	for _, r := range rd.Results {
+		if r.Kind != core.ResultRead {
+			continue
+		}
+		if cb, ok := sn.pending[r.ID]; ok {
+			delete(sn.pending, r.ID)
+			cb(r, st.kv)
+		}
+	}
 	// 1. Persist: truncation, hard state, entries, in one batch.
 	if t := rd.Truncate; t != nil {
 		removed := st.truncate(t.After.Seq, t.Reason, w.now)

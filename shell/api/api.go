@@ -3,7 +3,7 @@
 // /metrics. See docs/api.md.
 //
 // Handlers talk to the node runner only: writes go through Node.Write,
-// reads through Node.ReadGate then the store. A Lobe forwards what only
+// reads through Node.Read, which serves from the store when allowed. A Lobe forwards what only
 // the Cortex may answer (DESIGN rule 13), once.
 package api
 

@@ -166,12 +166,12 @@ func (s *Server) precheck(cmd engram.Command, payload []byte) error {
 
 // gate asks the node whether a read may be served here; not_cortex
 // forwards the request.
-func (s *Server) gate(w http.ResponseWriter, r *http.Request, body []byte) (served bool, c core.Consistency, err error) {
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, body []byte, serve func()) (served bool, c core.Consistency, err error) {
 	c, lag, err := readParams(r)
 	if err != nil {
 		return false, c, err
 	}
-	if err := s.n.ReadGate(r.Context(), c, lag); err != nil {
+	if err := s.n.Read(r.Context(), c, lag, serve); err != nil {
 		return false, c, s.fail(w, r, body, err)
 	}
 	return true, c, nil
@@ -195,13 +195,15 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) error {
 	if err := engram.ValidateVault(vault); err != nil {
 		return badRequest("%v", err)
 	}
-	ok, c, err := s.gate(w, r, nil)
+	var e engram.Engram
+	var found bool
+	var rerr error
+	ok, c, err := s.gate(w, r, nil, func() { e, found, rerr = s.n.Store().Get(vault, id) })
 	if !ok {
 		return err
 	}
-	e, found, err := s.n.Store().Get(vault, id)
-	if err != nil {
-		return err
+	if rerr != nil {
+		return rerr
 	}
 	if !found {
 		return notFound("engram %s not found in vault %s", id, vault)
@@ -244,13 +246,14 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	ok, c, err := s.gate(w, r, nil)
+	var p engram.Page
+	var rerr error
+	ok, c, err := s.gate(w, r, nil, func() { p, rerr = s.n.Store().List(vault, o) })
 	if !ok {
 		return err
 	}
-	p, err := s.n.Store().List(vault, o)
-	if err != nil {
-		return err
+	if rerr != nil {
+		return rerr
 	}
 	res := apitypes.ListResult{Engrams: make([]apitypes.Engram, 0, len(p.Engrams)), NextCursor: p.Next}
 	for _, e := range p.Engrams {
@@ -299,12 +302,13 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) error {
 	case req.Limit < 0 || req.Limit > engram.MaxActivateLimit:
 		return badRequest("limit: %d is outside 1..%d", req.Limit, engram.MaxActivateLimit)
 	}
-	ok, c, err := s.gate(w, r, body)
+	var hits []engram.Hit
+	var rerr error
+	ok, c, err := s.gate(w, r, body, func() { hits, rerr = s.n.Store().Activate(vault, req.Query, req.Limit) })
 	if !ok {
 		return err
 	}
-	hits, err := s.n.Store().Activate(vault, req.Query, req.Limit)
-	if err != nil {
+	if err = rerr; err != nil {
 		if strings.HasPrefix(err.Error(), "query:") {
 			return badRequest("%v", err)
 		}

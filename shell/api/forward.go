@@ -22,7 +22,7 @@ import (
 // maxForwardSkew bounds the age of a signed forwarded request.
 const maxForwardSkew = 30 * time.Second
 
-// fail answers a failed Write/ReadGate/admin call: a not_cortex refusal
+// fail answers a failed Write/Read/admin call: a not_cortex refusal
 // naming a Cortex forwards the original request there (rule 13); anything
 // else is written as an error.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, body []byte, err error) error {

@@ -67,6 +67,9 @@ func (n *Node) drain() {
 
 func (n *Node) handle(r request) {
 	n.waiters[r.id] = r.reply
+	if r.serve != nil {
+		n.serves[r.id] = r.serve
+	}
 	now := n.now()
 	switch r.kind {
 	case reqWrite:
@@ -87,6 +90,16 @@ func (n *Node) handle(r request) {
 func (n *Node) handleReady() {
 	for n.core.HasReady() {
 		rd := n.core.Ready()
+		// Reads first, from the state before this Ready (core.Ready's
+		// contract).
+		for _, r := range rd.Results {
+			if fn := n.serves[r.ID]; fn != nil {
+				delete(n.serves, r.ID)
+				if r.Kind == core.ResultRead && r.Err == nil {
+					fn()
+				}
+			}
+		}
 		batch := store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: time.Now().UnixMilli()}
 		start := time.Now()
 		if err := n.store.Save(batch, rd.MustSync(n.prevHS)); err != nil {
@@ -133,6 +146,7 @@ func (n *Node) failWaiters() {
 	for id, ch := range n.waiters {
 		ch <- core.Result{ID: id, Err: &core.Error{Code: core.CodeUnavailable, Msg: ErrStopped.Error()}}
 		delete(n.waiters, id)
+		delete(n.serves, id)
 	}
 }
 

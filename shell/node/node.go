@@ -40,6 +40,7 @@ type Node struct {
 	// loop-owned
 	core    *core.Node
 	waiters map[uint64]chan core.Result
+	serves  map[uint64]func()
 	prevHS  core.HardState
 	ready   bool
 
@@ -69,6 +70,7 @@ type request struct {
 	maxLag  int64
 	target  core.NodeID
 	member  core.Member
+	serve   func() // reads: run in the loop when allowed
 	reply   chan core.Result
 }
 
@@ -101,7 +103,7 @@ func Start(opts Options) (*Node, error) {
 		opts: opts, log: opts.Logger, store: st, origin: time.Now(),
 		reqs: make(chan request, 1024), inbox: make(chan core.Message, 4096),
 		stop: make(chan struct{}), done: make(chan struct{}), snapIn: make(chan snapInstall, 1), snapFail: make(chan core.NodeID, 1), fatal: make(chan error, 1),
-		waiters: map[uint64]chan core.Result{}, metrics: newMetrics(opts.ID),
+		waiters: map[uint64]chan core.Result{}, serves: map[uint64]func(){}, metrics: newMetrics(opts.ID),
 	}
 	restored, err := st.Load()
 	if err != nil {
@@ -278,16 +280,21 @@ func (n *Node) hold(ctx context.Context, req request) (core.Result, error) {
 	}
 }
 
-// ReadGate asks whether a read at level c may be served here now; nil means
-// read the store. A *core.Error names where to forward.
-func (n *Node) ReadGate(ctx context.Context, c core.Consistency, maxLagMs int64) error {
+// Read serves a read at level c: serve reads the store. An eventual read is
+// served at once. A bounded or strong read is served by the runner's loop
+// the moment the core allows it, before the Ready that allowed it is
+// persisted, so it sees exactly the state the core vouched for and nothing
+// appended after (the contract on core.Ready). A *core.Error names where to
+// forward instead; serve was then not called.
+func (n *Node) Read(ctx context.Context, c core.Consistency, maxLagMs int64, serve func()) error {
+	if n.opts.Kind == core.KindSentinel {
+		return &core.Error{Code: core.CodeReadOnly, Msg: "this node is a sentinel and holds no data"}
+	}
 	if c == core.Eventual {
-		if n.opts.Kind == core.KindSentinel {
-			return &core.Error{Code: core.CodeReadOnly, Msg: "this node is a sentinel and holds no data"}
-		}
+		serve()
 		return nil
 	}
-	_, err := n.hold(ctx, request{kind: reqRead, cons: c, maxLag: maxLagMs})
+	_, err := n.hold(ctx, request{kind: reqRead, cons: c, maxLag: maxLagMs, serve: serve})
 	return err
 }
 

@@ -35,10 +35,11 @@ func TestStandalone(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: write: %v", round, err)
 		}
-		if err := n.ReadGate(ctx, core.Strong, 0); err != nil {
-			t.Fatalf("strong read gate: %v", err)
+		var e engram.Engram
+		var ok bool
+		if err := n.Read(ctx, core.Strong, 0, func() { e, ok, err = n.Store().Get("default", id) }); err != nil {
+			t.Fatalf("strong read: %v", err)
 		}
-		e, ok, err := n.Store().Get("default", id)
 		if err != nil || !ok || e.Content != "hello" {
 			t.Fatalf("read back %s: %v %v %+v", id, ok, err, e)
 		}
