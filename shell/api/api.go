@@ -10,6 +10,7 @@ package api
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -53,14 +54,21 @@ func New(n *node.Node, opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.ForwardTimeout == 0 {
-		opts.ForwardTimeout = 30 * time.Second
+		// Long enough for a quorum write the Cortex may hold until it
+		// demotes (5 s), short enough that a paused Cortex does not hang
+		// the caller for long.
+		opts.ForwardTimeout = 8 * time.Second
 	}
 	if opts.FailoverWait == 0 {
 		opts.FailoverWait = 3 * time.Second
 	}
 	s := &Server{
 		n: n, opts: opts, log: opts.Logger, mux: http.NewServeMux(),
-		fwd: &http.Client{Timeout: opts.ForwardTimeout},
+		fwd: &http.Client{Timeout: opts.ForwardTimeout, Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}},
 		lag: newLagTracker(n),
 	}
 	s.routes()

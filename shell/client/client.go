@@ -83,7 +83,11 @@ func New(addr string, opts ...Option) *Client {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	c := &Client{base: normalize(addr), hc: &http.Client{Timeout: 30 * time.Second}, budget: DefaultRetryBudget}
+	c := &Client{base: normalize(addr), hc: &http.Client{Timeout: 8 * time.Second, Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}, budget: DefaultRetryBudget}
 	c.known = []string{c.base}
 	for _, o := range opts {
 		o(c)

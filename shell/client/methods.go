@@ -33,7 +33,17 @@ func (c *Client) Write(ctx context.Context, req apitypes.WriteRequest, opts ...C
 	oc, err := c.do(ctx, call{kind: kindWrite, method: "POST", path: "/api/engrams", query: query(opts), body: mustJSON(req)}, &res)
 	if err != nil && oc.ambiguous && IsCode(err, apitypes.CodeConflict) {
 		q := query(opts)
-		return apitypes.WriteResult{ID: req.ID, Vault: vaultOr(firstNonEmpty(req.Vault, q.Get("vault"))), Durability: durOr(q.Get("durability"))}, nil
+		vault := vaultOr(firstNonEmpty(req.Vault, q.Get("vault")))
+		if durOr(q.Get("durability")) == "quorum" {
+			// The earlier attempt reached the Cortex, but maybe not a
+			// quorum. A strong read answers only once everything the
+			// Cortex applied is committed, so finding it proves the write
+			// is as durable as asked.
+			if _, gerr := c.Get(ctx, vault, req.ID, Consistency("strong")); gerr != nil {
+				return res, fmt.Errorf("write %s: an earlier attempt reached the Cortex but its quorum durability could not be confirmed (%v); read it back to check", req.ID, gerr)
+			}
+		}
+		return apitypes.WriteResult{ID: req.ID, Vault: vault, Durability: durOr(q.Get("durability"))}, nil
 	}
 	return res, err
 }
