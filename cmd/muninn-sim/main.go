@@ -65,8 +65,9 @@ type replayCmd struct {
 }
 
 type cli struct {
-	Run    runCmd    `cmd:"" help:"Run a range of seeds and print a summary."`
-	Replay replayCmd `cmd:"" help:"Reproduce one seed exactly, with its trace hash."`
+	Run     runCmd     `cmd:"" help:"Run a range of seeds and print a summary."`
+	Replay  replayCmd  `cmd:"" help:"Reproduce one seed exactly, with its trace hash."`
+	Cluster clusterCmd `cmd:"" help:"Fault-test real clusters in containers (docker): kills, pauses, partitions, degraded links; histories checked."`
 }
 
 func main() {
@@ -79,6 +80,8 @@ func main() {
 		code = c.Run.run(os.Stdout, log)
 	case "replay":
 		code = c.Replay.run(os.Stdout, log)
+	case "cluster":
+		code = c.Cluster.run(os.Stdout, log)
 	}
 	os.Exit(code)
 }

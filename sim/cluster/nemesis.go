@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Nemeses are the fault kinds, in the order "all" runs them.
+var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem"}
+
+// ParseNemeses parses a comma-separated list of nemeses or "all".
+func ParseNemeses(s string) ([]string, error) {
+	if s == "all" {
+		return Nemeses, nil
+	}
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		if !slices.Contains(Nemeses, n) {
+			return nil, fmt.Errorf("unknown nemesis %q: use %s or all", n, strings.Join(Nemeses, ", "))
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Fault is one injected fault as the report shows it.
+type Fault struct {
+	Kind string `json:"kind"`
+	// Targets are the nodes acted on (killed, paused, isolated, degraded).
+	Targets []string `json:"targets"`
+	// Sides describe a partition: who can still reach whom.
+	Sides string `json:"sides,omitempty"`
+	Note  string `json:"note,omitempty"`
+	// Cortex and Epoch before the fault.
+	Cortex string `json:"cortex"`
+	Epoch  uint64 `json:"epoch"`
+	// Start and End (healed) since the segment started.
+	Start time.Duration `json:"start_ns"`
+	End   time.Duration `json:"end_ns"`
+	// WallStart is Start on the wall clock (the nodes' log times).
+	WallStart time.Time `json:"wall_start"`
+	// CutOff are the nodes that cannot reach a quorum during the fault:
+	// their /v1/cluster/health must answer 503.
+	CutOff []string `json:"cut_off,omitempty"`
+	// FailsOver is true when the fault takes the Cortex away from the
+	// quorum, so a failover is expected.
+	FailsOver bool `json:"fails_over"`
+}
+
+// Inject applies nemesis kind with cortex as the current Cortex and
+// returns the fault (Start and End are the caller's).
+func (c *Cluster) Inject(ctx context.Context, kind, cortex string, epoch uint64) (Fault, error) {
+	f := Fault{Kind: kind, Cortex: cortex, Epoch: epoch}
+	var others []string
+	for _, n := range c.Topo.Nodes {
+		if n.ID != cortex {
+			others = append(others, n.ID)
+		}
+	}
+	cut := func(a, b []string) error {
+		for _, x := range a {
+			if err := c.Drop(ctx, x, b...); err != nil {
+				return err
+			}
+		}
+		for _, y := range b {
+			if err := c.Drop(ctx, y, a...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	switch kind {
+	case "kill", "pause":
+		f.Targets, f.FailsOver = []string{cortex}, true
+		return f, c.docker.Do(ctx, kind, c.containers[cortex])
+	case "isolate":
+		f.Targets, f.FailsOver, f.CutOff = []string{cortex}, true, []string{cortex}
+		f.Sides = fmt.Sprintf("[%s] | [%s]", cortex, strings.Join(others, " "))
+		return f, cut([]string{cortex}, others)
+	case "split":
+		// The Cortex keeps a majority; the minority is data Lobes first,
+		// so writes through it are refused or held.
+		minority := len(c.Topo.Nodes) - c.Topo.Quorum
+		byData := slices.Clone(others)
+		slices.SortStableFunc(byData, func(a, b string) int {
+			na, _ := c.Topo.Node(a)
+			nb, _ := c.Topo.Node(b)
+			switch {
+			case na.Sentinel == nb.Sentinel:
+				return 0
+			case na.Sentinel:
+				return 1
+			}
+			return -1
+		})
+		minor := byData[:minority]
+		major := append([]string{cortex}, without(others, minor)...)
+		f.Targets, f.CutOff = minor, minor
+		f.Sides = fmt.Sprintf("[%s] | [%s]", strings.Join(major, " "), strings.Join(minor, " "))
+		return f, cut(major, minor)
+	case "bridge":
+		// sideA (with the Cortex) | bridge | sideB: the bridge sees both.
+		bridge := others[0]
+		for _, n := range c.Topo.Nodes {
+			if n.Sentinel {
+				bridge = n.ID
+			}
+		}
+		rest := without(others, []string{bridge})
+		nA := (len(c.Topo.Nodes) - 1) / 2 // nodes on the Cortex's side, Cortex included
+		sideA := append([]string{cortex}, rest[:nA-1]...)
+		sideB := rest[nA-1:]
+		f.Targets, f.CutOff = append(slices.Clone(sideA), sideB...), sideB
+		f.Sides = fmt.Sprintf("[%s] <-> %s <-> [%s]", strings.Join(sideA, " "), bridge, strings.Join(sideB, " "))
+		return f, cut(sideA, sideB)
+	case "oneway":
+		f.Targets, f.FailsOver, f.CutOff = []string{cortex}, true, []string{cortex}
+		f.Sides = fmt.Sprintf("%s -> [%s] only", cortex, strings.Join(others, " "))
+		return f, c.Drop(ctx, cortex, others...)
+	case "netem":
+		var notes []string
+		for _, n := range c.Topo.Nodes {
+			note, err := c.Degrade(ctx, n.ID)
+			if err != nil {
+				return f, err
+			}
+			f.Targets = append(f.Targets, n.ID)
+			notes = append(notes, note)
+		}
+		f.Note = notes[0]
+		return f, nil
+	}
+	return f, fmt.Errorf("unknown nemesis %q", kind)
+}
+
+func without(xs, drop []string) []string {
+	var out []string
+	for _, x := range xs {
+		if !slices.Contains(drop, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// HealAll undoes every fault: unpauses paused nodes, starts stopped
+// ones, and removes the network rules and qdiscs. It is safe to call at
+// any time and more than once.
+func (c *Cluster) HealAll(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	var errs []error
+	for _, n := range c.Topo.Nodes {
+		id := c.containers[n.ID]
+		st, err := c.docker.State(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		switch st {
+		case "paused":
+			if err := c.docker.Do(ctx, "unpause", id); err != nil {
+				errs = append(errs, err)
+			}
+		case "exited", "created", "dead":
+			if err := c.docker.Do(ctx, "start", id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := c.HealNet(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

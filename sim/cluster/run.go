@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Options configure a run.
+type Options struct {
+	Topologies []Topology
+	Nemeses    []string
+	// Duration is the length of one segment (one nemesis): the fault is
+	// injected after a quarter of it and healed after three quarters.
+	Duration time.Duration
+	// Rounds repeats every nemesis (a longer soak).
+	Rounds int
+	// HeartbeatMs is the nodes' cluster.heartbeat_ms.
+	HeartbeatMs int
+	Workload    WorkloadConfig
+	// ReportDir receives the reports ("" = none).
+	ReportDir string
+	// DeployDir holds build.sh and the compose files.
+	DeployDir string
+	// Image is the node image; Build runs deploy/build.sh first.
+	Image string
+	Build bool
+	// Keep leaves the last topology running (for inspection).
+	Keep bool
+	// Out receives the progress and the text report.
+	Out io.Writer
+}
+
+// DefaultWorkload is the workload of a short run.
+var DefaultWorkload = WorkloadConfig{ClientsPerNode: 2, MaxOps: 4000, Think: 25 * time.Millisecond, Timeout: 8 * time.Second, MaxLagMs: 1000}
+
+// Summary is a whole run: every segment's report.
+type Summary struct {
+	Started     time.Time     `json:"started"`
+	Wall        time.Duration `json:"wall_ns"`
+	HeartbeatMs int           `json:"heartbeat_ms"`
+	Duration    string        `json:"segment_duration"`
+	Segments    []*Report     `json:"segments"`
+	// Error is a harness error that stopped the run early ("" if none).
+	Error string `json:"error,omitempty"`
+}
+
+// Anomalies counts the anomalies of every segment.
+func (s *Summary) Anomalies() int {
+	n := 0
+	for _, r := range s.Segments {
+		n += len(r.Anomalies)
+	}
+	return n
+}
+
+// Run runs every topology under every nemesis. It returns the summary and
+// a harness error (the docker engine failed, a topology did not start).
+// Anomalies are in the summary, not the error.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	s := &Summary{Started: time.Now(), HeartbeatMs: o.HeartbeatMs, Duration: o.Duration.String()}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(o.Out, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+	err := runAll(ctx, o, s, logf)
+	s.Wall = time.Since(s.Started)
+	if err != nil {
+		s.Error = err.Error()
+	}
+	if o.ReportDir != "" {
+		if werr := writeSummary(o.ReportDir, s); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	printTable(o.Out, s)
+	return s, err
+}
+
+func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any)) error {
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
+	// Every run stops by itself: a bound from the plan.
+	perSeg := o.Duration + o.Workload.Timeout + 2*time.Minute
+	budget := time.Duration(len(o.Topologies))*(5*time.Minute+time.Duration(len(o.Nemeses)*o.Rounds)*perSeg) + 10*time.Minute
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+
+	d, err := FindDocker(ctx)
+	if err != nil {
+		return err
+	}
+	if err := EnsureTools(ctx, logf); err != nil {
+		return err
+	}
+	logf("docker ok, compose command: %v; heartbeat %d ms, %s per nemesis, %d round(s), run bounded by %s", d.Compose, o.HeartbeatMs, o.Duration, o.Rounds, budget)
+	if o.Build {
+		logf("building %s with %s", o.Image, filepath.Join(o.DeployDir, "build.sh"))
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(o.DeployDir, "build.sh"))
+		cmd.Env = append(os.Environ(), "IMAGE="+o.Image)
+		cmd.Stdout, cmd.Stderr = o.Out, o.Out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("deploy/build.sh: %w", err)
+		}
+	} else if _, err := runCmd(ctx, "docker", "image", "inspect", o.Image); err != nil {
+		return fmt.Errorf("image %s not found: run deploy/build.sh (or drop --no-build)", o.Image)
+	}
+	token := randomHex(32)
+	lease := max(10, (3*o.HeartbeatMs+999)/1000)
+	d.Env = []string{
+		"MUNINN_CLUSTER_SECRET=" + randomHex(32),
+		"MUNINN_ADMIN_TOKEN=" + token,
+		"MUNINN_CLUSTER_HEARTBEAT_MS=" + strconv.Itoa(o.HeartbeatMs),
+		"MUNINN_CLUSTER_LEASE_TTL=" + strconv.Itoa(lease),
+		"MUNINN_IMAGE=" + o.Image,
+		"MUNINN_RESTART=no",
+	}
+	api := NewAPI(token)
+	defer api.Close()
+	for ti, t := range o.Topologies {
+		if err := runTopology(ctx, o, s, d, api, t, logf, o.Keep && ti == len(o.Topologies)-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runTopology(ctx context.Context, o Options, s *Summary, d *Docker, api *API, t Topology, logf func(string, ...any), keep bool) (err error) {
+	c, err := Up(ctx, d, api, o.DeployDir, t, logf)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if herr := c.HealAll(ctx); herr != nil {
+			logf("healing %s: %v", t.Name, herr)
+		}
+		if keep {
+			logf("--keep: topology %s left running; remove it with: %s -p %s -f %s down -v", t.Name, joinCmd(d.Compose), c.Project, c.File)
+			return
+		}
+		c.Down(ctx)
+	}()
+	cortex, epoch, err := c.Cortex(ctx)
+	if err != nil {
+		return err
+	}
+	logf("topology %s healthy: Cortex %s, epoch %d", t.Name, cortex, epoch)
+	for round := 1; round <= o.Rounds; round++ {
+		for _, nem := range o.Nemeses {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			seg := &segment{o: o, c: c, api: api, nemesis: nem, round: round, index: len(s.Segments), logf: logf}
+			rep, err := seg.run(ctx)
+			if rep != nil {
+				s.Segments = append(s.Segments, rep)
+				printReport(o.Out, rep)
+				if o.ReportDir != "" {
+					if werr := writeReport(ctx, o.ReportDir, rep, seg); werr != nil {
+						logf("writing the report: %v", werr)
+					}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if rep != nil && rep.Unrecovered {
+				logf("topology %s did not recover: skipping its remaining nemeses", t.Name)
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func runCmd(ctx context.Context, name string, args ...string) (string, error) {
+	return execOut(ctx, time.Minute, nil, name, args...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := crand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func joinCmd(xs []string) string {
+	s := ""
+	for i, x := range xs {
+		if i > 0 {
+			s += " "
+		}
+		s += x
+	}
+	return s
+}

@@ -1,0 +1,300 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Report is one segment: one topology under one nemesis.
+type Report struct {
+	Topology    string    `json:"topology"`
+	Nemesis     string    `json:"nemesis"`
+	Round       int       `json:"round"`
+	Project     string    `json:"project"`
+	HeartbeatMs int       `json:"heartbeat_ms"`
+	Duration    string    `json:"duration"`
+	Started     time.Time `json:"started"`
+	// Wall is the segment's length, recovery and checks included.
+	Wall   time.Duration `json:"wall_ns"`
+	Faults []Fault       `json:"faults"`
+	// Ops counts operations by kind and outcome; TotalOps all of them.
+	Ops      OpCounts `json:"ops"`
+	TotalOps int      `json:"total_ops"`
+	Linear   Linear   `json:"linearizability"`
+	Writes   Writes   `json:"writes"`
+	// QuarantinedEntries counts this segment's quarantined entries on all
+	// nodes.
+	QuarantinedEntries int `json:"quarantined_entries"`
+	// QuarantineByNode is the size of each node's whole quarantine.
+	QuarantineByNode map[string]int `json:"quarantine_by_node"`
+	// Failovers are the client-view failover times (fault → first write
+	// acknowledged in a newer epoch) of faults that take the Cortex away.
+	Failovers []time.Duration `json:"failovers_ns"`
+	// Elections are the server's view: fault → a node logged "role
+	// changed to cortex" in a newer epoch (during the fault only).
+	Elections     []time.Duration `json:"elections_ns"`
+	ElectedCortex string          `json:"elected_cortex,omitempty"`
+	// NoFailover counts such faults with no acknowledged write in a newer
+	// epoch before they healed.
+	NoFailover int `json:"no_failover"`
+	// Health are the /v1/cluster/health probes of cut-off nodes.
+	Health []HealthProbe `json:"health_probes"`
+	// RecoveredAfter is heal → every node healthy; ConvergedAfter is heal
+	// → every data node identical.
+	RecoveredAfter time.Duration `json:"recovered_after_ns"`
+	ConvergedAfter time.Duration `json:"converged_after_ns"`
+	FinalCortex    string        `json:"final_cortex"`
+	FinalEpoch     uint64        `json:"final_epoch"`
+	Anomalies      []Anomaly     `json:"anomalies"`
+	Warnings       []string      `json:"warnings,omitempty"`
+	// Unrecovered: the cluster did not come back; later segments of the
+	// topology are skipped.
+	Unrecovered bool `json:"unrecovered,omitempty"`
+}
+
+// HealthProbe is one /v1/cluster/health answer of a cut-off node.
+type HealthProbe struct {
+	Node   string        `json:"node"`
+	At     time.Duration `json:"at_ns"`
+	Status int           `json:"status"`
+	// ScopeNode is the status of ?scope=node (can this node serve?).
+	ScopeNode int    `json:"scope_node_status"`
+	Reason    string `json:"reason"`
+}
+
+type segment struct {
+	o       Options
+	c       *Cluster
+	api     *API
+	nemesis string
+	round   int
+	index   int
+	logf    func(string, ...any)
+
+	w          *Workload
+	ops        []*Op
+	finalReads []*Op
+	lin        Linear
+}
+
+func (s *segment) name() string {
+	n := s.c.Topo.Name + "-" + s.nemesis
+	if s.o.Rounds > 1 {
+		n += fmt.Sprintf("-r%d", s.round)
+	}
+	return n
+}
+
+func (s *segment) run(ctx context.Context) (*Report, error) {
+	o, c := s.o, s.c
+	hb := time.Duration(o.HeartbeatMs) * time.Millisecond
+	rep := &Report{Topology: c.Topo.Name, Nemesis: s.nemesis, Round: s.round, Project: c.Project, HeartbeatMs: o.HeartbeatMs,
+		Duration: o.Duration.String(), Started: time.Now()}
+	defer func() { rep.Wall = time.Since(rep.Started) }()
+	if err := c.WaitHealthy(ctx, 60*time.Second+20*hb); err != nil {
+		rep.Anomalies = append(rep.Anomalies, Anomaly{"recovery", "before the fault: " + err.Error()})
+		rep.Unrecovered = true
+		return rep, nil
+	}
+	tag := fmt.Sprintf("%s-%d-%d", s.nemesis, s.round, time.Now().Unix()%100000)
+	s.w = NewWorkload(o.Workload, s.api, c.Topo.DataNodes(), tag, time.Now())
+	if err := s.w.Setup(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
+	s.logf("[%s] workload %s for %s: %d clients on %d data nodes", s.name(), tag, o.Duration, o.Workload.ClientsPerNode*len(c.Topo.DataNodes()), len(c.Topo.DataNodes()))
+
+	s.w.start = time.Now()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.w.Run(ctx, o.Duration, s.api.Follower(c.Topo, 3*time.Second))
+	}()
+	fault, injectErr := s.nemesisRun(ctx, rep, hb)
+	wg.Wait()
+	if herr := c.HealAll(ctx); herr != nil && injectErr == nil {
+		injectErr = fmt.Errorf("healing: %w", herr)
+	}
+	if injectErr != nil {
+		return nil, fmt.Errorf("%s: %w", s.name(), injectErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: interrupted: %w", s.name(), err)
+	}
+	rep.Faults = []Fault{fault}
+
+	// Recovery: every node healthy, then every data node identical.
+	if err := c.WaitHealthy(ctx, 30*time.Second+20*hb); err != nil {
+		rep.Anomalies = append(rep.Anomalies, Anomaly{"recovery", "after healing: " + err.Error()})
+		rep.Unrecovered = true
+	}
+	rep.RecoveredAfter = s.w.now() - fault.End
+	if !rep.Unrecovered {
+		_, why := c.converge(ctx, s.w, 20*time.Second)
+		rep.ConvergedAfter = s.w.now() - fault.End
+		if why != "" {
+			rep.Anomalies = append(rep.Anomalies, Anomaly{"convergence", fmt.Sprintf("data nodes still differ %s after healing: %s", rep.ConvergedAfter.Round(time.Millisecond), why)})
+		}
+	}
+	final, err := s.final(ctx)
+	if err != nil {
+		rep.Anomalies = append(rep.Anomalies, Anomaly{"final-read", err.Error()})
+	}
+	rep.FinalCortex, rep.FinalEpoch, rep.QuarantinedEntries, rep.QuarantineByNode = final.Cortex, final.Epoch, final.QuarantinedEntries, final.QuarantineByNode
+
+	// Checks.
+	s.ops = append(s.w.Ops(), s.finalReads...)
+	rep.Ops, rep.TotalOps = countOps(s.w.Ops()), len(s.w.Ops())
+	if err == nil {
+		var an []Anomaly
+		rep.Writes, an = checkWrites(s.ops, final)
+		rep.Anomalies = append(rep.Anomalies, an...)
+	}
+	lin, an, lerr := checkLinear(s.ops, 30*time.Second)
+	if lerr != nil {
+		return rep, lerr
+	}
+	s.lin, rep.Linear = lin, lin
+	rep.Anomalies = append(rep.Anomalies, an...)
+	if lin.Result == "timeout" {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("porcupine gave up after 30s on %d operations: linearizability not decided", lin.Ops))
+	}
+	rep.Anomalies = append(rep.Anomalies, checkBounded(s.ops, time.Duration(o.Workload.MaxLagMs)*time.Millisecond, 250*time.Millisecond)...)
+	if d, who, ok := c.electedAfter(ctx, fault.WallStart, fault.Epoch); ok && d <= fault.End-fault.Start {
+		rep.Elections = append(rep.Elections, d)
+		rep.ElectedCortex = who
+	}
+	if fault.FailsOver {
+		if d, ok := failover(s.ops, fault); ok {
+			rep.Failovers = append(rep.Failovers, d)
+		} else {
+			rep.NoFailover++
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("no write was acknowledged in an epoch after %d during the %s fault (%s long)", fault.Epoch, s.nemesis, (fault.End-fault.Start).Round(time.Millisecond)))
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: interrupted: %w", s.name(), err)
+	}
+	if len(rep.Anomalies) > 0 {
+		c.DumpLogs(ctx, 30)
+	}
+	return rep, nil
+}
+
+// nemesisRun injects the fault a quarter into the segment, probes the
+// health of cut-off nodes, and heals three quarters in.
+func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration) (Fault, error) {
+	o, c := s.o, s.c
+	sleepUntil := func(t time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(t - s.w.now()):
+		}
+	}
+	sleepUntil(o.Duration / 4)
+	cortex, epoch, err := c.Cortex(ctx)
+	if err != nil {
+		return Fault{}, err
+	}
+	start, wall := s.w.now(), time.Now()
+	f, err := c.Inject(ctx, s.nemesis, cortex, epoch)
+	f.Start, f.WallStart = start, wall
+	if err != nil {
+		f.End = s.w.now()
+		return f, err
+	}
+	note := f.Note
+	if f.Sides != "" {
+		note = f.Sides
+	}
+	s.logf("[%s] fault at %s: %s %s (Cortex %s, epoch %d) %s", s.name(), ms(f.Start), f.Kind, strings.Join(f.Targets, ","), cortex, epoch, note)
+	heal := 3 * o.Duration / 4
+	if len(f.CutOff) > 0 {
+		// A cut-off node must report 503 once the SDOWN window (3
+		// heartbeats) has passed, plus a margin.
+		probe := f.Start + 3*hb + time.Second
+		if probe < heal-100*time.Millisecond {
+			sleepUntil(probe)
+			for _, id := range f.CutOff {
+				n, _ := c.Topo.Node(id)
+				hp := HealthProbe{Node: id, At: s.w.now()}
+				h, code, err := s.api.Health(ctx, n)
+				hp.Status, hp.Reason = code, h.Reason
+				if err != nil {
+					hp.Reason = err.Error()
+				}
+				if r, err := s.api.Do(ctx, n, "GET", "/v1/cluster/health", url.Values{"scope": {"node"}}, nil, 3*time.Second); err == nil {
+					hp.ScopeNode = r.Status
+				}
+				rep.Health = append(rep.Health, hp)
+				if code == 200 || hp.ScopeNode == 200 {
+					rep.Anomalies = append(rep.Anomalies, Anomaly{"health-below-quorum", fmt.Sprintf("%s is cut off from a quorum (%s) but /v1/cluster/health answered %d (scope=node %d) at %s",
+						id, f.Sides, code, hp.ScopeNode, ms(hp.At))})
+				}
+			}
+		} else {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("fault too short to probe health: need 3 heartbeats + 1s (%s), have %s; use a longer --duration", 3*hb+time.Second, heal-f.Start))
+		}
+	}
+	sleepUntil(heal)
+	err = c.HealAll(ctx)
+	f.End = s.w.now()
+	s.logf("[%s] healed at %s", s.name(), ms(f.End))
+	return f, err
+}
+
+// final reads the registers (strong, through the Cortex: recorded as
+// operations so porcupine checks them), the unique vault (strong list on
+// the Cortex) and every node's quarantine.
+func (s *segment) final(ctx context.Context) (Final, error) {
+	c := s.c
+	f := Final{Present: map[string]bool{}, Quarantined: map[string]string{}, QuarantineByNode: map[string]int{}}
+	cortex, epoch, err := c.Cortex(ctx)
+	if err != nil {
+		return f, err
+	}
+	f.Cortex, f.Epoch = cortex, epoch
+	n, ok := c.Topo.Node(cortex)
+	if !ok {
+		return f, fmt.Errorf("the Cortex %s is not a node of %s", cortex, c.Topo.Name)
+	}
+	for k, id := range s.w.RegIDs {
+		op := &Op{Client: 1000 + k, Node: n.ID, Kind: OpRegRead, Key: k, ID: id}
+		s.w.do(ctx, n, op)
+		s.finalReads = append(s.finalReads, op)
+		if op.Outcome != OK {
+			return f, fmt.Errorf("final strong read of register %d on the Cortex %s: %s", k, cortex, op.Code)
+		}
+	}
+	es, err := s.api.ListAll(ctx, n, s.w.UniVault, "strong")
+	if err != nil {
+		return f, err
+	}
+	for _, e := range es {
+		f.Present[e.ID] = true
+	}
+	for _, n := range c.Topo.Nodes {
+		fl, err := s.api.Fenced(ctx, n)
+		if err != nil {
+			if n.Sentinel {
+				continue
+			}
+			return f, fmt.Errorf("quarantine of %s: %w", n.ID, err)
+		}
+		f.QuarantineByNode[n.ID] = len(fl.Entries)
+		for _, e := range fl.Entries {
+			if e.Vault != s.w.UniVault && e.Vault != s.w.RegVault {
+				continue
+			}
+			f.QuarantinedEntries++
+			if e.Vault == s.w.UniVault && e.ID != "" {
+				f.Quarantined[e.ID] = n.ID
+			}
+		}
+	}
+	return f, nil
+}

@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Node is one node of a topology as deploy/compose.*.yml defines it.
+type Node struct {
+	// ID is the node_id and the compose service name.
+	ID string
+	// IP is the fixed container address on the topology's network; the
+	// node's bind_addr is IP:8474.
+	IP string
+	// Port is the host port its API (8475) is published on, on 127.0.0.1.
+	Port int
+	// Sentinel: a voter that holds no data.
+	Sentinel bool
+}
+
+// API returns the node's API URL as the harness reaches it.
+func (n Node) API() string { return fmt.Sprintf("http://127.0.0.1:%d", n.Port) }
+
+// Topology is one of the product documentation's minimum configurations.
+type Topology struct {
+	Name string
+	// File is the compose file's name in deploy/.
+	File   string
+	Subnet string
+	Nodes  []Node
+	// Quorum is the election quorum.
+	Quorum int
+}
+
+// Topologies are the seed's three configurations, in the order "all"
+// runs them. Their compose files are deploy/compose.NAME.yml; a test
+// checks the two agree.
+var Topologies = []Topology{
+	{Name: "three", File: "compose.three.yml", Subnet: "172.28.3.0/24", Quorum: 2, Nodes: []Node{
+		{ID: "muninn-01", IP: "172.28.3.11", Port: 18431},
+		{ID: "muninn-02", IP: "172.28.3.12", Port: 18432},
+		{ID: "muninn-03", IP: "172.28.3.13", Port: 18433},
+	}},
+	{Name: "sentinel", File: "compose.sentinel.yml", Subnet: "172.28.2.0/24", Quorum: 2, Nodes: []Node{
+		{ID: "muninn-01", IP: "172.28.2.11", Port: 18421},
+		{ID: "muninn-02", IP: "172.28.2.12", Port: 18422},
+		{ID: "sentinel-01", IP: "172.28.2.13", Port: 18423, Sentinel: true},
+	}},
+	{Name: "five", File: "compose.five.yml", Subnet: "172.28.5.0/24", Quorum: 3, Nodes: []Node{
+		{ID: "muninn-01", IP: "172.28.5.11", Port: 18451},
+		{ID: "muninn-02", IP: "172.28.5.12", Port: 18452},
+		{ID: "muninn-03", IP: "172.28.5.13", Port: 18453},
+		{ID: "muninn-04", IP: "172.28.5.14", Port: 18454},
+		{ID: "muninn-05", IP: "172.28.5.15", Port: 18455},
+	}},
+}
+
+// TopologyNames lists the topologies' names.
+func TopologyNames() []string {
+	var ns []string
+	for _, t := range Topologies {
+		ns = append(ns, t.Name)
+	}
+	return ns
+}
+
+// ParseTopologies parses a comma-separated list of topology names or "all".
+func ParseTopologies(s string) ([]Topology, error) {
+	if s == "all" {
+		return Topologies, nil
+	}
+	var out []Topology
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(Topologies, func(t Topology) bool { return t.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown topology %q: use %s or all", name, strings.Join(TopologyNames(), ", "))
+		}
+		out = append(out, Topologies[i])
+	}
+	return out, nil
+}
+
+// Node returns the node with id.
+func (t Topology) Node(id string) (Node, bool) {
+	for _, n := range t.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// DataNodes returns the nodes that hold data (not Sentinels).
+func (t Topology) DataNodes() []Node {
+	var out []Node
+	for _, n := range t.Nodes {
+		if !n.Sentinel {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// FindDeployDir returns the repository's deploy/ directory: dir if given,
+// else the first deploy/ holding compose.three.yml above the working
+// directory.
+func FindDeployDir(dir string) (string, error) {
+	if dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "compose.three.yml")); err != nil {
+			return "", fmt.Errorf("--deploy-dir %s: no compose.three.yml there", dir)
+		}
+		return filepath.Abs(dir)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "deploy", "compose.three.yml")); err == nil {
+			return filepath.Join(d, "deploy"), nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("no deploy/compose.three.yml above the working directory: run from the repository or pass --deploy-dir")
+		}
+	}
+}
+
+// Cluster is a running topology: a compose project.
+type Cluster struct {
+	Topo    Topology
+	Project string
+	File    string
+	docker  *Docker
+	api     *API
+	// containers maps node id to container id.
+	containers map[string]string
+	logf       func(format string, args ...any)
+	// dropHook replaces Drop in tests of the partition plans.
+	dropHook func(at string, from []string)
+}
+
+// projectPrefix names the compose projects of this harness.
+const projectPrefix = "muninn-fault-"
+
+// Up removes what a killed earlier run of the same topology left behind,
+// starts the topology under a unique project name and waits until every
+// node reports a healthy cluster.
+func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, logf func(string, ...any)) (*Cluster, error) {
+	prefix := projectPrefix + t.Name + "-"
+	stale, err := d.StaleProjects(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(deployDir, t.File)
+	for _, p := range stale {
+		logf("removing project %s left by an earlier run", p)
+		if _, err := d.compose(ctx, 2*time.Minute, p, file, "down", "-v", "--remove-orphans", "-t", "1"); err != nil {
+			return nil, err
+		}
+	}
+	c := &Cluster{Topo: t, Project: fmt.Sprintf("%s%d", prefix, os.Getpid()), File: file, docker: d, api: api, containers: map[string]string{}, logf: logf}
+	logf("starting topology %s (project %s, %s, %d nodes)", t.Name, c.Project, t.Subnet, len(t.Nodes))
+	if _, err := d.compose(ctx, 3*time.Minute, c.Project, file, "up", "-d"); err != nil {
+		c.Down(context.WithoutCancel(ctx))
+		if strings.Contains(err.Error(), "overlap") {
+			return nil, fmt.Errorf("%v\n(another network uses %s: is a demo of deploy/%s still up? docker-compose -p NAME -f deploy/%s down -v)", err, t.Subnet, t.File, t.File)
+		}
+		return nil, err
+	}
+	for _, n := range t.Nodes {
+		id, err := d.ContainerID(ctx, c.Project, file, n.ID)
+		if err != nil {
+			c.Down(context.WithoutCancel(ctx))
+			return nil, err
+		}
+		c.containers[n.ID] = id
+	}
+	if err := c.WaitHealthy(ctx, 90*time.Second); err != nil {
+		c.DumpLogs(context.WithoutCancel(ctx), 40)
+		c.Down(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return c, nil
+}
+
+// Container returns a node's container id.
+func (c *Cluster) Container(id string) string { return c.containers[id] }
+
+// Down removes the project's containers, network and volumes.
+func (c *Cluster) Down(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	defer cancel()
+	// A paused container cannot be stopped: unpause first.
+	for _, id := range c.containers {
+		if st, _ := c.docker.State(ctx, id); st == "paused" {
+			_ = c.docker.Do(ctx, "unpause", id)
+		}
+	}
+	if _, err := c.docker.compose(ctx, 3*time.Minute, c.Project, c.File, "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
+		c.logf("compose down %s: %v", c.Project, err)
+		return
+	}
+	c.logf("removed project %s (containers, network, volumes)", c.Project)
+}
+
+// WaitHealthy waits until every node answers 200 on /v1/cluster/health
+// and they agree on the Cortex.
+func (c *Cluster) WaitHealthy(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last string
+	for {
+		ok, why := c.healthy(ctx)
+		if ok {
+			return nil
+		}
+		last = why
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topology %s not healthy within %s: %s", c.Topo.Name, within, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) healthy(ctx context.Context) (bool, string) {
+	cortex := ""
+	for _, n := range c.Topo.Nodes {
+		h, code, err := c.api.Health(ctx, n)
+		if err != nil {
+			return false, fmt.Sprintf("%s: %v", n.ID, err)
+		}
+		if code != 200 {
+			return false, fmt.Sprintf("%s: %d %s: %s", n.ID, code, h.Status, h.Reason)
+		}
+		if cortex != "" && h.Cortex != cortex {
+			return false, fmt.Sprintf("%s follows %s, another node %s", n.ID, h.Cortex, cortex)
+		}
+		cortex = h.Cortex
+	}
+	return true, ""
+}
+
+// Cortex returns the Cortex the first answering node names.
+func (c *Cluster) Cortex(ctx context.Context) (string, uint64, error) {
+	var lastErr error
+	for _, n := range c.Topo.Nodes {
+		info, err := c.api.Info(ctx, n)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if info.Cortex != "" {
+			return info.Cortex, info.Epoch, nil
+		}
+		lastErr = fmt.Errorf("%s knows no Cortex", n.ID)
+	}
+	return "", 0, lastErr
+}
+
+// DumpLogs prints the last lines of every node's log.
+func (c *Cluster) DumpLogs(ctx context.Context, lines int) {
+	for _, n := range c.Topo.Nodes {
+		if id := c.containers[n.ID]; id != "" {
+			c.logf("---- log of %s (last %d lines) ----\n%s", n.ID, lines, strings.TrimRight(c.docker.Logs(ctx, id, lines), "\n"))
+		}
+	}
+}
