@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -47,7 +48,29 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, co
 			msg: fmt.Sprintf("this node (%s) is not the Cortex; the Cortex is %s but its API address is not known here yet; retry shortly or send the request to %s", s.n.ID(), cortex, cortex)}
 	}
 	url := strings.TrimSuffix(api, "/") + r.URL.RequestURI()
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	// Stop waiting as soon as this node sees another Cortex: a frozen or
+	// cut-off old Cortex would otherwise hold the caller for the whole
+	// timeout while a new one already serves.
+	fctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	moved := make(chan core.NodeID, 1)
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-fctx.Done():
+				return
+			case <-t.C:
+				if snap := s.n.Status(); snap != nil && snap.Core.Cortex != "" && snap.Core.Cortex != cortex {
+					moved <- snap.Core.Cortex
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	req, err := http.NewRequestWithContext(fctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
 		return &apiError{status: http.StatusInternalServerError, code: apitypes.CodeInternal, msg: fmt.Sprintf("building the forwarded request to %s: %v", url, err)}
 	}
@@ -60,6 +83,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, co
 	start := time.Now()
 	resp, err := s.fwd.Do(req)
 	if err != nil {
+		select {
+		case now := <-moved:
+			// The request may or may not have reached the old Cortex: the
+			// caller retries where the new Cortex is (writes carry their id,
+			// so a retry is recognised).
+			return &apiError{status: http.StatusServiceUnavailable, code: apitypes.CodeUnknownOutcome, cortex: string(now), cortexAPI: s.apiOf(now),
+				msg: fmt.Sprintf("the Cortex changed from %s to %s while this request was forwarded; its outcome is unknown: retry against %s", cortex, now, now)}
+		default:
+		}
 		return &apiError{status: http.StatusServiceUnavailable, code: apitypes.CodeUnavailable, cortex: string(cortex), cortexAPI: api,
 			msg: fmt.Sprintf("this node (%s) is not the Cortex; forwarding to the Cortex %s at %s failed: %v; retry", s.n.ID(), cortex, api, err)}
 	}

@@ -244,7 +244,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 			oc.ambiguous = true
 		}
 		// Follow a named Cortex at once.
-		if apiErr != nil && (apiErr.Code == apitypes.CodeNotCortex || apiErr.Code == apitypes.CodeReadOnlyNode) &&
+		if apiErr != nil && (apiErr.Code == apitypes.CodeNotCortex || apiErr.Code == apitypes.CodeReadOnlyNode || apiErr.Code == apitypes.CodeUnknownOutcome) &&
 			apiErr.CortexAPI != "" && normalize(apiErr.CortexAPI) != target && follows < 3 {
 			follows++
 			target = normalize(apiErr.CortexAPI)
