@@ -1,6 +1,9 @@
 package core
 
-import "slices"
+import (
+	"slices"
+	"strconv"
+)
 
 // stepAppend is a follower receiving entries from the Cortex (rules 6, 7, 10).
 func (n *Node) stepAppend(m Message) {
@@ -166,19 +169,7 @@ func mergeRemoved(a, b []Entry) []Entry {
 	return out
 }
 
-func itoa(v uint64) string {
-	if v == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for v > 0 {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return string(b[i:])
-}
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 
 // applyMembership puts the newest membership entry in force.
 func (n *Node) applyMembership() {
