@@ -36,6 +36,15 @@ func (t MsgType) String() string {
 	return fmt.Sprintf("msg(%d)", uint8(t))
 }
 
+// Urgent reports whether a message of type t may be sent before its Ready's
+// state is persisted (Ready, step 2). Heartbeats and their answers carry
+// the sender's volatile view and a commit point that only counts entries
+// peers already hold; SDOWN reports only steer candidacy ranking. Votes,
+// appends and their answers must wait: they vouch for persisted state.
+func (t MsgType) Urgent() bool {
+	return t == MsgHeartbeat || t == MsgHeartbeatResp || t == MsgSDown
+}
+
 // Valid reports whether t is a known type.
 func (t MsgType) Valid() bool { return t >= MsgHeartbeat && t <= MsgTimeoutNow }
 

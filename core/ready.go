@@ -99,7 +99,10 @@ func (k EventKind) String() string {
 //     batch (the truncated entries undone and quarantined, the new entries
 //     appended and applied), BEFORE any message is sent: a vote or an
 //     acknowledgement must never be sent for state a crash could lose.
-//  2. Messages are sent (any order; the network reorders anyway).
+//  2. Messages are sent (any order; the network reorders anyway). The
+//     exception: heartbeats, heartbeat answers and SDOWN reports (see
+//     Message.Urgent) depend on nothing persisted and may be sent before
+//     step 1, so a slow fsync never silences a Cortex's heartbeats.
 //  3. Snapshots are streamed (in the background).
 //  4. Results are delivered to waiting clients: they are answered only after
 //     step 1, so an acknowledged write is durable. Reads are the exception

@@ -100,6 +100,13 @@ func (n *Node) handleReady() {
 				}
 			}
 		}
+		// Heartbeats first: they depend on nothing being persisted, and a
+		// slow fsync must not look like a dead Cortex to the Lobes.
+		for _, m := range rd.Messages {
+			if m.Type.Urgent() && n.tr != nil {
+				n.tr.Send(m.To, m)
+			}
+		}
 		batch := store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: time.Now().UnixMilli()}
 		start := time.Now()
 		if err := n.store.Save(batch, rd.MustSync(n.prevHS)); err != nil {
@@ -122,7 +129,7 @@ func (n *Node) handleReady() {
 			}
 		}
 		for _, m := range rd.Messages {
-			if n.tr != nil {
+			if !m.Type.Urgent() && n.tr != nil {
 				n.tr.Send(m.To, m)
 			}
 		}
