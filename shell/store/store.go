@@ -13,6 +13,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ var (
 	metaMaxEpoch  = []byte("mmaxepoch")
 	metaBase      = []byte("mbase")
 	metaSnapshot  = []byte("msnapshot")
+	metaIdentity  = []byte("midentity")
 )
 
 // formatValue marks a MuninnDB store; a DB without it is refused.
@@ -98,6 +100,7 @@ type Store struct {
 	base     core.Pos       // the position just before the first retained entry
 	members  core.Members
 	snapshot core.Pos
+	identity uint64 // minted when the store is created; see Identity
 	// corrupt is set by Pebble's DataCorruption event (any goroutine).
 	corrupt atomic.Pointer[error]
 }
@@ -265,6 +268,9 @@ func (s *Store) loadMeta(fresh bool) error {
 	} else if string(f) != formatValue {
 		return fmt.Errorf("store %s: format %q is not %q", s.dir, f, formatValue)
 	}
+	if err := s.loadIdentity(); err != nil {
+		return err
+	}
 	if v, ok, err := s.get(metaHardState); err != nil {
 		return err
 	} else if ok {
@@ -329,6 +335,47 @@ func (s *Store) loadMeta(fresh bool) error {
 		return fmt.Errorf("store %s: applied point %s does not match the last log entry %s: the store is damaged", s.dir, applied, s.last)
 	}
 	return nil
+}
+
+// Identity is the store's identity: a random non-zero number minted when
+// the store is created (or first opened by a version that has identities)
+// and kept across restarts and snapshot installs. A node whose data
+// directory was wiped comes back with a new identity, so the cluster can
+// tell that it no longer holds what it once acknowledged (docs/protocol.md,
+// rule 16).
+func (s *Store) Identity() uint64 { return s.identity }
+
+func (s *Store) loadIdentity() error {
+	v, ok, err := s.get(metaIdentity)
+	if err != nil {
+		return fmt.Errorf("store %s: read meta identity: %w", s.dir, err)
+	}
+	if ok {
+		if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
+			return fmt.Errorf("store %s: meta identity is damaged (%d bytes)", s.dir, len(v))
+		}
+		s.identity = binary.BigEndian.Uint64(v)
+		return nil
+	}
+	id := NewIdentity()
+	if err := s.db.Set(metaIdentity, binary.BigEndian.AppendUint64(nil, id), pebble.Sync); err != nil {
+		return fmt.Errorf("store %s: write meta identity: %w", s.dir, err)
+	}
+	s.identity = id
+	return nil
+}
+
+// NewIdentity draws a fresh non-zero store identity.
+func NewIdentity() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("store: crypto/rand: " + err.Error())
+		}
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
 }
 
 func fileExists(p string) bool {

@@ -327,12 +327,19 @@ func TestCheckpointInstall(t *testing.T) {
 	if err := b.Save(SaveBatch{Truncate: &core.Truncation{After: core.Pos{}, Reason: "test"}}, true); err != nil {
 		t.Fatal(err)
 	}
+	bid := b.Identity()
+	if bid == 0 || bid == a.Identity() {
+		t.Fatalf("identities: a %x, b %x: want two distinct non-zero", a.Identity(), bid)
+	}
 	got, err := b.InstallSnapshot(snapDir)
 	if err != nil || got != pos {
 		t.Fatal(got, err)
 	}
 	check := func(b *Store) {
 		t.Helper()
+		if b.Identity() != bid {
+			t.Fatalf("identity after install %x, want b's own %x", b.Identity(), bid)
+		}
 		r, err := b.Load()
 		if err != nil {
 			t.Fatal(err)
