@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/ident"
 )
 
 // Defaults. The cluster values are the product documentation's.
@@ -45,13 +46,13 @@ const (
 const (
 	MinHeartbeatMS    = 10
 	MaxHeartbeatMS    = 60000
-	MaxLeaseTTL       = 3600      // seconds
-	MaxForwardWaitMS  = 3_600_000 // one hour
-	MaxDecayIntervalS = 7 * 86400 // one week
-	MaxSnapshotRateMB = 1_000_000 // 1 TB/s: effectively unlimited
-	MinSecretLen      = 16        // bytes, for cluster_secret and admin_token
-	MaxNodeIDLen      = 64        // cluster.node_id, [A-Za-z0-9._-]
-	MaxFileSize       = 1 << 20   // a config file larger than this is refused
+	MaxLeaseTTL       = 3600               // seconds
+	MaxForwardWaitMS  = 3_600_000          // one hour
+	MaxDecayIntervalS = 7 * 86400          // one week
+	MaxSnapshotRateMB = 1_000_000          // 1 TB/s: effectively unlimited
+	MinSecretLen      = 16                 // bytes, for cluster_secret and admin_token
+	MaxNodeIDLen      = ident.MaxNodeIDLen // cluster.node_id: [A-Za-z0-9._-], not starting with '.'
+	MaxFileSize       = 1 << 20            // a config file larger than this is refused
 	redacted          = "[REDACTED]"
 )
 

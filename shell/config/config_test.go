@@ -466,6 +466,8 @@ func TestErrors(t *testing.T) {
 		{name: "node id charset", yaml: "cluster:\n  node_id: \"muninn 01\"\n", want: []string{`cluster.node_id = "muninn 01"`, "letters, digits"}},
 		{name: "node id slash", env: []string{"MUNINN_CLUSTER_NODE_ID=a/b"}, want: []string{"is not a valid node id"}},
 		{name: "node id long", env: []string{"MUNINN_CLUSTER_NODE_ID=" + strings.Repeat("a", 65)}, want: []string{"is not a valid node id", "1 to 64"}},
+		{name: "node id dot-dot", env: []string{"MUNINN_CLUSTER_NODE_ID=.."}, want: []string{`cluster.node_id = ".."`, "is not a valid node id", "not starting with '.'"}},
+		{name: "node id leading dot", env: []string{"MUNINN_CLUSTER_NODE_ID=.hidden"}, want: []string{"is not a valid node id"}},
 		{name: "bind 0.0.0.0 with remote seeds", yaml: strings.Replace(clusterBase, "10.0.1.10:8474", "0.0.0.0:8474", 1),
 			want: []string{`cluster.bind_addr = "0.0.0.0:8474" (line 4 of f.yaml) is not an address other hosts can reach`, "set cluster.bind_addr to this node's LAN IP", "do not use 0.0.0.0 or localhost"}, key: "cluster.bind_addr"},
 		{name: "bind 0.0.0.0 with remote seeds (env)", yaml: clusterBase, env: []string{"MUNINN_CLUSTER_BIND_ADDR=0.0.0.0:8474"},
@@ -750,6 +752,28 @@ func TestSecretNeverPrinted(t *testing.T) {
 	var back Config
 	if err := json.Unmarshal(j1, &back); err != nil || back.DataDir != c.DataDir || back.Cluster.HeartbeatMS != 1000 {
 		t.Fatalf("json: %v %+v", err, back.Redacted())
+	}
+}
+
+// Redaction works on values, never on message text: a short secret that is
+// also a word of a message does not punch a hole in it (which would show
+// the secret), and values holding a secret are hidden whole.
+func TestShortSecretNotRevealedByRedaction(t *testing.T) {
+	for _, secret := range []string{"short", "too", "is not"} {
+		_, err := Load("", []string{"MUNINN_CLUSTER_SECRET=" + secret}, nil)
+		if err == nil {
+			t.Fatalf("%q: a %d-byte secret was accepted", secret, len(secret))
+		}
+		msg := err.Error()
+		if strings.Contains(msg, "[REDACTED]") || !strings.Contains(msg, "cluster.cluster_secret (from MUNINN_CLUSTER_SECRET) is too short") ||
+			!strings.Contains(msg, "at least 16 bytes") || !strings.Contains(msg, "openssl rand -hex 32") {
+			t.Errorf("%q: %v", secret, msg)
+		}
+	}
+	// A value that is the secret is hidden whole, whatever the key.
+	_, err := Load("", []string{"MUNINN_CLUSTER_SECRET=short", "MUNINN_CLUSTER_BIND_ADDR=short"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "cluster.bind_addr = [REDACTED]") || strings.Contains(err.Error(), `"short"`) {
+		t.Errorf("bind_addr holding the secret: %v", err)
 	}
 }
 

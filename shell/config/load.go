@@ -71,7 +71,7 @@ func readFile(path string) ([]byte, error) {
 // Parse is Load with the file's content given: name is used in messages,
 // and a nil data means no file.
 func Parse(name string, data []byte, env []string, flags map[string]string) (Config, error) {
-	l := &loader{c: Default(), from: map[string]string{}, name: name}
+	l := &loader{c: Default(), from: map[string]string{}, name: name, secrets: secretInputs(data, env, flags)}
 	if name == "" {
 		l.name = "the config file"
 	}
@@ -84,7 +84,7 @@ func Parse(name string, data []byte, env []string, flags map[string]string) (Con
 		return Config{}, l.err()
 	}
 	l.c.resolve()
-	if errs := l.c.validate(l.from); len(errs) > 0 {
+	if errs := l.c.validate(l.from, l.secrets); len(errs) > 0 {
 		l.errs = append(l.errs, errs...)
 		return Config{}, l.err()
 	}
@@ -96,30 +96,61 @@ type loader struct {
 	name    string
 	from    map[string]string // key path -> where its value came from
 	errs    []*FieldError
-	secrets []string // secret values seen, scrubbed from every message
+	secrets []string // secret values given, never shown (see user)
 }
 
 func (l *loader) fail(key, format string, a ...any) {
 	l.errs = append(l.errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, a...)})
 }
 
-// err joins the errors, scrubbing any secret value that slipped into one
-// (defence in depth: no message is built with a secret's value).
+// err joins the errors.
 func (l *loader) err() error {
 	out := make([]error, 0, len(l.errs))
 	for _, e := range l.errs {
-		out = append(out, &FieldError{Key: e.Key, Msg: scrub(e.Msg, l.secrets)})
+		out = append(out, e)
 	}
 	return errors.Join(out...)
 }
 
-func scrub(msg string, secrets []string) string {
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			msg = strings.ReplaceAll(msg, s, redacted)
+// user returns a piece of text the user gave (a value, an unknown key or
+// variable name, a parser message quoting the input) as it may appear in a
+// message: "[REDACTED]" when it holds a secret value (see redactValue).
+func (l *loader) user(s string) string { return redactValue(s, l.secrets) }
+
+// redactValue returns s, or "[REDACTED]" when s is a secret value or, for a
+// secret of 4 bytes or more, contains one. Redaction applies to the values
+// the user gave, as a whole, never to substrings of the messages built
+// around them: replacing a short secret inside a message ("is too
+// [REDACTED]") would reveal it.
+func redactValue(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		if s == sec || (len(sec) >= 4 && strings.Contains(s, sec)) {
+			return redacted
 		}
 	}
-	return msg
+	return s
+}
+
+// secretInputs lists the secret values given anywhere (file, environment,
+// flags) before any message is built, so that a message about one source
+// can redact a secret given in another.
+func secretInputs(data []byte, env []string, flags map[string]string) []string {
+	out := roughSecrets(data)
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		if k := byEnv[name]; k != nil && k.secret && val != "" {
+			out = append(out, val, strings.TrimSpace(val))
+		}
+	}
+	for n, v := range flags {
+		if k := byPath[n]; k != nil && k.secret && v != "" {
+			out = append(out, v, strings.TrimSpace(v))
+		}
+	}
+	return out
 }
 
 // ---- the file ----
@@ -129,20 +160,19 @@ func (l *loader) file(data []byte) {
 		l.fail("config", "%s is larger than %d bytes: is it the right file?", l.name, MaxFileSize)
 		return
 	}
-	l.secrets = append(l.secrets, roughSecrets(data)...)
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := safeDecode(dec, &doc); err != nil {
 		if err == io.EOF {
 			return // empty file: defaults
 		}
-		l.fail("config", "%s is not valid YAML: %s", l.name, yamlMsg(err))
+		l.fail("config", "%s is not valid YAML: %s", l.name, l.yamlMsg(err))
 		return
 	}
 	var extra yaml.Node
 	if err := safeDecode(dec, &extra); err != io.EOF {
 		if err != nil {
-			l.fail("config", "%s is not valid YAML: %s", l.name, yamlMsg(err))
+			l.fail("config", "%s is not valid YAML: %s", l.name, l.yamlMsg(err))
 		} else {
 			l.fail("config", "%s holds more than one YAML document (a second starts at line %d): keep one", l.name, extra.Line)
 		}
@@ -173,7 +203,18 @@ func safeDecode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	return dec.Decode(n)
 }
 
-func yamlMsg(err error) string { return strings.TrimPrefix(err.Error(), "yaml: ") }
+// yamlMsg is a parser error for a message. The parser may quote the input,
+// so a message holding a secret value is redacted (keeping its line number).
+func (l *loader) yamlMsg(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if l.user(msg) == msg {
+		return msg
+	}
+	if line, _, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(line, "line ") && l.user(line) == line {
+		return line + ": " + redacted + " (the parser's message quoted a secret value)"
+	}
+	return redacted + " (the parser's message quoted a secret value)"
+}
 
 // roughSecrets finds what look like secret values in a file that may not
 // parse, so that a parser message quoting them can be scrubbed.
@@ -250,7 +291,7 @@ func (l *loader) walk(m *yaml.Node, prefix string) {
 			continue
 		}
 		if first, dup := seen[name]; dup {
-			l.fail(full, "duplicate key %s at %s (first set at line %d): keep one", shorten(full), l.at(kn.Line), first)
+			l.fail(l.user(full), "duplicate key %s at %s (first set at line %d): keep one", shorten(l.user(full)), l.at(kn.Line), first)
 			continue
 		}
 		seen[name] = kn.Line
@@ -266,13 +307,13 @@ func (l *loader) walk(m *yaml.Node, prefix string) {
 		}
 		k := byPath[full]
 		if k == nil {
-			msg := fmt.Sprintf("unknown key %s at %s", shorten(full), l.at(kn.Line))
+			msg := fmt.Sprintf("unknown key %s at %s", shorten(l.user(full)), l.at(kn.Line))
 			if s := suggestKey(full); s != "" {
 				msg += "; did you mean " + s + "?"
 			} else {
 				msg += "; see docs/configuration.md for the keys"
 			}
-			l.fail(full, "%s", msg)
+			l.fail(l.user(full), "%s", msg)
 			continue
 		}
 		if isNull(vn) {
@@ -331,11 +372,14 @@ func want(k *key) string {
 	return "a single string"
 }
 
-// show is how a raw value appears in a message: quoted and cut short, or
-// not at all for a secret.
-func show(k *key, raw string) string {
+// show is how a raw value appears in a message: quoted and cut short, not
+// at all for a secret, and redacted when it holds a secret value.
+func (l *loader) show(k *key, raw string) string {
 	if k.secret {
 		return k.path
+	}
+	if l.user(raw) != raw {
+		return k.path + " = " + redacted
 	}
 	if len(raw) > 80 {
 		raw = raw[:80] + "..."
@@ -350,7 +394,7 @@ func (l *loader) set(k *key, raw, src string) {
 		l.secrets = append(l.secrets, raw)
 	}
 	bad := func(format string, a ...any) {
-		l.fail(k.path, "%s (%s) %s", show(k, raw), src, fmt.Sprintf(format, a...))
+		l.fail(k.path, "%s (%s) %s", l.show(k, raw), src, fmt.Sprintf(format, a...))
 	}
 	switch p := k.ptr(&l.c).(type) {
 	case *string:
@@ -416,13 +460,13 @@ func (l *loader) env(env []string) {
 		}
 		k := byEnv[name]
 		if k == nil {
-			msg := "unknown environment variable " + shorten(name)
+			msg := "unknown environment variable " + shorten(l.user(name))
 			if s := suggestEnv(name); s != "" {
 				msg += "; did you mean " + s + "?"
 			} else {
 				msg += ": unset it (see docs/configuration.md for the MUNINN_* variables)"
 			}
-			l.fail(name, "%s", msg)
+			l.fail(l.user(name), "%s", msg)
 			continue
 		}
 		if val == "" {
@@ -441,13 +485,17 @@ func (l *loader) flags(flags map[string]string) {
 	for _, n := range names {
 		k := byPath[n]
 		if k == nil {
-			msg := "unknown flag key " + strconv.Quote(n)
+			shown := strconv.Quote(n)
+			if l.user(n) != n {
+				shown = redacted
+			}
+			msg := "unknown flag key " + shown
 			if s := suggestKey(n); s != "" {
 				msg += "; did you mean " + s + "?"
 			} else {
 				msg += ": flags are keyed by dotted key path, e.g. cluster.node_id"
 			}
-			l.fail(n, "%s", msg)
+			l.fail(l.user(n), "%s", msg)
 			continue
 		}
 		l.set(k, flags[n], "from flag "+n)

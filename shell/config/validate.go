@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/ident"
 )
 
 // resolve normalises spellings and fills the derived fields.
@@ -36,7 +37,7 @@ func (c *Config) resolve() {
 // problems found, joined (each a *FieldError), or nil. Load calls it; call
 // it yourself on a Config built or changed in code.
 func (c Config) Validate() error {
-	errs := c.validate(nil)
+	errs := c.validate(nil, nil)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -50,16 +51,20 @@ func (c Config) Validate() error {
 // validator collects problems, phrasing each as
 // "KEY = VALUE (where it came from) PROBLEM: FIX".
 type validator struct {
-	c    *Config
-	from map[string]string
-	errs []*FieldError
+	c       *Config
+	from    map[string]string
+	secrets []string // never shown: see user
+	errs    []*FieldError
 }
+
+// user is a value the user gave, "[REDACTED]" when it holds a secret.
+func (v *validator) user(s string) string { return redactValue(s, v.secrets) }
 
 func (v *validator) subject(path string) string {
 	k := byPath[path]
 	s := path
 	if !k.secret {
-		s += " = " + valueText(k.ptr(v.c))
+		s += " = " + v.valueText(k.ptr(v.c))
 	}
 	if src := v.from[path]; src != "" {
 		s += " (" + src + ")"
@@ -67,10 +72,13 @@ func (v *validator) subject(path string) string {
 	return s
 }
 
-func valueText(p any) string {
+func (v *validator) valueText(p any) string {
 	switch p := p.(type) {
 	case *string:
 		s := *p
+		if v.user(s) != s {
+			return redacted
+		}
 		if len(s) > 80 {
 			s = s[:80] + "..."
 		}
@@ -85,6 +93,9 @@ func valueText(p any) string {
 		q := make([]string, len(*p))
 		for i, s := range *p {
 			q[i] = strconv.Quote(s)
+			if v.user(s) != s {
+				q[i] = redacted
+			}
 		}
 		return "[" + strings.Join(q, ", ") + "]"
 	}
@@ -101,8 +112,10 @@ func (v *validator) missing(path, format string, a ...any) {
 	v.errs = append(v.errs, &FieldError{Key: path, Msg: path + " " + fmt.Sprintf(format, a...)})
 }
 
-func (c Config) validate(from map[string]string) []*FieldError {
-	v := &validator{c: &c, from: from}
+// validate checks c; from says where each value came from, and secrets
+// lists secret values given (besides c's own) that no message may show.
+func (c Config) validate(from map[string]string, secrets []string) []*FieldError {
+	v := &validator{c: &c, from: from, secrets: append(c.secretValues(), secrets...)}
 	cl := &c.Cluster
 
 	if strings.TrimSpace(c.DataDir) == "" {
@@ -132,7 +145,7 @@ func (c Config) validate(from map[string]string) []*FieldError {
 
 	// cluster: values, checked whether or not cluster mode is on.
 	if cl.NodeID != "" && !validNodeID(cl.NodeID) {
-		v.bad("cluster.node_id", "is not a valid node id: use 1 to %d letters, digits, '.', '_' or '-', e.g. \"muninn-01\"", MaxNodeIDLen)
+		v.bad("cluster.node_id", "is not a valid node id: use %s, e.g. \"muninn-01\" (it names directories and travels in the handshake)", ident.NodeIDRule)
 	}
 	v.listenAddr("cluster.bind_addr", cl.BindAddr, "8474")
 	if cl.AdvertiseAddr != "" && cl.AdvertiseAddr != cl.BindAddr {
@@ -142,7 +155,7 @@ func (c Config) validate(from map[string]string) []*FieldError {
 	}
 	for _, s := range cl.Seeds {
 		if msg := checkAddr(s, false, false); msg != "" {
-			v.bad("cluster.seeds", "has %q, which %s: write each seed as host:port, e.g. 10.0.1.11:8474", trunc(s), msg)
+			v.bad("cluster.seeds", "has %s, which %s: write each seed as host:port, e.g. 10.0.1.11:8474", v.quote(s), msg)
 		}
 	}
 	if cl.Secret != "" && len(cl.Secret) < MinSecretLen {
@@ -236,9 +249,9 @@ func (v *validator) clusterMode() {
 			what = "is a loopback address"
 		}
 		if advKey == "cluster.bind_addr" {
-			v.bad(advKey, "%s, but cluster.seeds lists nodes on other hosts (%s): set cluster.bind_addr to this node's LAN IP, e.g. 10.0.1.10:8474 (do not use 0.0.0.0 or localhost in a multi-node cluster), or keep it and set cluster.advertise_addr to the host:port other nodes should dial", what, remote[0])
+			v.bad(advKey, "%s, but cluster.seeds lists nodes on other hosts (%s): set cluster.bind_addr to this node's LAN IP, e.g. 10.0.1.10:8474 (do not use 0.0.0.0 or localhost in a multi-node cluster), or keep it and set cluster.advertise_addr to the host:port other nodes should dial", what, v.user(remote[0]))
 		} else {
-			v.bad(advKey, "%s, but cluster.seeds lists nodes on other hosts (%s): set cluster.advertise_addr to this node's LAN IP and port, e.g. 10.0.1.10:8474", what, remote[0])
+			v.bad(advKey, "%s, but cluster.seeds lists nodes on other hosts (%s): set cluster.advertise_addr to this node's LAN IP and port, e.g. 10.0.1.10:8474", what, v.user(remote[0]))
 		}
 	}
 	if port == "0" {
@@ -264,7 +277,7 @@ func (c Config) Warnings() []string {
 		return w
 	}
 	if h, _, err := net.SplitHostPort(cl.Advertise()); err == nil && isUnspecified(h) {
-		w = append(w, fmt.Sprintf("cluster.bind_addr %q names no host, so other nodes cannot be told how to reach this one: set cluster.bind_addr to this node's LAN IP (or set cluster.advertise_addr) before adding nodes", cl.Advertise()))
+		w = append(w, fmt.Sprintf("cluster.bind_addr %s names no host, so other nodes cannot be told how to reach this one: set cluster.bind_addr to this node's LAN IP (or set cluster.advertise_addr) before adding nodes", quoteValue(cl.Advertise(), c.secretValues())))
 	}
 	switch cl.Secret {
 	case "replace-with-a-strong-secret", "your-shared-secret":
@@ -281,7 +294,7 @@ func (c Config) Warnings() []string {
 	}
 	if remote {
 		if u, err := url.Parse(c.AdvertiseURL()); err == nil && isLocal(u.Hostname()) {
-			w = append(w, fmt.Sprintf("advertise_http is %q but the cluster spans hosts: clients sent to this node will not reach it; set advertise_http or give http_addr a LAN IP", c.AdvertiseURL()))
+			w = append(w, fmt.Sprintf("advertise_http is %s but the cluster spans hosts: clients sent to this node will not reach it; set advertise_http or give http_addr a LAN IP", quoteValue(c.AdvertiseURL(), c.secretValues())))
 		}
 	}
 	return w
@@ -362,17 +375,9 @@ func validHostname(h string) bool {
 	return true
 }
 
-func validNodeID(id string) bool {
-	if len(id) == 0 || len(id) > MaxNodeIDLen {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
+// validNodeID is the node id rule shared with the admin API and the MBP
+// handshake (shell/ident).
+func validNodeID(id string) bool { return ident.CheckNodeID(id) == nil }
 
 // isUnspecified: no host, 0.0.0.0 or ::.
 func isUnspecified(h string) bool {
@@ -394,6 +399,22 @@ func isLoopback(h string) bool {
 
 // isLocal: a host other machines cannot reach this node by.
 func isLocal(h string) bool { return isUnspecified(h) || isLoopback(h) }
+
+// secretValues lists c's secret values, which no message may show.
+func (c *Config) secretValues() []string {
+	return []string{c.Cluster.Secret, strings.TrimSpace(c.Cluster.Secret), c.AdminToken, strings.TrimSpace(c.AdminToken)}
+}
+
+// quote is a user's value for a message: quoted and cut short, or
+// "[REDACTED]" when it holds a secret.
+func (v *validator) quote(s string) string { return quoteValue(s, v.secrets) }
+
+func quoteValue(s string, secrets []string) string {
+	if redactValue(s, secrets) != s {
+		return redacted
+	}
+	return strconv.Quote(trunc(s))
+}
 
 func trunc(s string) string {
 	if len(s) > 80 {
