@@ -76,6 +76,7 @@ func (n *Node) AddMember(now Time, id uint64, m Member) {
 		n.result(id, ResultAdmin, Pos{}, err)
 		return
 	}
+	m.Store = 0 // recorded once it has caught up (rule 16)
 	if m.ID == "" || len(m.ID) > MaxNodeIDLen {
 		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "node id must be 1 to %d bytes", MaxNodeIDLen))
 		return
@@ -139,23 +140,6 @@ func (n *Node) proposeMembers(id uint64, ms Members) {
 			n.adminWait = append(n.adminWait, pendingWrite{id: id, pos: pos})
 		}
 	}
-}
-
-// maybePromote makes a caught-up learner a voter.
-func (n *Node) maybePromote(id NodeID) {
-	m, ok := n.members.Get(id)
-	pr := n.prog[id]
-	if !ok || !m.Learner || pr == nil || pr.match < n.log.lastSeq() || n.changeAt > n.hs.Commit.Seq || n.xfer != nil {
-		return
-	}
-	n.event(Event{Kind: EventCaughtUp, Node: id})
-	ms := n.Members()
-	for i := range ms {
-		if ms[i].ID == id {
-			ms[i].Learner = false
-		}
-	}
-	n.proposeMembers(0, ms)
 }
 
 // SnapshotInstalled tells a follower its driver installed a snapshot taken

@@ -40,6 +40,13 @@ type Config struct {
 	Seed uint64
 	// Bootstrap is the first voter set, used only when nothing is persisted.
 	Bootstrap Members
+	// Store is the identity of this node's store (rule 16): minted when the
+	// store was created, so a wiped store comes back with a new one. 0 means
+	// unknown (tests that model no identities).
+	Store uint64
+	// Addr is this node's advertised MBP address, recorded in the
+	// membership so every member can reach it (rule 15).
+	Addr string
 	// Broken selects a deliberately broken protocol variant (simulator
 	// canaries only; the node refuses it).
 	Broken Broken

@@ -49,13 +49,20 @@ type tcluster struct {
 	// cortexOf records every (epoch → Cortex) ever seen: election safety.
 	cortexOf map[Epoch]NodeID
 	failures []string
+	stores   uint64 // store identities handed out so far
+}
+
+// newStore hands out the next store identity (deterministic, non-zero).
+func (c *tcluster) newStore() uint64 {
+	c.stores++
+	return 0x5700 + c.stores
 }
 
 func newCluster(members Members, hb time.Duration, latency time.Duration, seed uint64) *tcluster {
 	c := &tcluster{latency: latency, cut: map[[2]NodeID]bool{}, trace: &strings.Builder{}, cortexOf: map[Epoch]NodeID{}}
 	members = members.Normalize()
 	for i, m := range members {
-		cfg := Config{ID: m.ID, Kind: m.Kind, Heartbeat: hb, Seed: seed + uint64(i)*7919, Bootstrap: members}
+		cfg := Config{ID: m.ID, Kind: m.Kind, Heartbeat: hb, Seed: seed + uint64(i)*7919, Bootstrap: members, Store: c.newStore()}
 		t := &tnode{id: m.ID, cfg: cfg, up: true}
 		t.n = New(cfg, Restored{}, c.now)
 		c.nodes = append(c.nodes, t)
@@ -151,7 +158,7 @@ func (c *tcluster) noteEvent(t *tnode, e Event) {
 		c.logf("%s odown: %d/%d voters report the cortex down", t.id, e.Votes, e.Voters)
 	case EventElectionStarted:
 		c.logf("%s participating in election, epoch=%d", t.id, e.Epoch)
-	case EventSteppedDown, EventDemoted, EventHandoffStarted, EventHandoffAborted, EventCaughtUp, EventMembershipChanged:
+	case EventSteppedDown, EventDemoted, EventHandoffStarted, EventHandoffAborted, EventCaughtUp, EventMembershipChanged, EventStoreChanged:
 		c.logf("%s %s epoch=%d%s%s", t.id, e.Kind, e.Epoch, prefixed(e.Node), detail(e.Detail))
 	case EventViolation:
 		c.failures = append(c.failures, fmt.Sprintf("%s: violation: %s", t.id, e.Detail))
@@ -253,6 +260,30 @@ func (c *tcluster) crash(id NodeID) {
 	t := c.node(id)
 	t.up = false
 	c.logf("%s crashed", id)
+}
+
+// wipe restarts a crashed node on an empty store with a new identity, as
+// after `rm -rf` of its data directory (rule 16).
+func (c *tcluster) wipe(id NodeID) {
+	t := c.node(id)
+	t.disk, t.quar = Restored{}, nil
+	t.cfg.Store = c.newStore()
+	c.logf("%s store wiped (new store %x)", id, t.cfg.Store)
+}
+
+// loseTail drops the last k entries from a crashed node's disk, keeping its
+// store identity: a log that went back without anyone noticing locally.
+func (c *tcluster) loseTail(id NodeID, k int) {
+	t := c.node(id)
+	k = min(k, len(t.disk.Entries))
+	t.disk.Entries = t.disk.Entries[:len(t.disk.Entries)-k]
+	if t.disk.HardState.Commit.Seq > t.disk.Snap.Seq+Seq(len(t.disk.Entries)) {
+		t.disk.HardState.Commit = Pos{}
+		if n := len(t.disk.Entries); n > 0 {
+			t.disk.HardState.Commit = t.disk.Entries[n-1].Pos
+		}
+	}
+	c.logf("%s lost the last %d entries of its log", id, k)
 }
 
 func (c *tcluster) restart(id NodeID) {

@@ -87,6 +87,13 @@ type Message struct {
 	Handoff bool
 	// Granted: the vote is granted (vote-resp).
 	Granted bool
+
+	// Store is the sender's store identity (every message, rule 16).
+	Store uint64
+	// Unheard lists the voters the sender has not heard from within an
+	// SDOWN window (heartbeats from followers): voters that cannot reach
+	// each other are a failover risk the Cortex reports.
+	Unheard []NodeID
 }
 
 func (m Message) String() string {

@@ -27,17 +27,22 @@ type peerView struct {
 	epoch    Epoch
 	role     Role
 	followed NodeID
+	store    uint64   // the store identity it last reported (rule 16)
+	addr     string   // its MBP address, as the driver last saw it
+	unheard  []NodeID // voters it reported not hearing
 }
 
 // progress is the Cortex's view of one peer's replication.
 type progress struct {
-	match        Seq  // highest seq known durable and matching on the peer
-	next         Seq  // next seq to send
-	inflight     int  // appends sent and not yet answered
-	lastSend     Time // when the last append went out
-	pendingSince Time // when the oldest unsent entry appeared (0: none)
-	echo         Time // newest SentAt the peer echoed
-	snapshot     bool // a snapshot is streaming to it
+	match        Seq    // highest seq known durable and matching on the peer
+	next         Seq    // next seq to send
+	inflight     int    // appends sent and not yet answered
+	lastSend     Time   // when the last append went out
+	pendingSince Time   // when the oldest unsent entry appeared (0: none)
+	echo         Time   // newest SentAt the peer echoed
+	matchAt      Time   // the SentAt echoed by the answer that last raised match
+	store        uint64 // the store identity match was counted on (rule 16)
+	snapshot     bool   // a snapshot is streaming to it
 	snapshotAt   Time
 }
 
@@ -90,6 +95,7 @@ type Node struct {
 	// Cortex state.
 	prog       map[NodeID]*progress
 	since      Time // when this node became Cortex
+	epochStart Seq  // the seq of its epoch-start entry
 	leaseFloor Time
 	writes     []pendingWrite
 	reads      []pendingRead
@@ -204,9 +210,11 @@ func (n *Node) isVoter() bool {
 	return ok && m.Voter()
 }
 
+// isDataVoter reports whether this node may run: a data voter whose store
+// is the one the membership records (rule 16).
 func (n *Node) isDataVoter() bool {
 	m, ok := n.self()
-	return ok && m.DataVoter()
+	return ok && m.DataVoter() && counts(m, n.cfg.Store)
 }
 
 func (n *Node) peer(id NodeID) *peerView {
@@ -236,6 +244,7 @@ func (n *Node) setRole(r Role) {
 
 func (n *Node) send(m Message) {
 	m.From = n.cfg.ID
+	m.Store = n.cfg.Store
 	m.Epoch = n.hs.Epoch
 	m.Kind = n.cfg.Kind
 	m.Role = n.role

@@ -81,9 +81,12 @@ const (
 	EventMembershipChanged
 	EventCaughtUp
 	EventViolation
+	// EventStoreChanged: a member reports another store than the one it
+	// counted with, or holds less than it acknowledged (rule 16).
+	EventStoreChanged
 )
 
-var eventNames = [...]string{"", "role-changed", "sdown", "sdown-cleared", "odown", "election-started", "elected", "stepped-down", "demoted", "handoff-started", "handoff-aborted", "membership-changed", "caught-up", "violation"}
+var eventNames = [...]string{"", "role-changed", "sdown", "sdown-cleared", "odown", "election-started", "elected", "stepped-down", "demoted", "handoff-started", "handoff-aborted", "membership-changed", "caught-up", "violation", "store-changed"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) {

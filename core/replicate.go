@@ -1,5 +1,7 @@
 package core
 
+import "fmt"
+
 // maxBatchBytes caps one append's payload.
 const maxBatchBytes = 4 << 20
 
@@ -116,7 +118,11 @@ func (n *Node) answerFrom(m Message) *progress {
 		return nil
 	}
 	pr := n.prog[m.From]
-	if pr != nil && m.SentAt > pr.echo {
+	if pr == nil {
+		return nil
+	}
+	n.noteStore(m.From, pr, m.Store)
+	if m.SentAt > pr.echo {
 		pr.echo = m.SentAt
 	}
 	return pr
@@ -137,7 +143,15 @@ func (n *Node) stepAppendResp(m Message) {
 			back = m.Hint.Seq
 		}
 		if back <= pr.match {
-			back = pr.match + 1
+			if m.SentAt > pr.matchAt {
+				// Asked after it acknowledged match, the peer says it
+				// holds less: believe it (rule 16).
+				n.event(Event{Kind: EventStoreChanged, Node: m.From, Detail: fmt.Sprintf(
+					"member %s holds less than it acknowledged (had %d, now refuses after %s): replicating again from there", m.From, pr.match, m.Hint)})
+				n.regressed(pr)
+			} else {
+				back = pr.match + 1 // an answer older than the match
+			}
 		}
 		if back < pr.next {
 			pr.next = back
@@ -146,13 +160,13 @@ func (n *Node) stepAppendResp(m Message) {
 	} else {
 		pr.snapshot = false
 		if m.Match.Seq > pr.match && n.log.has(m.Match) || m.Match.Seq > pr.match && m.Match.Seq <= n.log.snap.Seq {
-			pr.match = m.Match.Seq
+			pr.match, pr.matchAt = m.Match.Seq, max(pr.matchAt, m.SentAt)
 		}
 		if pr.next <= pr.match {
 			pr.next = pr.match + 1
 		}
 		n.advanceCommit()
-		n.maybePromote(m.From)
+		n.maybeBind()
 		n.maybeTimeoutNow()
 	}
 	n.maybeSend(m.From)
@@ -164,6 +178,13 @@ func (n *Node) stepHeartbeatResp(m Message) {
 	if pr == nil {
 		return
 	}
+	if m.Last.Seq < pr.match && m.SentAt > pr.matchAt && !pr.snapshot {
+		// Asked after it acknowledged match, the peer holds less: its log
+		// went back (rule 16). Believe it and replicate from there.
+		n.event(Event{Kind: EventStoreChanged, Node: m.From, Detail: fmt.Sprintf(
+			"member %s holds less than it acknowledged (had %d, now at %s): replicating again from there", m.From, pr.match, m.Last)})
+		n.regressed(pr)
+	}
 	// The peer may have lost an append: restart from what it has.
 	if pr.inflight == 0 && !pr.snapshot && m.Last.Seq+1 < pr.next {
 		pr.next = max(pr.match, m.Last.Seq) + 1
@@ -174,6 +195,7 @@ func (n *Node) stepHeartbeatResp(m Message) {
 	if pr.inflight == 0 && !pr.snapshot && pr.next > n.log.lastSeq() && pr.match < n.log.lastSeq() {
 		pr.next = pr.match + 1
 	}
+	n.maybeBind()
 	n.maybeSend(m.From)
 	n.completeReads()
 }
@@ -190,12 +212,12 @@ func (n *Node) advanceCommit() {
 		if !m.DataVoter() {
 			continue
 		}
-		if m.ID == n.cfg.ID {
+		if !n.peerCounts(m) {
+			matches = append(matches, 0) // another store: it counts once caught up (rule 16)
+		} else if m.ID == n.cfg.ID {
 			matches = append(matches, n.log.lastSeq())
-		} else if pr := n.prog[m.ID]; pr != nil {
-			matches = append(matches, pr.match)
 		} else {
-			matches = append(matches, 0)
+			matches = append(matches, n.prog[m.ID].match)
 		}
 	}
 	if len(matches) < w {

@@ -86,6 +86,12 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 		c.crash(NodeID(d.CmdArgs[0].Key))
 	case "restart":
 		c.restart(NodeID(d.CmdArgs[0].Key))
+	case "wipe":
+		c.wipe(NodeID(d.CmdArgs[0].Key))
+	case "lose-tail":
+		var k int
+		fmt.Sscan(val(d, "n", "1"), &k)
+		c.loseTail(NodeID(val(d, "node", "")), k)
 	case "isolate":
 		a, b := toIDs(vals(d, "a")), toIDs(vals(d, "b"))
 		c.isolate(a, b)
@@ -139,7 +145,7 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 	case "join":
 		id := NodeID(val(d, "id", ""))
 		kind, _ := ParseKind(val(d, "kind", "auto"))
-		cfg := Config{ID: id, Kind: kind, Heartbeat: c.nodes[0].cfg.Heartbeat, Seed: 99}
+		cfg := Config{ID: id, Kind: kind, Heartbeat: c.nodes[0].cfg.Heartbeat, Seed: 99, Store: c.newStore()}
 		c.nodes = append(c.nodes, &tnode{id: id, cfg: cfg, up: true, n: New(cfg, Restored{}, c.now)})
 		c.logf("%s started outside the membership", id)
 	case "add", "remove":

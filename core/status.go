@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // PeerStatus is the node's view of one member.
 type PeerStatus struct {
 	ID      NodeID
@@ -14,6 +16,14 @@ type PeerStatus struct {
 	// Last is the peer's last position as last reported.
 	Last Pos
 	Role Role
+	// Store is the store identity the peer last reported; Counts whether
+	// it is the one the membership records (rule 16).
+	Store  uint64
+	Counts bool
+	// Addr is the peer's MBP address as recorded or last seen.
+	Addr string
+	// Unheard lists the voters the peer reported not hearing from.
+	Unheard []NodeID
 }
 
 // Status is a snapshot of the node's protocol state, for APIs and checkers.
@@ -36,6 +46,10 @@ type Status struct {
 	Peers      []PeerStatus
 	Quorum     int
 	WriteQ     int
+	// Store is this node's store identity; StoreCounts whether it is the
+	// one the membership records for it (rule 16).
+	Store       uint64
+	StoreCounts bool
 }
 
 // Status returns the node's state at its current time.
@@ -45,6 +59,7 @@ func (n *Node) Status() Status {
 		Cortex: n.cortex, Last: n.log.last(), Commit: n.hs.Commit, Snap: n.log.snap,
 		SDown: n.sdown, ODown: n.odown, Members: n.Members(),
 		Quorum: n.members.Quorum(), WriteQ: n.members.WriteQuorum(),
+		Store: n.cfg.Store, StoreCounts: n.selfCounts(),
 	}
 	if n.role == RoleCortex {
 		s.LeaseUntil = n.leaseUntil()
@@ -58,9 +73,14 @@ func (n *Node) Status() Status {
 		if m.ID == n.cfg.ID {
 			continue
 		}
-		ps := PeerStatus{ID: m.ID, Kind: m.Kind, Learner: m.Learner}
+		ps := PeerStatus{ID: m.ID, Kind: m.Kind, Learner: m.Learner, Addr: m.Addr, Counts: true}
 		if p := n.peers[m.ID]; p != nil {
-			ps.Seen, ps.Last, ps.Role = p.seenAt, p.last, p.role
+			ps.Seen, ps.Last, ps.Role, ps.Store = p.seenAt, p.last, p.role, p.store
+			ps.Unheard = slices.Clone(p.unheard)
+			ps.Counts = counts(m, p.store)
+			if ps.Addr == "" {
+				ps.Addr = p.addr
+			}
 		}
 		if pr := n.prog[m.ID]; pr != nil {
 			ps.Match, ps.Echo = pr.match, pr.echo

@@ -9,7 +9,7 @@ func (n *Node) Step(now Time, m Message) {
 		return
 	}
 	p := n.peer(m.From)
-	p.kind, p.seenAt, p.hasSeen, p.epoch, p.role = m.Kind, n.now, true, m.Epoch, m.Role
+	p.kind, p.seenAt, p.hasSeen, p.epoch, p.role, p.store = m.Kind, n.now, true, m.Epoch, m.Role, m.Store
 	switch m.Type {
 	case MsgHeartbeat:
 		n.stepHeartbeat(m, p)
@@ -54,7 +54,7 @@ func (n *Node) heardCortex(m Message) {
 }
 
 func (n *Node) stepHeartbeat(m Message, p *peerView) {
-	p.last, p.followed = m.Last, m.Cortex
+	p.last, p.followed, p.unheard = m.Last, m.Cortex, m.Unheard
 	if m.Role != RoleCortex {
 		// A peer's heartbeat: a higher epoch that already has a Cortex
 		// means we are behind (rule 6).

@@ -76,6 +76,10 @@ func (n *Node) resendAfter() time.Duration {
 
 // broadcastHeartbeat sends MSP heartbeats to every member (rule 1).
 func (n *Node) broadcastHeartbeat() {
+	var unheard []NodeID
+	if n.role != RoleCortex {
+		unheard = n.unheardVoters()
+	}
 	for _, m := range n.members {
 		if m.ID == n.cfg.ID {
 			continue
@@ -84,6 +88,8 @@ func (n *Node) broadcastHeartbeat() {
 		if n.role == RoleCortex {
 			hb.SentAt = n.now
 			hb.Commit = n.commitFor(m.ID)
+		} else {
+			hb.Unheard = unheard
 		}
 		n.send(hb)
 	}

@@ -1,6 +1,9 @@
 package core
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // campaign starts an election for epoch+1 (rule 4). A handoff candidate
 // carries the Cortex's sanction (rule 14).
@@ -50,7 +53,9 @@ func (n *Node) stepVote(m Message, p *peerView) {
 		refuse()
 		return
 	}
-	if !n.isVoter() {
+	if !n.isVoter() || !n.selfCounts() {
+		// A voter whose store is not the one the membership records may
+		// have lost what it promised (rule 16).
 		refuse()
 		return
 	}
@@ -111,6 +116,15 @@ func (n *Node) stepVoteResp(m Message) {
 	if n.role != RoleCandidate || m.Epoch != n.hs.Epoch {
 		return
 	}
+	if cand, ok := n.members.Get(m.From); m.Granted && ok && !counts(cand, m.Store) {
+		// The voter's store is not the one it promised with (rule 16): a
+		// wiped or restored voter may vote for a log that lacks what it
+		// acknowledged, or twice in one epoch.
+		n.event(Event{Kind: EventStoreChanged, Node: m.From, Detail: fmt.Sprintf(
+			"vote from %s not counted: it reports store %016x, the membership records %016x (wiped, replaced or restored?); it counts again once the Cortex has caught it up",
+			m.From, m.Store, cand.Store)})
+		m.Granted = false
+	}
 	if !m.Granted {
 		n.refusals[m.From] = true
 		if len(n.refusals) > n.members.Voters()-n.members.Quorum() {
@@ -157,11 +171,14 @@ func (n *Node) becomeCortex(votes int) {
 	}
 	n.event(Event{Kind: EventElected, Node: n.cfg.ID, Votes: votes, Voters: n.members.Voters()})
 	n.event(Event{Kind: EventRoleChanged, Role: RoleCortex, Node: n.cfg.ID})
-	n.appendLocal(Entry{Type: EntryEpochStart})
+	n.epochStart = n.appendLocal(Entry{Type: EntryEpochStart}).Seq
 	if n.changeAt == 0 && n.log.snap.Seq == 0 {
 		// Record the bootstrap membership in the log, so nodes that join
-		// later learn it from replication.
-		n.proposeMembers(0, n.members)
+		// later learn it from replication, with the stores and addresses
+		// already known (rules 15 and 16).
+		n.proposeMembers(0, n.bindKnown(n.members))
+	} else {
+		n.maybeBind()
 	}
 	n.broadcastHeartbeat()
 }

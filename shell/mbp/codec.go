@@ -26,8 +26,8 @@ const (
 )
 
 // EncodeMessage encodes m. Layout (docs/wire.md): type, from, to, epoch,
-// kind, role, sent_at, cortex, last, commit, prev, match, hint, flags,
-// entries. Strings are a uvarint length and bytes; integers are varints;
+// kind, role, sent_at, cortex, last, commit, prev, match, hint, store,
+// flags, unheard, entries. Strings are a uvarint length and bytes; integers are varints;
 // positions are two uvarints (epoch, seq).
 func EncodeMessage(m core.Message) []byte {
 	n := 64 + len(m.From) + len(m.To) + len(m.Cortex)
@@ -49,6 +49,7 @@ func AppendMessage(dst []byte, m core.Message) []byte {
 	for _, p := range [...]core.Pos{m.Last, m.Commit, m.Prev, m.Match, m.Hint} {
 		b = appendPos(b, p)
 	}
+	b = binary.AppendUvarint(b, m.Store)
 	var f byte
 	if m.Reject {
 		f |= msgReject
@@ -63,6 +64,10 @@ func AppendMessage(dst []byte, m core.Message) []byte {
 		f |= msgGranted
 	}
 	b = append(b, f)
+	b = binary.AppendUvarint(b, uint64(len(m.Unheard)))
+	for _, id := range m.Unheard {
+		b = appendString(b, string(id))
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.Entries)))
 	for _, e := range m.Entries {
 		b = appendPos(b, e.Pos)
@@ -113,11 +118,24 @@ func DecodeMessage(b []byte) (core.Message, error) {
 	m.Prev = d.pos("prev")
 	m.Match = d.pos("match")
 	m.Hint = d.pos("hint")
+	m.Store = d.uvarint("store")
 	f := d.byte()
 	if d.err == nil && f&^msgKnown != 0 {
 		d.fail("unknown message flags 0x%02x", f)
 	}
 	m.Reject, m.Down, m.Handoff, m.Granted = f&msgReject != 0, f&msgDown != 0, f&msgHandoff != 0, f&msgGranted != 0
+	if u := d.uvarint("unheard count"); d.err == nil && u > core.MaxMembers {
+		d.fail("%d unheard voters, limit %d", u, core.MaxMembers)
+	} else if u > 0 {
+		m.Unheard = make([]core.NodeID, 0, min(u, uint64(len(d.b))))
+		for range u {
+			id := core.NodeID(d.id("unheard"))
+			if d.err != nil {
+				break
+			}
+			m.Unheard = append(m.Unheard, id)
+		}
+	}
 	n := d.uvarint("entry count")
 	if d.err == nil && n > MaxEntries {
 		d.fail("%d entries, limit %d", n, MaxEntries)

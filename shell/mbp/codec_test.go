@@ -40,6 +40,10 @@ func genMessage(t *rapid.T) core.Message {
 		Down:    rapid.Bool().Draw(t, "down"),
 		Handoff: rapid.Bool().Draw(t, "handoff"),
 		Granted: rapid.Bool().Draw(t, "granted"),
+		Store:   rapid.Uint64().Draw(t, "store"),
+	}
+	for range rapid.IntRange(0, 5).Draw(t, "unheard") {
+		m.Unheard = append(m.Unheard, genID(t, "unheard id"))
 	}
 	n := rapid.IntRange(0, 50).Draw(t, "entries")
 	for i := 0; i < n; i++ {

@@ -33,7 +33,7 @@ func TestFrameRefusals(t *testing.T) {
 		naming string
 	}{
 		{"http client", []byte("GET / H"), 0, ErrVersion, "71"},
-		{"future version", []byte{2, 0x10, 0, 0, 0, 0, 0}, 0, ErrVersion, "version 2"},
+		{"future version", []byte{Version + 1, 0x10, 0, 0, 0, 0, 0}, 0, ErrVersion, "version 3"},
 		{"unknown type", []byte{Version, 0x7f, 0, 0, 0, 0, 0}, 0, ErrType, "0x7f"},
 		{"unknown flag", []byte{Version, 0x10, 0x80, 0, 0, 0, 0}, 0, ErrFlags, "0x80"},
 		{"over hard limit", []byte{Version, 0x10, 0, 0x01, 0, 0, 1}, 0, ErrTooLarge, "16777217"},
