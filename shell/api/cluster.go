@@ -86,6 +86,8 @@ func (v view) memberHealth(m core.Member) string {
 	switch {
 	case m.Learner && up:
 		return apitypes.MemberCatchingUp
+	case up && !v.peers[m.ID].Counts:
+		return apitypes.MemberRejoining
 	case up:
 		return apitypes.MemberHealthy
 	case !heard:
@@ -144,14 +146,21 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 		if mh != apitypes.MemberHealthy && mh != apitypes.MemberCatchingUp {
 			ago, heard := v.heardAgo(m.ID)
 			why := "never heard from"
-			if heard {
+			if mh == apitypes.MemberRejoining {
+				why = "its store changed: wiped, replaced or restored; it counts toward no quorum until it has caught up"
+			} else if heard {
 				why = "last heard " + fmtAgo(ago) + " ago"
 			}
-			unhealthy = append(unhealthy, fmt.Sprintf("%s is %s (%s)", m.ID, mh, why))
+			unhealthy = append(unhealthy, fmt.Sprintf("member %s is %s (%s)", m.ID, mh, why))
 		}
+	}
+	if v.isCortex() {
+		unhealthy = append(unhealthy, v.unreachablePairs()...)
 	}
 	reason := ""
 	switch {
+	case !st.StoreCounts && !v.snap.Joining:
+		reason = fmt.Sprintf("this node's store %016x is not the one the membership records for %s (wiped, replaced or restored): it counts toward no quorum and does not vote until the Cortex has caught it up", st.Store, st.ID)
 	case v.snap.Joining:
 		reason = fmt.Sprintf("this node (%s) is not a member yet: add it with `muninn cluster add-node --node %s` against the Cortex", st.ID, st.ID)
 	case st.Cortex == "":
@@ -166,7 +175,7 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 		}
 	}
 	if reason == "" && !nodeOnly && len(unhealthy) > 0 {
-		reason = "member " + unhealthy[0]
+		reason = unhealthy[0]
 		if len(unhealthy) > 1 {
 			reason += fmt.Sprintf(" (and %d more)", len(unhealthy)-1)
 		}
@@ -176,6 +185,28 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 		h.Status, h.Reason = apitypes.HealthDegraded, reason
 	}
 	return h
+}
+
+// unreachablePairs lists, on the Cortex, voters that report not hearing
+// another voter: if the Cortex failed, those two could not elect together,
+// a failover risk the Cortex's own view would not show.
+func (v view) unreachablePairs() []string {
+	var out []string
+	for _, m := range v.st.Members {
+		p, ok := v.peers[m.ID]
+		if !ok || !m.Voter() || !v.echoFresh(m.ID) {
+			continue
+		}
+		for _, u := range p.Unheard {
+			if u == v.self() {
+				continue
+			}
+			if um, ok := v.st.Members.Get(u); ok && um.Voter() && (m.ID < u || !slices.Contains(v.peers[u].Unheard, m.ID)) {
+				out = append(out, fmt.Sprintf("voters %s and %s cannot reach each other (%s reports no word from %s within %s): if the Cortex fails they cannot elect together; check that each can dial the other's MBP address", m.ID, u, m.ID, u, v.window))
+			}
+		}
+	}
+	return out
 }
 
 // GET /v1/cluster/health[?scope=node]
@@ -203,8 +234,20 @@ func (s *Server) members(v view) []apitypes.Member {
 		mbp[v.self()] = o.AdvertiseAddr
 	}
 	for _, m := range v.st.Members {
-		out = append(out, apitypes.Member{ID: string(m.ID), Kind: m.Kind.String(), Learner: m.Learner,
-			Role: v.role(m), API: v.snap.APIAddrs[m.ID], MBP: mbp[m.ID]})
+		am := apitypes.Member{ID: string(m.ID), Kind: m.Kind.String(), Learner: m.Learner,
+			Role: v.role(m), API: v.snap.APIAddrs[m.ID], MBP: mbp[m.ID]}
+		if m.Addr != "" {
+			am.MBP = m.Addr
+		}
+		if m.Store != 0 {
+			am.Store = fmt.Sprintf("%016x", m.Store)
+		}
+		if m.ID == v.self() {
+			am.Rejoining = !v.st.StoreCounts
+		} else if p, ok := v.peers[m.ID]; ok && p.Seen != 0 {
+			am.Rejoining = !p.Counts
+		}
+		out = append(out, am)
 	}
 	return out
 }

@@ -140,6 +140,11 @@ type Member struct {
 	// API is the member's REST URL; MBP its replication address.
 	API string `json:"api,omitempty"`
 	MBP string `json:"mbp,omitempty"`
+	// Store is the member's store identity as recorded in the membership
+	// (hex; empty until recorded). Rejoining: it reports another store, so
+	// it counts toward no quorum until it has caught up (rule 16).
+	Store     string `json:"store,omitempty"`
+	Rejoining bool   `json:"rejoining,omitempty"`
 }
 
 // Info answers GET /v1/cluster/info.
@@ -170,8 +175,12 @@ const (
 	HealthOK       = "ok"
 	HealthDegraded = "degraded"
 	// Member health values.
-	MemberHealthy     = "healthy"
-	MemberCatchingUp  = "catching_up"
+	MemberHealthy    = "healthy"
+	MemberCatchingUp = "catching_up"
+	// MemberRejoining: the member reports another store than the one the
+	// membership records (wiped, replaced or restored): it replicates but
+	// counts toward no quorum until it has caught up.
+	MemberRejoining   = "rejoining"
 	MemberUnreachable = "unreachable"
 	MemberUnknown     = "unknown"
 )

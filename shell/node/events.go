@@ -33,7 +33,14 @@ func (n *Node) onEvent(e core.Event) {
 	case core.EventMembershipChanged:
 		n.log.Info("membership changed: " + e.Detail)
 	case core.EventCaughtUp:
-		n.log.Info(fmt.Sprintf("%s caught up; promoting it to voter", e.Node))
+		if e.Detail != "" {
+			n.log.Info(e.Detail)
+		} else {
+			n.log.Info(fmt.Sprintf("%s caught up; promoting it to voter", e.Node))
+		}
+	case core.EventStoreChanged:
+		n.metrics.storeChanges.Inc()
+		n.log.Warn(e.Detail, "epoch", e.Epoch)
 	case core.EventViolation:
 		n.log.Error("protocol violation refused: " + e.Detail)
 	}

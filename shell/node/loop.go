@@ -48,6 +48,7 @@ func (n *Node) loop() {
 			n.drain()
 		}
 		n.core.Tick(n.now())
+		n.syncPeers()
 	}
 }
 

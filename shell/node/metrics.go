@@ -7,16 +7,17 @@ import (
 
 // Metrics are the node's Prometheus metrics, on their own registry.
 type Metrics struct {
-	Registry    *prometheus.Registry
-	role        *prometheus.GaugeVec
-	epoch       prometheus.Gauge
-	lastSeq     prometheus.Gauge
-	commitSeq   prometheus.Gauge
-	elections   prometheus.Counter
-	demotions   prometheus.Counter
-	quarantined prometheus.Counter
-	saveSeconds prometheus.Histogram
-	decayActive prometheus.Gauge
+	Registry     *prometheus.Registry
+	role         *prometheus.GaugeVec
+	epoch        prometheus.Gauge
+	lastSeq      prometheus.Gauge
+	commitSeq    prometheus.Gauge
+	elections    prometheus.Counter
+	demotions    prometheus.Counter
+	storeChanges prometheus.Counter
+	quarantined  prometheus.Counter
+	saveSeconds  prometheus.Histogram
+	decayActive  prometheus.Gauge
 	// WriteSeconds and ReadSeconds are observed by the API.
 	WriteSeconds *prometheus.HistogramVec
 	ReadSeconds  *prometheus.HistogramVec
@@ -33,13 +34,14 @@ func newMetrics(id core.NodeID) *Metrics {
 		commitSeq:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_commit_seq", Help: "Highest sequence known committed."}),
 		elections:    prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_elections_total", Help: "Elections this node ran."}),
 		demotions:    prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_demotions_total", Help: "Quorum-loss self-demotions."}),
+		storeChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_store_changes_total", Help: "Members seen with another store than they counted with, or holding less than they acknowledged (rule 16)."}),
 		quarantined:  prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_quarantined_entries_total", Help: "Entries moved to the quarantine."}),
 		saveSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "muninn_store_save_seconds", Help: "Time to persist one Ready.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		decayActive:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_decay_worker_active", Help: "1 while the Cortex-only decay worker runs."}),
 		WriteSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_write_seconds", Help: "Write latency by durability.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"durability"}),
 		ReadSeconds:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_read_seconds", Help: "Read latency by consistency.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"consistency"}),
 	}
-	for _, c := range []prometheus.Collector{m.role, m.epoch, m.lastSeq, m.commitSeq, m.elections, m.demotions, m.quarantined, m.saveSeconds, m.decayActive, m.WriteSeconds, m.ReadSeconds} {
+	for _, c := range []prometheus.Collector{m.role, m.epoch, m.lastSeq, m.commitSeq, m.elections, m.demotions, m.storeChanges, m.quarantined, m.saveSeconds, m.decayActive, m.WriteSeconds, m.ReadSeconds} {
 		f(c)
 	}
 	return m

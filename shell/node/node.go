@@ -43,6 +43,7 @@ type Node struct {
 	serves  map[uint64]func()
 	prevHS  core.HardState
 	ready   bool
+	peers   peerSync
 
 	closeOnce sync.Once
 	bg        sync.WaitGroup
@@ -135,6 +136,7 @@ func Start(opts Options) (*Node, error) {
 	cfg := core.Config{
 		ID: opts.ID, Kind: opts.Kind, Heartbeat: opts.Heartbeat, LeaseTTL: opts.LeaseTTL,
 		Seed: binary.LittleEndian.Uint64(seed[:]), Bootstrap: bootstrap,
+		Store: st.Identity(), Addr: opts.AdvertiseAddr,
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		n.closeIO()
