@@ -165,12 +165,14 @@ func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
 	b.Set(metaHardState, encodeHardState(hs), nil)
 	b.Set(metaMaxEpoch, binary.BigEndian.AppendUint64(nil, uint64(max(s.maxEpoch, snap.maxEpoch))), nil)
 	b.Set(metaSnapshot, encodePos(pos), nil)
-	// The node keeps its identity: installing moves it forward, never back.
-	b.Set(metaIdentity, binary.BigEndian.AppendUint64(nil, s.identity), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return core.Pos{}, err
 	}
 	if err := snap.db.Flush(); err != nil {
+		return core.Pos{}, err
+	}
+	// The node keeps its identity: installing moves it forward, never back.
+	if err := writeIdentity(tmp, s.identity); err != nil {
 		return core.Pos{}, err
 	}
 	return pos, nil

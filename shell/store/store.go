@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -43,7 +45,6 @@ var (
 	metaMaxEpoch  = []byte("mmaxepoch")
 	metaBase      = []byte("mbase")
 	metaSnapshot  = []byte("msnapshot")
-	metaIdentity  = []byte("midentity")
 )
 
 // formatValue marks a MuninnDB store; a DB without it is refused.
@@ -338,31 +339,49 @@ func (s *Store) loadMeta(fresh bool) error {
 }
 
 // Identity is the store's identity: a random non-zero number minted when
-// the store is created (or first opened by a version that has identities)
-// and kept across restarts and snapshot installs. A node whose data
-// directory was wiped comes back with a new identity, so the cluster can
-// tell that it no longer holds what it once acknowledged (docs/protocol.md,
-// rule 16).
+// the store is created (or first opened without one) and kept across
+// restarts and snapshot installs, in the file IDENTITY beside Pebble's. A
+// node whose data directory was wiped comes back with a new identity, so
+// the cluster can tell that it no longer holds what it once acknowledged
+// (docs/protocol.md, rule 16). Whoever puts an older copy of a store back
+// in service removes IDENTITY first, so the copy rejoins as a new store.
 func (s *Store) Identity() uint64 { return s.identity }
 
+// identityFile holds the store identity as 16 hex digits and a newline.
+const identityFile = "IDENTITY"
+
 func (s *Store) loadIdentity() error {
-	v, ok, err := s.get(metaIdentity)
-	if err != nil {
-		return fmt.Errorf("store %s: read meta identity: %w", s.dir, err)
+	id, err := readIdentity(s.dir)
+	if err != nil || id != 0 {
+		s.identity = id
+		return err
 	}
-	if ok {
-		if len(v) != 8 || binary.BigEndian.Uint64(v) == 0 {
-			return fmt.Errorf("store %s: meta identity is damaged (%d bytes)", s.dir, len(v))
-		}
-		s.identity = binary.BigEndian.Uint64(v)
-		return nil
-	}
-	id := NewIdentity()
-	if err := s.db.Set(metaIdentity, binary.BigEndian.AppendUint64(nil, id), pebble.Sync); err != nil {
-		return fmt.Errorf("store %s: write meta identity: %w", s.dir, err)
+	id = NewIdentity()
+	if err := writeIdentity(s.dir, id); err != nil {
+		return fmt.Errorf("store %s: write %s: %w", s.dir, identityFile, err)
 	}
 	s.identity = id
 	return nil
+}
+
+// readIdentity reads dir's identity file: 0 when there is none.
+func readIdentity(dir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store %s: read %s: %w", dir, identityFile, err)
+	}
+	id, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+	if perr != nil || id == 0 {
+		return 0, fmt.Errorf("store %s: %s is damaged (%q): remove it to rejoin as a new store, which the Cortex catches up before it counts", dir, identityFile, b)
+	}
+	return id, nil
+}
+
+func writeIdentity(dir string, id uint64) error {
+	return writeFileSync(filepath.Join(dir, identityFile), fmt.Appendf(nil, "%016x\n", id))
 }
 
 // NewIdentity draws a fresh non-zero store identity.
