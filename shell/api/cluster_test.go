@@ -67,7 +67,7 @@ func startCluster(t *testing.T, kinds ...core.Kind) []*member {
 			defer wg.Done()
 			ms[i].n, errs[i] = node.Start(node.Options{
 				ID: core.NodeID(ms[i].id), Kind: kinds[i], DataDir: t.TempDir(), Cluster: true,
-				Secret: []byte("test-secret"), BindAddr: mbp[i], APIAddr: ms[i].url, Seeds: mbp,
+				Secret: []byte("0123456789abcdef-api-test"), BindAddr: mbp[i], APIAddr: ms[i].url, Seeds: mbp,
 				Heartbeat: 100 * time.Millisecond, ForwardWait: 3 * time.Second,
 			})
 		}(i)
@@ -298,7 +298,7 @@ func TestSentinelRefusesWrites(t *testing.T) {
 // with the cluster secret, passes the Cortex's admin check from a
 // non-loopback address; a tampered or stale one does not.
 func TestSignedForwardAccepted(t *testing.T) {
-	n, err := node.Start(node.Options{ID: "solo", DataDir: t.TempDir(), Cluster: true, Secret: []byte("test-secret"), BindAddr: freePort(t)})
+	n, err := node.Start(node.Options{ID: "solo", DataDir: t.TempDir(), Cluster: true, Secret: []byte("0123456789abcdef-api-test"), BindAddr: freePort(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -359,7 +359,7 @@ func TestCortexKilled(t *testing.T) {
 			defer wg.Done()
 			var err error
 			m.n, err = node.Start(node.Options{ID: core.NodeID(fmt.Sprintf("n%d", i+1)), DataDir: t.TempDir(), Cluster: true,
-				Secret: []byte("s"), BindAddr: mbp[i], APIAddr: m.srv.URL, Seeds: mbp, Heartbeat: 100 * time.Millisecond})
+				Secret: []byte("0123456789abcdef-client-test"), BindAddr: mbp[i], APIAddr: m.srv.URL, Seeds: mbp, Heartbeat: 100 * time.Millisecond})
 			if err != nil {
 				t.Error(err)
 			}

@@ -14,7 +14,7 @@ import (
 // benchPair returns two connected transports.
 func benchPair(b *testing.B) (*Transport, *Transport) {
 	mk := func(id core.NodeID) *Transport {
-		tr := New(Config{ID: id, Secret: []byte("k"), ListenAddr: "127.0.0.1:0", QueueLen: 1 << 14})
+		tr := New(Config{ID: id, Secret: []byte(testSecret), ListenAddr: "127.0.0.1:0", QueueLen: 1 << 14})
 		if err := tr.Listen(); err != nil {
 			b.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/ident"
 )
 
 // NonceLen is the size of each side's fresh random challenge.
@@ -282,6 +283,11 @@ func parseHello(b []byte) (Hello, []byte, error) {
 	id, ok := str(core.MaxNodeIDLen)
 	if !ok || id == "" {
 		return bad("node id missing or over %d bytes", core.MaxNodeIDLen)
+	}
+	// A node id may name a directory (snapshot-out/<id>) and a member:
+	// the same rule as cluster.node_id.
+	if err := ident.CheckNodeID(id); err != nil {
+		return bad("node id %q: %v", id, err)
 	}
 	h.ID = core.NodeID(id)
 	if len(b) < 1 {

@@ -117,21 +117,21 @@ func (r *recorder) Write(p []byte) (int, error) {
 func TestHandshakeReplay(t *testing.T) {
 	d, a := tcpPair(t)
 	rd, ra := &recorder{ReadWriter: d}, &recorder{ReadWriter: a}
-	if x, y := runHandshake(t, rd, ra, hsConfig("node-a", "k"), hsConfig("node-b", "k")); x.err != nil || y.err != nil {
+	if x, y := runHandshake(t, rd, ra, hsConfig("node-a", testSecret), hsConfig("node-b", testSecret)); x.err != nil || y.err != nil {
 		t.Fatalf("recording: %v / %v", x.err, y.err)
 	}
 
 	t.Run("dialer replayed to a listener", func(t *testing.T) {
 		d, a := tcpPair(t)
 		go func() { _, _ = d.Write(rd.out.Bytes()); _, _ = io.Copy(io.Discard, d) }()
-		if _, err := AcceptHandshake(a, hsConfig("node-b", "k")); !errors.Is(err, ErrAuth) {
+		if _, err := AcceptHandshake(a, hsConfig("node-b", testSecret)); !errors.Is(err, ErrAuth) {
 			t.Fatalf("err = %v, want ErrAuth", err)
 		}
 	})
 	t.Run("listener replayed to a dialer", func(t *testing.T) {
 		d, a := tcpPair(t)
 		go func() { _, _ = a.Write(ra.out.Bytes()); _, _ = io.Copy(io.Discard, a) }()
-		if _, err := DialHandshake(d, hsConfig("node-a", "k")); !errors.Is(err, ErrAuth) {
+		if _, err := DialHandshake(d, hsConfig("node-a", testSecret)); !errors.Is(err, ErrAuth) {
 			t.Fatalf("err = %v, want ErrAuth", err)
 		}
 	})
@@ -143,7 +143,7 @@ func TestHandshakeFrameBeforeAuth(t *testing.T) {
 	t.Run("message instead of hello", func(t *testing.T) {
 		d, a := tcpPair(t)
 		go func() { _ = WriteFrame(d, FrameMessage, 0, msg); _, _ = io.Copy(io.Discard, d) }()
-		_, err := AcceptHandshake(a, hsConfig("node-b", "k"))
+		_, err := AcceptHandshake(a, hsConfig("node-b", testSecret))
 		if !errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "message frame") {
 			t.Fatalf("err = %v", err)
 		}
@@ -151,11 +151,11 @@ func TestHandshakeFrameBeforeAuth(t *testing.T) {
 	t.Run("message instead of proof", func(t *testing.T) {
 		d, a := tcpPair(t)
 		go func() {
-			_ = WriteFrame(d, FrameHello, 0, appendHello(nil, hsConfig("node-a", "k").Local, make([]byte, NonceLen)))
+			_ = WriteFrame(d, FrameHello, 0, appendHello(nil, hsConfig("node-a", testSecret).Local, make([]byte, NonceLen)))
 			_ = WriteFrame(d, FrameMessage, 0, msg)
 			_, _ = io.Copy(io.Discard, d)
 		}()
-		_, err := AcceptHandshake(a, hsConfig("node-b", "k"))
+		_, err := AcceptHandshake(a, hsConfig("node-b", testSecret))
 		if !errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "before authentication") {
 			t.Fatalf("err = %v", err)
 		}
@@ -163,7 +163,7 @@ func TestHandshakeFrameBeforeAuth(t *testing.T) {
 	t.Run("accept instead of challenge", func(t *testing.T) {
 		d, a := tcpPair(t)
 		go func() { _, _ = ReadFrame(a, 0); _ = WriteFrame(a, FrameAccept, 0, nil); _, _ = io.Copy(io.Discard, a) }()
-		if _, err := DialHandshake(d, hsConfig("node-a", "k")); !errors.Is(err, ErrHandshake) {
+		if _, err := DialHandshake(d, hsConfig("node-a", testSecret)); !errors.Is(err, ErrHandshake) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -174,7 +174,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	d, a := tcpPair(t)
 	_ = a.SetDeadline(time.Now().Add(100 * time.Millisecond))
 	start := time.Now()
-	_, err := AcceptHandshake(a, hsConfig("node-b", "k"))
+	_, err := AcceptHandshake(a, hsConfig("node-b", testSecret))
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("err = %v, want a timeout", err)
@@ -187,8 +187,25 @@ func TestHandshakeDeadline(t *testing.T) {
 
 func TestHandshakeSelf(t *testing.T) {
 	d, a := tcpPair(t)
-	rd, ra := runHandshake(t, d, a, hsConfig("node-a", "k"), hsConfig("node-a", "k"))
+	rd, ra := runHandshake(t, d, a, hsConfig("node-a", testSecret), hsConfig("node-a", testSecret))
 	if rd.err == nil || ra.err == nil {
 		t.Fatalf("self connection accepted: %v / %v", rd.err, ra.err)
+	}
+}
+
+// A hello whose node id could not be a cluster.node_id (it may name a
+// directory) is refused before authentication, on both sides.
+func TestHandshakeUnsafeNodeID(t *testing.T) {
+	for _, id := range []core.NodeID{"../x", "a b", ".."} {
+		d, a := tcpPair(t)
+		rd, ra := runHandshake(t, d, a, hsConfig(id, testSecret), hsConfig("node-b", testSecret))
+		if !errors.Is(ra.err, ErrHandshake) || !strings.Contains(ra.err.Error(), "node id") || rd.err == nil {
+			t.Errorf("dialer %q: listener %v, dialer %v", id, ra.err, rd.err)
+		}
+		d, a = tcpPair(t)
+		rd, ra = runHandshake(t, d, a, hsConfig("node-a", testSecret), hsConfig(id, testSecret))
+		if !errors.Is(rd.err, ErrHandshake) || !strings.Contains(rd.err.Error(), "node id") || ra.err == nil {
+			t.Errorf("listener %q: dialer %v, listener %v", id, rd.err, ra.err)
+		}
 	}
 }

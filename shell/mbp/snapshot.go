@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/ident"
 	"golang.org/x/time/rate"
 )
 
@@ -37,22 +38,25 @@ const stateFile = ".mbp-snapshot-id"
 // ErrSnapshot wraps snapshot stream errors.
 var ErrSnapshot = errors.New("mbp: snapshot")
 
-// snapFile is one file of a manifest.
-type snapFile struct {
+// SnapshotFile is one file of a manifest.
+type SnapshotFile struct {
 	Name string // slash-separated, relative
 	Size int64
 	Sum  [sha256.Size]byte
 }
 
-// manifest lists a snapshot's files; its ID is a hash of the list, so the
-// same checkpoint offered again is recognised and resumed.
-type manifest struct {
+// SnapshotManifest is a snap-offer's payload: the snapshot's files, sorted
+// by name. Its ID is a hash of the list, so the same checkpoint offered
+// again is recognised and resumed. The receiver uses the ID to name its
+// staging directory and the file names as paths under it, so
+// DecodeSnapshotManifest refuses any that is not a safe relative name.
+type SnapshotManifest struct {
 	ID    string
 	Chunk int
-	Files []snapFile
+	Files []SnapshotFile
 }
 
-func (m *manifest) total() int64 {
+func (m *SnapshotManifest) total() int64 {
 	var n int64
 	for _, f := range m.Files {
 		n += f.Size
@@ -61,8 +65,8 @@ func (m *manifest) total() int64 {
 }
 
 // buildManifest walks dir and hashes every regular file.
-func buildManifest(dir string, chunk int) (*manifest, error) {
-	m := &manifest{Chunk: chunk}
+func buildManifest(dir string, chunk int) (*SnapshotManifest, error) {
+	m := &SnapshotManifest{Chunk: chunk}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -81,7 +85,7 @@ func buildManifest(dir string, chunk int) (*manifest, error) {
 		if err != nil {
 			return err
 		}
-		sf := snapFile{Name: filepath.ToSlash(rel), Size: n}
+		sf := SnapshotFile{Name: filepath.ToSlash(rel), Size: n}
 		h.Sum(sf.Sum[:0])
 		m.Files = append(m.Files, sf)
 		return nil
@@ -95,7 +99,7 @@ func buildManifest(dir string, chunk int) (*manifest, error) {
 	return m, nil
 }
 
-func (m *manifest) encodeFiles(b []byte) []byte {
+func (m *SnapshotManifest) encodeFiles(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Files)))
 	for _, f := range m.Files {
 		b = appendString(b, f.Name)
@@ -105,22 +109,32 @@ func (m *manifest) encodeFiles(b []byte) []byte {
 	return b
 }
 
-func (m *manifest) encode() []byte {
+// Encode is the snap-offer payload.
+func (m *SnapshotManifest) Encode() []byte {
 	b := appendString(nil, m.ID)
 	b = binary.AppendUvarint(b, uint64(m.Chunk))
 	return m.encodeFiles(b)
 }
 
-func decodeManifest(b []byte, limit int) (*manifest, error) {
+// DecodeSnapshotManifest decodes a snap-offer payload whose frames are
+// limited to limit bytes. The snapshot id must be a safe name
+// (ident.CheckSnapshotID: letters, digits, '.', '_', '-', no leading dot,
+// at most 64 bytes) and every file name a slash-separated relative path of
+// such elements (see checkSnapName), in strictly increasing order (no
+// duplicates), none of them the staging marker.
+func DecodeSnapshotManifest(b []byte, limit int) (*SnapshotManifest, error) {
 	d := decoder{b: b}
-	m := &manifest{}
+	m := &SnapshotManifest{}
 	idLen := d.uvarint("id")
-	if d.err == nil && (idLen == 0 || idLen > 64 || idLen > uint64(len(d.b))) {
-		d.fail("bad snapshot id")
+	if d.err == nil && (idLen == 0 || idLen > ident.MaxSnapshotIDLen || idLen > uint64(len(d.b))) {
+		d.fail("bad snapshot id length %d", idLen)
 	}
 	if d.err == nil {
 		m.ID = string(d.b[:idLen])
 		d.b = d.b[idLen:]
+		if err := ident.CheckSnapshotID(m.ID); err != nil {
+			d.fail("unsafe snapshot id %q: %v", m.ID, err)
+		}
 	}
 	chunk := d.uvarint("chunk")
 	if d.err == nil && (chunk == 0 || chunk > uint64(limit-64)) {
@@ -132,7 +146,7 @@ func decodeManifest(b []byte, limit int) (*manifest, error) {
 		d.fail("%d files", n)
 	}
 	for i := uint64(0); d.err == nil && i < n; i++ {
-		var f snapFile
+		var f SnapshotFile
 		nl := d.uvarint("name")
 		if d.err == nil && (nl == 0 || nl > maxSnapNameLen || nl > uint64(len(d.b))) {
 			d.fail("file %d: bad name length", i)
@@ -140,8 +154,12 @@ func decodeManifest(b []byte, limit int) (*manifest, error) {
 		}
 		f.Name = string(d.b[:nl])
 		d.b = d.b[nl:]
-		if !fs.ValidPath(f.Name) || strings.Contains(f.Name, "\\") || f.Name == stateFile {
-			d.fail("file %d: unsafe name %q", i, f.Name)
+		if err := checkSnapName(f.Name); err != nil {
+			d.fail("file %d: unsafe name %q: %v", i, f.Name, err)
+			break
+		}
+		if k := len(m.Files); k > 0 && f.Name <= m.Files[k-1].Name {
+			d.fail("file %d: %q is not after %q (names must be sorted and unique)", i, f.Name, m.Files[k-1].Name)
 			break
 		}
 		size := d.uvarint("size")
@@ -165,6 +183,24 @@ func decodeManifest(b []byte, limit int) (*manifest, error) {
 		return nil, fmt.Errorf("%w: bad manifest: %v", ErrSnapshot, d.err)
 	}
 	return m, nil
+}
+
+// checkSnapName checks a manifest file name: a slash-separated relative path
+// (fs.ValidPath: no empty, "." or ".." element, no leading slash) whose
+// elements are safe names (ident.Check: no backslash, colon, NUL or other
+// special byte, no leading dot) and which is not the staging marker. Pebble
+// checkpoint names (000001.sst, MANIFEST-000001, OPTIONS-000003,
+// marker.format-version.000001.013) pass.
+func checkSnapName(name string) error {
+	if !fs.ValidPath(name) || name == "." {
+		return errors.New("not a relative slash-separated path")
+	}
+	for _, el := range strings.Split(name, "/") {
+		if err := ident.Check(el, 255); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SnapshotProgress is one snapshot stream's state, for status output.
@@ -299,7 +335,7 @@ type refusedError struct{ reason string }
 
 func (e *refusedError) Error() string { return "mbp: snapshot refused by receiver: " + e.reason }
 
-func (t *Transport) sendSnapshotOnce(ctx context.Context, to core.NodeID, dir string, m *manifest, pr *progress) error {
+func (t *Transport) sendSnapshotOnce(ctx context.Context, to core.NodeID, dir string, m *SnapshotManifest, pr *progress) error {
 	t.mu.RLock()
 	p := t.peers[to]
 	addr := ""
@@ -329,11 +365,11 @@ func (t *Transport) sendSnapshotOnce(ctx context.Context, to core.NodeID, dir st
 //	receiver -> resume(file, offset)            (its last confirmed chunk)
 //	sender   -> chunk(file, offset, data) ...   (rate-limited)
 //	receiver -> ack(file, end) ...; done        (after checking every SHA-256)
-func streamSnapshot(ctx context.Context, rwc io.ReadWriteCloser, dir string, m *manifest, lim *rate.Limiter, pr *progress) error {
+func streamSnapshot(ctx context.Context, rwc io.ReadWriteCloser, dir string, m *SnapshotManifest, lim *rate.Limiter, pr *progress) error {
 	defer rwc.Close()
 	stop := context.AfterFunc(ctx, func() { rwc.Close() })
 	defer stop()
-	if err := WriteFrame(rwc, FrameSnapOffer, 0, m.encode()); err != nil {
+	if err := WriteFrame(rwc, FrameSnapOffer, 0, m.Encode()); err != nil {
 		return err
 	}
 	f, err := ReadFrame(rwc, 64)
@@ -465,6 +501,9 @@ func (t *Transport) serveSnapshot(nc net.Conn, h Hello) {
 		if t.ctx.Err() == nil {
 			t.log.Warn("mbp snapshot receive interrupted", "peer", string(h.ID), "id", id, "err", err)
 		}
+		if dir != "" && t.cfg.OnSnapshotFailed != nil {
+			t.cfg.OnSnapshotFailed(h.ID, id, dir, err)
+		}
 		return
 	}
 	t.log.Info("mbp snapshot received", "peer", string(h.ID), "id", id, "dir", dir)
@@ -484,7 +523,7 @@ func receiveSnapshot(rw io.ReadWriter, limit int, staging func(id string) (strin
 	if f.Type != FrameSnapOffer {
 		return "", "", refuse(rw, fmt.Errorf("%w: got %s, want offer", ErrSnapshot, f.Type))
 	}
-	m, err := decodeManifest(f.Payload, limit)
+	m, err := DecodeSnapshotManifest(f.Payload, limit)
 	if err != nil {
 		return "", "", refuse(rw, err)
 	}
@@ -576,7 +615,7 @@ func receiveSnapshot(rw io.ReadWriter, limit int, staging func(id string) (strin
 // resumePoint finds where to continue in dir: the first file that is not
 // complete and checked, at its last whole chunk. A directory holding another
 // snapshot is emptied.
-func resumePoint(dir string, m *manifest) (int, int64, error) {
+func resumePoint(dir string, m *SnapshotManifest) (int, int64, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, 0, err
 	}
@@ -618,7 +657,7 @@ func resumePoint(dir string, m *manifest) (int, int64, error) {
 	return len(m.Files), 0, nil
 }
 
-func fileSumOK(f *os.File, sf snapFile) (bool, error) {
+func fileSumOK(f *os.File, sf SnapshotFile) (bool, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, sf.Size+1)); err != nil {
 		return false, err

@@ -57,8 +57,8 @@ func TestSnapshotOverTransport(t *testing.T) {
 	src, staging := t.TempDir(), t.TempDir()
 	writeCheckpoint(t, src, ckpt)
 	got := make(chan string, 1)
-	a, _ := newTestTransport(t, "node-a", "k", func(c *Config) { c.SnapshotChunk = 32 << 10 })
-	b, _ := newTestTransport(t, "node-b", "k", func(c *Config) {
+	a, _ := newTestTransport(t, "node-a", testSecret, func(c *Config) { c.SnapshotChunk = 32 << 10 })
+	b, _ := newTestTransport(t, "node-b", testSecret, func(c *Config) {
 		c.SnapshotStaging = func(from core.NodeID, id string) (string, error) { return filepath.Join(staging, id), nil }
 		c.OnSnapshot = func(from core.NodeID, id, dir string) { got <- dir }
 	})
@@ -176,5 +176,79 @@ func TestSnapshotRate(t *testing.T) {
 	}
 	if el := time.Since(start); el < 150*time.Millisecond {
 		t.Fatalf("512 KiB at 2 MiB/s took %v", el)
+	}
+}
+
+// A snapshot id or file name that is not a safe relative name is refused
+// before anything touches the disk: the id names the staging directory
+// (a peer holding the secret offered "../../canary" and had a directory
+// outside the data directory emptied and written).
+func TestSnapshotUnsafeManifest(t *testing.T) {
+	files := func(names ...string) []SnapshotFile {
+		out := make([]SnapshotFile, len(names))
+		for i, n := range names {
+			out[i].Name = n
+		}
+		return out
+	}
+	good := &SnapshotManifest{ID: "0a1b2c3d4e5f", Chunk: 4096, Files: files("000001.sst", "MANIFEST-000001", "MUNINN-STORE", "marker.format-version.000001.013", "sub/000002.log")}
+	if m, err := DecodeSnapshotManifest(good.Encode(), MaxFrame); err != nil || m.ID != good.ID || len(m.Files) != 5 {
+		t.Fatalf("a good manifest: %v", err)
+	}
+	bad := map[string]*SnapshotManifest{
+		"id ../../canary":   {ID: "../../canary", Chunk: 4096},
+		"id ..":             {ID: "..", Chunk: 4096},
+		"id .hidden":        {ID: ".hidden", Chunk: 4096},
+		"id a/b":            {ID: "a/b", Chunk: 4096},
+		"id with a NUL":     {ID: "a\x00b", Chunk: 4096},
+		"id with a space":   {ID: "a b", Chunk: 4096},
+		"name ../x":         {ID: "ok", Chunk: 4096, Files: files("../x")},
+		"name a/../../x":    {ID: "ok", Chunk: 4096, Files: files("a/../../x")},
+		"absolute name":     {ID: "ok", Chunk: 4096, Files: files("/etc/passwd")},
+		"backslash":         {ID: "ok", Chunk: 4096, Files: files(`..\x`)},
+		"the marker":        {ID: "ok", Chunk: 4096, Files: files(stateFile)},
+		"a dot element":     {ID: "ok", Chunk: 4096, Files: files("a/./b")},
+		"a hidden element":  {ID: "ok", Chunk: 4096, Files: files("a/.b")},
+		"duplicate names":   {ID: "ok", Chunk: 4096, Files: files("a", "a")},
+		"unsorted names":    {ID: "ok", Chunk: 4096, Files: files("b", "a")},
+		"trailing slash":    {ID: "ok", Chunk: 4096, Files: files("a/")},
+		"control character": {ID: "ok", Chunk: 4096, Files: files("a\nb")},
+	}
+	for name, m := range bad {
+		if _, err := DecodeSnapshotManifest(m.Encode(), MaxFrame); !errors.Is(err, ErrSnapshot) {
+			t.Errorf("%s: decoded (%v)", name, err)
+		}
+	}
+
+	// Over a stream: refused with a reason, the staging function never called.
+	root := t.TempDir()
+	base := filepath.Join(root, "data", "snapshot-in")
+	d, a := tcpPair(t)
+	staged := make(chan string, 1)
+	rerr := make(chan error, 1)
+	go func() {
+		_, _, err := receiveSnapshot(a, MaxFrame, func(id string) (string, *progress, error) {
+			staged <- id
+			return filepath.Join(base, id), &progress{}, nil
+		})
+		rerr <- err
+	}()
+	if err := WriteFrame(d, FrameSnapOffer, 0, bad["id ../../canary"].Encode()); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFrame(d, 1024)
+	if err != nil || f.Type != FrameRefuse || !bytes.Contains(f.Payload, []byte("unsafe snapshot id")) {
+		t.Fatalf("got %v %v %q", err, f.Type, f.Payload)
+	}
+	if err := <-rerr; !errors.Is(err, ErrSnapshot) {
+		t.Fatalf("receiver: %v", err)
+	}
+	select {
+	case id := <-staged:
+		t.Fatalf("staging asked for %q", id)
+	default:
+	}
+	if _, err := os.Stat(filepath.Join(root, "canary")); !os.IsNotExist(err) {
+		t.Fatalf("the canary directory exists: %v", err)
 	}
 }

@@ -167,7 +167,7 @@ func TestLoadTLSErrors(t *testing.T) {
 	// A transport with a bad file reports it from Listen and Connect.
 	bad := good
 	bad.CAFile = missing
-	tr := New(Config{ID: "node-a", Secret: []byte("k"), ListenAddr: "127.0.0.1:0", TLS: &bad})
+	tr := New(Config{ID: "node-a", Secret: []byte(testSecret), ListenAddr: "127.0.0.1:0", TLS: &bad})
 	defer tr.Close()
 	if err := tr.Listen(); err == nil || !strings.Contains(err.Error(), "cluster.tls.ca") {
 		t.Fatalf("Listen: %v", err)
@@ -199,8 +199,8 @@ func tlsState(t *testing.T, tr *Transport, peer core.NodeID) tls.ConnectionState
 func TestTLSExchange(t *testing.T) {
 	leakCheck(t)
 	ca := newTestCA(t, "cluster CA")
-	a, _ := newTestTransport(t, "node-a", "k", withTLS(tlsFiles(t, ca, "node-a")))
-	b, _ := newTestTransport(t, "node-b", "k", withTLS(tlsFiles(t, ca, "node-b")))
+	a, _ := newTestTransport(t, "node-a", testSecret, withTLS(tlsFiles(t, ca, "node-a")))
+	b, _ := newTestTransport(t, "node-b", testSecret, withTLS(tlsFiles(t, ca, "node-b")))
 	if err := a.Connect(b.Addr()); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func rawTLSDial(t *testing.T, addr string, cfg *tls.Config) error {
 	if err := tc.Handshake(); err != nil {
 		return err
 	}
-	_, err = DialHandshake(tc, HandshakeConfig{Secret: []byte("k"), Local: Hello{ID: "intruder", Purpose: PurposeControl}})
+	_, err = DialHandshake(tc, HandshakeConfig{Secret: []byte(testSecret), Local: Hello{ID: "intruder", Purpose: PurposeControl}})
 	return err
 }
 
@@ -262,7 +262,7 @@ func rawTLSDial(t *testing.T, addr string, cfg *tls.Config) error {
 func TestTLSRefusesPeerWithoutCert(t *testing.T) {
 	leakCheck(t)
 	ca := newTestCA(t, "cluster CA")
-	b, blog := newTestTransport(t, "node-b", "k", withTLS(tlsFiles(t, ca, "node-b")))
+	b, blog := newTestTransport(t, "node-b", testSecret, withTLS(tlsFiles(t, ca, "node-b")))
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.cert)
 	err := rawTLSDial(t, b.Addr(), &tls.Config{RootCAs: pool, ServerName: "node-b.invalid", MinVersion: tls.VersionTLS13})
@@ -285,7 +285,7 @@ func TestTLSRefusesPeerWithoutCert(t *testing.T) {
 func TestTLSRefusesOtherCA(t *testing.T) {
 	leakCheck(t)
 	ca, other := newTestCA(t, "cluster CA"), newTestCA(t, "other CA")
-	b, blog := newTestTransport(t, "node-b", "k", withTLS(tlsFiles(t, ca, "node-b")))
+	b, blog := newTestTransport(t, "node-b", testSecret, withTLS(tlsFiles(t, ca, "node-b")))
 
 	// A client presenting a certificate from the other CA, trusting
 	// everything, is refused by the listener. (GetClientCertificate: with
@@ -307,7 +307,7 @@ func TestTLSRefusesOtherCA(t *testing.T) {
 	})
 
 	// A whole node of the other CA: neither side accepts the other.
-	x, xlog := newTestTransport(t, "node-x", "k", withTLS(tlsFiles(t, other, "node-x")))
+	x, xlog := newTestTransport(t, "node-x", testSecret, withTLS(tlsFiles(t, other, "node-x")))
 	_ = x.Connect(b.Addr())
 	_ = b.Connect(x.Addr())
 	// Each dialer refuses the other's server certificate; each listener
@@ -328,7 +328,7 @@ func TestTLSRefusesOtherCA(t *testing.T) {
 	yc, yk := other.issue(t, "node-y", leafOpts{})
 	both := &TLSFiles{CertFile: writeFile(t, dir, "y.crt", yc), KeyFile: writeFile(t, dir, "y.key", yk),
 		CAFile: writeFile(t, dir, "ca.crt", append(append([]byte{}, other.pem...), ca.pem...))}
-	y, ylog := newTestTransport(t, "node-y", "k", withTLS(both))
+	y, ylog := newTestTransport(t, "node-y", testSecret, withTLS(both))
 	_ = y.Connect(b.Addr())
 	waitFor(t, "node-y refused", func() bool {
 		return strings.Contains(ylog.String(), "TLS failed") && strings.Contains(ylog.String(), "cluster.tls.ca signed our cluster.tls.cert")
@@ -342,8 +342,8 @@ func TestTLSRefusesOtherCA(t *testing.T) {
 func TestTLSPlaintextMismatch(t *testing.T) {
 	leakCheck(t)
 	ca := newTestCA(t, "cluster CA")
-	s, slog := newTestTransport(t, "node-s", "k", withTLS(tlsFiles(t, ca, "node-s")))
-	p, plog := newTestTransport(t, "node-p", "k")
+	s, slog := newTestTransport(t, "node-s", testSecret, withTLS(tlsFiles(t, ca, "node-s")))
+	p, plog := newTestTransport(t, "node-p", testSecret)
 	_ = s.Connect(p.Addr())
 	_ = p.Connect(s.Addr())
 	waitFor(t, "both sides refused", func() bool {
@@ -362,8 +362,8 @@ func TestTLSPlaintextMismatch(t *testing.T) {
 func TestTLSWrongSecret(t *testing.T) {
 	leakCheck(t)
 	ca := newTestCA(t, "cluster CA")
-	a, alog := newTestTransport(t, "node-a", "k1", withTLS(tlsFiles(t, ca, "node-a")))
-	b, _ := newTestTransport(t, "node-b", "k2", withTLS(tlsFiles(t, ca, "node-b")))
+	a, alog := newTestTransport(t, "node-a", "0123456789abcdef-k1", withTLS(tlsFiles(t, ca, "node-a")))
+	b, _ := newTestTransport(t, "node-b", "0123456789abcdef-k2", withTLS(tlsFiles(t, ca, "node-b")))
 	_ = a.Connect(b.Addr())
 	waitFor(t, "auth refusal", func() bool { return strings.Contains(alog.String(), "authentication failed") })
 	if connected(a, "node-b") {
@@ -378,8 +378,8 @@ func TestTLSSnapshot(t *testing.T) {
 	src, staging := t.TempDir(), t.TempDir()
 	writeCheckpoint(t, src, ckpt)
 	got := make(chan string, 1)
-	a, _ := newTestTransport(t, "node-a", "k", withTLS(tlsFiles(t, ca, "node-a")), func(c *Config) { c.SnapshotChunk = 32 << 10 })
-	b, _ := newTestTransport(t, "node-b", "k", withTLS(tlsFiles(t, ca, "node-b")), func(c *Config) {
+	a, _ := newTestTransport(t, "node-a", testSecret, withTLS(tlsFiles(t, ca, "node-a")), func(c *Config) { c.SnapshotChunk = 32 << 10 })
+	b, _ := newTestTransport(t, "node-b", testSecret, withTLS(tlsFiles(t, ca, "node-b")), func(c *Config) {
 		c.SnapshotStaging = func(from core.NodeID, id string) (string, error) { return filepath.Join(staging, id), nil }
 		c.OnSnapshot = func(from core.NodeID, id, dir string) { got <- dir }
 	})
@@ -401,14 +401,14 @@ func TestTLSSnapshot(t *testing.T) {
 func TestTLSSnapshotRefusesPlaintext(t *testing.T) {
 	leakCheck(t)
 	ca := newTestCA(t, "cluster CA")
-	b, _ := newTestTransport(t, "node-b", "k", withTLS(tlsFiles(t, ca, "node-b")))
+	b, _ := newTestTransport(t, "node-b", testSecret, withTLS(tlsFiles(t, ca, "node-b")))
 	nc, err := net.DialTimeout("tcp", b.Addr(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(3 * time.Second))
-	_, err = DialHandshake(nc, HandshakeConfig{Secret: []byte("k"), Local: Hello{ID: "node-a", Purpose: PurposeSnapshot}})
+	_, err = DialHandshake(nc, HandshakeConfig{Secret: []byte(testSecret), Local: Hello{ID: "node-a", Purpose: PurposeSnapshot}})
 	if !errors.Is(err, ErrHandshake) || !strings.Contains(err.Error(), "requires TLS") {
 		t.Fatalf("plaintext snapshot dial: %v", err)
 	}
@@ -420,7 +420,7 @@ func BenchmarkTLSLoopback(b *testing.B) {
 	ca := newTestCA(b, "cluster CA")
 	pair := func(b *testing.B) (*Transport, *Transport) {
 		mk := func(id core.NodeID) *Transport {
-			tr := New(Config{ID: id, Secret: []byte("k"), ListenAddr: "127.0.0.1:0", QueueLen: 1 << 14, TLS: tlsFiles(b, ca, string(id))})
+			tr := New(Config{ID: id, Secret: []byte(testSecret), ListenAddr: "127.0.0.1:0", QueueLen: 1 << 14, TLS: tlsFiles(b, ca, string(id))})
 			if err := tr.Listen(); err != nil {
 				b.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/ident"
 	"golang.org/x/time/rate"
 )
 
@@ -30,6 +31,9 @@ const (
 	DefaultQueueBytes       = 64 << 20 // queued append bytes per peer
 	DefaultRecvLen          = 4096
 	DefaultSnapshotRateMB   = 100 // snapshot_rate_mb, in 10^6 bytes/s
+	DefaultLivenessWindow   = 3 * time.Second
+	// MinSecretLen is the shortest cluster_secret a Transport accepts.
+	MinSecretLen = 16
 )
 
 // Config configures a Transport. Zero fields take the defaults above.
@@ -69,6 +73,14 @@ type Config struct {
 	// OnSnapshot is called once an incoming snapshot is complete and every
 	// file's SHA-256 checked.
 	OnSnapshot func(from core.NodeID, id, dir string)
+	// OnSnapshotFailed is called when an incoming stream that was given a
+	// staging directory ends without completing (the sender may resume it).
+	OnSnapshotFailed func(from core.NodeID, id, dir string, err error)
+	// LivenessWindow decides between two control connections claiming the
+	// same peer (see attach): one up at least this long that delivered a
+	// frame within it is live and is kept. Members heartbeat each other, so
+	// the node passes its SDOWN window (3 heartbeats); default 3 s.
+	LivenessWindow time.Duration
 	// TLS is cluster.tls: when set, every connection runs mutual TLS 1.3
 	// (see LoadTLS) under the HMAC handshake. Listen and Connect report a
 	// file that cannot be loaded.
@@ -86,6 +98,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.BackoffMin, DefaultBackoffMin)
 	def(&c.BackoffMax, DefaultBackoffMax)
+	def(&c.LivenessWindow, DefaultLivenessWindow)
 	c.MaxFrame = checkLimit(c.MaxFrame)
 	if c.QueueLen <= 0 {
 		c.QueueLen = DefaultQueueLen
@@ -174,10 +187,22 @@ type peer struct {
 type conn struct {
 	nc     net.Conn
 	p      *peer
-	dialed bool        // this node dialed it
-	dialer core.NodeID // who dialed it
+	dialed bool         // this node dialed it
+	dialer core.NodeID  // who dialed it
+	since  time.Time    // when it was attached
+	heard  atomic.Int64 // unix nanoseconds of the last frame read
 	done   chan struct{}
 	once   sync.Once
+}
+
+// live reports whether c has been up for at least window and delivered a
+// frame within it: a peer that lost this connection (a crash, a reboot, a
+// partition) cannot have sent on it since.
+func (c *conn) live(now time.Time, window time.Duration) bool {
+	if now.Sub(c.since) < window {
+		return false
+	}
+	return now.Sub(time.Unix(0, c.heard.Load())) < window
 }
 
 // close closes the TCP connection under any TLS at once (no close_notify,
@@ -219,11 +244,14 @@ func (t *Transport) errConfig() error {
 	if t.tlsErr != nil {
 		return t.tlsErr
 	}
-	if t.cfg.ID == "" || len(t.cfg.ID) > core.MaxNodeIDLen {
-		return fmt.Errorf("mbp: node id %q is empty or over %d bytes: set cluster.node_id", t.cfg.ID, core.MaxNodeIDLen)
+	if err := ident.CheckNodeID(string(t.cfg.ID)); err != nil {
+		return fmt.Errorf("mbp: node id %q: %v: set cluster.node_id to %s", t.cfg.ID, err, ident.NodeIDRule)
 	}
 	if len(t.cfg.Secret) == 0 {
-		return errors.New("mbp: cluster_secret is empty: set cluster.cluster_secret (MUNINN_CLUSTER_SECRET)")
+		return errors.New("mbp: cluster_secret is empty: set cluster.cluster_secret (or MUNINN_CLUSTER_SECRET), the same on every node; generate one with: openssl rand -hex 32")
+	}
+	if len(t.cfg.Secret) < MinSecretLen {
+		return fmt.Errorf("mbp: cluster_secret is too short (%d bytes): set cluster.cluster_secret (or MUNINN_CLUSTER_SECRET) to at least %d bytes, the same on every node; generate one with: openssl rand -hex 32", len(t.cfg.Secret), MinSecretLen)
 	}
 	if len(t.cfg.APIAddr) > MaxAddrLen || len(t.cfg.AdvertiseAddr) > MaxAddrLen {
 		return fmt.Errorf("mbp: advertised address over %d bytes", MaxAddrLen)
@@ -510,6 +538,15 @@ func (t *Transport) prefer(peer, da, db core.NodeID) bool {
 
 // attach makes nc the peer's control connection, or closes it if the
 // peer's current one wins. It returns nil when nc was closed.
+//
+// A second authenticated connection claiming a connected peer's id is
+// either a crossing dial (both nodes dialed at once: the current one is
+// younger than LivenessWindow, and prefer decides alike on both ends), a
+// peer that lost its connection and dialed again (the current one has been
+// silent for LivenessWindow: it is replaced), or an impostor holding the
+// secret (the current one is live: the newcomer is refused, so it cannot
+// take the real node's place). The last two are logged as warnings with
+// both remote addresses.
 func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
 	dialer := h.ID
 	if dialed {
@@ -526,16 +563,32 @@ func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
 		p = &peer{id: h.ID, q: newQueue()}
 		t.peers[h.ID] = p
 	}
+	now := time.Now()
 	if old := p.conn; old != nil {
-		if !t.prefer(h.ID, dialer, old.dialer) {
+		attrs := []any{"peer", string(h.ID), "current_remote", old.nc.RemoteAddr().String(), "current_dialer", string(old.dialer),
+			"new_remote", nc.RemoteAddr().String(), "new_dialer", string(dialer), "current_age", now.Sub(old.since).Round(time.Millisecond)}
+		switch {
+		case old.live(now, t.cfg.LivenessWindow):
 			t.mu.Unlock()
-			nc.Close()
-			t.log.Debug("mbp duplicate connection closed", "peer", string(h.ID), "dialer", string(dialer))
+			t.log.Warn("mbp refused a second connection claiming a connected peer's node id: the current connection is live (another process with this node id and cluster_secret?)", attrs...)
+			refuseLate(nc, fmt.Sprintf("node id %s is already connected to %s over a live connection", h.ID, t.cfg.ID))
 			return nil
+		case now.Sub(old.since) < t.cfg.LivenessWindow:
+			// Crossing dials: both ends keep the same one (prefer).
+			if !t.prefer(h.ID, dialer, old.dialer) {
+				t.mu.Unlock()
+				nc.Close()
+				t.log.Info("mbp duplicate connection closed (crossing dials)", attrs...)
+				return nil
+			}
+			t.log.Info("mbp duplicate connection replaces a newer one (crossing dials)", attrs...)
+		default:
+			t.log.Warn("mbp a second connection claims a connected peer's node id; the current connection has been silent, so it is replaced (the peer restarted or lost it)", attrs...)
 		}
 		old.close() // its reader sees p.conn != old and leaves the peer up
 	}
-	c := &conn{nc: nc, p: p, dialed: dialed, dialer: dialer, done: make(chan struct{})}
+	c := &conn{nc: nc, p: p, dialed: dialed, dialer: dialer, since: now, done: make(chan struct{})}
+	c.heard.Store(now.UnixNano())
 	up := p.conn == nil
 	p.conn, p.hello = c, h
 	if up {
@@ -551,6 +604,14 @@ func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
 	go t.readLoop(c)
 	go t.writeLoop(c)
 	return c
+}
+
+// refuseLate tells an authenticated peer why its connection is closed
+// (best effort, bounded) and closes it.
+func refuseLate(nc net.Conn, reason string) {
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = WriteFrame(nc, FrameRefuse, 0, []byte(reason))
+	nc.Close()
 }
 
 // detach forgets c; the peer is down unless another connection replaced it.
@@ -597,6 +658,12 @@ func (t *Transport) read(c *conn) error {
 			if errors.Is(err, ErrVersion) || errors.Is(err, ErrType) || errors.Is(err, ErrFlags) || errors.Is(err, ErrTooLarge) {
 				t.log.Warn("mbp closing connection: bad frame from peer", "peer", string(id), "err", err)
 			}
+			return err
+		}
+		c.heard.Store(time.Now().UnixNano())
+		if f.Type == FrameRefuse {
+			err := fmt.Errorf("refused by peer: %q", f.Payload)
+			t.log.Warn("mbp connection refused by the peer after authentication", "peer", string(id), "err", err)
 			return err
 		}
 		if f.Type != FrameMessage {

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,8 +102,8 @@ func recvOne(t *testing.T, tr *Transport) core.Message {
 
 func TestTransportExchange(t *testing.T) {
 	leakCheck(t)
-	a, _ := newTestTransport(t, "node-a", "k")
-	b, _ := newTestTransport(t, "node-b", "k", func(c *Config) { c.Kind = core.KindSentinel })
+	a, _ := newTestTransport(t, "node-a", testSecret)
+	b, _ := newTestTransport(t, "node-b", testSecret, func(c *Config) { c.Kind = core.KindSentinel })
 	if err := a.Connect(b.Addr()); err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +150,8 @@ func TestTransportExchange(t *testing.T) {
 // A wrong secret is refused on both ends, logged, and never logged in clear.
 func TestTransportWrongSecret(t *testing.T) {
 	leakCheck(t)
-	a, la := newTestTransport(t, "node-a", "secret-of-a")
-	b, lb := newTestTransport(t, "node-b", "secret-of-b")
+	a, la := newTestTransport(t, "node-a", "secret-of-a-0123456789")
+	b, lb := newTestTransport(t, "node-b", "secret-of-b-0123456789")
 	_ = a.Connect(b.Addr())
 	waitFor(t, "refusals logged", func() bool {
 		return strings.Contains(la.String(), "authentication failed") && strings.Contains(lb.String(), "authentication failed")
@@ -169,8 +170,8 @@ func TestTransportWrongSecret(t *testing.T) {
 // A peer that goes away is redialed until it comes back.
 func TestTransportReconnect(t *testing.T) {
 	leakCheck(t)
-	a, _ := newTestTransport(t, "node-a", "k")
-	b, _ := newTestTransport(t, "node-b", "k")
+	a, _ := newTestTransport(t, "node-a", testSecret)
+	b, _ := newTestTransport(t, "node-b", testSecret)
 	addr := b.Addr()
 	_ = a.Connect(addr)
 	waitFor(t, "connected", func() bool { return connected(a, "node-b") })
@@ -179,7 +180,7 @@ func TestTransportReconnect(t *testing.T) {
 	if a.Send("node-b", core.Message{Type: core.MsgHeartbeat}) {
 		t.Fatal("send to a disconnected peer accepted")
 	}
-	b2, _ := newTestTransport(t, "node-b", "k", func(c *Config) { c.ListenAddr = addr })
+	b2, _ := newTestTransport(t, "node-b", testSecret, func(c *Config) { c.ListenAddr = addr })
 	waitFor(t, "reconnected", func() bool { return connected(a, "node-b") })
 	a.Send("node-b", core.Message{Type: core.MsgVote, Epoch: 7})
 	if m := recvOne(t, b2); m.Epoch != 7 {
@@ -201,8 +202,8 @@ func TestTransportReconnect(t *testing.T) {
 // When both dial, both keep the connection dialed by the lower id.
 func TestTransportBothDial(t *testing.T) {
 	leakCheck(t)
-	a, _ := newTestTransport(t, "node-a", "k")
-	b, _ := newTestTransport(t, "node-b", "k")
+	a, _ := newTestTransport(t, "node-a", testSecret)
+	b, _ := newTestTransport(t, "node-b", testSecret)
 	_ = a.Connect(b.Addr())
 	_ = b.Connect(a.Addr())
 	stable := func() bool {
@@ -229,7 +230,7 @@ func rawAuthed(t *testing.T, tr *Transport, id core.NodeID) net.Conn {
 	}
 	t.Cleanup(func() { nc.Close() })
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := DialHandshake(nc, hsConfig(id, "k")); err != nil {
+	if _, err := DialHandshake(nc, hsConfig(id, testSecret)); err != nil {
 		t.Fatal(err)
 	}
 	return nc
@@ -250,7 +251,7 @@ func expectClosed(t *testing.T, nc net.Conn) {
 // with a log line naming the value.
 func TestTransportBadFrames(t *testing.T) {
 	leakCheck(t)
-	b, lb := newTestTransport(t, "node-b", "k")
+	b, lb := newTestTransport(t, "node-b", testSecret)
 	cases := []struct {
 		name, log string
 		send      func(nc net.Conn)
@@ -278,7 +279,7 @@ func TestTransportBadFrames(t *testing.T) {
 // A connection that never completes the handshake is closed at the deadline.
 func TestTransportHandshakeDeadline(t *testing.T) {
 	leakCheck(t)
-	b, _ := newTestTransport(t, "node-b", "k", func(c *Config) { c.HandshakeTimeout = 100 * time.Millisecond })
+	b, _ := newTestTransport(t, "node-b", testSecret, func(c *Config) { c.HandshakeTimeout = 100 * time.Millisecond })
 	nc, err := net.Dial("tcp", b.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -321,8 +322,8 @@ func TestQueueLanesAndLimits(t *testing.T) {
 // Heartbeats overtake queued appends: the priority lane is written first.
 func TestTransportPriority(t *testing.T) {
 	leakCheck(t)
-	a, _ := newTestTransport(t, "node-a", "k")
-	b, _ := newTestTransport(t, "node-b", "k")
+	a, _ := newTestTransport(t, "node-a", testSecret)
+	b, _ := newTestTransport(t, "node-b", testSecret)
 	_ = a.Connect(b.Addr())
 	waitFor(t, "connected", func() bool { return connected(a, "node-b") })
 	a.mu.RLock()
@@ -342,3 +343,112 @@ func TestTransportPriority(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// testSecret is a cluster_secret long enough for a Transport.
+const testSecret = "0123456789abcdef-mbp-test"
+
+func peerAddr(tr *Transport, id core.NodeID) string {
+	for _, p := range tr.Peers() {
+		if p.ID == id && p.Connected {
+			return p.Addr
+		}
+	}
+	return ""
+}
+
+// A second authenticated connection claiming a connected peer's id (a
+// secret holder impersonating a member) is refused while the current
+// connection is live, and logged with both remote addresses; once the
+// current one has been silent for the liveness window (the peer lost it:
+// a crash, a reboot) a new connection replaces it, also with a warning.
+func TestTransportImpostorRefused(t *testing.T) {
+	leakCheck(t)
+	const window = 300 * time.Millisecond
+	a, alog := newTestTransport(t, "node-a", testSecret, func(c *Config) { c.LivenessWindow = window })
+	orig := rawAuthed(t, a, "node-b")
+	waitFor(t, "node-b attached", func() bool { return peerAddr(a, "node-b") == orig.LocalAddr().String() })
+
+	// The real node-b heartbeats, as members do.
+	var lastSent atomic.Int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			_ = orig.SetWriteDeadline(time.Now().Add(time.Second))
+			if WriteFrame(orig, FrameMessage, 0, EncodeMessage(core.Message{Type: core.MsgHeartbeat, From: "node-b", To: "node-a"})) != nil {
+				return
+			}
+			lastSent.Store(time.Now().UnixNano())
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	go func() {
+		for range a.Recv() {
+		}
+	}()
+	since := time.Now()
+	waitFor(t, "the connection to be established", func() bool { return time.Since(since) > window+50*time.Millisecond })
+
+	imp := rawAuthed(t, a, "node-b")
+	expectClosed(t, imp)
+	waitFor(t, "the refusal logged", func() bool { return strings.Contains(alog.String(), "refused a second connection") })
+	line := ""
+	for _, l := range strings.Split(alog.String(), "\n") {
+		if strings.Contains(l, "refused a second connection") {
+			line = l
+		}
+	}
+	for _, want := range []string{"peer=node-b", "current_remote=" + orig.LocalAddr().String(), "new_remote=" + imp.LocalAddr().String()} {
+		if !strings.Contains(line, want) {
+			t.Errorf("refusal log line lacks %q: %s", want, line)
+		}
+	}
+	if got := peerAddr(a, "node-b"); got != orig.LocalAddr().String() {
+		t.Fatalf("node-b is now reached at %s, want the original %s", got, orig.LocalAddr())
+	}
+
+	// node-b goes silent: a new connection from it is taken as a reconnect.
+	close(stop)
+	<-done
+	waitFor(t, "the connection to be silent for the window", func() bool {
+		return time.Since(time.Unix(0, lastSent.Load())) > window+50*time.Millisecond
+	})
+	again := rawAuthed(t, a, "node-b")
+	waitFor(t, "the new connection attached", func() bool { return peerAddr(a, "node-b") == again.LocalAddr().String() })
+	expectClosed(t, orig)
+	if !strings.Contains(alog.String(), "has been silent, so it is replaced") {
+		t.Fatalf("replacement not logged:\n%s", alog.String())
+	}
+	again.Close()
+	waitFor(t, "node-b down", func() bool { return !connected(a, "node-b") })
+}
+
+// A Transport refuses a cluster_secret under MinSecretLen, naming the key,
+// the variable and how to generate one, never the secret.
+func TestTransportShortSecret(t *testing.T) {
+	tr := New(Config{ID: "node-a", Secret: []byte("short-secret"), ListenAddr: "127.0.0.1:0"})
+	defer tr.Close()
+	err := tr.Listen()
+	if err == nil {
+		t.Fatal("a 12-byte secret was accepted")
+	}
+	for _, want := range []string{"cluster.cluster_secret", "MUNINN_CLUSTER_SECRET", "at least 16 bytes", "openssl rand -hex 32"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "short-secret") {
+		t.Errorf("error shows the secret: %v", err)
+	}
+	bad := New(Config{ID: "../x", Secret: []byte(testSecret)})
+	defer bad.Close()
+	if err := bad.Connect("127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cluster.node_id") {
+		t.Errorf("node id ../x: %v", err)
+	}
+}
