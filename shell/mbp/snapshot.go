@@ -372,7 +372,8 @@ func streamSnapshot(ctx context.Context, rwc io.ReadWriteCloser, dir string, m *
 	if err := WriteFrame(rwc, FrameSnapOffer, 0, m.Encode()); err != nil {
 		return err
 	}
-	f, err := ReadFrame(rwc, 64)
+	// A resume is a few bytes; a refusal's reason up to maxReasonLen.
+	f, err := ReadFrame(rwc, maxReasonLen)
 	if err != nil {
 		return err
 	}

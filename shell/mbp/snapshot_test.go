@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -250,5 +251,24 @@ func TestSnapshotUnsafeManifest(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "canary")); !os.IsNotExist(err) {
 		t.Fatalf("the canary directory exists: %v", err)
+	}
+}
+
+// A receiver's refusal reaches the sender as a refusal (not retried), even
+// with a long reason: the sender used to read the answer to its offer with
+// a 64-byte limit and retried every refusal longer than that forever.
+func TestSnapshotRefusalReason(t *testing.T) {
+	src := t.TempDir()
+	writeCheckpoint(t, src, map[string]int{"a.sst": 100})
+	m, _ := buildManifest(src, 4096)
+	reason := "snapshots are accepted only from the Cortex this node follows (muninn-01, epoch 7), not from intruder"
+	d, a := tcpPair(t)
+	go func() {
+		_, _, _ = receiveSnapshot(a, MaxFrame, func(string) (string, *progress, error) { return "", nil, errors.New(reason) })
+	}()
+	err := streamSnapshot(context.Background(), d, src, m, rate.NewLimiter(rate.Inf, 4096), &progress{})
+	var refused *refusedError
+	if !errors.As(err, &refused) || !strings.Contains(refused.reason, reason) {
+		t.Fatalf("sender: %v", err)
 	}
 }
