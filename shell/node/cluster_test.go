@@ -28,7 +28,7 @@ type testCluster struct {
 
 // startCluster starts n nodes in this process on 127.0.0.1 with a short
 // heartbeat, each listing the others as seeds.
-func startCluster(t *testing.T, n int, hb time.Duration) *testCluster {
+func startCluster(t *testing.T, n int, hb time.Duration, mod ...func(i int, o *Options)) *testCluster {
 	tc := &testCluster{t: t}
 	addrs := make([]string, n)
 	for i := range addrs {
@@ -46,6 +46,9 @@ func startCluster(t *testing.T, n int, hb time.Duration) *testCluster {
 			Secret: []byte("0123456789abcdef-test-secret"), BindAddr: addrs[i], Seeds: seeds,
 			Heartbeat: hb, ForwardWait: 5 * time.Second,
 		})
+		for _, f := range mod {
+			f(i, &tc.opts[i])
+		}
 	}
 	tc.nodes = make([]*Node, n)
 	errs := make(chan error, n)

@@ -212,6 +212,7 @@ func (n *Node) sendSnapshot(to core.NodeID) {
 }
 
 func (n *Node) installSnapshot(s snapInstall) {
+	defer n.removeStaging(s.dir) // the store copied it, or it is refused: see staging.go
 	pos, err := n.store.InstallSnapshot(s.dir)
 	if err != nil {
 		n.log.Error("installing snapshot failed", "from", s.from, "err", err)

@@ -44,6 +44,7 @@ type Node struct {
 	prevHS  core.HardState
 	ready   bool
 	peers   peerSync
+	staging staging
 
 	closeOnce sync.Once
 	bg        sync.WaitGroup
@@ -105,6 +106,12 @@ func Start(opts Options) (*Node, error) {
 		reqs: make(chan request, 1024), inbox: make(chan core.Message, 4096),
 		stop: make(chan struct{}), done: make(chan struct{}), snapIn: make(chan snapInstall, 1), snapFail: make(chan core.NodeID, 1), fatal: make(chan error, 1),
 		waiters: map[uint64]chan core.Result{}, serves: map[uint64]func(){}, metrics: newMetrics(opts.ID),
+		staging: staging{active: map[string]int{}, gen: map[string]uint64{}, timers: map[string]*time.Timer{}},
+	}
+	// Snapshot staging left by a stop or a kill is stale: its stream is
+	// sent again from the start.
+	if err := clearStaging(opts.DataDir); err != nil {
+		n.log.Warn("stale snapshot staging left in place", "err", err)
 	}
 	restored, err := st.Load()
 	if err != nil {
@@ -164,15 +171,19 @@ func (n *Node) startTransport() error {
 		ID: n.opts.ID, Kind: n.opts.Kind, Secret: n.opts.Secret,
 		ListenAddr: n.opts.BindAddr, AdvertiseAddr: n.opts.AdvertiseAddr, APIAddr: n.opts.APIAddr,
 		Logger: n.log, SnapshotRateMB: n.opts.SnapshotRateMB, TLS: n.opts.TLS,
-		SnapshotStaging: func(from core.NodeID, id string) (string, error) {
-			return filepath.Join(n.opts.DataDir, "snapshot-in", id), nil
-		},
+		// Snapshots only from the Cortex this node follows, into
+		// snapshot-in/<id> (id checked), removed once installed or
+		// abandoned: see staging.go.
+		SnapshotStaging: n.snapshotStaging,
 		OnSnapshot: func(from core.NodeID, id, dir string) {
-			select {
-			case n.snapIn <- snapInstall{from: from, dir: dir}:
-			case <-n.stop:
-			}
+			n.snapshotDone(from, id, dir, true)
 		},
+		OnSnapshotFailed: func(from core.NodeID, id, dir string, err error) {
+			n.snapshotDone(from, id, dir, false)
+		},
+		// A member heartbeats every member: a connection silent for the
+		// SDOWN window is the one a restarted peer lost.
+		LivenessWindow: core.Config{Heartbeat: n.opts.Heartbeat, LeaseTTL: n.opts.LeaseTTL}.WithDefaults().DownAfter(),
 	})
 	if err := n.tr.Listen(); err != nil {
 		return fmt.Errorf("listen on cluster.bind_addr %s: %w", n.opts.BindAddr, err)
@@ -213,6 +224,7 @@ func (n *Node) Close() error {
 		close(n.stop)
 		<-n.done
 		n.bg.Wait()
+		n.staging.close()
 		n.closeIO()
 	})
 	return nil
