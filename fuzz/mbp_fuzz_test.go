@@ -3,7 +3,10 @@ package fuzz
 import (
 	"bytes"
 	"io"
+	"path/filepath"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/muninndb/muninn/core"
@@ -178,4 +181,71 @@ func proofOf(f *testing.F, transcript []byte) []byte {
 			return fr.Payload
 		}
 	}
+}
+
+// safeElem is the oracle's own statement of a safe path element, written
+// independently of shell/ident: ASCII letters, digits, '.', '_', '-', not
+// starting with '.', at most 255 bytes.
+var safeElem = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$`)
+
+// FuzzManifest: the snapshot manifest decoder (a snap-offer from any peer
+// holding the secret) never panics, and whatever it accepts is safe to use
+// as paths: the id is one safe element of at most 64 bytes (it names
+// snapshot-in/<id>), every file name a relative path of safe elements that
+// stays inside the staging directory, names are sorted and unique, and the
+// manifest re-encodes to an identical one.
+func FuzzManifest(f *testing.F) {
+	good := &mbp.SnapshotManifest{ID: "0a1b2c3d4e5f60718293a4b5", Chunk: 1 << 20, Files: []mbp.SnapshotFile{
+		{Name: "000002.log", Size: 10}, {Name: "MANIFEST-000001", Size: 3}, {Name: "MUNINN-STORE"},
+		{Name: "marker.format-version.000001.020"}, {Name: "sub/000005.sst", Size: 1 << 20}}}
+	f.Add(good.Encode())
+	for _, bad := range []*mbp.SnapshotManifest{
+		{ID: "../../canary", Chunk: 4096},
+		{ID: "ok", Chunk: 4096, Files: []mbp.SnapshotFile{{Name: "../x"}}},
+		{ID: "ok", Chunk: 4096, Files: []mbp.SnapshotFile{{Name: "a/../../x"}}},
+		{ID: "ok", Chunk: 4096, Files: []mbp.SnapshotFile{{Name: `..\x`}}},
+		{ID: "ok", Chunk: 4096, Files: []mbp.SnapshotFile{{Name: "b"}, {Name: "a"}}},
+	} {
+		f.Add(bad.Encode())
+	}
+	f.Add([]byte{})
+	const limit = 1 << 20
+	base := filepath.Join(string(filepath.Separator)+"data", "snapshot-in")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := mbp.DecodeSnapshotManifest(b, limit)
+		if err != nil {
+			return
+		}
+		if len(m.ID) > 64 || !safeElem.MatchString(m.ID) {
+			t.Fatalf("unsafe snapshot id %q accepted", m.ID)
+		}
+		dir := filepath.Join(base, m.ID)
+		if rel, err := filepath.Rel(base, dir); err != nil || rel != m.ID {
+			t.Fatalf("id %q leaves %s: %q", m.ID, base, rel)
+		}
+		if m.Chunk <= 0 || m.Chunk > limit {
+			t.Fatalf("chunk %d", m.Chunk)
+		}
+		for i, sf := range m.Files {
+			for _, el := range strings.Split(sf.Name, "/") {
+				if !safeElem.MatchString(el) {
+					t.Fatalf("file %d: unsafe element %q in %q", i, el, sf.Name)
+				}
+			}
+			p := filepath.Join(dir, filepath.FromSlash(sf.Name))
+			if rel, err := filepath.Rel(dir, p); err != nil || !filepath.IsLocal(rel) || rel != filepath.FromSlash(sf.Name) {
+				t.Fatalf("file %q leaves %s: %q %v", sf.Name, dir, rel, err)
+			}
+			if sf.Size < 0 {
+				t.Fatalf("file %q: size %d", sf.Name, sf.Size)
+			}
+			if i > 0 && m.Files[i-1].Name >= sf.Name {
+				t.Fatalf("names out of order or repeated: %q then %q", m.Files[i-1].Name, sf.Name)
+			}
+		}
+		m2, err := mbp.DecodeSnapshotManifest(m.Encode(), limit)
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip: %v\n%#v\n%#v", err, m, m2)
+		}
+	})
 }
