@@ -118,7 +118,9 @@ func (quietLogger) Fatalf(format string, args ...any) {
 // InstallSnapshot is completed or discarded first. A store that is damaged
 // (a missing or corrupt MANIFEST, a corrupt table or log file, inconsistent
 // meta) fails with an error naming the directory and, where Pebble says, the
-// file; it never starts silently with partial state.
+// file; it never starts silently with partial state. A write-ahead log that
+// is damaged before records synced after the damage is refused (checkWAL);
+// a torn tail left by a crash mid-write is not damage.
 func Open(dir string, opts Options) (*Store, error) {
 	if err := recoverInstall(dir); err != nil {
 		return nil, err
@@ -137,6 +139,8 @@ func (s *Store) open() error {
 		if err := refuseOrphanFiles(dir); err != nil {
 			return err
 		}
+	} else if err := checkWAL(dir); err != nil {
+		return err
 	}
 	size := s.opts.CacheSize
 	if size == 0 {
@@ -144,9 +148,10 @@ func (s *Store) open() error {
 	}
 	cache := pebble.NewCache(size)
 	po := &pebble.Options{
-		Cache:            cache,
-		Logger:           s.opts.Logger,
-		ErrorIfNotExists: existed,
+		Cache:              cache,
+		Logger:             s.opts.Logger,
+		ErrorIfNotExists:   existed,
+		FormatMajorVersion: pebbleFormat,
 		EventListener: &pebble.EventListener{
 			// Pebble's default is to Fatalf. Record it instead: reads of
 			// the damaged range fail with an error naming the file, and
@@ -163,6 +168,10 @@ func (s *Store) open() error {
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		cache.Unref()
+		if pebble.IsCorruptionError(err) {
+			return fmt.Errorf("store %s: open: %w: the store is damaged and would start with less than it holds, so it refuses to start. "+
+				"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh Lobe (docs/storage.md, \"Damage\")", dir, err)
+		}
 		return fmt.Errorf("store %s: open: %w", dir, err)
 	}
 	s.db, s.cache = db, cache
