@@ -46,6 +46,8 @@ type Server struct {
 	mux  *http.ServeMux
 	fwd  *http.Client
 	lag  *lagTracker
+	// nonces of the signed forwarded requests accepted (replay guard).
+	nonces nonceSet
 }
 
 // New returns the API for node n.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -430,22 +431,48 @@ func TestForwardSignature(t *testing.T) {
 	secret := []byte("cluster-secret")
 	uri := "/v1/cluster/failover"
 	body := []byte(`{"to":"b"}`)
-	ts := "1700000000"
-	a := forwardMAC(secret, "n1", "POST", uri, ts, body)
-	if a != forwardMAC(secret, "n1", "POST", uri, ts, body) {
+	ts, nonce := "1700000000", "00112233445566778899aabbccddeeff"
+	a := forwardMAC(secret, "n1", "n3", "POST", uri, ts, nonce, body)
+	if a != forwardMAC(secret, "n1", "n3", "POST", uri, ts, nonce, body) {
 		t.Fatal("not deterministic")
 	}
 	for _, b := range []string{
-		forwardMAC([]byte("other"), "n1", "POST", uri, ts, body),
-		forwardMAC(secret, "n2", "POST", uri, ts, body),
-		forwardMAC(secret, "n1", "DELETE", uri, ts, body),
-		forwardMAC(secret, "n1", "POST", uri+"?x=1", ts, body),
-		forwardMAC(secret, "n1", "POST", uri, "1700000001", body),
-		forwardMAC(secret, "n1", "POST", uri, ts, []byte(`{"to":"c"}`)),
+		forwardMAC([]byte("other"), "n1", "n3", "POST", uri, ts, nonce, body),
+		forwardMAC(secret, "n2", "n3", "POST", uri, ts, nonce, body),
+		forwardMAC(secret, "n1", "n4", "POST", uri, ts, nonce, body),
+		forwardMAC(secret, "n1n", "3", "POST", uri, ts, nonce, body),
+		forwardMAC(secret, "n1", "n3", "DELETE", uri, ts, nonce, body),
+		forwardMAC(secret, "n1", "n3", "POST", uri+"?x=1", ts, nonce, body),
+		forwardMAC(secret, "n1", "n3", "POST", uri, "1700000001", nonce, body),
+		forwardMAC(secret, "n1", "n3", "POST", uri, ts, "ff112233445566778899aabbccddeeff", body),
+		forwardMAC(secret, "n1", "n3", "POST", uri, ts, nonce, []byte(`{"to":"c"}`)),
 	} {
 		if a == b {
 			t.Fatal("signature does not cover every input")
 		}
+	}
+}
+
+// The nonce store refuses a nonce seen before it expires, forgets it
+// after, and fails closed when full of live nonces.
+func TestForwardNonces(t *testing.T) {
+	var ns nonceSet
+	now := time.Unix(1700000000, 0)
+	exp := now.Add(maxForwardSkew)
+	if !ns.first("a", exp, now) || ns.first("a", exp, now.Add(time.Second)) {
+		t.Fatal("a nonce was accepted twice")
+	}
+	if !ns.first("a", exp.Add(time.Minute), exp) {
+		t.Fatal("an expired nonce is still remembered")
+	}
+	for i := len(ns.m); i < maxForwardNonces; i++ {
+		ns.m[strconv.Itoa(i)] = exp.Add(time.Hour)
+	}
+	if ns.first("b", exp, now) {
+		t.Fatal("accepted with the store full of live nonces")
+	}
+	if !ns.first("c", exp, exp.Add(2*time.Hour)) || len(ns.m) > 2 {
+		t.Fatalf("expired nonces not pruned when full: %d left", len(ns.m))
 	}
 }
 

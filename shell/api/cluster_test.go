@@ -306,19 +306,36 @@ func TestSignedForwardAccepted(t *testing.T) {
 	defer func() { a.Close(); n.Close() }()
 	e := &env{t: t, n: n, api: a}
 	e.waitCortex()
-	send := func(body string, mutate func(*http.Request)) resp {
-		req := httptest.NewRequest("POST", "/v1/cluster/enable", strings.NewReader(body))
-		a.sign(req, []byte(body))
-		req.RemoteAddr = "10.0.0.9:4000"
-		if mutate != nil {
-			mutate(req)
-		}
+	serve := func(req *http.Request) resp {
 		rec := httptest.NewRecorder()
 		a.ServeHTTP(rec, req)
 		return resp{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 	}
+	signed := func(body string, to core.NodeID) *http.Request {
+		req := httptest.NewRequest("POST", "/v1/cluster/enable", strings.NewReader(body))
+		a.sign(req, []byte(body), to)
+		req.RemoteAddr = "10.0.0.9:4000"
+		return req
+	}
+	send := func(body string, mutate func(*http.Request)) resp {
+		req := signed(body, "solo")
+		if mutate != nil {
+			mutate(req)
+		}
+		return serve(req)
+	}
 	// Accepted: the handler runs (cluster mode is already on: 409).
 	expect(t, send("", nil), 409, "conflict")
+	// A captured request replayed within its 30 s is refused: one nonce,
+	// one use.
+	first := signed("", "solo")
+	again := first.Clone(first.Context())
+	again.Body = io.NopCloser(strings.NewReader(""))
+	expect(t, serve(first), 409, "conflict")
+	expect(t, serve(again), 403, "forbidden")
+	// Signed for another node: not valid here.
+	expect(t, serve(signed("", "muninn-07")), 403, "forbidden")
+	expect(t, send("", func(r *http.Request) { r.Header.Set(apitypes.HeaderForwardNonce, strings.Repeat("0", 32)) }), 403, "forbidden")
 	expect(t, send("", func(r *http.Request) { r.Body = io.NopCloser(strings.NewReader("{}")) }), 403, "forbidden")
 	expect(t, send("", func(r *http.Request) { r.Header.Set(apitypes.HeaderForwardedBy, "other") }), 403, "forbidden")
 	expect(t, send("", func(r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/muninndb/muninn/core"
@@ -22,6 +24,11 @@ import (
 
 // maxForwardSkew bounds the age of a signed forwarded request.
 const maxForwardSkew = 30 * time.Second
+
+// maxForwardNonces bounds the nonces remembered (admin requests are rare;
+// only a signed request, which needs the secret, is remembered). When full
+// of unexpired nonces, signed requests are refused until some expire.
+const maxForwardNonces = 100_000
 
 // fail answers a failed Write/Read/admin call: a not_cortex refusal
 // naming a Cortex forwards the original request there (rule 13); anything
@@ -79,7 +86,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, co
 			req.Header.Set(h, v)
 		}
 	}
-	s.sign(req, body)
+	s.sign(req, body, cortex)
 	start := time.Now()
 	resp, err := s.fwd.Do(req)
 	if err != nil {
@@ -108,46 +115,97 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, co
 }
 
 // forwardMAC is the signature of a forwarded request: HMAC-SHA256 with the
-// cluster secret over the forwarder, method, URI, time and body hash.
-func forwardMAC(secret []byte, by, method, uri, ts string, body []byte) string {
+// cluster secret over the forwarder, the target node, method, URI, time,
+// nonce and body hash. Each field is length-prefixed.
+func forwardMAC(secret []byte, by, to, method, uri, ts, nonce string, body []byte) string {
 	bh := sha256.Sum256(body)
 	m := hmac.New(sha256.New, secret)
-	fmt.Fprintf(m, "muninn-forward-v1\n%s\n%s\n%s\n%s\n", by, method, uri, ts)
+	m.Write([]byte("muninn-forward-v2"))
+	for _, f := range []string{by, to, method, uri, ts, nonce} {
+		fmt.Fprintf(m, "\n%d:%s", len(f), f)
+	}
 	m.Write(bh[:])
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 // sign marks req as forwarded by this node and, in cluster mode, signs it
-// so the Cortex can trust the admin check this node made.
-func (s *Server) sign(req *http.Request, body []byte) {
+// for node to, so that it can trust the admin check this node made, once.
+func (s *Server) sign(req *http.Request, body []byte, to core.NodeID) {
 	by := string(s.n.ID())
 	req.Header.Set(apitypes.HeaderForwardedBy, by)
 	secret := s.n.Options().Secret
 	if len(secret) == 0 {
 		return
 	}
+	var nb [16]byte
+	_, _ = rand.Read(nb[:])
+	nonce := hex.EncodeToString(nb[:])
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	req.Header.Set(apitypes.HeaderForwardTime, ts)
-	req.Header.Set(apitypes.HeaderForwardSig, forwardMAC(secret, by, req.Method, req.URL.RequestURI(), ts, body))
+	req.Header.Set(apitypes.HeaderForwardNonce, nonce)
+	req.Header.Set(apitypes.HeaderForwardSig, forwardMAC(secret, by, string(to), req.Method, req.URL.RequestURI(), ts, nonce, body))
 }
 
-// signedForward reports whether r is a request forwarded by a member and
-// signed with this cluster's secret.
+// signedForward reports whether r is a request forwarded by a member,
+// signed with this cluster's secret for this node, within maxForwardSkew,
+// and seen for the first time: its nonce is remembered until the request
+// would be too old, so a captured request cannot be replayed.
 func (s *Server) signedForward(r *http.Request, body []byte) bool {
 	secret := s.n.Options().Secret
-	by, ts, sig := r.Header.Get(apitypes.HeaderForwardedBy), r.Header.Get(apitypes.HeaderForwardTime), r.Header.Get(apitypes.HeaderForwardSig)
-	if len(secret) == 0 || by == "" || ts == "" || sig == "" {
+	h := r.Header
+	by, ts, nonce, sig := h.Get(apitypes.HeaderForwardedBy), h.Get(apitypes.HeaderForwardTime), h.Get(apitypes.HeaderForwardNonce), h.Get(apitypes.HeaderForwardSig)
+	if len(secret) == 0 || by == "" || ts == "" || sig == "" || len(nonce) != 32 {
 		return false
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
 		return false
 	}
-	if d := time.Since(time.Unix(sec, 0)); d > maxForwardSkew || d < -maxForwardSkew {
+	at := time.Unix(sec, 0)
+	if d := time.Since(at); d > maxForwardSkew || d < -maxForwardSkew {
 		return false
 	}
-	want := forwardMAC(secret, by, r.Method, r.URL.RequestURI(), ts, body)
-	return hmac.Equal([]byte(want), []byte(sig))
+	want := forwardMAC(secret, by, string(s.n.ID()), r.Method, r.URL.RequestURI(), ts, nonce, body)
+	if !hmac.Equal([]byte(want), []byte(sig)) {
+		return false
+	}
+	if !s.nonces.first(nonce, at.Add(maxForwardSkew), time.Now()) {
+		s.log.Warn("api: refused a replayed (or, with the nonce store full, an excess) signed forwarded request", "method", r.Method, "path", r.URL.Path, "forwarded_by", by, "remote", r.RemoteAddr)
+		return false
+	}
+	return true
+}
+
+// nonceSet remembers the nonces of accepted forwarded requests until they
+// expire.
+type nonceSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time // nonce -> when its request becomes too old
+}
+
+// first records nonce until expiry and reports whether it was new. When
+// the set is full of live nonces it refuses (fails closed).
+func (ns *nonceSet) first(nonce string, expiry, now time.Time) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.m == nil {
+		ns.m = map[string]time.Time{}
+	}
+	if exp, ok := ns.m[nonce]; ok && now.Before(exp) {
+		return false
+	}
+	if len(ns.m) >= maxForwardNonces {
+		for k, exp := range ns.m {
+			if !now.Before(exp) {
+				delete(ns.m, k)
+			}
+		}
+		if len(ns.m) >= maxForwardNonces {
+			return false
+		}
+	}
+	ns.m[nonce] = expiry
+	return true
 }
 
 // checkAdmin guards the admin endpoints: a valid bearer admin token when

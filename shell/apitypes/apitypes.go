@@ -13,11 +13,14 @@ const (
 	// HeaderForwardedBy marks a request one node forwarded to the Cortex
 	// (DESIGN rule 13). A request carrying it is never forwarded again.
 	HeaderForwardedBy = "X-Muninn-Forwarded-By"
-	// HeaderForwardTime and HeaderForwardSig authenticate a forwarded admin
-	// request with the cluster secret, so the Cortex trusts the admin check
-	// the forwarding node already made.
-	HeaderForwardTime = "X-Muninn-Forward-Time"
-	HeaderForwardSig  = "X-Muninn-Forward-Sig"
+	// HeaderForwardTime, HeaderForwardNonce and HeaderForwardSig
+	// authenticate a forwarded admin request with the cluster secret, so the
+	// Cortex trusts the admin check the forwarding node already made. The
+	// signature binds the forwarder, the target node, the request, the time
+	// and a one-time nonce the target remembers while the time is valid.
+	HeaderForwardTime  = "X-Muninn-Forward-Time"
+	HeaderForwardNonce = "X-Muninn-Forward-Nonce"
+	HeaderForwardSig   = "X-Muninn-Forward-Sig"
 	// HeaderNode names the node that produced a response (the Cortex's id
 	// when the request was forwarded).
 	HeaderNode = "X-Muninn-Node"
