@@ -130,9 +130,11 @@ func (c *StartCmd) Run(g *Globals) error {
 		}
 	}
 	gate := &starting{}
-	srv := &http.Server{Handler: gate, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Header, body and idle timeouts and a bound on open connections, so
+	// slow or idle clients cannot hold the node (docs/api.md, Limits).
+	srv := api.NewHTTPServer(gate, api.Limits{}, log)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(api.LimitListener(ln, api.DefaultMaxConns)) }()
 
 	opts := nodeOptions(cfg, apiURL, log)
 	stop := g.stop

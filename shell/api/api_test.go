@@ -286,6 +286,17 @@ func TestBadInput(t *testing.T) {
 		{"health scope", "GET", "/v1/cluster/health?scope=planet", "", 400, "bad_request", "scope"},
 		{"members no id", "POST", "/v1/cluster/members", `{"kind":"auto"}`, 400, "bad_request", "id"},
 		{"members bad kind", "POST", "/v1/cluster/members", `{"id":"x","kind":"boss"}`, 400, "bad_request", "kind"},
+		{"members id ../x", "POST", "/v1/cluster/members", `{"id":"../x"}`, 400, "bad_request", `id: "../x" is not a valid node id (starts with '.'): use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.', the rule of cluster.node_id`},
+		{"members id with a space", "POST", "/v1/cluster/members", `{"id":"a b"}`, 400, "bad_request", `id: "a b" is not a valid node id`},
+		{"members id 128 bytes", "POST", "/v1/cluster/members", `{"id":"` + strings.Repeat("a", 128) + `"}`, 400, "bad_request", "128 bytes, over 64"},
+		{"invalid UTF-8", "POST", "/api/engrams", "{\"content\":\"caf\xe9\"}", 400, "bad_request", "field content: invalid UTF-8"},
+		{"invalid UTF-8 in a tag", "POST", "/api/engrams", "{\"content\":\"x\",\"tags\":[\"ok\",\"\xff\"]}", 400, "bad_request", "field tags[1]: invalid UTF-8"},
+		{"invalid UTF-8 in a key", "POST", "/api/engrams", "{\"content\":\"x\",\"\xff\":1}", 400, "bad_request", "a field name after field content: invalid UTF-8"},
+		{"lone surrogate", "POST", "/api/engrams", `{"content":"\ud800x"}`, 400, "bad_request", "field content: invalid UTF-16 escape"},
+		{"duplicate key", "POST", "/api/engrams", `{"content":"x","content":"y"}`, 400, "bad_request", `field content: given twice`},
+		{"duplicate key, other case", "POST", "/api/engrams", `{"content":"x","Content":"y"}`, 400, "bad_request", `field Content: given twice`},
+		{"duplicate key, member", "POST", "/v1/cluster/members", `{"id":"a","kind":"auto","id":"b"}`, 400, "bad_request", `field id: given twice`},
+		{"too deep", "POST", "/api/engrams", strings.Repeat("[", 100) + strings.Repeat("]", 100), 400, "bad_request", "nested"},
 		{"replay no ref", "POST", "/v1/cluster/fenced/replay", `{}`, 400, "bad_request", "epoch and seq"},
 		{"replay missing", "POST", "/v1/cluster/fenced/replay", `{"epoch":9,"seq":9}`, 404, "fenced_entry_not_found", "9.9"},
 		{"drop missing", "POST", "/v1/cluster/fenced/drop", `{"epoch":9,"seq":9}`, 404, "fenced_entry_not_found", "9.9"},
@@ -584,5 +595,29 @@ func TestLagTracker(t *testing.T) {
 	empty := &lagTracker{samples: make([]lagSample, ringSize)}
 	if _, ok := empty.lag(1, 2, now); ok {
 		t.Fatal("lag known with no samples")
+	}
+}
+
+// checkJSON accepts what is valid: UTF-8 text, surrogate pairs, an escaped
+// backslash before "u", the same key in different objects, repeated
+// array values.
+func TestCheckJSONAccepts(t *testing.T) {
+	for _, ok := range []string{
+		`{"content":"café 😀 \ud83d\ude00 \\ud800 \"\\\u00e9"}`,
+		`{"a":{"b":1},"c":{"b":2},"d":[{"b":1},{"b":2}]}`,
+		`{"tags":["a","a"]}`,
+		`{"content":"x"} {"content":"x"}`,
+	} {
+		if err := checkJSON([]byte(ok)); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{`{"a":{"b":1,"b":2}}`, `{"d":[{"b":1,"B":2}]}`} {
+		if err := checkJSON([]byte(bad)); err == nil || !strings.Contains(err.Error(), "given twice") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	if err := checkJSON([]byte(`{"d":[{"b":1},{"e":"\udc00"}]}`)); err == nil || !strings.Contains(err.Error(), "field d[1].e: invalid UTF-16") {
+		t.Errorf("nested path: %v", err)
 	}
 }

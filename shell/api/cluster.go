@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/ident"
 	"github.com/muninndb/muninn/shell/node"
 )
 
@@ -459,8 +462,13 @@ func (s *Server) handleAddMember(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
-	if req.ID == "" || len(req.ID) > core.MaxNodeIDLen {
-		return badRequest("id: required, 1 to %d bytes (the new node's cluster.node_id)", core.MaxNodeIDLen)
+	// A member id travels in handshakes and names directories
+	// (snapshot-out/<id>): the cluster.node_id rule, the same as config's.
+	if req.ID == "" {
+		return badRequest("id: required: the new node's cluster.node_id (%s)", ident.NodeIDRule)
+	}
+	if err := ident.CheckNodeID(req.ID); err != nil {
+		return badRequest("id: %s is not a valid node id (%v): use %s, the rule of cluster.node_id", quoteID(req.ID), strings.TrimPrefix(err.Error(), ident.ErrInvalid.Error()+": "), ident.NodeIDRule)
 	}
 	kind, err := core.ParseKind(req.Kind)
 	if err != nil {
@@ -477,6 +485,14 @@ func (s *Server) handleAddMember(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info(fmt.Sprintf("added %s (%s) to the cluster", req.ID, kind))
 	writeJSON(w, http.StatusCreated, apitypes.MemberResult{ID: req.ID, Action: "added", Members: s.membersAfter(core.NodeID(req.ID), true)})
 	return nil
+}
+
+// quoteID quotes an id for a message, cut short.
+func quoteID(id string) string {
+	if len(id) > 80 {
+		return strconv.Quote(id[:80]) + "..."
+	}
+	return strconv.Quote(id)
 }
 
 // DELETE /v1/cluster/members/{id}
