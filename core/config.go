@@ -61,6 +61,9 @@ const (
 	BrokenNoLogCheck
 	// BrokenNoDemotion: a Cortex never demotes itself (rule 11).
 	BrokenNoDemotion
+	// BrokenNoStoreCheck: a member counts whatever store it reports, so a
+	// wiped voter votes (rule 16).
+	BrokenNoStoreCheck
 )
 
 // WithDefaults fills zero fields with the defaults.

@@ -17,24 +17,26 @@ import (
 // toward quorums: its vote, and its match for commit. A member the
 // membership has not bound yet (Store 0: the bootstrap list, or a store
 // first met a moment ago) counts, as before identities existed.
-func counts(m Member, store uint64) bool { return m.Store == 0 || m.Store == store }
+func (n *Node) counts(m Member, store uint64) bool {
+	return m.Store == 0 || m.Store == store || n.cfg.Broken == BrokenNoStoreCheck
+}
 
 // selfCounts reports whether this node's own store is the one its
-// membership records for it. A node that does not count neither runs nor
-// grants votes: its log may lack what it once acknowledged.
+// membership records for it. A node that does not count does not run: its
+// log may lack what it once acknowledged.
 func (n *Node) selfCounts() bool {
 	m, ok := n.self()
-	return ok && counts(m, n.cfg.Store)
+	return ok && n.counts(m, n.cfg.Store)
 }
 
 // peerCounts reports whether member m counts, by the store the Cortex's
 // progress for it was measured on.
 func (n *Node) peerCounts(m Member) bool {
 	if m.ID == n.cfg.ID {
-		return counts(m, n.cfg.Store)
+		return n.counts(m, n.cfg.Store)
 	}
 	pr := n.prog[m.ID]
-	return pr != nil && counts(m, pr.store)
+	return pr != nil && n.counts(m, pr.store)
 }
 
 // noteStore is the Cortex seeing a member's store identity on an answer. A
@@ -77,12 +79,16 @@ func (n *Node) NotePeerAddr(now Time, id NodeID, addr string) {
 
 // maybeBind is the Cortex keeping the membership true to what it sees: a
 // caught-up learner becomes a voter, a caught-up member's store identity is
-// recorded, and addresses are recorded as members advertise them. One
-// membership change at a time, so this runs again as each commits.
+// recorded, and addresses are recorded as members advertise them. A
+// promotion changes the voter set, so it waits until the last change has
+// committed (rule 15); recording a store or an address changes no voter
+// set, and must not wait: the change still committing may need exactly the
+// member whose new store is being recorded.
 func (n *Node) maybeBind() {
-	if n.role != RoleCortex || n.changeAt > n.hs.Commit.Seq || n.xfer != nil {
+	if n.role != RoleCortex || n.xfer != nil {
 		return
 	}
+	canPromote := n.changeAt <= n.hs.Commit.Seq
 	ms := n.Members()
 	changed := false
 	for i := range ms {
@@ -99,7 +105,7 @@ func (n *Node) maybeBind() {
 			}
 			caughtUp = n.caughtUp(*m, pr)
 		}
-		if m.Learner && caughtUp {
+		if m.Learner && caughtUp && canPromote {
 			m.Learner = false
 			n.event(Event{Kind: EventCaughtUp, Node: m.ID})
 			changed = true

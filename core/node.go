@@ -214,7 +214,7 @@ func (n *Node) isVoter() bool {
 // is the one the membership records (rule 16).
 func (n *Node) isDataVoter() bool {
 	m, ok := n.self()
-	return ok && m.DataVoter() && counts(m, n.cfg.Store)
+	return ok && m.DataVoter() && n.counts(m, n.cfg.Store)
 }
 
 func (n *Node) peer(id NodeID) *peerView {

@@ -77,7 +77,7 @@ func (n *Node) Status() Status {
 		if p := n.peers[m.ID]; p != nil {
 			ps.Seen, ps.Last, ps.Role, ps.Store = p.seenAt, p.last, p.role, p.store
 			ps.Unheard = slices.Clone(p.unheard)
-			ps.Counts = counts(m, p.store)
+			ps.Counts = n.counts(m, p.store)
 			if ps.Addr == "" {
 				ps.Addr = p.addr
 			}

@@ -53,9 +53,11 @@ func (n *Node) stepVote(m Message, p *peerView) {
 		refuse()
 		return
 	}
-	if !n.isVoter() || !n.selfCounts() {
-		// A voter whose store is not the one the membership records may
-		// have lost what it promised (rule 16).
+	// A voter whose own log does not record its store still votes: the
+	// candidate decides whether the vote counts, by its own membership
+	// (rule 16). A node that crashed before the entry recording its new
+	// store reached it would otherwise refuse every candidate forever.
+	if !n.isVoter() {
 		refuse()
 		return
 	}
@@ -116,7 +118,7 @@ func (n *Node) stepVoteResp(m Message) {
 	if n.role != RoleCandidate || m.Epoch != n.hs.Epoch {
 		return
 	}
-	if cand, ok := n.members.Get(m.From); m.Granted && ok && !counts(cand, m.Store) {
+	if cand, ok := n.members.Get(m.From); m.Granted && ok && !n.counts(cand, m.Store) {
 		// The voter's store is not the one it promised with (rule 16): a
 		// wiped or restored voter may vote for a log that lacks what it
 		// acknowledged, or twice in one epoch.

@@ -30,8 +30,11 @@ func TestCanaries(t *testing.T) {
 	want := map[core.Broken][]string{
 		core.BrokenNoLogCheck: {"quorum-write-lost", "asked to truncate committed entry"},
 		core.BrokenNoDemotion: {"self-demotion"},
+		// A wiped voter whose vote counts elects a Cortex that lacks what
+		// the voter had acknowledged, or votes twice in one epoch.
+		core.BrokenNoStoreCheck: {"quorum-write-lost", "asked to truncate committed entry", "two Cortexes"},
 	}
-	for _, b := range []core.Broken{core.BrokenNoLogCheck, core.BrokenNoDemotion} {
+	for _, b := range []core.Broken{core.BrokenNoLogCheck, core.BrokenNoDemotion, core.BrokenNoStoreCheck} {
 		seed, r := caught(b, CanarySeeds)
 		if seed == 0 {
 			t.Errorf("canary %s not caught within %d seeds", BrokenName(b), CanarySeeds)

@@ -40,6 +40,28 @@ func (c *Checkers) checkQuorumAcksOn(sn *SimNode) {
 	}
 }
 
+// noteWiped keeps the store a node lost to a wipe or a restore: a local
+// write whose only copy was there is excused (the documented price of
+// local), and only such a write.
+func (c *Checkers) noteWiped(node core.NodeID, old *Store) {
+	c.wiped[node] = append(c.wiped[node], old)
+}
+
+// lostWithWipe reports whether op was on a store its node lost.
+func (c *Checkers) lostWithWipe(op *Op) bool {
+	for _, st := range c.wiped[op.Node] {
+		if e, ok := st.entryAt(op.Pos.Seq); ok && e.Pos == op.Pos && bytes.Equal(e.Payload, op.Payload) {
+			return true
+		}
+		for _, q := range st.quarantine {
+			if q.Entry.Pos == op.Pos && bytes.Equal(q.Entry.Payload, op.Payload) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // checkFinalWrites runs after convergence: every acknowledged quorum write
 // is on the Cortex; every acknowledged local write is on the Cortex or in a
 // quarantine (its node has rejoined: phase 2 restarts every node).
@@ -61,6 +83,10 @@ func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 				found = true
 				break
 			}
+		}
+		if !found && c.lostWithWipe(op) {
+			c.w.stats.WipedLocal++
+			continue
 		}
 		if !found {
 			c.violate("local-write-lost", false, op.Node, "acknowledged local write "+itoa(uint64(op.ID))+" at "+op.Pos.String()+" is neither on the Cortex nor in a quarantine")

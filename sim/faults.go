@@ -18,6 +18,7 @@ type Faults struct {
 	// loss episodes can overlap: the network takes the highest.
 	losses []float64
 	cuts   int
+	copies map[core.NodeID]*Store // old copies of stores, for restores
 }
 
 // MinPartition is the minimum time a partition is held (stability time).
@@ -51,6 +52,7 @@ func (f *Faults) inject() {
 	if w.chk.watching() {
 		return
 	}
+	f.maybeCopy()
 	switch f.r.Pick(w.set.Weights[:]) {
 	case 0:
 		f.crash()
@@ -62,6 +64,8 @@ func (f *Faults) inject() {
 		f.loss()
 	case 4:
 		f.handoff()
+	case 5:
+		f.wipe()
 	}
 }
 
@@ -73,8 +77,14 @@ func (f *Faults) target() *SimNode {
 	return f.w.nodes[f.r.Intn(len(f.w.nodes))]
 }
 
-func (f *Faults) crash() {
-	sn := f.target()
+func (f *Faults) crash() { f.crashNode(f.target())() }
+
+// crashNode returns a fault that crashes sn and restarts it later.
+func (f *Faults) crashNode(sn *SimNode) func() {
+	return func() { f.crashNow(sn) }
+}
+
+func (f *Faults) crashNow(sn *SimNode) {
 	if !sn.up() {
 		return
 	}
@@ -109,6 +119,9 @@ func (f *Faults) clean(c *SimNode) bool {
 		}
 		if sn.paused {
 			return false
+		}
+		if sn.wiped && !f.rejoined(sn) {
+			return false // a regressed store counts toward no quorum yet (rule 16)
 		}
 		if !sn.up() {
 			continue

@@ -44,6 +44,7 @@ type SimNode struct {
 	incarnation int
 	maxEpoch    core.Epoch
 	downAt      int64
+	wiped       bool // restarted on a regressed store, not yet seen rejoined
 }
 
 // local converts global time to this node's clock.

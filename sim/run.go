@@ -16,13 +16,17 @@ type Stats struct {
 	Ops, Acked, AckedLocal, AckedQuorum, Unknown, Failed int
 	// LostLocal counts acknowledged local writes a failover cut off; each
 	// was found in a quarantine (else it is a violation).
-	LostLocal      int
-	Elections      int
-	Crashes        int
-	Pauses         int
-	Partitions     int
-	LossEpisodes   int
-	Handoffs       int
+	LostLocal    int
+	Elections    int
+	Crashes      int
+	Pauses       int
+	Partitions   int
+	LossEpisodes int
+	Handoffs     int
+	Wipes        int
+	// WipedLocal counts acknowledged local writes excused because the
+	// only node that held them was wiped (the documented price of local).
+	WipedLocal     int
 	Snapshots      int
 	Messages       uint64
 	Dropped        uint64
@@ -127,7 +131,7 @@ func newWorld(seed uint64, o Options) *World {
 	boot = boot.Normalize()
 	for _, s := range w.set.Nodes {
 		sn := &SimNode{w: w, spec: s, id: s.ID, st: newStore(boot), pending: map[uint64]reqCB{}, spinSince: -1, lastTickNow: -1}
-		sn.cfg = core.Config{ID: s.ID, Kind: s.Kind, Heartbeat: w.set.Heartbeat, Seed: Derive(seed, "node/"+string(s.ID)), Bootstrap: boot, Broken: o.Broken}
+		sn.cfg = core.Config{ID: s.ID, Kind: s.Kind, Heartbeat: w.set.Heartbeat, Seed: Derive(seed, "node/"+string(s.ID)), Bootstrap: boot, Broken: o.Broken, Store: w.newStoreID()}
 		w.nodes = append(w.nodes, sn)
 		w.byID[s.ID] = sn
 	}

@@ -19,13 +19,16 @@ const (
 	FaultLoss
 	FaultDrift
 	FaultHandoff
-	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff
+	// FaultWipe restarts a node on an empty store, or on an older copy of
+	// its store, with a new store identity (rule 16).
+	FaultWipe
+	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff | FaultWipe
 )
 
 var faultNames = []struct {
 	f    FaultSet
 	name string
-}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}}
+}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}, {FaultWipe, "wipe"}}
 
 // ParseFaults reads a comma-separated list of fault classes ("all", "none").
 func ParseFaults(s string) (FaultSet, error) {
@@ -75,8 +78,10 @@ func ParseBroken(s string) (core.Broken, error) {
 		return core.BrokenNoLogCheck, nil
 	case "no-demotion":
 		return core.BrokenNoDemotion, nil
+	case "no-store-check":
+		return core.BrokenNoStoreCheck, nil
 	}
-	return 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check or no-demotion", s)
+	return 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion or no-store-check", s)
 }
 
 // BrokenName is the --broken spelling of b.
@@ -86,6 +91,8 @@ func BrokenName(b core.Broken) string {
 		return "no-log-check"
 	case core.BrokenNoDemotion:
 		return "no-demotion"
+	case core.BrokenNoStoreCheck:
+		return "no-store-check"
 	}
 	return "none"
 }
@@ -122,8 +129,8 @@ type Settings struct {
 	DupProb                float64
 	// FaultGap is the mean time between injected faults.
 	FaultGap time.Duration
-	// Weights of crash, partition, pause, loss, handoff.
-	Weights  [5]float64
+	// Weights of crash, partition, pause, loss, handoff, wipe.
+	Weights  [6]float64
 	MaxDrift float64
 	LossMax  float64
 	Clients  int
@@ -161,7 +168,7 @@ func DrawSettings(seed uint64, o Options) Settings {
 		}
 		return 0.2 + r.Float64()
 	}
-	s.Weights = [5]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3}
+	s.Weights = [6]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3, on(FaultWipe) / 2}
 	s.LossMax = 0.05 + 0.25*r.Float64()
 	if o.Faults&FaultDrift != 0 {
 		s.MaxDrift = 0.01 * r.Float64()
@@ -177,9 +184,9 @@ func DrawSettings(seed uint64, o Options) Settings {
 
 func (s Settings) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff)=%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d",
+	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d",
 		s.Shape, s.Heartbeat.Milliseconds(), s.LatencyMin.Milliseconds(), s.LatencyMax.Milliseconds(), s.DupProb,
-		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds())
+		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds())
 	b.WriteString(" clocks=")
 	for i, n := range s.Nodes {
 		if i > 0 {

@@ -39,6 +39,30 @@ func newStore(bootstrap core.Members) *Store {
 	return &Store{kv: engram.NewMemKV(), snapMembers: bootstrap}
 }
 
+// members returns the membership in force in the stored log.
+func (s *Store) members() core.Members {
+	for i := len(s.log) - 1; i >= 0; i-- {
+		if e := s.log[i]; e.Type == core.EntryMembership {
+			if ms, err := core.DecodeMembers(e.Payload); err == nil {
+				return ms
+			}
+		}
+	}
+	return s.snapMembers
+}
+
+// clone returns a deep copy: an old copy of the store to put back later.
+func (s *Store) clone() *Store {
+	c := *s
+	c.snapMembers = slices.Clone(s.snapMembers)
+	c.log = slices.Clone(s.log)
+	c.chain = slices.Clone(s.chain)
+	c.undo = slices.Clone(s.undo)
+	c.kv = s.kv.Clone()
+	c.quarantine = slices.Clone(s.quarantine)
+	return &c
+}
+
 func (s *Store) last() core.Pos {
 	if n := len(s.log); n > 0 {
 		return s.log[n-1].Pos

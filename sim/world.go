@@ -96,6 +96,13 @@ type World struct {
 	stopped bool
 	phase   int // 1 faults, 2 healing
 	stats   Stats
+	stores  uint64 // store identities handed out
+}
+
+// newStoreID hands out the next store identity (deterministic, non-zero).
+func (w *World) newStoreID() uint64 {
+	w.stores++
+	return 0x57000000 + w.stores
 }
 
 // Now returns the global virtual time.

@@ -31,8 +31,8 @@ const (
 
 type common struct {
 	Duration time.Duration `default:"60s" help:"Simulated length of the fault phase of each seed (a 2s warmup comes before it, healing and convergence after)."`
-	Faults   string        `default:"crash,partition,pause,loss,drift,handoff" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, all or none."`
-	Broken   string        `default:"none" help:"Canary protocol variant: none, no-log-check (voters skip the up-to-date check) or no-demotion (the Cortex never demotes itself)."`
+	Faults   string        `default:"crash,partition,pause,loss,drift,handoff,wipe" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, wipe (restart on an empty or older store), all or none."`
+	Broken   string        `default:"none" help:"Canary protocol variant: none, no-log-check (voters skip the up-to-date check) no-demotion (the Cortex never demotes itself) or no-store-check (a wiped voter's vote counts)."`
 }
 
 func (c common) options() (sim.Options, error) {
@@ -188,6 +188,8 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 		st.Partitions += s.Partitions
 		st.LossEpisodes += s.LossEpisodes
 		st.Handoffs += s.Handoffs
+		st.Wipes += s.Wipes
+		st.WipedLocal += s.WipedLocal
 		st.Snapshots += s.Snapshots
 		st.Messages += s.Messages
 		st.LinearOps += s.LinearOps
@@ -218,9 +220,9 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 	row("failover (clean)", pct(failovers))
 	row("self-demotion", pct(demotions))
 	row("elections", fmt.Sprint(st.Elections))
-	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs))
+	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d wipe=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs, st.Wipes))
 	row("client ops", fmt.Sprintf("%d (acked writes local=%d quorum=%d, unknown=%d, failed=%d)", st.Ops, st.AckedLocal, st.AckedQuorum, st.Unknown, st.Failed))
-	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v)", st.LostLocal, byChecker["local-write-lost"] == 0))
+	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v); %d more were only on a wiped store", st.LostLocal, byChecker["local-write-lost"] == 0, st.WipedLocal))
 	row("quarantined entries", fmt.Sprint(st.Quarantined))
 	row("linearizability", fmt.Sprintf("%d ops checked, %d porcupine timeouts", st.LinearOps, st.LinearTimeouts))
 	row("snapshots requested", fmt.Sprint(st.Snapshots))

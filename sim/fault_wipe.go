@@ -1,0 +1,86 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/muninndb/muninn/core"
+)
+
+// Storage that goes backwards (rule 16): a node restarts on an empty store
+// (its data directory wiped) or on an older copy of its store (restored
+// from a backup), with a new store identity either way, as the documented
+// procedure gives it. Only one node is ever rejoining at a time: two
+// regressed stores at once are beyond what any quorum system survives.
+
+// maybeCopy sometimes keeps an old copy of a node's store, for a later
+// restore.
+func (f *Faults) maybeCopy() {
+	if f.w.opts.Faults&FaultWipe == 0 || !f.r.Chance(0.3) {
+		return
+	}
+	sn := f.w.nodes[f.r.Intn(len(f.w.nodes))]
+	if f.copies == nil {
+		f.copies = map[core.NodeID]*Store{}
+	}
+	f.copies[sn.id] = sn.st.clone()
+}
+
+// rejoined reports whether sn's current store is the one every node's
+// membership records for it, crashed nodes' stores included: it has caught
+// up and counts again wherever an election could start. (A second store
+// regressing before that is a double fault: the survivors may then have
+// no candidate they can count, and wait for an operator.)
+func (f *Faults) rejoined(sn *SimNode) bool {
+	for _, c := range f.w.nodes {
+		ms := c.st.members()
+		if c.up() {
+			ms = c.n.Members()
+		}
+		if m, ok := ms.Get(sn.id); !ok || m.Store != sn.cfg.Store {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Faults) wipe() {
+	for _, other := range f.w.nodes {
+		if other.wiped && !f.rejoined(other) {
+			return // one regressed store at a time
+		}
+		other.wiped = false
+	}
+	sn := f.target()
+	if !sn.up() {
+		return
+	}
+	f.w.stats.Wipes++
+	sn.crash()
+	f.w.chk.noteWiped(sn.id, sn.st)
+	old := f.copies[sn.id]
+	delete(f.copies, sn.id)
+	how := "wiped"
+	if old != nil && f.r.Chance(0.5) {
+		sn.st, how = old, "restored from an older copy"
+	} else {
+		sn.st = newStore(sn.cfg.Bootstrap)
+	}
+	sn.cfg.Store = f.w.newStoreID()
+	sn.wiped = true
+	sn.maxEpoch = 0
+	f.w.record("wipe", sn.id, sn.cfg.Store, 0, func() string { return how })
+	f.w.chk.topologyChanged()
+	// Half the time the Cortex dies just after the wiped node is back,
+	// before it can be caught up: the election that follows is where a
+	// regressed vote would do its damage.
+	killCortex := f.r.Chance(0.5)
+	f.w.after(f.r.Between(time.Second, 8*time.Second), func() {
+		f.guarded(func() {
+			sn.restart()
+			f.w.chk.topologyChanged()
+			if c := f.w.cortex(); killCortex && c != nil && c != sn {
+				f.w.after(f.r.Between(time.Millisecond, 50*time.Millisecond), f.crashNode(c))
+			}
+		})
+	})
+}
