@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -884,6 +886,23 @@ func TestJoinSnapshot(t *testing.T) {
 	if sent == 0 {
 		t.Errorf("no node logged `mbp snapshot sent`")
 	}
+	// Staging does not outlive the snapshot: the disk holds the data, not
+	// the data plus leftover copies.
+	staged := func(n *node, sub string) []string {
+		ents, _ := os.ReadDir(filepath.Join(n.dir, "data", sub))
+		var out []string
+		for _, e := range ents {
+			out = append(out, filepath.Join(sub, e.Name()))
+		}
+		return out
+	}
+	c.waitFor("snapshot staging to be removed", 10*time.Second, func() (bool, string) {
+		left := staged(n4, "snapshot-in")
+		for _, n := range ns {
+			left = append(left, staged(n, "snapshot-out")...)
+		}
+		return len(left) == 0, fmt.Sprintf("left: %v", left)
+	})
 }
 
 func memberOf(i apitypes.Info, id string) *apitypes.Member {
