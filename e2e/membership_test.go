@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/muninndb/muninn/shell/client"
+)
+
+// TestWipedVoterDoesNotVote is issue 11's bug A with real processes: a
+// Lobe whose data directory was wiped comes back with a new store identity
+// and its vote does not count (rule 16), so the stale node that asks for it
+// is not elected over the quorum-acknowledged writes it lacks. Once the
+// node that has them returns, it is elected, catches the wiped node up and
+// records its new store.
+func TestWipedVoterDoesNotVote(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	a := c.waitCortex(ns, 20*time.Second)
+	lobes := others(ns, a)
+	b, cc := lobes[0], lobes[1]
+
+	cc.kill9()
+	cl := client.New(a.url())
+	want := writeN(t, cl, "wipe", "quorum", 50)
+
+	b.kill9()
+	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	// Let the wiped node come up and hear from the Cortex before it goes.
+	c.waitFor(b.id+" to serve its API", 15*time.Second, func() (bool, string) {
+		_, err := b.info()
+		return err == nil, fmt.Sprint(err)
+	})
+	a.kill9()
+	cc.start()
+
+	// Long enough for several elections at a 100 ms heartbeat (SDOWN
+	// window 300 ms): none may succeed while only b and c are up.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range []*node{b, cc} {
+			if i, err := n.info(); err == nil && i.Role == "cortex" {
+				t.Fatalf("%s was elected Cortex with the wiped %s's vote (epoch %d): the 50 quorum writes acknowledged by %s and %s are not on it", n.id, b.id, i.Epoch, a.id, b.id)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cc.countMsg("not counted") == 0 {
+		t.Errorf("%s's log does not say why %s's vote did not count", cc.id, b.id)
+	}
+
+	a.start()
+	cx := c.waitCortex(ns, 20*time.Second)
+	if cx.id != a.id {
+		t.Errorf("after %s returned, %s was elected; only %s holds every acknowledged write", a.id, cx.id, a.id)
+	}
+	got, err := cx.listIDs("wipe", "strong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, "the Cortex after the wiped voter's election was refused", acksOf(want), got)
+	c.waitHasAll(b, "wipe", want, 20*time.Second)
+	c.waitFor(b.id+" to count again", 20*time.Second, func() (bool, string) {
+		i, err := c.cortexNow(ns).info()
+		if err != nil {
+			return false, err.Error()
+		}
+		m := memberOf(i, b.id)
+		return m != nil && !m.Rejoining && m.Store != "", fmt.Sprintf("%+v", m)
+	})
+	if a.countMsg("caught up on its new store") == 0 && cx.countMsg("caught up on its new store") == 0 {
+		t.Errorf("the Cortex's log does not say %s counts again", b.id)
+	}
+}
+
+func acksOf(ids []string) []ack {
+	out := make([]ack, len(ids))
+	for i, id := range ids {
+		out[i] = ack{id: id}
+	}
+	return out
+}
+
+// TestSurvivorsOfMembershipChangesElect is issue 11's bug B: nodes 04 and
+// 05 join with only 01-03 as seeds; 03 and 01 are then removed. The
+// members learn each other's addresses from the replicated membership and
+// connect, so when 02, the Cortex, is killed, 04 and 05 elect.
+func TestSurvivorsOfMembershipChangesElect(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	cx := c.waitCortex(ns, 20*time.Second)
+	for _, id := range []string{"muninn-04", "muninn-05"} {
+		n := c.add(id)
+		n.seeds = ns
+		n.start()
+		c.waitFor(id+" to wait to be added", 15*time.Second, func() (bool, string) {
+			i, err := n.info()
+			return err == nil && i.Joining, fmt.Sprint(err)
+		})
+		cx = c.cortexNow(ns)
+		if out, e, code := cli(t, "cluster", "add-node", "--node", id, "--addr", cx.url()); code != 0 {
+			t.Fatalf("add-node %s: exit %d\n%s\n%s", id, code, out, e)
+		}
+		c.waitFor(id+" to become a voter", 20*time.Second, func() (bool, string) {
+			i, err := c.cortexNow(ns).info()
+			if err != nil {
+				return false, err.Error()
+			}
+			m := memberOf(i, id)
+			return m != nil && !m.Learner, fmt.Sprintf("%+v", m)
+		})
+	}
+	all := c.nodes
+	n01, n02, n03, n04, n05 := all[0], all[1], all[2], all[3], all[4]
+	remove := func(gone *node, rest []*node) {
+		cx := c.cortexNow(rest)
+		if cx == gone {
+			if out, e, code := cli(t, "cluster", "failover", "--yes", "--to", n02.id, "--addr", cx.url()); code != 0 {
+				t.Fatalf("failover to %s: exit %d\n%s\n%s", n02.id, code, out, e)
+			}
+			cx = c.waitCortex(others(rest, gone), 20*time.Second)
+		}
+		if out, e, code := cli(t, "cluster", "remove-node", "--node", gone.id, "--yes", "--addr", cx.url()); code != 0 {
+			t.Fatalf("remove-node %s: exit %d\n%s\n%s", gone.id, code, out, e)
+		}
+		gone.kill9()
+	}
+	remove(n03, all)
+	remove(n01, []*node{n01, n02, n04, n05})
+	survivors := []*node{n02, n04, n05}
+	if cx := c.cortexNow(survivors); cx != n02 {
+		if out, e, code := cli(t, "cluster", "failover", "--yes", "--to", n02.id, "--addr", cx.url()); code != 0 {
+			t.Fatalf("failover to %s: exit %d\n%s\n%s", n02.id, code, out, e)
+		}
+	}
+	c.waitFor("muninn-02 to lead with 04 and 05 connected to each other", 20*time.Second, func() (bool, string) {
+		cx, why := c.cortexOf(survivors)
+		if cx != n02 {
+			return false, why
+		}
+		h, err := n02.raw("GET", "/v1/cluster/health", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return h.status == 200, string(h.body)
+	})
+	i4 := n04.mustInfo()
+	if m := memberOf(i4, n05.id); m == nil || m.MBP != n05.mbpAddr() {
+		t.Errorf("muninn-04's view of muninn-05: %+v; want its MBP address %s from the membership", m, n05.mbpAddr())
+	}
+
+	n02.kill9()
+	start := time.Now()
+	cx = c.waitCortex([]*node{n04, n05}, 15*time.Second)
+	t.Logf("%s elected %s after muninn-02 was killed", cx.id, time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(cx.logText(), "elected as cortex") {
+		t.Errorf("%s's log does not show its election", cx.id)
+	}
+}
