@@ -131,7 +131,7 @@ func (c *StartCmd) Run(g *Globals) error {
 	}
 	gate := &starting{}
 	// Header, body and idle timeouts and a bound on open connections, so
-	// slow or idle clients cannot hold the node (docs/api.md, Limits).
+	// slow or idle clients cannot hold the node (docs/api.md, Connection limits).
 	srv := api.NewHTTPServer(gate, api.Limits{}, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(api.LimitListener(ln, api.DefaultMaxConns)) }()

@@ -28,7 +28,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, badRequest("the request body did not arrive in time: a body must be sent within the body timeout (%v by default) of its headers; see docs/api.md, Limits", DefaultBodyTimeout)
+			return nil, badRequest("the request body did not arrive in time: a body must be sent within the body timeout (%v by default) of its headers; see docs/api.md, Connection limits", DefaultBodyTimeout)
 		}
 		return nil, badRequest("reading the request body: %v", err)
 	}

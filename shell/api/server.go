@@ -11,7 +11,7 @@ import (
 
 // Limits bound what a client can hold on the API's HTTP server, so that
 // many slow or idle connections cannot exhaust the node (docs/api.md,
-// Limits). Zero fields take the defaults.
+// Connection limits). Zero fields take the defaults.
 type Limits struct {
 	// ReadHeader bounds reading a request's headers.
 	ReadHeader time.Duration
