@@ -23,7 +23,7 @@ const exitHarness = 1
 // degraded links, with the recorded histories checked.
 type clusterCmd struct {
 	Topology       string        `default:"all" help:"three, sentinel, five (comma-separated) or all."`
-	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem (comma-separated) or all."`
+	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem, wipe, restore-old, corrupt-wal, fill-disk (comma-separated) or all (docs/reliability.md)."`
 	Duration       time.Duration `default:"10s" help:"Length of each nemesis segment: the fault starts after a quarter of it and heals after three quarters; recovery and checks follow."`
 	Rounds         int           `default:"1" help:"Repeat every nemesis this many times (a longer soak: e.g. --rounds 10 --duration 30s)."`
 	HeartbeatMs    int           `name:"heartbeat-ms" default:"1000" help:"The nodes' cluster.heartbeat_ms (1000 is the product default; lease_ttl follows)."`

@@ -32,6 +32,11 @@ type Final struct {
 	// QuarantineByNode counts every node's whole quarantine (all vaults,
 	// all segments so far).
 	QuarantineByNode map[string]int
+	// StoreLostNode was the Cortex of StoreLostEpoch when a storage
+	// nemesis destroyed its store: local writes it acknowledged in that
+	// epoch may have been only there.
+	StoreLostNode  string
+	StoreLostEpoch uint64
 }
 
 // Writes counts what happened to the unique writes.
@@ -43,6 +48,11 @@ type Writes struct {
 	// LocalQuarantined of them are in a quarantine (the rest are anomalies).
 	LocalLost        int `json:"local_lost"`
 	LocalQuarantined int `json:"local_quarantined"`
+	// LocalLostWithStore of the lost ones were acknowledged by a Cortex
+	// whose store a storage nemesis destroyed, in that epoch, and are in
+	// no quarantine: their only copy went with the store (the designed
+	// price of local durability, not an anomaly).
+	LocalLostWithStore int `json:"local_lost_with_store,omitempty"`
 	// Unknown writes (both durabilities) and how many of them took effect.
 	Unknown        int `json:"unknown"`
 	UnknownApplied int `json:"unknown_applied"`
@@ -50,7 +60,8 @@ type Writes struct {
 
 // checkWrites checks that every quorum-acknowledged unique write is
 // present at the end and every missing local-acknowledged one is
-// quarantined.
+// quarantined, or was acknowledged by a Cortex whose store was destroyed
+// (f.StoreLostNode), in that epoch.
 func checkWrites(ops []*Op, f Final) (Writes, []Anomaly) {
 	var w Writes
 	var an []Anomaly
@@ -89,6 +100,10 @@ func checkWrites(ops []*Op, f Final) (Writes, []Anomaly) {
 			w.LocalLost++
 			if f.Quarantined[op.ID] != "" {
 				w.LocalQuarantined++
+				continue
+			}
+			if f.StoreLostEpoch != 0 && op.Epoch == f.StoreLostEpoch && (op.AnsweredBy == "" || op.AnsweredBy == f.StoreLostNode) {
+				w.LocalLostWithStore++
 				continue
 			}
 			an = append(an, Anomaly{"local-write-lost-unquarantined", fmt.Sprintf("local write %s acknowledged at %s by %s (epoch %d seq %d) is missing on the Cortex %s and in every quarantine",

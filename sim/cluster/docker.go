@@ -73,16 +73,20 @@ func execOut(ctx context.Context, timeout time.Duration, env []string, name stri
 	return out.String(), nil
 }
 
-// compose runs a compose subcommand for project p of file f.
-func (d *Docker) compose(ctx context.Context, timeout time.Duration, project, file string, args ...string) (string, error) {
-	full := append(append([]string{}, d.Compose[1:]...), "-p", project, "-f", file)
+// compose runs a compose subcommand for project p of the compose files
+// (the first one, then the overrides).
+func (d *Docker) compose(ctx context.Context, timeout time.Duration, project string, files []string, args ...string) (string, error) {
+	full := append(append([]string{}, d.Compose[1:]...), "-p", project)
+	for _, f := range files {
+		full = append(full, "-f", f)
+	}
 	full = append(full, args...)
 	return execOut(ctx, timeout, d.Env, d.Compose[0], full...)
 }
 
 // ContainerID returns the id of service's container in project.
-func (d *Docker) ContainerID(ctx context.Context, project, file, service string) (string, error) {
-	out, err := d.compose(ctx, 30*time.Second, project, file, "ps", "-q", service)
+func (d *Docker) ContainerID(ctx context.Context, project string, files []string, service string) (string, error) {
+	out, err := d.compose(ctx, 30*time.Second, project, files, "ps", "-q", service)
 	if err != nil {
 		return "", err
 	}
@@ -117,6 +121,64 @@ func (d *Docker) State(ctx context.Context, container string) (string, error) {
 func (d *Docker) Do(ctx context.Context, verb, container string) error {
 	_, err := execOut(ctx, 60*time.Second, nil, "docker", verb, container)
 	return err
+}
+
+// Exit describes a container's state: Status (running, exited, ...), the
+// exit code of its last run and when that run started.
+type Exit struct {
+	Status    string
+	Code      int
+	StartedAt time.Time
+}
+
+// Inspect returns a container's state and last exit code.
+func (d *Docker) Inspect(ctx context.Context, container string) (Exit, error) {
+	out, err := execOut(ctx, 20*time.Second, nil, "docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}}", container)
+	if err != nil {
+		return Exit{}, err
+	}
+	f := strings.Fields(out)
+	if len(f) != 3 {
+		return Exit{}, fmt.Errorf("docker inspect %s: unexpected %q", container, out)
+	}
+	code, err := strconv.Atoi(f[1])
+	if err != nil {
+		return Exit{}, fmt.Errorf("docker inspect %s: exit code %q", container, f[1])
+	}
+	at, _ := time.Parse(time.RFC3339Nano, f[2])
+	return Exit{Status: f[0], Code: code, StartedAt: at}, nil
+}
+
+// WaitExited waits until a container is no longer running (after a kill,
+// or a process that refuses to start), polling every 100 ms for at most
+// within. ok is false when it was still running then.
+func (d *Docker) WaitExited(ctx context.Context, container string, within time.Duration) (Exit, bool, error) {
+	deadline := time.Now().Add(within)
+	for {
+		e, err := d.Inspect(ctx, container)
+		if err != nil {
+			return e, false, err
+		}
+		if e.Status == "exited" || e.Status == "dead" || e.Status == "created" {
+			return e, true, nil
+		}
+		if time.Now().After(deadline) {
+			return e, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return e, false, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// LogsSince returns a container's log (stdout and stderr) from since on.
+func (d *Docker) LogsSince(ctx context.Context, container string, since time.Time) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "logs", "--since", fmt.Sprintf("%.6f", float64(since.UnixMicro())/1e6), container).CombinedOutput()
+	return string(out), err
 }
 
 // Logs returns the last lines of a container's log (stdout and stderr).

@@ -4,18 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 )
 
-// Nemeses are the fault kinds, in the order "all" runs them.
-var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem"}
+// Nemeses are the fault kinds, in the order "all" runs them: the network
+// and process faults, then the storage faults (storage.go).
+var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk"}
+
+// NotInAll are nemeses that run only when named, with the reason: the
+// product behaviour they expect has not landed yet, so "all" (what CI
+// runs) leaves them out rather than fail on a known bug.
+var NotInAll = map[string]string{
+	"corrupt-wal": "a node started on a damaged write-ahead log must refuse to start (issue 11, finding C): not landed yet",
+	"fill-disk":   "a full disk must refuse writes with 507 and a full Cortex step down (issue 11, finding D): not landed yet",
+}
 
 // ParseNemeses parses a comma-separated list of nemeses or "all".
 func ParseNemeses(s string) ([]string, error) {
 	if s == "all" {
-		return Nemeses, nil
+		var out []string
+		for _, n := range Nemeses {
+			if NotInAll[n] == "" {
+				out = append(out, n)
+			}
+		}
+		return out, nil
 	}
 	var out []string
 	for _, n := range strings.Split(s, ",") {
@@ -149,13 +165,22 @@ func without(xs, drop []string) []string {
 	return out
 }
 
-// HealAll undoes every fault: unpauses paused nodes, starts stopped
-// ones, and removes the network rules and qdiscs. It is safe to call at
-// any time and more than once.
+// HealAll undoes every fault: removes fill-disk's filler, wipes a store a
+// storage nemesis left half-replaced or damaged on a stopped node (what
+// the operator would do), unpauses paused nodes, starts stopped ones, and
+// removes the network rules and qdiscs. It is safe to call at any time and
+// more than once.
 func (c *Cluster) HealAll(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(c.undo)) {
+		if err := c.undo[k](ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			continue
+		}
+		delete(c.undo, k)
+	}
 	for _, n := range c.Topo.Nodes {
 		id := c.containers[n.ID]
 		st, err := c.docker.State(ctx, id)

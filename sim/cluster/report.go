@@ -33,8 +33,12 @@ func printReport(w io.Writer, r *Report) {
 	p("ops        %d: %d ok, %d failed, %d unknown  %s", r.TotalOps, ok, fail, unk, opBreakdown(r.Ops))
 	p("linear     %s over %d register ops (quorum writes + strong reads)", r.Linear.Result, r.Linear.Ops)
 	p("quorum     %d acknowledged unique writes, %d missing", r.Writes.QuorumAcked, r.Writes.QuorumMissing)
-	p("local      %d acknowledged, %d lost, %d of them quarantined; unknown writes %d (%d took effect)",
-		r.Writes.LocalAcked, r.Writes.LocalLost, r.Writes.LocalQuarantined, r.Writes.Unknown, r.Writes.UnknownApplied)
+	withStore := ""
+	if r.Writes.LocalLostWithStore > 0 {
+		withStore = fmt.Sprintf(", %d only on the destroyed store", r.Writes.LocalLostWithStore)
+	}
+	p("local      %d acknowledged, %d lost, %d of them quarantined%s; unknown writes %d (%d took effect)",
+		r.Writes.LocalAcked, r.Writes.LocalLost, r.Writes.LocalQuarantined, withStore, r.Writes.Unknown, r.Writes.UnknownApplied)
 	p("quarantine %d entries of this segment on all nodes; whole quarantines: %s", r.QuarantinedEntries, byNode(r.QuarantineByNode))
 	if len(r.Failovers) > 0 || r.NoFailover > 0 {
 		var fs []string
@@ -48,6 +52,9 @@ func printReport(w io.Writer, r *Report) {
 	}
 	for _, h := range r.Health {
 		p("health     %s at %s: %d (scope=node %d) %s", h.Node, ms(h.At), h.Status, h.ScopeNode, h.Reason)
+	}
+	for _, l := range r.Storage.lines() {
+		p("storage    %s", l)
 	}
 	p("recovery   healthy %s and converged %s after heal; Cortex %s epoch %d", r.RecoveredAfter.Round(time.Millisecond), r.ConvergedAfter.Round(time.Millisecond), r.FinalCortex, r.FinalEpoch)
 	for _, wn := range r.Warnings {
@@ -94,26 +101,29 @@ func opBreakdown(c OpCounts) string {
 
 // Row aggregates one topology × nemesis over its rounds.
 type Row struct {
-	Topology         string      `json:"topology"`
-	Nemesis          string      `json:"nemesis"`
-	Rounds           int         `json:"rounds"`
-	Ops              int         `json:"ops"`
-	OK               int         `json:"ok"`
-	Failed           int         `json:"failed"`
-	Unknown          int         `json:"unknown"`
-	LinearOps        int         `json:"linear_ops"`
-	Linear           string      `json:"linear"`
-	Anomalies        int         `json:"anomalies"`
-	QuorumAcked      int         `json:"quorum_acked"`
-	QuorumMissing    int         `json:"quorum_missing"`
-	LocalAcked       int         `json:"local_acked"`
-	LocalLost        int         `json:"local_lost"`
-	LocalQuarantined int         `json:"local_quarantined"`
-	Failover         Percentiles `json:"failover"`
-	NoFailover       int         `json:"no_failover"`
-	Election         Percentiles `json:"election"`
-	Health503        string      `json:"health_503"`
-	RecoveredMax     string      `json:"recovered_max"`
+	Topology         string `json:"topology"`
+	Nemesis          string `json:"nemesis"`
+	Rounds           int    `json:"rounds"`
+	Ops              int    `json:"ops"`
+	OK               int    `json:"ok"`
+	Failed           int    `json:"failed"`
+	Unknown          int    `json:"unknown"`
+	LinearOps        int    `json:"linear_ops"`
+	Linear           string `json:"linear"`
+	Anomalies        int    `json:"anomalies"`
+	QuorumAcked      int    `json:"quorum_acked"`
+	QuorumMissing    int    `json:"quorum_missing"`
+	LocalAcked       int    `json:"local_acked"`
+	LocalLost        int    `json:"local_lost"`
+	LocalQuarantined int    `json:"local_quarantined"`
+	// LocalWithStore: lost local writes whose only copy was on a store a
+	// storage nemesis destroyed (see Writes.LocalLostWithStore).
+	LocalWithStore int         `json:"local_lost_with_store,omitempty"`
+	Failover       Percentiles `json:"failover"`
+	NoFailover     int         `json:"no_failover"`
+	Election       Percentiles `json:"election"`
+	Health503      string      `json:"health_503"`
+	RecoveredMax   string      `json:"recovered_max"`
 }
 
 // Rows aggregates the segments per topology and nemesis, in run order.
@@ -148,6 +158,7 @@ func (s *Summary) Rows() []Row {
 		row.LocalAcked += r.Writes.LocalAcked
 		row.LocalLost += r.Writes.LocalLost
 		row.LocalQuarantined += r.Writes.LocalQuarantined
+		row.LocalWithStore += r.Writes.LocalLostWithStore
 		row.NoFailover += r.NoFailover
 		fo[key] = append(fo[key], r.Failovers...)
 		el[key] = append(el[key], r.Elections...)
@@ -171,6 +182,16 @@ func (s *Summary) Rows() []Row {
 	return rows
 }
 
+// local formats the local writes: acknowledged, lost, quarantined, and
+// those only on a destroyed store when there are any.
+func (r Row) local(sep string) string {
+	s := fmt.Sprintf("%d%s%d%s%d", r.LocalAcked, sep, r.LocalLost, sep, r.LocalQuarantined)
+	if r.LocalWithStore > 0 {
+		s += fmt.Sprintf(" (%d only on a destroyed store)", r.LocalWithStore)
+	}
+	return s
+}
+
 // printTable prints the run's table.
 func printTable(w io.Writer, s *Summary) {
 	fmt.Fprintf(w, "\n== summary: %d segments, heartbeat %d ms, %s per nemesis, wall %s\n", len(s.Segments), s.HeartbeatMs, s.Duration, s.Wall.Round(time.Second))
@@ -181,8 +202,8 @@ func printTable(w io.Writer, s *Summary) {
 		if r.NoFailover > 0 {
 			fo += fmt.Sprintf(" (+%d none)", r.NoFailover)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d/%d/%d\t%s (%d)\t%d\t%d/%d\t%d/%d/%d\t%s\t%s\t%s\t%s\n", r.Topology, r.Nemesis, r.Ops, r.OK, r.Failed, r.Unknown,
-			r.Linear, r.LinearOps, r.Anomalies, r.QuorumAcked, r.QuorumMissing, r.LocalAcked, r.LocalLost, r.LocalQuarantined, fo, r.Election.MedMax(), r.Health503, r.RecoveredMax)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d/%d/%d\t%s (%d)\t%d\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", r.Topology, r.Nemesis, r.Ops, r.OK, r.Failed, r.Unknown,
+			r.Linear, r.LinearOps, r.Anomalies, r.QuorumAcked, r.QuorumMissing, r.local("/"), fo, r.Election.MedMax(), r.Health503, r.RecoveredMax)
 	}
 	tw.Flush()
 	if s.Error != "" {
@@ -201,8 +222,8 @@ func (s *Summary) Markdown() string {
 		if r.NoFailover > 0 {
 			fo += fmt.Sprintf(" (%d without)", r.NoFailover)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d / %d / %d | %s (%d) | %d | %d / %d | %d / %d / %d | %s | %s | %s | %s |\n", r.Topology, r.Nemesis, r.Ops, r.OK, r.Failed, r.Unknown,
-			r.Linear, r.LinearOps, r.Anomalies, r.QuorumAcked, r.QuorumMissing, r.LocalAcked, r.LocalLost, r.LocalQuarantined, fo, r.Election.MedMax(), r.Health503, r.RecoveredMax)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d / %d / %d | %s (%d) | %d | %d / %d | %s | %s | %s | %s | %s |\n", r.Topology, r.Nemesis, r.Ops, r.OK, r.Failed, r.Unknown,
+			r.Linear, r.LinearOps, r.Anomalies, r.QuorumAcked, r.QuorumMissing, r.local(" / "), fo, r.Election.MedMax(), r.Health503, r.RecoveredMax)
 	}
 	return b.String()
 }

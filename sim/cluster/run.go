@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -36,6 +39,8 @@ type Options struct {
 	Keep bool
 	// Out receives the progress and the text report.
 	Out io.Writer
+	// Seed picks the storage nemeses' targets (0: a random seed, printed).
+	Seed uint64
 }
 
 // DefaultWorkload is the workload of a short run.
@@ -47,6 +52,7 @@ type Summary struct {
 	Wall        time.Duration `json:"wall_ns"`
 	HeartbeatMs int           `json:"heartbeat_ms"`
 	Duration    string        `json:"segment_duration"`
+	Seed        uint64        `json:"seed"`
 	Segments    []*Report     `json:"segments"`
 	// Error is a harness error that stopped the run early ("" if none).
 	Error string `json:"error,omitempty"`
@@ -87,6 +93,10 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 	if o.Rounds <= 0 {
 		o.Rounds = 1
 	}
+	if o.Seed == 0 {
+		o.Seed = rand.Uint64() | 1
+	}
+	s.Seed = o.Seed
 	// Every run stops by itself: a bound from the plan.
 	perSeg := o.Duration + o.Workload.Timeout + 2*time.Minute
 	budget := time.Duration(len(o.Topologies))*(5*time.Minute+time.Duration(len(o.Nemeses)*o.Rounds)*perSeg) + 10*time.Minute
@@ -100,7 +110,12 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 	if err := EnsureTools(ctx, logf); err != nil {
 		return err
 	}
-	logf("docker ok, compose command: %v; heartbeat %d ms, %s per nemesis, %d round(s), run bounded by %s", d.Compose, o.HeartbeatMs, o.Duration, o.Rounds, budget)
+	logf("docker ok, compose command: %v; heartbeat %d ms, %s per nemesis, %d round(s), seed %d, run bounded by %s", d.Compose, o.HeartbeatMs, o.Duration, o.Rounds, o.Seed, budget)
+	for _, n := range Nemeses {
+		if why := NotInAll[n]; why != "" && !slices.Contains(o.Nemeses, n) {
+			logf("nemesis %s is not part of all (name it to run it): %s", n, why)
+		}
+	}
 	if o.Build {
 		logf("building %s with %s", o.Image, filepath.Join(o.DeployDir, "build.sh"))
 		cmd := exec.CommandContext(ctx, "bash", filepath.Join(o.DeployDir, "build.sh"))
@@ -142,7 +157,8 @@ func runTopology(ctx context.Context, o Options, s *Summary, d *Docker, api *API
 			logf("healing %s: %v", t.Name, herr)
 		}
 		if keep {
-			logf("--keep: topology %s left running; remove it with: %s -p %s -f %s down -v", t.Name, joinCmd(d.Compose), c.Project, c.File)
+			logf("--keep: topology %s left running; remove it with: %s -p %s -f %s -f %s down -v; umount %s; rm -rf %s (the next run of %s also removes it)",
+				t.Name, joinCmd(d.Compose), c.Project, c.File, c.data.override, strings.Join(c.data.mounts, " "), c.data.root, t.Name)
 			return
 		}
 		c.Down(ctx)
@@ -157,7 +173,8 @@ func runTopology(ctx context.Context, o Options, s *Summary, d *Docker, api *API
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			seg := &segment{o: o, c: c, api: api, nemesis: nem, round: round, index: len(s.Segments), logf: logf}
+			seg := &segment{o: o, c: c, api: api, nemesis: nem, round: round, index: len(s.Segments), logf: logf,
+				rng: rand.New(rand.NewPCG(o.Seed, uint64(len(s.Segments))))}
 			rep, err := seg.run(ctx)
 			if rep != nil {
 				s.Segments = append(s.Segments, rep)

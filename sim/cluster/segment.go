@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ type Report struct {
 	FinalEpoch     uint64        `json:"final_epoch"`
 	Anomalies      []Anomaly     `json:"anomalies"`
 	Warnings       []string      `json:"warnings,omitempty"`
+	// Storage is what a storage nemesis did and saw (storage.go).
+	Storage *Storage `json:"storage,omitempty"`
 	// Unrecovered: the cluster did not come back; later segments of the
 	// topology are skipped.
 	Unrecovered bool `json:"unrecovered,omitempty"`
@@ -74,6 +77,13 @@ type segment struct {
 	round   int
 	index   int
 	logf    func(string, ...any)
+	// rng picks the storage nemeses' targets.
+	rng *rand.Rand
+
+	// stor is the storage nemesis's record; watchStop stops its
+	// background watch of the node.
+	stor      *Storage
+	watchStop func()
 
 	w          *Workload
 	ops        []*Op
@@ -95,6 +105,7 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 	rep := &Report{Topology: c.Topo.Name, Nemesis: s.nemesis, Round: s.round, Project: c.Project, HeartbeatMs: o.HeartbeatMs,
 		Duration: o.Duration.String(), Started: time.Now()}
 	defer func() { rep.Wall = time.Since(rep.Started) }()
+	defer s.stopWatch()
 	if err := c.WaitHealthy(ctx, 60*time.Second+20*hb); err != nil {
 		rep.Anomalies = append(rep.Anomalies, Anomaly{"recovery", "before the fault: " + err.Error()})
 		rep.Unrecovered = true
@@ -140,7 +151,11 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 			rep.Anomalies = append(rep.Anomalies, Anomaly{"convergence", fmt.Sprintf("data nodes still differ %s after healing: %s", rep.ConvergedAfter.Round(time.Millisecond), why)})
 		}
 	}
+	s.stopWatch()
 	final, err := s.final(ctx)
+	if st := s.stor; st != nil && st.LostStoreEpoch != 0 {
+		final.StoreLostNode, final.StoreLostEpoch = st.Node, st.LostStoreEpoch
+	}
 	if err != nil {
 		rep.Anomalies = append(rep.Anomalies, Anomaly{"final-read", err.Error()})
 	}
@@ -154,6 +169,8 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 		rep.Writes, an = checkWrites(s.ops, final)
 		rep.Anomalies = append(rep.Anomalies, an...)
 	}
+	rep.Anomalies = append(rep.Anomalies, s.checkStorage(ctx, rep, fault, final)...)
+	rep.Storage = s.stor
 	lin, an, lerr := checkLinear(s.ops, 30*time.Second)
 	if lerr != nil {
 		return rep, lerr
@@ -195,13 +212,24 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 		case <-time.After(t - s.w.now()):
 		}
 	}
+	if s.nemesis == "restore-old" {
+		sleepUntil(o.Duration / 8)
+		if err := s.copyEarly(ctx); err != nil {
+			return Fault{Kind: s.nemesis}, err
+		}
+	}
 	sleepUntil(o.Duration / 4)
 	cortex, epoch, err := c.Cortex(ctx)
 	if err != nil {
 		return Fault{}, err
 	}
 	start, wall := s.w.now(), time.Now()
-	f, err := c.Inject(ctx, s.nemesis, cortex, epoch)
+	var f Fault
+	if isStorage(s.nemesis) {
+		f, err = s.injectStorage(ctx, cortex, epoch)
+	} else {
+		f, err = c.Inject(ctx, s.nemesis, cortex, epoch)
+	}
 	f.Start, f.WallStart = start, wall
 	if err != nil {
 		f.End = s.w.now()

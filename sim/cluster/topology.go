@@ -144,6 +144,25 @@ type Cluster struct {
 	logf       func(format string, args ...any)
 	// dropHook replaces Drop in tests of the partition plans.
 	dropHook func(at string, from []string)
+	// data are the nodes' data directories on the host (nil in tests).
+	data *dataDirs
+	// undo holds what HealAll must do before starting stopped nodes
+	// (remove a filler, wipe a damaged store), by key; each entry removes
+	// itself once done.
+	undo map[string]func(context.Context) error
+}
+
+// files are the compose files of the project: the topology's, then the
+// override that puts the data directories in place.
+func (c *Cluster) files() []string {
+	if c.data == nil {
+		return []string{c.File}
+	}
+	return []string{c.File, c.data.override}
+}
+
+func (c *Cluster) compose(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
+	return c.docker.compose(ctx, timeout, c.Project, c.files(), args...)
 }
 
 // projectPrefix names the compose projects of this harness.
@@ -161,13 +180,21 @@ func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, 
 	file := filepath.Join(deployDir, t.File)
 	for _, p := range stale {
 		logf("removing project %s left by an earlier run", p)
-		if _, err := d.compose(ctx, 2*time.Minute, p, file, "down", "-v", "--remove-orphans", "-t", "1"); err != nil {
+		if _, err := d.compose(ctx, 2*time.Minute, p, []string{file}, "down", "-v", "--remove-orphans", "-t", "1"); err != nil {
 			return nil, err
 		}
 	}
-	c := &Cluster{Topo: t, Project: fmt.Sprintf("%s%d", prefix, os.Getpid()), File: file, docker: d, api: api, containers: map[string]string{}, logf: logf}
-	logf("starting topology %s (project %s, %s, %d nodes)", t.Name, c.Project, t.Subnet, len(t.Nodes))
-	if _, err := d.compose(ctx, 3*time.Minute, c.Project, file, "up", "-d"); err != nil {
+	if err := removeStaleDataDirs(ctx, prefix, logf); err != nil {
+		return nil, err
+	}
+	c := &Cluster{Topo: t, Project: fmt.Sprintf("%s%d", prefix, os.Getpid()), File: file, docker: d, api: api, containers: map[string]string{}, undo: map[string]func(context.Context) error{}, logf: logf}
+	data, err := setupDataDirs(ctx, c.Project, t.Nodes, logf)
+	if err != nil {
+		return nil, fmt.Errorf("data directories for %s: %w", t.Name, err)
+	}
+	c.data = data
+	logf("starting topology %s (project %s, %s, %d nodes, data directories: %s of %d MiB each in %s)", t.Name, c.Project, t.Subnet, len(t.Nodes), data.kind, dataFSSize>>20, data.root)
+	if _, err := c.compose(ctx, 3*time.Minute, "up", "-d"); err != nil {
 		c.Down(context.WithoutCancel(ctx))
 		if strings.Contains(err.Error(), "overlap") {
 			return nil, fmt.Errorf("%v\n(another network uses %s: is a demo of deploy/%s still up? docker-compose -p NAME -f deploy/%s down -v)", err, t.Subnet, t.File, t.File)
@@ -175,7 +202,7 @@ func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, 
 		return nil, err
 	}
 	for _, n := range t.Nodes {
-		id, err := d.ContainerID(ctx, c.Project, file, n.ID)
+		id, err := d.ContainerID(ctx, c.Project, c.files(), n.ID)
 		if err != nil {
 			c.Down(context.WithoutCancel(ctx))
 			return nil, err
@@ -203,11 +230,12 @@ func (c *Cluster) Down(ctx context.Context) {
 			_ = c.docker.Do(ctx, "unpause", id)
 		}
 	}
-	if _, err := c.docker.compose(ctx, 3*time.Minute, c.Project, c.File, "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
+	if _, err := c.compose(ctx, 3*time.Minute, "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
 		c.logf("compose down %s: %v", c.Project, err)
 		return
 	}
-	c.logf("removed project %s (containers, network, volumes)", c.Project)
+	c.data.remove(ctx, c.logf)
+	c.logf("removed project %s (containers, network, volumes, data directories)", c.Project)
 }
 
 // WaitHealthy waits until every node answers 200 on /v1/cluster/health

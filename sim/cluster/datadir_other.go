@@ -1,0 +1,16 @@
+//go:build !linux
+
+package cluster
+
+import (
+	"errors"
+	"os"
+)
+
+var errLinuxOnly = errors.New("the storage nemeses need Linux")
+
+func diskFree(string) (uint64, uint64, error) { return 0, 0, errLinuxOnly }
+
+func fallocate(*os.File, int64) error { return errLinuxOnly }
+
+func isNoSpace(error) bool { return false }
