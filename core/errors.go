@@ -16,6 +16,9 @@ const (
 	CodeBusy             Code = "change_in_progress"
 	CodeBadRequest       Code = "bad_request"
 	CodeUnavailable      Code = "unavailable"
+	// CodeQuorumUnavailable: a commit needs W data voters and fewer answer
+	// now (rule 17); nothing was written.
+	CodeQuorumUnavailable Code = "quorum_unavailable"
 )
 
 // Error is a protocol-level refusal with a stable code.

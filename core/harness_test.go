@@ -119,9 +119,12 @@ func (c *tcluster) process(t *tnode) {
 			}
 			t.disk.Entries, t.disk.Snap, t.disk.SnapMembers = keep, cp.Upto, cp.Members
 		}
-		// 2. send.
+		// 2. send, 3. stream snapshots (never completed here: logged).
 		for _, m := range rd.Messages {
 			c.sendMsg(m)
+		}
+		for _, s := range rd.Snapshots {
+			c.logf("%s snapshot to %s requested", t.id, s.To)
 		}
 		// 4. results, 5. events.
 		for _, r := range rd.Results {

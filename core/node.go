@@ -43,6 +43,8 @@ type progress struct {
 	matchAt      Time   // the SentAt echoed by the answer that last raised match
 	store        uint64 // the store identity match was counted on (rule 16)
 	snapshot     bool   // a snapshot is streaming to it
+	heard        bool   // it answered this Cortex: its position is known
+	reported     Seq    // the last seq the peer reported (heartbeat answers, refusals)
 	snapshotAt   Time
 }
 

@@ -16,6 +16,12 @@ func (n *Node) Propose(now Time, id uint64, payload []byte, d Durability) {
 		n.result(id, ResultWrite, Pos{}, errorf(CodeBadRequest, "", "write of %d bytes exceeds the %d-byte limit", len(payload), MaxPayload))
 		return
 	}
+	if d == Quorum {
+		if err := n.commitBlocked(); err != nil {
+			n.result(id, ResultWrite, Pos{}, err)
+			return
+		}
+	}
 	if len(n.reads) > 0 {
 		// Strong reads wait until everything applied is committed; new
 		// entries would keep them waiting, so writes queue behind them
@@ -74,7 +80,15 @@ func (n *Node) Read(now Time, id uint64, c Consistency, maxLagMs int64) {
 	case Eventual:
 		ok()
 	case Bounded:
-		if n.role == RoleCortex || n.staleness() <= Time(maxLagMs)*1e6 {
+		if n.role == RoleCortex {
+			if err := n.boundedOnCortex(maxLagMs); err != nil {
+				n.result(id, ResultRead, Pos{}, err)
+				return
+			}
+			ok()
+			return
+		}
+		if n.staleness() <= Time(maxLagMs)*1e6 {
 			ok()
 			return
 		}
@@ -90,6 +104,10 @@ func (n *Node) Read(now Time, id uint64, c Consistency, maxLagMs int64) {
 		}
 		if n.members.WriteQuorum() > n.members.DataVoters() {
 			n.result(id, ResultRead, Pos{}, errorf(CodeQuorumImpossible, "", "strong reads need commits on %d data voters but the cluster has %d", n.members.WriteQuorum(), n.members.DataVoters()))
+			return
+		}
+		if err := n.commitBlocked(); err != nil {
+			n.result(id, ResultRead, Pos{}, err)
 			return
 		}
 		r := pendingRead{id: id, at: n.now, index: n.log.lastSeq(), lease: n.now < n.leaseUntil()}
@@ -147,6 +165,12 @@ func (n *Node) completeReads() {
 		}
 	}
 	n.reads = kept
+	n.releaseHeld()
+}
+
+// releaseHeld appends the writes queued behind strong reads once none
+// waits any more.
+func (n *Node) releaseHeld() {
 	if len(n.reads) == 0 && len(n.held) > 0 {
 		held := n.held
 		n.held = nil

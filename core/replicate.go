@@ -54,6 +54,7 @@ func (n *Node) maybeSend(id NodeID) {
 		pr.pendingSince = 0 // Sentinels hold no data; heartbeats carry the commit point
 		return
 	}
+
 	last := n.log.lastSeq()
 	for pr.next <= last && pr.inflight < n.cfg.MaxInflight {
 		waiting := int(last - pr.next + 1)
@@ -62,6 +63,14 @@ func (n *Node) maybeSend(id NodeID) {
 		}
 		prevSeq := pr.next - 1
 		prevEpoch, ok := n.log.epochAt(prevSeq)
+		if !ok && !pr.heard {
+			// Probe first (rule 7): the peer has not answered this Cortex,
+			// so "it needs entries we no longer have" is only a guess (a
+			// retransmit went back to match 0). Its answer to a heartbeat
+			// says where it is; a snapshot only if the log cannot serve it.
+			pr.pendingSince = 0
+			return
+		}
 		if !ok {
 			// The peer needs entries we no longer have: snapshot (rule 7).
 			pr.snapshot, pr.snapshotAt = true, n.now
@@ -122,6 +131,7 @@ func (n *Node) answerFrom(m Message) *progress {
 		return nil
 	}
 	n.noteStore(m.From, pr, m.Store)
+	pr.heard = true
 	if m.SentAt > pr.echo {
 		pr.echo = m.SentAt
 	}
@@ -137,6 +147,7 @@ func (n *Node) stepAppendResp(m Message) {
 		pr.inflight--
 	}
 	if m.Reject {
+		pr.reported = m.Hint.Seq
 		// Step back to where the logs may agree (rule 7).
 		back := m.Hint.Seq + 1
 		if e, ok := n.log.epochAt(m.Hint.Seq); ok && e != m.Hint.Epoch && m.Hint.Seq > 0 {
@@ -185,6 +196,7 @@ func (n *Node) stepHeartbeatResp(m Message) {
 			"member %s holds less than it acknowledged (had %d, now at %s): replicating again from there", m.From, pr.match, m.Last)})
 		n.regressed(pr)
 	}
+	pr.reported = m.Last.Seq
 	// The peer may have lost an append: restart from what it has.
 	if pr.inflight == 0 && !pr.snapshot && m.Last.Seq+1 < pr.next {
 		pr.next = max(pr.match, m.Last.Seq) + 1

@@ -79,6 +79,12 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 			ms = append(ms, Member{ID: NodeID(id), Kind: KindObserver})
 		}
 		*cp = newCluster(ms, dur(t, val(d, "hb", "1000ms")), dur(t, val(d, "latency", "1ms")), 1)
+		var tail int
+		fmt.Sscan(val(d, "log-tail", "0"), &tail)
+		for _, tn := range (*cp).nodes {
+			tn.cfg.LogTail = tail
+			tn.n = New(tn.cfg, Restored{}, 0)
+		}
 		return ""
 	case "run":
 		c.runUntil(c.now.Add(dur(t, val(d, "for", "1s"))))
@@ -111,8 +117,12 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 		}
 		var count int
 		fmt.Sscan(val(d, "count", "1"), &count)
+		quiet := val(d, "quiet", "no") == "yes"
 		for i := 0; i < count; i++ {
 			id := c.propose(node, fmt.Sprintf("w%d", c.nextID+1), dd)
+			if quiet {
+				continue
+			}
 			if r, ok := c.resultOf(id); ok {
 				c.logf("write %d via %s: %s", id, node, describeResult(r))
 			} else {

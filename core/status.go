@@ -50,6 +50,9 @@ type Status struct {
 	// one the membership records for it (rule 16).
 	Store       uint64
 	StoreCounts bool
+	// CommitBlocked says why the Cortex cannot commit now (rule 17): ""
+	// when it can, or on other nodes.
+	CommitBlocked string
 }
 
 // Status returns the node's state at its current time.
@@ -63,6 +66,9 @@ func (n *Node) Status() Status {
 	}
 	if n.role == RoleCortex {
 		s.LeaseUntil = n.leaseUntil()
+		if err := n.commitBlocked(); err != nil {
+			s.CommitBlocked = err.Msg
+		}
 	} else {
 		s.Staleness = n.staleness()
 	}

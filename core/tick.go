@@ -61,7 +61,7 @@ func (n *Node) NextDeadline() Time {
 		if n.xfer != nil {
 			d = min(d, n.xfer.deadline)
 		}
-		return d
+		return min(d, n.reachDeadline())
 	}
 	if !n.sdown {
 		d = min(d, n.lastHeard.Add(n.cfg.DownAfter()))
@@ -110,13 +110,25 @@ func (n *Node) tickCortex() {
 	}
 	for _, m := range n.members {
 		if pr := n.prog[m.ID]; pr != nil && pr.inflight > 0 && n.now >= pr.lastSend.Add(n.resendAfter()) {
-			// An append or its answer was lost: go back to what is known.
+			// An append or its answer was lost: go back to what is known
+			// it holds, or to what it last said it holds (a probe: a
+			// refusal walks back from there), not to nothing.
 			pr.inflight = 0
-			pr.next = pr.match + 1
+			pr.next = max(pr.match, min(pr.reported, n.log.lastSeq())) + 1
+			if !pr.heard {
+				// Nothing known of it since this node became Cortex: probe
+				// with an empty append at our end, retried like any other;
+				// its answer (or refusal, which also fences a stale peer)
+				// says where it is.
+				pr.next = n.log.lastSeq() + 1
+				n.send(Message{Type: MsgAppend, To: m.ID, Prev: n.log.last(), Commit: n.commitCapped(pr.match), SentAt: n.now, Last: n.log.last()})
+				pr.inflight, pr.lastSend = 1, n.now
+			}
 		}
 		n.maybeSend(m.ID)
 	}
 	n.completeReads()
+	n.answerBlocked()
 }
 
 func (n *Node) tickFollower() {

@@ -76,6 +76,10 @@ var coreStatus = map[core.Code]int{
 	core.CodeBusy:             http.StatusServiceUnavailable,
 	core.CodeBadRequest:       http.StatusBadRequest,
 	core.CodeUnavailable:      http.StatusServiceUnavailable,
+	// Fewer than W data voters answer: nothing was written (rule 17).
+	core.CodeQuorumUnavailable: http.StatusServiceUnavailable,
+	// The node's disk is below its reserve (docs/storage.md, "Disk space").
+	core.CodeInsufficientStorage: http.StatusInsufficientStorage,
 }
 
 func (s *Server) toAPIError(err error) *apiError {
