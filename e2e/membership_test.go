@@ -16,7 +16,9 @@ import (
 // and its vote does not count (rule 16), so the stale node that asks for it
 // is not elected over the quorum-acknowledged writes it lacks. Once the
 // node that has them returns, it is elected, catches the wiped node up and
-// records its new store.
+// records its new store. (If the Cortex is still up when the wiped node
+// returns, it catches it up and records it at once; then the wiped node's
+// vote counts, rightly: TestWipedVoterCaughtUp.)
 func TestWipedVoterDoesNotVote(t *testing.T) {
 	c := newCluster(t, fastHB, fastLease)
 	ns := c.addN(3)
@@ -33,13 +35,10 @@ func TestWipedVoterDoesNotVote(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
 		t.Fatal(err)
 	}
-	b.start()
-	// Let the wiped node come up and hear from the Cortex before it goes.
-	c.waitFor(b.id+" to serve its API", 15*time.Second, func() (bool, string) {
-		_, err := b.info()
-		return err == nil, fmt.Sprint(err)
-	})
+	// The Cortex goes before the wiped node is back, so nobody can catch
+	// it up: b is empty and c lacks the 50 writes.
 	a.kill9()
+	b.start()
 	cc.start()
 
 	// Long enough for several elections at a 100 ms heartbeat (SDOWN
@@ -79,6 +78,41 @@ func TestWipedVoterDoesNotVote(t *testing.T) {
 	if a.countMsg("caught up on its new store") == 0 && cx.countMsg("caught up on its new store") == 0 {
 		t.Errorf("the Cortex's log does not say %s counts again", b.id)
 	}
+}
+
+// TestWipedVoterCaughtUp is the other order: the wiped Lobe returns while
+// the Cortex is up, is caught up and recorded, and only then does the
+// Cortex die; whoever is elected holds every acknowledged write.
+func TestWipedVoterCaughtUp(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	a := c.waitCortex(ns, 20*time.Second)
+	lobes := others(ns, a)
+	b, cc := lobes[0], lobes[1]
+	cc.kill9()
+	want := writeN(t, client.New(a.url()), "wipe", "quorum", 50)
+	b.kill9()
+	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	c.waitFor(b.id+" to be caught up and recorded", 20*time.Second, func() (bool, string) {
+		i, err := a.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		m := memberOf(i, b.id)
+		return m != nil && !m.Rejoining && m.Store != "" && a.countMsg("caught up on its new store") > 0, fmt.Sprintf("%+v", m)
+	})
+	a.kill9()
+	cc.start()
+	cx := c.waitCortex([]*node{b, cc}, 20*time.Second)
+	got, err := cx.listIDs("wipe", "strong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, "the Cortex elected after the caught-up wiped voter's vote", acksOf(want), got)
 }
 
 func acksOf(ids []string) []ack {
