@@ -40,6 +40,10 @@ import (
 // only what was written.
 const dataFSSize = 512 << 20
 
+// markerName marks a directory as this harness's data root, so that a
+// later run removes only what a run of the harness made.
+const markerName = ".muninn-fault-data"
+
 // fillerName is the file fill-disk writes at the root of a node's data
 // directory (next to db/).
 const fillerName = ".muninn-fault-filler"
@@ -73,10 +77,16 @@ func (d *dataDirs) sized() bool { return d.kind != fsDir }
 // compose override file that puts them at /data.
 func setupDataDirs(ctx context.Context, project string, nodes []Node, logf func(string, ...any)) (d *dataDirs, err error) {
 	d = &dataDirs{root: filepath.Join(os.TempDir(), project), kind: fsLoop}
+	if err := unmountUnder(ctx, d.root); err != nil {
+		return nil, err
+	}
 	if err := os.RemoveAll(d.root); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(d.root, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(d.root, markerName), []byte(project+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -249,6 +259,9 @@ func removeStaleDataDirs(ctx context.Context, prefix string, logf func(string, .
 	for _, dir := range stale {
 		if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
 			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, markerName)); err != nil {
+			continue // not made by this harness
 		}
 		logf("removing data directories %s left by an earlier run", dir)
 		if err := unmountUnder(ctx, dir); err != nil {
