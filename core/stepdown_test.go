@@ -1,0 +1,127 @@
+package core
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// settled runs a three-node cluster until it has a Cortex whose Lobes hold
+// everything, and returns it.
+func settled(t *testing.T) (*tcluster, *tnode) {
+	t.Helper()
+	c := newCluster(shapes[0], time.Second, time.Millisecond, 7)
+	c.runUntil(c.now.Add(2 * time.Second))
+	cx := c.cortex()
+	if cx == nil {
+		t.Fatalf("no Cortex after 2s:\n%s", c.trace)
+	}
+	c.propose(cx.id, "w1", Quorum)
+	c.runUntil(c.now.Add(100 * time.Millisecond))
+	return c, cx
+}
+
+// TestStepDownHandsOff: a Cortex that steps down (its disk is full) is a
+// Lobe at once, and the Lobe it sanctions is Cortex of the next epoch
+// within a few round trips — not after the 3 s SDOWN window.
+func TestStepDownHandsOff(t *testing.T) {
+	c, cx := settled(t)
+	epoch := cx.n.Epoch()
+	succ := cx.n.Successor()
+	if succ == "" || succ == cx.id {
+		t.Fatalf("no successor among caught-up Lobes: %q\n%s", succ, c.statusLines())
+	}
+	cx.n.StepDown(c.now, "disk full")
+	if cx.n.Role() != RoleLobe || cx.n.Cortex() != "" {
+		t.Fatalf("after StepDown: role %s following %q, want a Lobe following nobody", cx.n.Role(), cx.n.Cortex())
+	}
+	rd := cx.n.Ready()
+	demoted, nominated := false, false
+	for _, e := range rd.Events {
+		if e.Kind == EventDemoted && e.Detail == "disk full" {
+			demoted = true
+		}
+	}
+	for _, m := range rd.Messages {
+		if m.Type == MsgTimeoutNow && m.To == succ {
+			nominated = true
+		}
+	}
+	if !demoted || !nominated {
+		t.Fatalf("StepDown's Ready: demoted event %v, timeout-now to %s %v: %+v", demoted, succ, nominated, rd)
+	}
+	c.process(cx)
+	c.runUntil(c.now.Add(50 * time.Millisecond))
+	nc := c.cortex()
+	if nc == nil || nc.id != succ || nc.n.Epoch() != epoch+1 {
+		t.Fatalf("50 ms after StepDown: Cortex %v, want %s in epoch %d\n%s", nc, succ, epoch+1, c.trace)
+	}
+	c.runUntil(c.now.Add(time.Second))
+	if cx.n.Cortex() != succ || cx.n.Role() != RoleLobe {
+		t.Fatalf("the old Cortex follows %q as %s, want %s as a Lobe", cx.n.Cortex(), cx.n.Role(), succ)
+	}
+	if len(c.failures) > 0 {
+		t.Fatal(strings.Join(c.failures, "\n"))
+	}
+}
+
+// TestStepDownFailsWaiters: what the Cortex was waiting on is answered as
+// rule 11's demotion answers it; nothing waits for ever.
+func TestStepDownFailsWaiters(t *testing.T) {
+	c, cx := settled(t)
+	c.isolate([]NodeID{cx.id}, []NodeID{"n1", "n2", "n3"})
+	id := c.propose(cx.id, "pending", Quorum)
+	if _, ok := c.resultOf(id); ok {
+		t.Fatal("a quorum write was answered with every Lobe cut off")
+	}
+	cx.n.StepDown(c.now, "disk full")
+	c.process(cx)
+	r, ok := c.resultOf(id)
+	if !ok || r.Err == nil || r.Err.Code != CodeUnknownOutcome {
+		t.Fatalf("the pending quorum write: %+v (answered %v), want unknown_outcome", r, ok)
+	}
+}
+
+// TestStepDownNoSuccessor: with no Lobe holding everything, StepDown
+// demotes without sanctioning anyone, and Successor says so first.
+func TestStepDownNoSuccessor(t *testing.T) {
+	c, cx := settled(t)
+	c.isolate([]NodeID{cx.id}, []NodeID{"n1", "n2", "n3"})
+	c.propose(cx.id, "only here", Local)
+	if s := cx.n.Successor(); s != "" {
+		t.Fatalf("Successor %s, but no Lobe holds the last entry", s)
+	}
+	cx.n.StepDown(c.now, "disk full")
+	rd := cx.n.Ready()
+	for _, m := range rd.Messages {
+		if m.Type == MsgTimeoutNow {
+			t.Fatalf("timeout-now sent with no caught-up Lobe: %+v", m)
+		}
+	}
+	if cx.n.Role() != RoleLobe {
+		t.Fatalf("role %s after StepDown, want lobe", cx.n.Role())
+	}
+}
+
+// TestStepDownNotCortex: on a Lobe StepDown changes nothing.
+func TestStepDownNotCortex(t *testing.T) {
+	c, cx := settled(t)
+	var lobe *tnode
+	for _, n := range c.nodes {
+		if n != cx {
+			lobe = n
+			break
+		}
+	}
+	before := lobe.n.Status()
+	if lobe.n.Successor() != "" {
+		t.Fatal("a Lobe named a successor")
+	}
+	lobe.n.StepDown(c.now, "disk full")
+	if lobe.n.HasReady() {
+		t.Fatalf("StepDown on a Lobe produced a Ready: %+v", lobe.n.Ready())
+	}
+	if after := lobe.n.Status(); after.Role != before.Role || after.Cortex != before.Cortex || after.Epoch != before.Epoch {
+		t.Fatalf("StepDown on a Lobe changed it: %+v -> %+v", before, after)
+	}
+}
