@@ -65,6 +65,10 @@ func (p *Pending) Wait() error {
 // state's epoch may not go below the highest epoch persisted, entries may not
 // come from an epoch above the node's epoch, and an entry may not follow one
 // of a higher epoch. Such a save fails with an error wrapping ErrFenced.
+//
+// A save with entries while the disk is below half the reserve fails with a
+// *NoSpaceError (errors.Is ErrNoSpace) and writes nothing; the store stays
+// usable. Any other failure to commit is fatal to the store (see Pending).
 func (s *Store) Save(rd SaveBatch, sync bool) error {
 	p, err := s.SaveNoWait(rd, sync)
 	if err != nil {
@@ -164,6 +168,17 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 	}
 	if last != s.last {
 		if err := b.Set(metaApplied, encodePos(last), nil); err != nil {
+			return nil, err
+		}
+	}
+	// Space (see Admit): new entries are refused once they would take the
+	// disk below half the reserve — the node admits writes only above the
+	// whole reserve, so this is reached only if the disk filled from
+	// elsewhere. Saves without entries (hard state, votes, truncations)
+	// are small and the protocol cannot do without them: the reserve is
+	// kept for them.
+	if len(rd.Entries) > 0 {
+		if err := s.space.charge(uint64(b.Len())*2, atFloor); err != nil {
 			return nil, err
 		}
 	}

@@ -95,6 +95,13 @@ func (s *Store) InstallSnapshot(from string) (core.Pos, error) {
 	if err := os.RemoveAll(tmp); err != nil {
 		return core.Pos{}, err
 	}
+	// The copy needs as much again as the snapshot: refuse it up front
+	// rather than fill the disk (the sender retries).
+	if size, err := dirSize(from); err != nil {
+		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
+	} else if err := s.space.charge(uint64(size), atReserve); err != nil {
+		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
+	}
 	if err := copyDir(from, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
@@ -133,7 +140,7 @@ func (s *Store) reopenAfter(err error) error {
 
 // prepareInstall rewrites the copied snapshot's meta for this node.
 func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
-	snap := &Store{dir: tmp, opts: s.opts}
+	snap := newStore(tmp, s.opts)
 	if err := snap.open(); err != nil {
 		return core.Pos{}, err
 	}
@@ -245,4 +252,21 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// dirSize is the total size of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n += info.Size()
+		return nil
+	})
+	return n, err
 }

@@ -17,12 +17,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/muninndb/muninn/core"
@@ -73,9 +76,17 @@ func quarantineKey(p core.Pos) []byte {
 type Options struct {
 	// CacheSize is Pebble's block cache in bytes (default 64 MiB).
 	CacheSize int64
-	// Logger receives Pebble's messages (default: discarded, errors are
-	// returned instead).
-	Logger pebble.Logger
+	// Log receives Pebble's messages and the events an operator must see
+	// (background, flush and compaction errors, a slow disk, write stalls,
+	// low disk space), rate-limited per kind. Default: discarded (errors
+	// are still returned).
+	Log *slog.Logger
+	// DiskFree reports the free space and size of the store's filesystem
+	// (default: statfs of the directory, or the TestFreeFileEnv file).
+	DiskFree DiskFreeFunc
+	// SpaceTTL is how long a free-space sample is used (default 200 ms;
+	// negative: sample every time).
+	SpaceTTL time.Duration
 }
 
 // ErrFenced is returned (wrapped) when a save would move the node's epoch
@@ -104,14 +115,8 @@ type Store struct {
 	identity uint64 // minted when the store is created; see Identity
 	// corrupt is set by Pebble's DataCorruption event (any goroutine).
 	corrupt atomic.Pointer[error]
-}
-
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
+	space   *spaceGuard
+	plog    *pebbleLog
 }
 
 // Open opens (creating if needed) the store in dir. An interrupted
@@ -125,11 +130,27 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := recoverInstall(dir); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: opts}
+	s := newStore(dir, opts)
 	if err := s.open(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// newStore sets up a Store for dir, not opened yet.
+func newStore(dir string, opts Options) *Store {
+	s := &Store{dir: dir, opts: opts}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s.plog = newPebbleLog(log)
+	ttl := opts.SpaceTTL
+	if ttl == 0 {
+		ttl = spaceTTL
+	}
+	s.space = newSpaceGuard(dir, opts.DiskFree, ttl, s.plog)
+	return s
 }
 
 func (s *Store) open() error {
@@ -149,28 +170,20 @@ func (s *Store) open() error {
 	cache := pebble.NewCache(size)
 	po := &pebble.Options{
 		Cache:              cache,
-		Logger:             s.opts.Logger,
+		Logger:             s.plog,
 		ErrorIfNotExists:   existed,
 		FormatMajorVersion: pebbleFormat,
-		EventListener: &pebble.EventListener{
-			// Pebble's default is to Fatalf. Record it instead: reads of
-			// the damaged range fail with an error naming the file, and
-			// the store refuses further writes.
-			DataCorruption: func(info pebble.DataCorruptionInfo) {
-				err := fmt.Errorf("store %s: on-disk corruption in %s: %w; restore this node from a snapshot", dir, info.Path, info.Details)
-				s.corrupt.CompareAndSwap(nil, &err)
-			},
-		},
-	}
-	if po.Logger == nil {
-		po.Logger = quietLogger{}
+		EventListener:      s.listener(s.plog),
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		cache.Unref()
-		if pebble.IsCorruptionError(err) {
+		switch {
+		case pebble.IsCorruptionError(err):
 			return fmt.Errorf("store %s: open: %w: the store is damaged and would start with less than it holds, so it refuses to start. "+
 				"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh Lobe (docs/storage.md, \"Damage\")", dir, err)
+		case errors.Is(err, syscall.ENOSPC):
+			return fmt.Errorf("store %s: open: %w: free space on that disk, then start again", dir, err)
 		}
 		return fmt.Errorf("store %s: open: %w", dir, err)
 	}
