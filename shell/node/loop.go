@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,7 +34,7 @@ func (n *Node) loop() {
 			n.failWaiters()
 			return
 		case m := <-n.inbox:
-			n.core.Step(n.now(), m)
+			n.step(m)
 			n.drain()
 		case r := <-n.reqs:
 			n.handle(r)
@@ -49,6 +50,7 @@ func (n *Node) loop() {
 		}
 		n.core.Tick(n.now())
 		n.syncPeers()
+		n.checkDisk()
 	}
 }
 
@@ -57,7 +59,7 @@ func (n *Node) drain() {
 	for i := 0; i < maxBurst; i++ {
 		select {
 		case m := <-n.inbox:
-			n.core.Step(n.now(), m)
+			n.step(m)
 		case r := <-n.reqs:
 			n.handle(r)
 		default:
@@ -67,6 +69,9 @@ func (n *Node) drain() {
 }
 
 func (n *Node) handle(r request) {
+	if n.refuseNoSpace(r) {
+		return
+	}
 	n.waiters[r.id] = r.reply
 	if r.serve != nil {
 		n.serves[r.id] = r.serve
@@ -110,11 +115,22 @@ func (n *Node) handleReady() {
 		}
 		batch := store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: time.Now().UnixMilli()}
 		start := time.Now()
-		if err := n.store.Save(batch, rd.MustSync(n.prevHS)); err != nil {
+		sync := rd.MustSync(n.prevHS)
+		if err := n.store.Save(batch, sync); err != nil {
 			// Nothing of this Ready may go out: a vote or an ack for state
-			// that is not on disk would break the protocol. Stop the node.
-			n.fail(err)
-			return
+			// that is not on disk would break the protocol. Out of space,
+			// the Ready is held until the disk has room (holdReady); any
+			// other failure stops the node.
+			if errors.Is(err, store.ErrNoSpace) {
+				err = n.holdReady(rd, batch, sync, err)
+			}
+			if errors.Is(err, ErrStopped) {
+				return
+			}
+			if err != nil {
+				n.fail(err)
+				return
+			}
 		}
 		n.metrics.saveSeconds.Observe(time.Since(start).Seconds())
 		if rd.HardState != nil {

@@ -97,7 +97,7 @@ func Start(opts Options) (*Node, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w (set data_dir to a writable directory)", opts.DataDir, err)
 	}
-	st, err := store.Open(filepath.Join(opts.DataDir, "db"), store.Options{})
+	st, err := store.Open(filepath.Join(opts.DataDir, "db"), storeOptions(opts))
 	if err != nil {
 		return nil, err
 	}
