@@ -161,7 +161,10 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 		unhealthy = append(unhealthy, v.unreachablePairs()...)
 	}
 	reason := ""
+	full, disk := s.n.Store().DiskFull()
 	switch {
+	case full:
+		reason = disk
 	case !st.StoreCounts && !v.snap.Joining:
 		reason = fmt.Sprintf("this node's store %016x is not the one the membership records for %s (wiped, replaced or restored): it counts toward no quorum and does not vote until the Cortex has caught it up", st.Store, st.ID)
 	case v.snap.Joining:
