@@ -10,6 +10,45 @@
 //
 //	c := client.New("http://10.0.1.10:8475")
 //	res, err := c.Write(ctx, apitypes.WriteRequest{Content: "hello"}, client.Durability("quorum"))
+//
+// # Outcomes
+//
+// A call that changes state (Write, Update, Forget, Failover, AddMember,
+// RemoveMember, ReplayFenced, DropFenced) ends in one of three ways, and
+// the error says which:
+//
+//   - nil: it took effect.
+//   - an error that is not ErrAmbiguous: it did not take effect. Every
+//     attempt was refused before anything was written — a dial error (the
+//     request never left), or an answer that says nothing was done: 4xx
+//     (400 bad_request, 401, 403, 404, 409 conflict, 413, 422
+//     quorum_impossible, ...), 503 not_cortex, no_cortex,
+//     handoff_in_progress, change_in_progress, starting,
+//     quorum_unavailable, too_stale, 507 insufficient_storage, 501
+//     not_implemented.
+//   - an error for which errors.Is(err, ErrAmbiguous) holds, an
+//     *AmbiguousError: the client cannot know whether it took effect. Some
+//     attempt may have been applied: the request was sent and no answer
+//     came (a timeout, a connection reset or closed after the request was
+//     written, the context ending while waiting for the answer), or the
+//     answer said the outcome is unknown (503 unknown_outcome; 503
+//     unavailable, which is also what a node answers when forwarding to the
+//     Cortex fails after sending; 500 internal; 502 forward_failed; any
+//     other 5xx; 507 insufficient_storage whose message says "read it
+//     back"). Once one attempt is ambiguous, the call's failure is
+//     ambiguous whatever the later attempts answer, because the earlier one
+//     may have applied.
+//
+// An ambiguous write may still be applied later (it commits if the quorum
+// returns, or it may be in a deposed Cortex's quarantine: see
+// docs/reliability.md). Read it back by id before acting on it: Get with
+// Consistency("strong") tells whether the engram exists; retrying Write with
+// the same AmbiguousError.ID is safe (a write already applied answers 409,
+// which Write reports as success). The error's Err is the last attempt's
+// error, so IsCode and errors.As see its code: test ErrAmbiguous first.
+//
+// Reads (Get, List, Activate, Info, Status, Health, Fenced) change nothing
+// and are never ambiguous.
 package client
 
 import (
@@ -23,11 +62,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/muninndb/muninn/core/engram"
@@ -131,10 +172,63 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
 }
 
-// IsCode reports whether err is an *Error with the given code.
+// IsCode reports whether err is an *Error with the given code. For an
+// *AmbiguousError it reports the last attempt's code: check ErrAmbiguous
+// first.
 func IsCode(err error, code string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == code
+}
+
+// ErrAmbiguous is matched (errors.Is) by every error of a call whose
+// outcome is unknown: it may or may not have taken effect. See the package
+// documentation, "Outcomes".
+var ErrAmbiguous = errors.New("outcome unknown: it may or may not have taken effect")
+
+// AmbiguousError is the error of a call that changes state when the client
+// cannot know whether it took effect: an attempt was sent and not answered,
+// or answered that its outcome is unknown. errors.Is(err, ErrAmbiguous)
+// holds for it, and it unwraps to Err, the last attempt's error (an *Error
+// when a node answered, a transport or context error otherwise).
+type AmbiguousError struct {
+	// Op is what was asked, e.g. "write", "forget", "add member".
+	Op string
+	// ID is what the call was about, when there is one: the engram's id
+	// (read it back by this id), the member's id, or the quarantined
+	// entry's EPOCH.SEQ.
+	ID string
+	// Reason is the error of the first attempt whose outcome is unknown.
+	Reason error
+	// Err is the last attempt's error (Reason when it was the last).
+	Err error
+}
+
+func (e *AmbiguousError) Error() string {
+	what := e.Op
+	if e.ID != "" {
+		what += " " + e.ID
+	}
+	why, last := e.Reason, e.Err
+	if why == nil {
+		why, last = e.Err, nil
+	}
+	msg := fmt.Sprintf("outcome unknown: %s may or may not have taken effect: %v", what, why)
+	if last != nil && last.Error() != why.Error() {
+		msg += fmt.Sprintf("; then: %v", last)
+	}
+	switch e.Op {
+	case "write", "update", "forget":
+		return msg + "; read it back by id (a strong read) before acting on it"
+	}
+	return msg + "; check the cluster's state before retrying"
+}
+
+// Unwrap returns ErrAmbiguous and the last attempt's error.
+func (e *AmbiguousError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrAmbiguous}
+	}
+	return []error{ErrAmbiguous, e.Err}
 }
 
 // CallOption sets a per-call parameter.
@@ -179,6 +273,15 @@ type call struct {
 	body   []byte
 	// accept lists non-2xx statuses whose body is decoded as the result.
 	accept []int
+	// op names a call that changes state ("write", "add member"): its
+	// failure is ambiguous when an attempt may have taken effect. Empty
+	// for calls that change nothing.
+	op string
+	// id is the engram or member the call is about, for AmbiguousError.
+	id string
+	// definite lists codes that, for this call, say nothing was done
+	// beyond the ones every call has (definite).
+	definite []string
 }
 
 // retryable reports whether a refusal says nothing was done and a retry
@@ -195,11 +298,58 @@ func retryable(k kind, e *Error) bool {
 	return false
 }
 
+// Codes the API answers that apitypes does not name (core.Code values).
+const (
+	// codeQuorumUnavailable: fewer than W data voters answer; nothing was
+	// written (DESIGN rule 17).
+	codeQuorumUnavailable = "quorum_unavailable"
+	// codeInsufficientStorage: the Cortex's disk is below its reserve.
+	codeInsufficientStorage = "insufficient_storage"
+)
+
+// definiteCodes are the answers that say the attempt changed nothing.
+var definiteCodes = []string{
+	apitypes.CodeNotCortex, apitypes.CodeNoCortex, apitypes.CodeReadOnlyNode, apitypes.CodeHandoff,
+	apitypes.CodeChangeInProgress, apitypes.CodeStarting, apitypes.CodeQuorumImpossible,
+	codeQuorumUnavailable, apitypes.CodeTooStale, apitypes.CodeStandalone, apitypes.CodeNotImplemented,
+}
+
+// definite reports whether a node's answer says this attempt of cl changed
+// nothing. Everything else a node answers to a call that changes state
+// (unknown_outcome, unavailable, internal, forward_failed, a 5xx without
+// a code) leaves its outcome unknown.
+func definite(cl call, e *Error) bool {
+	switch {
+	case e.Code == codeInsufficientStorage:
+		// Refused before it was logged, unless the disk filled while the
+		// node was storing it: then the message asks to read it back.
+		return !strings.Contains(e.Message, "read it back")
+	case e.Code == apitypes.CodeUnavailable && slices.Contains(cl.definite, e.Code):
+		// Only the node's own refusal: one naming the Cortex is a
+		// forwarding failure, which may have reached the Cortex.
+		return e.Cortex == "" && e.CortexAPI == ""
+	case slices.Contains(definiteCodes, e.Code):
+		return true
+	}
+	// 4xx: the request itself was refused (bad_request, unauthorized,
+	// forbidden, not_found, conflict, too_large, ...).
+	return e.Status >= 400 && e.Status < 500
+}
+
 // outcome is what do learned beyond the result.
 type outcome struct {
-	// ambiguous is set when an attempt failed in a way that may have left
-	// the write applied.
-	ambiguous bool
+	// ambiguous is the error of the first attempt that may have taken
+	// effect (calls that change state only); nil when none.
+	ambiguous error
+}
+
+// fail ends do with err: an *AmbiguousError when an attempt of a call that
+// changes state may have taken effect.
+func (oc outcome) fail(cl call, err error) (outcome, error) {
+	if oc.ambiguous == nil {
+		return oc, err
+	}
+	return oc, &AmbiguousError{Op: cl.op, ID: cl.id, Reason: oc.ambiguous, Err: err}
 }
 
 func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
@@ -212,11 +362,16 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 	target := c.pick(cl.kind)
 	follows := 0
 	for {
-		status, node, body, err := c.once(ctx, target, cl)
+		status, node, body, sent, err := c.once(ctx, target, cl)
 		if err == nil && (status/100 == 2 || slices.Contains(cl.accept, status)) {
 			if out != nil && len(body) > 0 {
 				if err := json.Unmarshal(body, out); err != nil {
-					return oc, fmt.Errorf("muninn: decoding the answer of %s %s: %w", cl.method, cl.path, err)
+					err = fmt.Errorf("muninn: decoding the answer of %s %s: %w", cl.method, cl.path, err)
+					if cl.op != "" && oc.ambiguous == nil && status/100 == 2 {
+						// It was done; what it returned is not known.
+						oc.ambiguous = err
+					}
+					return oc.fail(cl, err)
 				}
 			}
 			return oc, nil
@@ -225,26 +380,28 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 		if err == nil {
 			apiErr = decodeError(status, node, body)
 			err = apiErr
+			if cl.op != "" && oc.ambiguous == nil && !definite(cl, apiErr) {
+				oc.ambiguous = err
+			}
 		} else {
 			if ctx.Err() != nil {
-				return oc, ctx.Err()
+				err = ctx.Err()
 			}
-			if !dialError(err) {
+			if cl.op != "" && oc.ambiguous == nil && sent {
 				// Sent, no answer: it may or may not have been applied.
-				oc.ambiguous = true
-				if cl.kind == kindAdmin {
-					return oc, err
-				}
+				oc.ambiguous = err
+			}
+			if ctx.Err() != nil || (cl.kind == kindAdmin && sent) {
+				return oc.fail(cl, err)
 			}
 		}
 		if cl.kind == kindLocal {
-			return oc, err
+			return oc.fail(cl, err)
 		}
-		if apiErr != nil && (apiErr.Code == apitypes.CodeUnknownOutcome || apiErr.Code == apitypes.CodeUnavailable) {
-			oc.ambiguous = true
-		}
-		// Follow a named Cortex at once.
-		if apiErr != nil && (apiErr.Code == apitypes.CodeNotCortex || apiErr.Code == apitypes.CodeReadOnlyNode || apiErr.Code == apitypes.CodeUnknownOutcome) &&
+		// Follow a named Cortex at once. An admin call whose outcome is
+		// unknown is not sent again: it may have run.
+		if apiErr != nil && (apiErr.Code == apitypes.CodeNotCortex || apiErr.Code == apitypes.CodeReadOnlyNode ||
+			apiErr.Code == apitypes.CodeUnknownOutcome && cl.kind != kindAdmin) &&
 			apiErr.CortexAPI != "" && normalize(apiErr.CortexAPI) != target && follows < 3 {
 			follows++
 			target = normalize(apiErr.CortexAPI)
@@ -257,18 +414,18 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 			c.dropCortex(target)
 			target = c.next(target)
 		case !retryable(cl.kind, apiErr):
-			return oc, err
+			return oc.fail(cl, err)
 		case apiErr.Code == apitypes.CodeNotCortex:
 			c.dropCortex(target)
 			target = c.next(target)
 		}
 		if c.budget <= 0 || time.Since(start)+backoff > c.budget {
-			return oc, err
+			return oc.fail(cl, err)
 		}
 		sleep := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-ctx.Done():
-			return oc, err
+			return oc.fail(cl, err)
 		case <-time.After(sleep):
 		}
 		backoff = min(2*backoff, time.Second)
@@ -280,19 +437,27 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 	}
 }
 
-// once makes one attempt against target.
-func (c *Client) once(ctx context.Context, target string, cl call) (int, string, []byte, error) {
+// once makes one attempt against target. sent reports whether any of the
+// request may have reached the node: false only when the transport
+// reported that it never wrote the request (or the connection was never
+// made).
+func (c *Client) once(ctx context.Context, target string, cl call) (status int, node string, body []byte, sent bool, err error) {
 	u := target + cl.path
 	if len(cl.query) > 0 {
 		u += "?" + cl.query.Encode()
 	}
-	var body io.Reader
+	var rd io.Reader
 	if cl.body != nil {
-		body = bytes.NewReader(cl.body)
+		rd = bytes.NewReader(cl.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, u, body)
+	var traced, wrote atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn:      func(string) { traced.Store(true) },
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(tctx, cl.method, u, rd)
 	if err != nil {
-		return 0, "", nil, err
+		return 0, "", nil, false, err
 	}
 	if cl.body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -303,14 +468,18 @@ func (c *Client) once(ctx context.Context, target string, cl call) (int, string,
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return 0, "", nil, err
+		// A transport that reports no trace events (a custom
+		// RoundTripper) gets the benefit of the doubt only for a dial
+		// error.
+		sent := wrote.Load() || !traced.Load() && !dialError(err)
+		return 0, "", nil, sent, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
 	if err != nil {
-		return 0, "", nil, err
+		return 0, "", nil, true, err
 	}
-	return res.StatusCode, res.Header.Get(apitypes.HeaderNode), b, nil
+	return res.StatusCode, res.Header.Get(apitypes.HeaderNode), b, true, nil
 }
 
 // dialError reports whether err happened before the request was sent.
@@ -385,7 +554,7 @@ func (c *Client) learn(ctx context.Context) {
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var info apitypes.Info
-	status, _, body, err := c.once(lctx, c.base, call{method: "GET", path: "/v1/cluster/info"})
+	status, _, body, _, err := c.once(lctx, c.base, call{method: "GET", path: "/v1/cluster/info"})
 	if err != nil || status != http.StatusOK || json.Unmarshal(body, &info) != nil {
 		c.mu.Lock()
 		c.learned = false // try again next time

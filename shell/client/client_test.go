@@ -417,3 +417,322 @@ func TestCortexKilled(t *testing.T) {
 		t.Fatalf("took %v", time.Since(start))
 	}
 }
+
+// drop closes the connection without answering: the client cannot know
+// what happened to its request.
+func drop(t *testing.T, w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	conn.Close()
+}
+
+func apiErrMsg(w http.ResponseWriter, status int, code, msg, cortexAPI string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"error":{"code":%q,"message":%q,"cortex_api":%q}}`, code, msg, cortexAPI)
+}
+
+// ambiguous checks that err is an *AmbiguousError about id whose last
+// attempt failed with lastCode ("" for a transport error).
+func ambiguous(t *testing.T, what string, err error, id, lastCode string) *AmbiguousError {
+	t.Helper()
+	var ae *AmbiguousError
+	if !errors.Is(err, ErrAmbiguous) || !errors.As(err, &ae) {
+		t.Fatalf("%s: want an ambiguous outcome, got %v", what, err)
+	}
+	if ae.ID != id || ae.Reason == nil || ae.Err == nil {
+		t.Fatalf("%s: %+v", what, ae)
+	}
+	var ce *Error
+	if lastCode == "" && errors.As(err, &ce) || lastCode != "" && !IsCode(err, lastCode) {
+		t.Fatalf("%s: the last attempt's error should be %q: %v", what, lastCode, ae.Err)
+	}
+	if !strings.Contains(err.Error(), "outcome unknown") || !strings.Contains(err.Error(), id) {
+		t.Fatalf("%s: message %q", what, err)
+	}
+	return ae
+}
+
+// TestAppliedThenDropped: the first attempt is applied and its connection
+// dropped. Without retries, or when every retry fails, the write is
+// reported as "may have happened", never as failed; the engram can be read
+// back by the error's id.
+func TestAppliedThenDropped(t *testing.T) {
+	real := standalone(t)
+	x := ctx(t)
+	rc := New(real)
+	// Later attempts are refused with a forwarding error, a definite
+	// refusal, or nothing at all.
+	for _, later := range []struct {
+		name string
+		code string
+		then func(w http.ResponseWriter)
+	}{
+		{"no retry", "", nil},
+		{"forwarding failed", "unavailable", func(w http.ResponseWriter) {
+			apiErrMsg(w, 503, "unavailable", "this node (n2) is not the Cortex; forwarding to the Cortex n1 at http://127.0.0.1:1 failed: EOF; retry", "")
+		}},
+		{"disk full", "insufficient_storage", func(w http.ResponseWriter) {
+			apiErrMsg(w, 507, "insufficient_storage", "disk full: nothing was written", "")
+		}},
+		{"quorum unavailable", "quorum_unavailable", func(w http.ResponseWriter) {
+			apiErrMsg(w, 503, "quorum_unavailable", "a commit needs 2 data voters but only 1 answer", "")
+		}},
+	} {
+		f := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+			if n == 1 {
+				proxy(httptest.NewRecorder(), r, real)
+				drop(t, w)
+				return true
+			}
+			later.then(w)
+			return true
+		})
+		budget := 300 * time.Millisecond
+		if later.then == nil {
+			budget = 0
+		}
+		id := NewID()
+		_, err := New(f.srv.URL, WithRetryBudget(budget)).Write(x, apitypes.WriteRequest{ID: id, Content: "applied, answer lost"})
+		ae := ambiguous(t, later.name, err, id, later.code)
+		if ae.Op != "write" || errors.As(ae.Reason, new(*Error)) {
+			t.Fatalf("%s: the ambiguous attempt is the dropped one: %+v", later.name, ae)
+		}
+		if later.then == nil && f.hits.Load() != 1 || later.then != nil && f.hits.Load() < 2 {
+			t.Fatalf("%s: %d attempts", later.name, f.hits.Load())
+		}
+		// What the caller should do: read it back by id.
+		if e, err := rc.Get(x, "", ae.ID, Consistency("strong")); err != nil || e.Content != "applied, answer lost" {
+			t.Fatalf("%s: read back: %+v %v", later.name, e, err)
+		}
+	}
+	// With retries allowed and a healthy node behind, the retry finds the
+	// engram (409) and the write is reported done, once.
+	f := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		if n == 1 {
+			proxy(httptest.NewRecorder(), r, real)
+			drop(t, w)
+			return true
+		}
+		return false
+	})
+	res, err := New(f.srv.URL).Write(x, apitypes.WriteRequest{Vault: "dropped", Content: "once"}, Durability("quorum"))
+	// Three requests: the dropped one, the retry (409), the strong read
+	// confirming quorum durability.
+	if err != nil || res.ID == "" || f.hits.Load() != 3 {
+		t.Fatalf("write after a dropped answer: %+v %v (%d attempts)", res, err, f.hits.Load())
+	}
+	if l, err := rc.List(x, "dropped", ListOptions{}); err != nil || len(l.Engrams) != 1 {
+		t.Fatalf("applied %d times (%v)", len(l.Engrams), err)
+	}
+	// Forget: a retry that finds it gone reports success; with no retry
+	// the outcome is unknown.
+	g := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		if n == 1 {
+			proxy(httptest.NewRecorder(), r, real)
+			drop(t, w)
+			return true
+		}
+		return false
+	})
+	if _, err := New(g.srv.URL).Forget(x, "dropped", res.ID); err != nil || g.hits.Load() != 2 {
+		t.Fatalf("forget after a dropped answer: %v (%d attempts)", err, g.hits.Load())
+	}
+	w2, err := rc.Write(x, apitypes.WriteRequest{Content: "to update"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.hits.Store(0)
+	content := "updated"
+	_, err = New(g.srv.URL, WithRetryBudget(0)).Update(x, "", w2.ID, apitypes.UpdateRequest{Content: &content})
+	if ae := ambiguous(t, "update", err, w2.ID, ""); ae.Op != "update" {
+		t.Fatalf("op %q", ae.Op)
+	}
+	if e, err := rc.Get(x, "", w2.ID); err != nil || e.Content != "updated" {
+		t.Fatalf("the update was applied: %+v %v", e, err)
+	}
+}
+
+// TestUnknownOutcomeAnswer: a node answering 503 unknown_outcome (the
+// Cortex deposed before the write committed) makes the write ambiguous
+// when no retry settles it.
+func TestUnknownOutcomeAnswer(t *testing.T) {
+	f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErrMsg(w, 503, "unknown_outcome", "the Cortex stepped down before the write reached a quorum; it may or may not survive: read it back", "")
+		return true
+	})
+	id := NewID()
+	start := time.Now()
+	_, err := New(f.srv.URL, WithRetryBudget(300*time.Millisecond)).Write(ctx(t), apitypes.WriteRequest{ID: id, Content: "x"}, Durability("quorum"))
+	ae := ambiguous(t, "unknown_outcome", err, id, "unknown_outcome")
+	if !IsCode(ae.Reason, "unknown_outcome") || f.hits.Load() < 2 || time.Since(start) > 2*time.Second {
+		t.Fatalf("%+v after %d attempts in %v", ae, f.hits.Load(), time.Since(start))
+	}
+	// Other answers that leave the outcome open.
+	for _, c := range []struct {
+		status     int
+		code, msg  string
+		cortexAPI  string
+		wantLast   string
+		wantBudget bool
+	}{
+		{503, "unavailable", "forwarding to the Cortex failed: read: connection reset by peer; retry", "", "unavailable", true},
+		{500, "internal", "storage failure", "", "internal", false},
+		{502, "", "", "", "http_502", false},
+		{507, "insufficient_storage", "no space; the node was storing this request's outcome when the disk filled: it is held until space is freed and may still be applied, so read it back before retrying", "", "insufficient_storage", false},
+	} {
+		f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+			if c.code == "" {
+				w.WriteHeader(c.status)
+				return true
+			}
+			apiErrMsg(w, c.status, c.code, c.msg, c.cortexAPI)
+			return true
+		})
+		id := NewID()
+		_, err := New(f.srv.URL, WithRetryBudget(200*time.Millisecond)).Write(ctx(t), apitypes.WriteRequest{ID: id, Content: "x"})
+		ambiguous(t, fmt.Sprint(c.status, " ", c.code), err, id, c.wantLast)
+	}
+}
+
+// TestDefiniteRefusals: answers that say nothing was written stay plain
+// errors, with their code.
+func TestDefiniteRefusals(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		code   string
+		msg    string
+	}{
+		{400, "bad_request", "tags[0]: empty"},
+		{409, "conflict", "engram exists"},
+		{413, "too_large", "body over 1 MiB"},
+		{403, "read_only_node", "a sentinel"},
+		{422, "quorum_impossible", "too few data voters"},
+		{507, "insufficient_storage", "disk full: /data has 12 MiB free, below the 64 MiB reserve"},
+		{503, "quorum_unavailable", "a commit needs 2 data voters but only 1 answer"},
+		{503, "not_cortex", "not the Cortex; its API address is not known here yet"},
+		{503, "no_cortex", "an election is under way"},
+		{503, "handoff_in_progress", "handoff"},
+		{503, "starting", "starting"},
+	} {
+		f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+			apiErrMsg(w, c.status, c.code, c.msg, "")
+			return true
+		})
+		_, err := New(f.srv.URL, WithRetryBudget(150*time.Millisecond)).Write(ctx(t), apitypes.WriteRequest{Content: "x"})
+		if errors.Is(err, ErrAmbiguous) || !IsCode(err, c.code) {
+			t.Errorf("%d %s: want a definite %s, got %v", c.status, c.code, c.code, err)
+		}
+	}
+	// A dial error: the request never left.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	_, err = New(dead, WithRetryBudget(100*time.Millisecond)).Write(ctx(t), apitypes.WriteRequest{Content: "x"})
+	if err == nil || errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("dial error: %v", err)
+	}
+	// Reads are never ambiguous, even when their answer is lost.
+	f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		drop(t, w)
+		return true
+	})
+	if _, err := New(f.srv.URL, WithRetryBudget(0)).Get(ctx(t), "", NewID()); err == nil || errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("read: %v", err)
+	}
+}
+
+// TestSentThenTimedOut: a write applied whose answer does not come before
+// the HTTP timeout, or before the caller's context ends, is ambiguous; the
+// context's error is still visible.
+func TestSentThenTimedOut(t *testing.T) {
+	real := standalone(t)
+	release := make(chan struct{})
+	defer close(release)
+	f := newFake(t, real, func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		proxy(httptest.NewRecorder(), r, real)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+		return true
+	})
+	id := NewID()
+	hc := &http.Client{Timeout: 200 * time.Millisecond}
+	_, err := New(f.srv.URL, WithHTTPClient(hc), WithRetryBudget(0)).Write(ctx(t), apitypes.WriteRequest{ID: id, Content: "slow"})
+	ambiguous(t, "http timeout", err, id, "")
+	var ue interface{ Timeout() bool }
+	if !errors.As(err, &ue) || !ue.Timeout() {
+		t.Fatalf("the cause is the timeout: %v", err)
+	}
+	if _, err := New(real).Get(ctx(t), "", id); err != nil {
+		t.Fatalf("applied: %v", err)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	id = NewID()
+	_, err = New(f.srv.URL).Write(c, apitypes.WriteRequest{ID: id, Content: "slow"})
+	ambiguous(t, "context deadline", err, id, "")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the cause is the deadline: %v", err)
+	}
+}
+
+// TestAdminAmbiguous: an admin call whose outcome is unknown is not sent
+// again, and says so; the Cortex's own refusals stay definite.
+func TestAdminAmbiguous(t *testing.T) {
+	x := ctx(t)
+	other := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErr(w, 200, "", "", "")
+		return true
+	})
+	// unknown_outcome naming a new Cortex: not followed.
+	f := newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErrMsg(w, 503, "unknown_outcome", "the Cortex changed from n1 to n2 while this request was forwarded", other.srv.URL)
+		return true
+	})
+	_, err := New(f.srv.URL).Failover(x, "")
+	if ae := ambiguous(t, "failover", err, "", "unknown_outcome"); ae.Op != "failover" || f.hits.Load() != 1 || other.hits.Load() != 0 {
+		t.Fatalf("%+v: %d and %d attempts", ae, f.hits.Load(), other.hits.Load())
+	}
+	// A forwarding failure (it names the Cortex) may have reached it.
+	f = newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErrMsg(w, 503, "unavailable", "forwarding to the Cortex n1 at http://127.0.0.1:1 failed: EOF", "http://127.0.0.1:1")
+		return true
+	})
+	_, err = New(f.srv.URL).AddMember(x, "muninn-04", "auto")
+	ambiguous(t, "add member", err, "muninn-04", "unavailable")
+	// The connection dropped after the request was sent.
+	f = newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		io.ReadAll(r.Body)
+		drop(t, w)
+		return true
+	})
+	_, err = New(f.srv.URL).RemoveMember(x, "muninn-03")
+	if ambiguous(t, "remove member", err, "muninn-03", ""); f.hits.Load() != 1 {
+		t.Fatalf("%d attempts", f.hits.Load())
+	}
+	_, err = New(f.srv.URL).ReplayFenced(x, 3, 7)
+	ambiguous(t, "replay", err, "3.7", "")
+	// The Cortex's own refusals: nothing was done.
+	f = newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErrMsg(w, 503, "unavailable", "no other data voter to hand off to", "")
+		return true
+	})
+	if _, err := New(f.srv.URL).Failover(x, ""); errors.Is(err, ErrAmbiguous) || !IsCode(err, "unavailable") {
+		t.Fatalf("failover refused: %v", err)
+	}
+	f = newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {
+		apiErrMsg(w, 400, "bad_request", "muninn-02 is already a member", "")
+		return true
+	})
+	if _, err := New(f.srv.URL).AddMember(x, "muninn-02", "auto"); errors.Is(err, ErrAmbiguous) || !IsCode(err, "bad_request") {
+		t.Fatalf("add member refused: %v", err)
+	}
+}

@@ -24,15 +24,20 @@ func mustJSON(v any) []byte {
 // Write creates an engram. When req.ID is empty the client picks one, so
 // retrying across a failover never creates the engram twice: if a retry
 // finds the engram already written by an earlier attempt, Write returns
-// success with Epoch and Seq zero (the position is not known).
+// success with Epoch and Seq zero (the position is not known). With quorum
+// durability that success is confirmed first by a strong read.
+//
+// When the client cannot know whether the engram was written, the error is
+// an *AmbiguousError (errors.Is(err, ErrAmbiguous)) whose ID is the
+// engram's id: read it back, or call Write again with that ID.
 func (c *Client) Write(ctx context.Context, req apitypes.WriteRequest, opts ...CallOption) (apitypes.WriteResult, error) {
 	if req.ID == "" {
 		req.ID = NewID()
 	}
+	q := query(opts)
 	var res apitypes.WriteResult
-	oc, err := c.do(ctx, call{kind: kindWrite, method: "POST", path: "/api/engrams", query: query(opts), body: mustJSON(req)}, &res)
-	if err != nil && oc.ambiguous && IsCode(err, apitypes.CodeConflict) {
-		q := query(opts)
+	oc, err := c.do(ctx, call{kind: kindWrite, method: "POST", path: "/api/engrams", query: q, body: mustJSON(req), op: "write", id: req.ID}, &res)
+	if oc.ambiguous != nil && IsCode(err, apitypes.CodeConflict) {
 		vault := vaultOr(firstNonEmpty(req.Vault, q.Get("vault")))
 		if durOr(q.Get("durability")) == "quorum" {
 			// The earlier attempt reached the Cortex, but maybe not a
@@ -40,7 +45,8 @@ func (c *Client) Write(ctx context.Context, req apitypes.WriteRequest, opts ...C
 			// Cortex applied is committed, so finding it proves the write
 			// is as durable as asked.
 			if _, gerr := c.Get(ctx, vault, req.ID, Consistency("strong")); gerr != nil {
-				return res, fmt.Errorf("write %s: an earlier attempt reached the Cortex but its quorum durability could not be confirmed (%v); read it back to check", req.ID, gerr)
+				return res, &AmbiguousError{Op: "write", ID: req.ID, Reason: oc.ambiguous,
+					Err: fmt.Errorf("a retry found the engram on the Cortex, but its quorum durability could not be confirmed by a strong read: %w", gerr)}
 			}
 		}
 		return apitypes.WriteResult{ID: req.ID, Vault: vault, Durability: durOr(q.Get("durability"))}, nil
@@ -48,23 +54,25 @@ func (c *Client) Write(ctx context.Context, req apitypes.WriteRequest, opts ...C
 	return res, err
 }
 
-// Update changes the fields set in req of engram id.
+// Update changes the fields set in req of engram id. Its error is an
+// *AmbiguousError when the update may or may not have been applied.
 func (c *Client) Update(ctx context.Context, vault, id string, req apitypes.UpdateRequest, opts ...CallOption) (apitypes.WriteResult, error) {
 	q := query(opts)
 	q.Set("vault", vaultOr(vault))
 	var res apitypes.WriteResult
-	_, err := c.do(ctx, call{kind: kindWrite, method: "PATCH", path: "/api/engrams/" + url.PathEscape(id), query: q, body: mustJSON(req)}, &res)
+	_, err := c.do(ctx, call{kind: kindWrite, method: "PATCH", path: "/api/engrams/" + url.PathEscape(id), query: q, body: mustJSON(req), op: "update", id: id}, &res)
 	return res, err
 }
 
 // Forget forgets engram id. If a retry finds it already forgotten by an
-// earlier attempt, Forget returns success with Epoch and Seq zero.
+// earlier attempt, Forget returns success with Epoch and Seq zero. Its
+// error is an *AmbiguousError when it may or may not have been forgotten.
 func (c *Client) Forget(ctx context.Context, vault, id string, opts ...CallOption) (apitypes.WriteResult, error) {
 	q := query(opts)
 	q.Set("vault", vaultOr(vault))
 	var res apitypes.WriteResult
-	oc, err := c.do(ctx, call{kind: kindWrite, method: "DELETE", path: "/api/engrams/" + url.PathEscape(id), query: q}, &res)
-	if err != nil && oc.ambiguous && IsCode(err, apitypes.CodeNotFound) {
+	oc, err := c.do(ctx, call{kind: kindWrite, method: "DELETE", path: "/api/engrams/" + url.PathEscape(id), query: q, op: "forget", id: id}, &res)
+	if oc.ambiguous != nil && IsCode(err, apitypes.CodeNotFound) {
 		return apitypes.WriteResult{ID: id, Vault: vaultOr(vault), Durability: durOr(q.Get("durability"))}, nil
 	}
 	return res, err
@@ -144,24 +152,31 @@ func (c *Client) Health(ctx context.Context) (apitypes.Health, error) {
 }
 
 // Failover hands the Cortex role to the Lobe to ("" picks the most
-// caught-up one). It is never retried once it may have run.
+// caught-up one). It is never retried once it may have run: its error is
+// then an *AmbiguousError (check the Cortex with Info). The Cortex's own
+// 503 unavailable (no other data voter, handoff aborted) is definite.
 func (c *Client) Failover(ctx context.Context, to string) (apitypes.FailoverResult, error) {
 	var res apitypes.FailoverResult
-	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/failover", body: mustJSON(apitypes.FailoverRequest{To: to})}, &res)
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/failover", body: mustJSON(apitypes.FailoverRequest{To: to}),
+		op: "failover", definite: []string{apitypes.CodeUnavailable}}, &res)
 	return res, err
 }
 
-// AddMember adds node id of kind (auto, sentinel, observer) to the cluster.
+// AddMember adds node id of kind (auto, sentinel, observer) to the
+// cluster. Its error is an *AmbiguousError when the change may or may not
+// have been made (check the members with Info).
 func (c *Client) AddMember(ctx context.Context, id, kind string) (apitypes.MemberResult, error) {
 	var res apitypes.MemberResult
-	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/members", body: mustJSON(apitypes.MemberRequest{ID: id, Kind: kind})}, &res)
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/members", body: mustJSON(apitypes.MemberRequest{ID: id, Kind: kind}),
+		op: "add member", id: id}, &res)
 	return res, err
 }
 
-// RemoveMember removes node id from the cluster.
+// RemoveMember removes node id from the cluster. Its error is an
+// *AmbiguousError when the change may or may not have been made.
 func (c *Client) RemoveMember(ctx context.Context, id string) (apitypes.MemberResult, error) {
 	var res apitypes.MemberResult
-	_, err := c.do(ctx, call{kind: kindAdmin, method: "DELETE", path: "/v1/cluster/members/" + url.PathEscape(id)}, &res)
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "DELETE", path: "/v1/cluster/members/" + url.PathEscape(id), op: "remove member", id: id}, &res)
 	return res, err
 }
 
@@ -195,16 +210,21 @@ func (c *Client) ExportFenced(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 // ReplayFenced writes the quarantined entry (epoch, seq) again as a new
-// write through the Cortex, then drops it from the quarantine.
+// write through the Cortex, then drops it from the quarantine. Its error
+// is an *AmbiguousError when the replay may or may not have been written
+// (list the quarantine with Fenced and read the engram back).
 func (c *Client) ReplayFenced(ctx context.Context, epoch, seq uint64) (apitypes.ReplayResult, error) {
 	var res apitypes.ReplayResult
-	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/replay", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq})}, &res)
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/replay", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq}),
+		op: "replay of quarantined entry", id: fmt.Sprintf("%d.%d", epoch, seq)}, &res)
 	return res, err
 }
 
-// DropFenced deletes the quarantined entry (epoch, seq).
+// DropFenced deletes the quarantined entry (epoch, seq). Its error is an
+// *AmbiguousError when the entry may or may not have been dropped.
 func (c *Client) DropFenced(ctx context.Context, epoch, seq uint64) error {
-	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/drop", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq})}, nil)
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/drop", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq}),
+		op: "drop of quarantined entry", id: fmt.Sprintf("%d.%d", epoch, seq)}, nil)
 	return err
 }
 
