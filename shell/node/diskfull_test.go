@@ -97,7 +97,7 @@ func TestDiskFullStandalone(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("the refusal took %s", took)
 	}
-	for _, want := range []string{dir, "10.0 MiB free", "reserve of 1.0 GiB"} {
+	for _, want := range []string{dir, "10.0 MiB free", "reserve of 1.00 GiB"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}

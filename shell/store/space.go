@@ -62,7 +62,9 @@ func (e *NoSpaceError) Error() string {
 // Is makes errors.Is(err, ErrNoSpace) hold.
 func (e *NoSpaceError) Is(target error) bool { return target == ErrNoSpace }
 
-// FormatBytes writes n in binary units (B, KiB, MiB, GiB, TiB).
+// FormatBytes writes n in binary units (B, KiB, MiB, GiB, TiB), with two
+// decimals below 10 of a unit (so 4.99 MiB free under a 5.00 MiB reserve
+// does not read "5.0 below 5.0").
 func FormatBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
@@ -73,7 +75,11 @@ func FormatBytes(n uint64) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGT"[exp])
+	v := float64(n) / float64(div)
+	if v < 10 {
+		return fmt.Sprintf("%.2f %ciB", v, "KMGT"[exp])
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[exp])
 }
 
 // DiskFreeFunc reports the bytes available to this process and the size of

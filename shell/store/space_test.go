@@ -56,6 +56,14 @@ func spaceStore(t *testing.T, free uint64, ttl time.Duration) (*Store, *fakeDisk
 	return s, d, lb
 }
 
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0 B", 1023: "1023 B", 5 << 20: "5.00 MiB", 5<<20 - 10<<10: "4.99 MiB", 900 << 20: "900.0 MiB", 1 << 30: "1.00 GiB", 3 << 40: "3.00 TiB"} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestReserve(t *testing.T) {
 	for _, tc := range []struct{ total, want uint64 }{
 		{0, 0},
@@ -90,13 +98,13 @@ func TestAdmit(t *testing.T) {
 	if !errors.As(err, &ne) || ne.Dir != s.Dir() || ne.Free != 900<<20 || ne.Reserve != 1<<30 {
 		t.Fatalf("NoSpaceError %+v", ne)
 	}
-	for _, want := range []string{s.Dir(), "900.0 MiB free", "reserve of 1.0 GiB"} {
+	for _, want := range []string{s.Dir(), "900.0 MiB free", "reserve of 1.00 GiB"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}
 	}
 	full, why := s.DiskFull()
-	if !full || !strings.Contains(why, s.Dir()) || !strings.Contains(why, "900.0 MiB free") || !strings.Contains(why, "1.0 GiB reserve") {
+	if !full || !strings.Contains(why, s.Dir()) || !strings.Contains(why, "900.0 MiB free") || !strings.Contains(why, "1.00 GiB reserve") {
 		t.Fatalf("DiskFull: %v %q", full, why)
 	}
 	d.free.Store(2 << 30)
