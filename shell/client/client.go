@@ -25,7 +25,8 @@
 //     quorum_impossible, ...), 503 not_cortex, no_cortex,
 //     handoff_in_progress, change_in_progress, starting,
 //     quorum_unavailable, too_stale, 507 insufficient_storage, 501
-//     not_implemented.
+//     not_implemented; for Failover also the Cortex's own 503 unavailable
+//     (no other data voter, handoff aborted), which names no Cortex.
 //   - an error for which errors.Is(err, ErrAmbiguous) holds, an
 //     *AmbiguousError: the client cannot know whether it took effect. Some
 //     attempt may have been applied: the request was sent and no answer
@@ -33,19 +34,25 @@
 //     written, the context ending while waiting for the answer), or the
 //     answer said the outcome is unknown (503 unknown_outcome; 503
 //     unavailable, which is also what a node answers when forwarding to the
-//     Cortex fails after sending; 500 internal; 502 forward_failed; any
-//     other 5xx; 507 insufficient_storage whose message says "read it
+//     Cortex fails after sending, except Failover's own refusal above; 500
+//     internal; 502 forward_failed; any other 5xx; a 2xx whose body does
+//     not decode; 507 insufficient_storage whose message says "read it
 //     back"). Once one attempt is ambiguous, the call's failure is
 //     ambiguous whatever the later attempts answer, because the earlier one
-//     may have applied.
+//     may have applied. Two answers settle it instead: Write retried and
+//     answered 409 (reported as success, after a strong read for quorum
+//     durability), and Forget retried and answered 404 (success).
 //
 // An ambiguous write may still be applied later (it commits if the quorum
-// returns, or it may be in a deposed Cortex's quarantine: see
-// docs/reliability.md). Read it back by id before acting on it: Get with
-// Consistency("strong") tells whether the engram exists; retrying Write with
-// the same AmbiguousError.ID is safe (a write already applied answers 409,
-// which Write reports as success). The error's Err is the last attempt's
-// error, so IsCode and errors.As see its code: test ErrAmbiguous first.
+// returns before the Cortex fails, or it is in a deposed Cortex's
+// quarantine). Read it back by id before acting on it: Get with
+// Consistency("strong") finding the engram proves it is committed (a 404
+// only that it is not yet). Calling Write again with the same
+// AmbiguousError.ID is safe and settles it when it succeeds (a write
+// already applied answers 409, which Write reports as success); if that
+// call fails, the first one is still unknown. The error's Err is the last
+// attempt's error, so IsCode and errors.As see its code: test ErrAmbiguous
+// first. docs/api.md, "Go client", lists the answers of each kind.
 //
 // Reads (Get, List, Activate, Info, Status, Health, Fenced) change nothing
 // and are never ambiguous.
