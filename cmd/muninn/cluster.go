@@ -56,10 +56,34 @@ func (g *Globals) printJSON(v any) error {
 	return err
 }
 
+// unknownOutcome is the error of a command that may or may not have
+// changed the cluster (exit status 3): check names the command that tells.
+type unknownOutcome struct {
+	err   *client.AmbiguousError
+	check string
+}
+
+func (u unknownOutcome) Error() string {
+	return fmt.Sprintf("%v\nmuninn: exit status 3, outcome unknown: do not assume it failed or succeeded; find out with: %s", u.err, u.check)
+}
+
+func (u unknownOutcome) Unwrap() error { return u.err }
+
+// explainChange is explain for a command that changes the cluster: an
+// ambiguous outcome says so and names check, the command that tells what
+// happened.
+func (g *Globals) explainChange(err error, check string) error {
+	var ae *client.AmbiguousError
+	if errors.As(err, &ae) {
+		return unknownOutcome{err: ae, check: check}
+	}
+	return g.explain(err)
+}
+
 // explain adds a hint to errors a user can act on.
 func (g *Globals) explain(err error) error {
 	var ce *client.Error
-	if errors.As(err, &ce) {
+	if errors.Is(err, client.ErrAmbiguous) || errors.As(err, &ce) {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -163,7 +187,7 @@ func (c FailoverCmd) Run(g *Globals) error {
 	defer cancel()
 	res, err := g.client().Failover(ctx, c.To)
 	if err != nil {
-		return g.explain(err)
+		return g.explainChange(err, "muninn cluster info --addr "+g.clus.Addr+" (which node is the Cortex now)")
 	}
 	if g.clus.JSON {
 		return g.printJSON(res)
@@ -197,7 +221,7 @@ func (c AddNodeCmd) Run(g *Globals) error {
 	}
 	res, err := cl.AddMember(ctx, c.Node, c.Kind)
 	if err != nil {
-		return g.explain(err)
+		return g.explainChange(err, "muninn cluster info --addr "+g.clus.Addr+" (whether "+c.Node+" is a member)")
 	}
 	if g.clus.JSON {
 		return g.printJSON(res)
@@ -234,7 +258,7 @@ func (c RemoveNodeCmd) Run(g *Globals) error {
 	}
 	res, err := cl.RemoveMember(ctx, c.Node)
 	if err != nil {
-		return g.explain(err)
+		return g.explainChange(err, "muninn cluster info --addr "+g.clus.Addr+" (whether "+c.Node+" is still a member)")
 	}
 	if g.clus.JSON {
 		return g.printJSON(res)
@@ -354,7 +378,7 @@ func (c FencedCmd) Run(g *Globals) error {
 		}
 		res, err := cl.ReplayFenced(ctx, epoch, seq)
 		if err != nil {
-			return g.explain(err)
+			return g.explainChange(err, fmt.Sprintf("muninn cluster fenced --addr %s (whether %d.%d is still quarantined), then read the engram back", g.clus.Addr, epoch, seq))
 		}
 		if g.clus.JSON {
 			return g.printJSON(res)
@@ -370,7 +394,7 @@ func (c FencedCmd) Run(g *Globals) error {
 			return usageError{fmt.Errorf("refusing to drop %d.%d without --yes: the write it holds is deleted for good (export it first with --export)", epoch, seq)}
 		}
 		if err := cl.DropFenced(ctx, epoch, seq); err != nil {
-			return g.explain(err)
+			return g.explainChange(err, fmt.Sprintf("muninn cluster fenced --addr %s (whether %d.%d is still quarantined)", g.clus.Addr, epoch, seq))
 		}
 		fmt.Fprintf(g.Out, "Dropped %d.%d from the quarantine.\n", epoch, seq)
 		return nil

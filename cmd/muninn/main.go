@@ -17,6 +17,8 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/lmittmann/tint"
+
+	"github.com/muninndb/muninn/shell/client"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -47,6 +49,15 @@ type Globals struct {
 
 // usageError marks an error in how the command was invoked (exit 2).
 type usageError struct{ error }
+
+// Exit statuses (docs/cli.md).
+const (
+	exitFailure = 1 // refused, unreachable, degraded: nothing was changed
+	exitUsage   = 2 // bad command line
+	// exitUnknown: a command that changes the cluster may or may not have
+	// taken effect (client.ErrAmbiguous).
+	exitUnknown = 3
+)
 
 type exitPanic struct{ code int }
 
@@ -92,10 +103,13 @@ func runWith(args []string, stdout, stderr io.Writer, env []string, stop <-chan 
 	if err := kctx.Run(g); err != nil {
 		fmt.Fprintf(stderr, "muninn: %v\n", err)
 		var ue usageError
-		if errors.As(err, &ue) {
-			return 2
+		switch {
+		case errors.As(err, &ue):
+			return exitUsage
+		case errors.Is(err, client.ErrAmbiguous):
+			return exitUnknown
 		}
-		return 1
+		return exitFailure
 	}
 	return 0
 }

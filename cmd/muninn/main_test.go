@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -253,6 +255,74 @@ func TestStart(t *testing.T) {
 	for _, s := range []string{`"msg":"serving the REST API on ` + addr, `"msg":"elected as cortex (received 1/1 votes)"`, `"msg":"stopped"`} {
 		if !strings.Contains(logs, s) {
 			t.Errorf("logs lack %s:\n%s", s, logs)
+		}
+	}
+}
+
+// fakeNode serves /v1/cluster/info from info and answers everything else
+// with other.
+func fakeNode(t *testing.T, info apitypes.Info, other http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/cluster/info" {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(info)
+			return
+		}
+		other(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+var threeNodes = apitypes.Info{NodeID: "muninn-01", Role: "cortex", ClusterEnabled: true, Cortex: "muninn-01", CortexAPI: "http://10.0.1.10:8475", Epoch: 4, Members: []apitypes.Member{
+	{ID: "muninn-01", Kind: "auto", Role: "cortex", MBP: "10.0.1.10:8474"},
+	{ID: "muninn-02", Kind: "auto", Role: "lobe", MBP: "10.0.1.11:8474"},
+	{ID: "muninn-03", Kind: "auto", Role: "lobe", MBP: "10.0.1.12:8474"},
+}}
+
+// TestAmbiguousExit: a command that may or may not have changed the
+// cluster says so and exits 3; a definite refusal exits 1.
+func TestAmbiguousExit(t *testing.T) {
+	unknown := fakeNode(t, threeNodes, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(503)
+		w.Write([]byte(`{"error":{"code":"unknown_outcome","message":"handoff interrupted: deposed"}}`))
+	})
+	dropped := fakeNode(t, threeNodes, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	refused := fakeNode(t, threeNodes, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		w.Write([]byte(`{"error":{"code":"bad_request","message":"muninn-02 is already a member"}}`))
+	})
+	for _, c := range []struct {
+		args  []string
+		code  int
+		wants []string
+	}{
+		{[]string{"cluster", "failover", "--yes", "--addr", unknown}, 3, []string{"outcome unknown: failover may or may not have taken effect", "handoff interrupted", "exit status 3", "muninn cluster info --addr " + unknown}},
+		{[]string{"cluster", "add-node", "--node", "muninn-04", "--addr", dropped}, 3, []string{"outcome unknown: add member muninn-04", "exit status 3", "whether muninn-04 is a member"}},
+		{[]string{"cluster", "remove-node", "--node", "muninn-03", "--yes", "--json", "--addr", dropped}, 3, []string{"outcome unknown: remove member muninn-03", "muninn cluster info --addr " + dropped}},
+		{[]string{"cluster", "fenced", "--replay", "3.7", "--addr", dropped}, 3, []string{"outcome unknown: replay of quarantined entry 3.7", "muninn cluster fenced --addr " + dropped}},
+		{[]string{"cluster", "fenced", "--drop", "3.7", "--yes", "--addr", unknown}, 3, []string{"outcome unknown: drop of quarantined entry 3.7"}},
+		{[]string{"cluster", "add-node", "--node", "muninn-02", "--addr", refused}, 1, []string{"already a member"}},
+	} {
+		code, out, stderr := cli(t, c.args...)
+		ok := code == c.code && out == ""
+		for _, w := range c.wants {
+			ok = ok && strings.Contains(stderr, w)
+		}
+		if c.code == 1 && strings.Contains(stderr, "outcome unknown") {
+			ok = false
+		}
+		if !ok {
+			t.Errorf("muninn %s: exit %d (want %d), stdout %q, stderr:\n%s", strings.Join(c.args, " "), code, c.code, out, stderr)
 		}
 	}
 }
