@@ -211,12 +211,13 @@ func (c AddNodeCmd) Run(g *Globals) error {
 	defer cancel()
 	cl := g.client()
 	if c.Node == "" {
-		info, err := cl.Info(ctx)
-		if err != nil {
-			info = apitypes.Info{}
-			fmt.Fprintf(g.Err, "note: could not ask %s about the cluster (%v); the steps below use placeholders.\n\n", g.clus.Addr, g.explain(err))
+		info, note := g.infoForSteps(ctx, cl)
+		d := addNodePlan(info, g.clus.Addr)
+		d.Note = note
+		if g.clus.JSON {
+			return g.printJSON(d)
 		}
-		addNodeSteps(g.Out, info, g.clus.Addr)
+		d.print(g.Out)
 		return nil
 	}
 	res, err := cl.AddMember(ctx, c.Node, c.Kind)
@@ -235,6 +236,19 @@ func (c AddNodeCmd) Run(g *Globals) error {
 	return nil
 }
 
+// infoForSteps asks the node about the cluster for add-node's and
+// remove-node's instructions. When it cannot be asked the instructions use
+// placeholders: note says why (also on stderr).
+func (g *Globals) infoForSteps(ctx context.Context, cl *client.Client) (apitypes.Info, string) {
+	info, err := cl.Info(ctx)
+	if err == nil {
+		return info, ""
+	}
+	note := fmt.Sprintf("could not ask %s about the cluster (%v); the steps use placeholders", g.clus.Addr, g.explain(err))
+	fmt.Fprintf(g.Err, "note: %s.\n\n", note)
+	return apitypes.Info{}, note
+}
+
 // RemoveNodeCmd is `muninn cluster remove-node [--node ID] [--yes]`.
 type RemoveNodeCmd struct {
 	Node string `help:"The node to remove." placeholder:"ID"`
@@ -246,14 +260,16 @@ func (c RemoveNodeCmd) Run(g *Globals) error {
 	defer cancel()
 	cl := g.client()
 	if c.Node == "" || !c.Yes {
-		info, err := cl.Info(ctx)
+		info, note := g.infoForSteps(ctx, cl)
+		d, err := removeNodePlan(info, c.Node, g.clus.Addr)
 		if err != nil {
-			info = apitypes.Info{}
-			fmt.Fprintf(g.Err, "note: could not ask %s about the cluster (%v); the steps below use placeholders.\n\n", g.clus.Addr, g.explain(err))
-		}
-		if err := removeNodeSteps(g.Out, info, c.Node, g.clus.Addr); err != nil {
 			return err
 		}
+		d.Note = note
+		if g.clus.JSON {
+			return g.printJSON(d)
+		}
+		d.print(g.Out)
 		return nil
 	}
 	res, err := cl.RemoveMember(ctx, c.Node)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -280,6 +281,74 @@ var threeNodes = apitypes.Info{NodeID: "muninn-01", Role: "cortex", ClusterEnabl
 	{ID: "muninn-02", Kind: "auto", Role: "lobe", MBP: "10.0.1.11:8474"},
 	{ID: "muninn-03", Kind: "auto", Role: "lobe", MBP: "10.0.1.12:8474"},
 }}
+
+// TestStepsJSON: add-node and remove-node print their instructions as one
+// JSON document with --json, with what a script needs besides the steps.
+func TestStepsJSON(t *testing.T) {
+	addr := fakeNode(t, threeNodes, func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("instructions must change nothing: %s %s", r.Method, r.URL.Path)
+		w.WriteHeader(500)
+	})
+	code, out, stderr := cli(t, "cluster", "add-node", "--json", "--addr", addr)
+	var add addNodeDoc
+	if code != 0 || stderr != "" || json.Unmarshal([]byte(out), &add) != nil {
+		t.Fatalf("add-node --json: %d %s %s", code, out, stderr)
+	}
+	wantAdd := "muninn cluster add-node --node muninn-04 --kind auto --addr " + addr
+	if add.Command != "add-node" || add.Mode != "instructions" || add.Cluster == nil || add.Cluster.Cortex != "muninn-01" || add.Standalone ||
+		add.NodeID != "muninn-04" || add.Kind != "auto" || strings.Join(add.Seeds, ",") != "10.0.1.10:8474,10.0.1.11:8474,10.0.1.12:8474" ||
+		add.ConfigFile != "/etc/muninn/muninn.yaml" || !strings.Contains(add.Config, `node_id: "muninn-04"`) || !strings.Contains(add.Config, `- "10.0.1.12:8474"`) ||
+		add.AddCommand != wantAdd || add.Note != "" {
+		t.Fatalf("add-node document: %+v", add)
+	}
+	if len(add.Steps) != 5 || add.Steps[3].N != 4 || len(add.Steps[3].Commands) != 1 || add.Steps[3].Commands[0] != wantAdd ||
+		add.Steps[4].Commands[0] != "muninn cluster status --addr "+addr || add.Steps[0].Title != "Prepare the new host" {
+		t.Fatalf("add-node steps: %+v", add.Steps)
+	}
+	// The text is the same steps.
+	_, text, _ := cli(t, "cluster", "add-node", "--addr", addr)
+	for _, s := range add.Steps {
+		if !strings.Contains(text, fmt.Sprintf("Step %d — %s\n", s.N, s.Title)) {
+			t.Errorf("text lacks step %d %q:\n%s", s.N, s.Title, text)
+		}
+	}
+
+	code, out, stderr = cli(t, "cluster", "remove-node", "--node", "muninn-03", "--json", "--addr", addr)
+	var rm removeNodeDoc
+	if code != 0 || stderr != "" || json.Unmarshal([]byte(out), &rm) != nil {
+		t.Fatalf("remove-node --json: %d %s %s", code, out, stderr)
+	}
+	wantRm := "muninn cluster remove-node --node muninn-03 --yes --addr " + addr
+	if rm.Command != "remove-node" || rm.Mode != "instructions" || rm.NodeID != "muninn-03" || rm.Member == nil || rm.Member.MBP != "10.0.1.12:8474" ||
+		rm.HandoffFirst || rm.After == nil || *rm.After != (quorumAfter{Voters: 2, Quorum: 2, Tolerates: 0}) || len(rm.Warnings) != 1 ||
+		rm.RemoveCommand != wantRm {
+		t.Fatalf("remove-node document: %+v", rm)
+	}
+	if len(rm.Steps) != 5 || rm.Steps[0].Commands[0] != wantRm || !strings.Contains(rm.Steps[2].Title, "10.0.1.12:8474") {
+		t.Fatalf("remove-node steps: %+v", rm.Steps)
+	}
+	// Removing the Cortex starts with a handoff.
+	code, out, _ = cli(t, "cluster", "remove-node", "--node", "muninn-01", "--json", "--addr", addr)
+	rm = removeNodeDoc{}
+	if code != 0 || json.Unmarshal([]byte(out), &rm) != nil || !rm.HandoffFirst || len(rm.Steps) != 6 ||
+		rm.Steps[0].Commands[0] != "muninn cluster failover --yes --addr "+addr {
+		t.Fatalf("remove the cortex: %d %+v", code, rm)
+	}
+	// Not a member: an error, nothing on stdout.
+	if code, out, stderr = cli(t, "cluster", "remove-node", "--node", "muninn-09", "--json", "--addr", addr); code != 1 || out != "" || !strings.Contains(stderr, "not a member") {
+		t.Fatalf("unknown node: %d %q %s", code, out, stderr)
+	}
+	// A node that cannot be asked: placeholders, and the document says why.
+	code, out, stderr = cli(t, "cluster", "remove-node", "--json", "--addr", "http://127.0.0.1:1")
+	rm = removeNodeDoc{}
+	if code != 0 || json.Unmarshal([]byte(out), &rm) != nil || rm.Cluster != nil || !strings.Contains(rm.Note, "could not ask") ||
+		rm.NodeID != "" || rm.After != nil || !strings.Contains(rm.RemoveCommand, "--node <node-id>") || !strings.Contains(stderr, "note:") {
+		t.Fatalf("unreachable: %d %s %s", code, out, stderr)
+	}
+	if !strings.Contains(out, `"cluster": null`) || !strings.Contains(out, `"after": null`) {
+		t.Fatalf("unknown fields are null: %s", out)
+	}
+}
 
 // TestAmbiguousExit: a command that may or may not have changed the
 // cluster says so and exits 3; a definite refusal exits 1.
