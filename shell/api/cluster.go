@@ -166,13 +166,15 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 	case full:
 		reason = disk
 	case !st.StoreCounts && !v.snap.Joining:
-		reason = fmt.Sprintf("this node's store %016x is not the one the membership records for %s (wiped, replaced or restored): it counts toward no quorum and does not vote until the Cortex has caught it up", st.Store, st.ID)
+		reason = fmt.Sprintf("this node's store %016x is not the one the membership records for %s (wiped, replaced or restored): it counts toward no quorum and does not run for Cortex until the Cortex has caught it up and recorded it", st.Store, st.ID)
 	case v.snap.Joining:
 		reason = fmt.Sprintf("this node (%s) is not a member yet: add it with `muninn cluster add-node --node %s` against the Cortex", st.ID, st.ID)
 	case st.Cortex == "":
 		reason = "no Cortex is known: an election is under way"
 	case v.isCortex() && h.ReachableVoters < st.Quorum:
 		reason = fmt.Sprintf("the Cortex hears from only %d of %d voters within %s (quorum is %d)", h.ReachableVoters, h.Voters, v.window, st.Quorum)
+	case v.isCortex() && st.CommitBlocked != "":
+		reason = "the cluster cannot commit now: " + st.CommitBlocked
 	case !v.isCortex() && st.SDown:
 		reason = fmt.Sprintf("the Cortex %s is subjectively down: no heartbeat for %d beats", st.Cortex, core.MissedBeats)
 	case !v.isCortex():
