@@ -19,6 +19,10 @@ const (
 	// CodeQuorumUnavailable: a commit needs W data voters and fewer answer
 	// now (rule 17); nothing was written.
 	CodeQuorumUnavailable Code = "quorum_unavailable"
+	// CodeConflict: the state machine refused the write's command when its
+	// entry was applied (the engram exists, or is missing): the entry is a
+	// no-op everywhere. The driver answers it; the core never does.
+	CodeConflict Code = "conflict"
 )
 
 // Error is a protocol-level refusal with a stable code.

@@ -44,7 +44,8 @@ type SimNode struct {
 	incarnation int
 	maxEpoch    core.Epoch
 	downAt      int64
-	wiped       bool // restarted on a regressed store, not yet seen rejoined
+	wiped       bool              // restarted on a regressed store, not yet seen rejoined
+	rejected    map[core.Pos]bool // entries the state machine refused, until answered
 }
 
 // local converts global time to this node's clock.
@@ -198,7 +199,12 @@ func (sn *SimNode) handleReady(rd *core.Ready, cause *core.Message) {
 				chk.violate("log-gap", false, sn.id, "entry "+e.Pos.String()+" does not follow "+st.last().String())
 				return
 			}
-			st.append(e)
+			if st.append(e) {
+				if sn.rejected == nil {
+					sn.rejected = map[core.Pos]bool{}
+				}
+				sn.rejected[e.Pos] = true
+			}
 			chk.onPersisted(sn, e, st.lastChain())
 		}
 	}
@@ -221,11 +227,20 @@ func (sn *SimNode) handleReady(rd *core.Ready, cause *core.Message) {
 			}
 		})
 	}
-	// 4. Results, after persistence.
+	// 4. Results, after persistence. A write whose entry the state
+	// machine refused is answered with the refusal, as the runner does.
 	for _, r := range rd.Results {
 		if cb, ok := sn.pending[r.ID]; ok {
 			delete(sn.pending, r.ID)
+			if r.Kind == core.ResultWrite && r.Err == nil && sn.rejected[r.Pos] {
+				r = core.Result{ID: r.ID, Kind: r.Kind, Err: &core.Error{Code: core.CodeConflict, Msg: "refused when applied"}}
+			}
 			cb(r, st.kv)
+		}
+	}
+	for p := range sn.rejected {
+		if p.Seq <= sn.n.Commit().Seq {
+			delete(sn.rejected, p)
 		}
 	}
 	// 5. Events.
@@ -246,6 +261,7 @@ func (sn *SimNode) crash() {
 	sn.n = nil
 	sn.paused = false
 	sn.inbox = nil
+	sn.rejected = nil
 	sn.timerGen++
 	sn.timerArmed = false
 	sn.incarnation++

@@ -129,8 +129,9 @@ func (s *Store) truncate(seq core.Seq, reason string, now int64) []core.Entry {
 	return removed
 }
 
-// append persists and applies es, which must follow the log.
-func (s *Store) append(e core.Entry) {
+// append persists and applies es, which must follow the log. It reports
+// whether the state machine refused the entry's command (a no-op).
+func (s *Store) append(e core.Entry) (rejected bool) {
 	e.Payload = bytes.Clone(e.Payload)
 	var u engram.Undo
 	if e.Type == core.EntryData {
@@ -141,11 +142,13 @@ func (s *Store) append(e core.Entry) {
 				panic(err)
 			}
 			s.rejects++
+			rejected = true
 		}
 	}
 	s.chain = append(s.chain, chainHash(s.lastChain(), e))
 	s.log = append(s.log, e)
 	s.undo = append(s.undo, u)
+	return rejected
 }
 
 // compact drops entries at or below upto (they are committed everywhere

@@ -269,6 +269,13 @@ func (wl *Workload) answer(op *Op, a int, res core.Result, val string) {
 		wl.hold(op, a)
 	case core.CodeUnknownOutcome, CodeConnReset:
 		wl.finish(op, wl.giveUp(op))
+	case core.CodeConflict:
+		// The state machine refused it when applied: nothing changed. A
+		// create refused this way found the engram there already.
+		if op.Kind == OpCreate {
+			wl.created[op.Key] = true
+		}
+		wl.finish(op, Failed)
 	default:
 		wl.finish(op, Failed)
 	}

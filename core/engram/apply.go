@@ -159,7 +159,10 @@ func ApplyCommand(kv KV, pos core.Pos, c Command) (Undo, error) {
 	var r *record
 	switch c.Op {
 	case OpWrite:
-		if old != nil {
+		// A forgotten engram's id may be written again: the new engram
+		// replaces the tombstone (docs/api.md: ids are reusable after
+		// DELETE). A live one is never overwritten by a create.
+		if old != nil && !old.Deleted {
 			return reject("engram %s/%s already exists", c.Vault, c.ID)
 		}
 		s, err := loadScale(kv, c.Vault)

@@ -227,6 +227,13 @@ func TestApply(t *testing.T) {
 	if err := m.apply(Command{Op: OpUpdate, Vault: "v", ID: id(1), At: 600, Set: FieldConcept}); err == nil {
 		t.Fatal("update of a forgotten engram accepted")
 	}
+	// A forgotten id may be written again: a fresh engram, not a no-op.
+	if err := m.apply(Command{Op: OpWrite, Vault: "v", ID: id(1), At: 700, Content: "reborn"}); err != nil {
+		t.Fatalf("re-create after forget: %v", err)
+	}
+	if e, ok, _ := Get(m.kv, "v", id(1)); !ok || e.Content != "reborn" || e.CreatedAt != 700 || e.AccessCount != 0 {
+		t.Fatalf("re-created engram: %v %+v", ok, e)
+	}
 	// Malformed payloads are rejected deterministically.
 	if _, err := Apply(m.kv, core.Pos{Epoch: 1, Seq: 99}, []byte{1, 2, 3}); !IsReject(err) || !strings.Contains(err.Error(), "entry 1.99") {
 		t.Fatalf("malformed payload: %v", err)

@@ -78,6 +78,8 @@ var coreStatus = map[core.Code]int{
 	core.CodeUnavailable:      http.StatusServiceUnavailable,
 	// Fewer than W data voters answer: nothing was written (rule 17).
 	core.CodeQuorumUnavailable: http.StatusServiceUnavailable,
+	// The state machine refused the command when it was applied.
+	core.CodeConflict: http.StatusConflict,
 	// The node's disk is below its reserve (docs/storage.md, "Disk space").
 	core.CodeInsufficientStorage: http.StatusInsufficientStorage,
 }

@@ -113,7 +113,7 @@ func (n *Node) handleReady() {
 				n.tr.Send(m.To, m)
 			}
 		}
-		batch := store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: time.Now().UnixMilli()}
+		batch := store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: time.Now().UnixMilli(), Rejected: n.noteRejected}
 		start := time.Now()
 		sync := rd.MustSync(n.prevHS)
 		if err := n.store.Save(batch, sync); err != nil {
@@ -155,10 +155,11 @@ func (n *Node) handleReady() {
 		}
 		for _, r := range rd.Results {
 			if ch, ok := n.waiters[r.ID]; ok {
-				ch <- r
+				ch <- n.applied(r)
 				delete(n.waiters, r.ID)
 			}
 		}
+		n.forgetRejected(n.core.Commit().Seq)
 		for _, e := range rd.Events {
 			n.onEvent(e)
 		}

@@ -44,7 +44,10 @@ type Node struct {
 	prevHS  core.HardState
 	ready   bool
 	peers   peerSync
-	staging staging
+	// rejected: entries the state machine refused, until their writes are
+	// answered (rejected.go).
+	rejected map[core.Pos]string
+	staging  staging
 
 	closeOnce sync.Once
 	bg        sync.WaitGroup

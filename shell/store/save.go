@@ -18,6 +18,16 @@ type SaveBatch struct {
 	Entries   []core.Entry     // new entries, appended and applied
 	Members   core.Members     // the membership after this batch, nil when unchanged
 	Now       int64            // unix ms: the quarantine time of removed entries
+	// Rejected, if set, is told of every data entry the state machine
+	// refused (engram.RejectError): a no-op entry, whose write must be
+	// answered with the refusal, not acknowledged. Called before Save
+	// returns, and only if the batch committed.
+	Rejected func(pos core.Pos, why error)
+}
+
+type rejection struct {
+	pos core.Pos
+	err error
 }
 
 // Pending is a save applied to the store (visible to reads) whose fsync may
@@ -109,6 +119,7 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 	}()
 	kv := batchKV{b}
 	last := s.last
+	var rejects []rejection
 	if t := rd.Truncate; t != nil {
 		var err error
 		if last, err = s.truncate(b, kv, t, rd.Now); err != nil {
@@ -129,6 +140,9 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 			u, err := engram.Apply(kv, e.Pos, e.Payload)
 			if err != nil && !engram.IsReject(err) {
 				return nil, fmt.Errorf("store: apply entry %s: %w", e.Pos, err)
+			}
+			if err != nil {
+				rejects = append(rejects, rejection{e.Pos, err})
 			}
 			// Rejected commands are no-ops everywhere; keep an (empty)
 			// undo record anyway, so that every data entry above the
@@ -193,6 +207,11 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 		return nil, s.failed
 	}
 	ok = true
+	if rd.Rejected != nil {
+		for _, r := range rejects {
+			rd.Rejected(r.pos, r.err)
+		}
+	}
 	s.hs, s.maxEpoch, s.last = hs, maxEpoch, last
 	if rd.Members != nil {
 		s.members = rd.Members
