@@ -139,6 +139,15 @@ func ApplyCommand(kv KV, pos core.Pos, c Command) (Undo, error) {
 	reject := func(format string, args ...any) (Undo, error) {
 		return Undo{}, &RejectError{Pos: pos, Op: c.Op, Msg: fmt.Sprintf(format, args...)}
 	}
+	if c.If != nil {
+		ok, changed, err := c.If.holds(kv)
+		if err != nil {
+			return Undo{}, err
+		}
+		if !ok {
+			return reject("replay of quarantined entry %s refused: %s changed since that entry was written, so applying it would overwrite newer data; the entry stays quarantined (export it, merge by hand, then drop it)", c.Consumes, changed)
+		}
+	}
 	var u Undo
 	if c.Op == OpDecay {
 		key := vaultKey(c.Vault)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"unicode/utf8"
+
+	"github.com/muninndb/muninn/core"
 )
 
 // Limits on engrams and commands. They are checked when a command is built
@@ -74,6 +76,10 @@ type Command struct {
 	Set        Fields
 	// Factor is the decay factor, in (0, 1].
 	Factor float64
+	// If, on a replay from the quarantine, is the base the command requires
+	// (replay.go); Consumes the quarantined entry it replays.
+	If       *Precondition
+	Consumes core.Pos
 }
 
 // ValidateVault checks a vault name: ^[a-z0-9][a-z0-9_-]{0,63}$.
@@ -177,7 +183,10 @@ func (c *Command) Validate() error {
 	return nil
 }
 
-const commandVersion = 1
+const (
+	commandVersion = 1
+	replayVersion  = 2 // a command with a replay trailer (replay.go)
+)
 
 // EncodeCommand validates c and encodes it in a compact binary form:
 //
@@ -192,7 +201,19 @@ func EncodeCommand(c Command) ([]byte, error) {
 		return nil, fmt.Errorf("engram command: %w", err)
 	}
 	b := make([]byte, 0, 48+len(c.Vault)+len(c.Concept)+len(c.Content))
-	b = append(b, commandVersion, byte(c.Op))
+	version := byte(commandVersion)
+	if c.If != nil {
+		version = replayVersion
+	}
+	b = append(b, version, byte(c.Op))
+	b = encodeBody(b, c)
+	if c.If != nil {
+		b = appendReplay(b, c.If, c.Consumes)
+	}
+	return b, nil
+}
+
+func encodeBody(b []byte, c Command) []byte {
 	b = appendString(b, c.Vault)
 	b = appendString(b, c.ID)
 	b = binary.AppendUvarint(b, c.At)
@@ -203,9 +224,9 @@ func EncodeCommand(c Command) ([]byte, error) {
 	case OpUpdate:
 		b = append(b, byte(set))
 	case OpDecay:
-		return binary.BigEndian.AppendUint64(b, math.Float64bits(c.Factor)), nil
+		return binary.BigEndian.AppendUint64(b, math.Float64bits(c.Factor))
 	default:
-		return b, nil
+		return b
 	}
 	if set&FieldConcept != 0 {
 		b = appendString(b, c.Concept)
@@ -222,7 +243,7 @@ func EncodeCommand(c Command) ([]byte, error) {
 	if set&FieldConfidence != 0 {
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(c.Confidence))
 	}
-	return b, nil
+	return b
 }
 
 // DecodeCommand decodes and validates EncodeCommand's output. Errors name
@@ -233,8 +254,9 @@ func DecodeCommand(b []byte) (Command, error) {
 		return c, fmt.Errorf("engram command: %d bytes exceeds the limit of %d bytes", len(b), MaxCommand)
 	}
 	d := decoder{b: b, what: "engram command"}
-	if v := d.byte("version"); d.err == nil && v != commandVersion {
-		return c, fmt.Errorf("engram command: version: unknown version %d", v)
+	version := d.byte("version")
+	if d.err == nil && version != commandVersion && version != replayVersion {
+		return c, fmt.Errorf("engram command: version: unknown version %d", version)
 	}
 	c.Op = Op(d.byte("op"))
 	if d.err == nil && (c.Op < OpWrite || c.Op > OpAccess) {
@@ -267,6 +289,9 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	if set&FieldConfidence != 0 {
 		c.Confidence = d.float("confidence")
+	}
+	if version == replayVersion {
+		c.If, c.Consumes = d.replay()
 	}
 	if err := d.finish(); err != nil {
 		return Command{}, err

@@ -551,13 +551,26 @@ func TestReplayQuarantined(t *testing.T) {
 		t.Fatalf("replayed engram %+v", got)
 	}
 	expect(t, e.do("POST", "/v1/cluster/fenced/replay", `{"epoch":1,"seq":2}`), 404, "fenced_entry_not_found")
+	// id2 is written again meanwhile: replaying the cut-off create would
+	// overwrite it, so it is refused and the entry stays.
+	expect(t, e.do("POST", "/api/engrams", `{"id":"`+id2+`","content":"newer"}`), 201, "")
+	expect(t, e.do("POST", "/v1/cluster/fenced/replay", `{"epoch":1,"seq":3}`), 409, "conflict")
+	r = e.do("GET", "/api/engrams/"+id2, "")
+	r.json(t, &got)
+	if got.Content != "newer" {
+		t.Fatalf("a refused replay changed %s: %+v", id2, got)
+	}
+	r = e.do("GET", "/v1/cluster/fenced", "")
+	r.json(t, &fl)
+	if len(fl.Entries) != 1 || fl.Entries[0].Seq != 3 {
+		t.Fatalf("after a refused replay the entry must stay: %s", r.body)
+	}
 	expect(t, e.do("POST", "/v1/cluster/fenced/drop", `{"epoch":1,"seq":3}`), 200, "")
 	r = e.do("GET", "/v1/cluster/fenced", "")
 	r.json(t, &fl)
 	if len(fl.Entries) != 0 {
 		t.Fatalf("after replay and drop: %s", r.body)
 	}
-	expect(t, e.do("GET", "/api/engrams/"+id2, ""), 404, "not_found")
 }
 
 func TestLagTracker(t *testing.T) {

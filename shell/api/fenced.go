@@ -79,7 +79,10 @@ func readRef(w http.ResponseWriter, r *http.Request) (apitypes.FencedRef, []byte
 }
 
 // POST /v1/cluster/fenced/replay {epoch, seq}: write the quarantined
-// command again as a new write through the Cortex, then drop it.
+// command again through the Cortex as a conditional write: it applies only
+// if the engram is still as the entry found it, and consumes the entry from
+// the quarantine in the same batch on every node that holds it (applied at
+// most once). A conflict keeps the entry and says why.
 func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) error {
 	ref, body, err := readRef(w, r)
 	if err != nil {
@@ -103,14 +106,22 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		dur = core.Local
 	}
-	pos, err := s.proposeRaw(r, cmd, q.Payload, dur)
+	if len(q.Base) == 0 {
+		return &apiError{status: http.StatusConflict, code: apitypes.CodeConflict, msg: fmt.Sprintf("entry %d.%d was quarantined without the state it was applied on (by an older version), so a replay cannot tell whether the engram was written again meanwhile: export it, merge it by hand, then drop it", ref.Epoch, ref.Seq)}
+	}
+	if cmd.If, err = engram.DecodePrecondition(q.Base); err != nil {
+		return fmt.Errorf("entry %d.%d: %w (export it, then drop it)", ref.Epoch, ref.Seq, err)
+	}
+	cmd.Consumes = q.Pos()
+	payload, err := engram.EncodeCommand(cmd)
+	if err != nil {
+		return badRequest("entry %d.%d: %v", ref.Epoch, ref.Seq, err)
+	}
+	pos, err := s.proposeRaw(r, cmd, payload, dur)
 	if err != nil {
 		return err
 	}
-	if _, err := s.n.Store().DropQuarantine(q.Pos()); err != nil {
-		return fmt.Errorf("replayed %d.%d as %s but dropping it from the quarantine failed: %w (drop it with POST /v1/cluster/fenced/drop)", ref.Epoch, ref.Seq, pos, err)
-	}
-	s.log.Info(fmt.Sprintf("replayed quarantined entry %d.%d as a new write at %s", ref.Epoch, ref.Seq, pos))
+	s.log.Info(fmt.Sprintf("replayed quarantined entry %d.%d as a conditional write at %s; every node drops it from its quarantine as it applies that entry", ref.Epoch, ref.Seq, pos))
 	writeJSON(w, http.StatusOK, apitypes.ReplayResult{From: ref, Epoch: uint64(pos.Epoch), Seq: uint64(pos.Seq)})
 	return nil
 }

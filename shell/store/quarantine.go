@@ -27,6 +27,9 @@ type Quarantined struct {
 	Payload []byte `json:"payload"`
 	Reason  string `json:"reason"`
 	TimeMS  int64  `json:"time_ms"` // when it was removed, unix ms
+	// Base is the state the entry was applied on (engram.Precondition,
+	// encoded): a replay applies only if it still holds.
+	Base []byte `json:"base,omitempty"`
 }
 
 // Pos returns the entry's position.

@@ -143,6 +143,12 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 			}
 			if err != nil {
 				rejects = append(rejects, rejection{e.Pos, err})
+			} else if q, ok := engram.ReplayConsumes(e.Payload); ok {
+				// A replay consumes its quarantined entry in the same
+				// batch: replayed at most once.
+				if err := b.Delete(quarantineKey(q), nil); err != nil {
+					return nil, err
+				}
 			}
 			// Rejected commands are no-ops everywhere; keep an (empty)
 			// undo record anyway, so that every data entry above the
@@ -295,6 +301,7 @@ func (s *Store) truncate(b *pebble.Batch, kv batchKV, t *core.Truncation, now in
 			if err != nil {
 				return core.Pos{}, fmt.Errorf("store: entry %s: %w", e.Pos, err)
 			}
+			rec.Base = engram.EncodePrecondition(engram.PreconditionOf(u))
 			if err := engram.Rollback(kv, u); err != nil {
 				return core.Pos{}, err
 			}
