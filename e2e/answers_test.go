@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,3 +121,64 @@ func TestConcurrentCreatesOneID(t *testing.T) {
 		}
 	}
 }
+
+// TestDegradedSentinelAnswers is issue 19 item 3: two data nodes and a
+// Sentinel, the Lobe killed. The Cortex keeps its quorum (the Sentinel) but
+// cannot commit (W = 2): strong reads and quorum writes are refused at once
+// with quorum_unavailable, local writes keep flowing, and health says why.
+// Before, one strong read froze every later write.
+func TestDegradedSentinelAnswers(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	a, b := c.add("muninn-01"), c.add("muninn-02")
+	s := c.add("sentinel-01")
+	s.role = "sentinel"
+	a.seeds, b.seeds, s.seeds = []*node{b, s}, []*node{a, s}, []*node{a, b}
+	c.startAll()
+	cx := c.waitCortex([]*node{a, b, s}, 15*time.Second)
+	lobe := others([]*node{a, b}, cx)[0]
+	lobe.kill9()
+	// After an SDOWN window (300 ms at heartbeat_ms 100) without the
+	// Lobe's answer, the Cortex knows it cannot commit, and health says so.
+	c.waitFor("health to say the cluster cannot commit", 10*time.Second, func() (bool, string) {
+		r, err := cx.raw("GET", "/v1/cluster/health", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == http.StatusServiceUnavailable && bytesContains(r.body, "cannot commit"), string(r.body)
+	})
+
+	timed := func(method, path string, body any) (rawResp, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		r, err := cx.raw(method, path, body)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return r, time.Since(start)
+	}
+	r, d := timed("GET", "/api/engrams?consistency=strong", nil)
+	if r.status != http.StatusServiceUnavailable || r.err.Code != "quorum_unavailable" {
+		t.Fatalf("strong read with the Lobe down: HTTP %d %s (after %s); want 503 quorum_unavailable", r.status, r.body, d)
+	}
+	t.Logf("strong read refused in %s: %s", d.Round(time.Millisecond), r.err.Message)
+	for i := range 5 {
+		r, d = timed("POST", "/api/engrams?durability=local", apitypes.WriteRequest{Content: fmt.Sprintf("local %d", i)})
+		if r.status != http.StatusCreated {
+			t.Fatalf("local write %d after a strong read: HTTP %d %s (after %s); want 201", i, r.status, r.body, d)
+		}
+	}
+	r, d = timed("POST", "/api/engrams?durability=quorum", apitypes.WriteRequest{Content: "quorum"})
+	if r.status != http.StatusServiceUnavailable || r.err.Code != "quorum_unavailable" {
+		t.Fatalf("quorum write with the Lobe down: HTTP %d %s (after %s); want 503 quorum_unavailable", r.status, r.body, d)
+	}
+	lobe.start()
+	c.waitFor("quorum writes to work again", 20*time.Second, func() (bool, string) {
+		r, err := cx.raw("POST", "/api/engrams?durability=quorum", apitypes.WriteRequest{Content: "quorum again"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == http.StatusCreated, fmt.Sprintf("HTTP %d %s", r.status, r.body)
+	})
+}
+
+func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }

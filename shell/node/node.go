@@ -354,6 +354,8 @@ func (n *Node) call(ctx context.Context, req request) (core.Result, error) {
 	case <-n.stop:
 		return core.Result{}, ErrStopped
 	}
+	wait := time.NewTimer(n.opts.RequestWait)
+	defer wait.Stop()
 	select {
 	case r := <-req.reply:
 		return r, nil
@@ -361,8 +363,21 @@ func (n *Node) call(ctx context.Context, req request) (core.Result, error) {
 		return core.Result{}, ctx.Err()
 	case <-n.stop:
 		return core.Result{}, ErrStopped
+	case <-wait.C:
+		// The loop still holds it (the reply channel is buffered): a
+		// write may yet be applied, a read is simply not answered.
+		if req.kind == reqRead {
+			return core.Result{}, &core.Error{Code: core.CodeUnavailable, Msg: fmt.Sprintf("no answer within %s; retry the read", n.opts.RequestWait)}
+		}
+		return core.Result{}, &core.Error{Code: core.CodeUnknownOutcome, Msg: fmt.Sprintf("no answer within %s (a commit is slow or stalled): it may still be applied; read it back before retrying", n.opts.RequestWait)}
 	}
 }
+
+// DefaultRequestWait is RequestWait's default: longer than any bound the
+// protocol sets itself (an SDOWN window for a commit that cannot come, 5 s
+// of quorum loss before a Cortex demotes), so it fires only when commits
+// are slow, not impossible.
+const DefaultRequestWait = 10 * time.Second
 
 // adoptStandalone lets a node that ran alone come back under another
 // node_id (standalone → cluster mode, muninn cluster enable): when the

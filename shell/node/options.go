@@ -38,6 +38,9 @@ type Options struct {
 	SnapshotRateMB int
 	// ForwardWait bounds how long a write waits for a Cortex to be known.
 	ForwardWait time.Duration
+	// RequestWait bounds how long a request handed to the loop waits for
+	// its answer (docs/api.md, "What each answer guarantees").
+	RequestWait time.Duration
 	// DecayInterval and DecayFactor drive the Cortex-only decay worker
 	// (interval 0: off).
 	DecayInterval time.Duration
@@ -55,6 +58,9 @@ func (o *Options) defaults() {
 	}
 	if o.ForwardWait == 0 {
 		o.ForwardWait = 5 * time.Second
+	}
+	if o.RequestWait == 0 {
+		o.RequestWait = DefaultRequestWait
 	}
 	if o.SnapshotRateMB == 0 {
 		o.SnapshotRateMB = 100
