@@ -149,9 +149,12 @@ func ApplyCommand(kv KV, pos core.Pos, c Command) (Undo, error) {
 		}
 	}
 	var u Undo
-	if c.Op == OpDecay {
+	if c.Op == OpDecay || c.Op == OpDecayAll {
 		key := vaultKey(c.Vault)
-		s, err := loadScale(kv, c.Vault)
+		if c.Op == OpDecayAll {
+			key = globalKey
+		}
+		s, err := loadRawScale(kv, key)
 		if err != nil {
 			return Undo{}, err
 		}
@@ -230,8 +233,19 @@ func ApplyCommand(kv KV, pos core.Pos, c Command) (Undo, error) {
 	return u, kv.Set(key, encodeRecord(r))
 }
 
+// loadScale is a vault's decay scale: its own decays times every
+// decay-all.
 func loadScale(kv KV, vault string) (scale, error) {
-	v, ok, err := kv.Get(vaultKey(vault))
+	s, err := loadRawScale(kv, vaultKey(vault))
+	if err != nil {
+		return s, err
+	}
+	g, err := loadRawScale(kv, globalKey)
+	return s.times(g), err
+}
+
+func loadRawScale(kv KV, key []byte) (scale, error) {
+	v, ok, err := kv.Get(key)
 	if err != nil || !ok {
 		return unitScale, err
 	}

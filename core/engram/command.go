@@ -35,9 +35,12 @@ const (
 	OpDecay
 	// OpAccess records a retrieval: access count +1, activation +1.
 	OpAccess
+	// OpDecayAll multiplies the activation of every engram of every vault
+	// by Factor: one entry per decay interval, however many vaults.
+	OpDecayAll
 )
 
-var opNames = [...]string{"", "write", "update", "forget", "decay", "access"}
+var opNames = [...]string{"", "write", "update", "forget", "decay", "access", "decay-all"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && o != 0 {
@@ -134,8 +137,17 @@ func checkConfidence(c float64) error {
 
 // Validate checks c against the limits; the error names the field.
 func (c *Command) Validate() error {
-	if c.Op < OpWrite || c.Op > OpAccess {
+	if c.Op < OpWrite || c.Op > OpDecayAll {
 		return fmt.Errorf("op: unknown operation %d", c.Op)
+	}
+	if c.Op == OpDecayAll {
+		if c.Vault != "" || c.ID != "" {
+			return fmt.Errorf("vault: decay-all applies to every vault and takes no vault or id (got %q, %q)", clip(c.Vault), clip(c.ID))
+		}
+		if !(c.Factor > 0 && c.Factor <= 1) {
+			return fmt.Errorf("factor: %v is outside (0, 1]", c.Factor)
+		}
+		return nil
 	}
 	if err := ValidateVault(c.Vault); err != nil {
 		return err
@@ -223,7 +235,7 @@ func encodeBody(b []byte, c Command) []byte {
 		set = fieldsAll
 	case OpUpdate:
 		b = append(b, byte(set))
-	case OpDecay:
+	case OpDecay, OpDecayAll:
 		return binary.BigEndian.AppendUint64(b, math.Float64bits(c.Factor))
 	default:
 		return b
@@ -259,7 +271,7 @@ func DecodeCommand(b []byte) (Command, error) {
 		return c, fmt.Errorf("engram command: version: unknown version %d", version)
 	}
 	c.Op = Op(d.byte("op"))
-	if d.err == nil && (c.Op < OpWrite || c.Op > OpAccess) {
+	if d.err == nil && (c.Op < OpWrite || c.Op > OpDecayAll) {
 		return c, fmt.Errorf("engram command: op: unknown operation %d", c.Op)
 	}
 	c.Vault = d.string("vault", MaxVaultLen)
@@ -272,7 +284,7 @@ func DecodeCommand(b []byte) (Command, error) {
 	case OpUpdate:
 		set = Fields(d.byte("fields"))
 		c.Set = set
-	case OpDecay:
+	case OpDecay, OpDecayAll:
 		c.Factor = d.float("factor")
 	}
 	if set&FieldConcept != 0 {

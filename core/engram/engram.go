@@ -45,6 +45,10 @@ const (
 	sepVault   = 0x01
 )
 
+// globalKey holds the decay scale of OpDecayAll: the state of the empty
+// vault name, which no vault can have.
+var globalKey = []byte{DataPrefix, sepVault}
+
 // DataStart and DataEnd bound the whole data keyspace: [DataStart, DataEnd).
 var (
 	DataStart = []byte{DataPrefix}
@@ -97,6 +101,21 @@ type scale struct {
 }
 
 var unitScale = scale{m: 0.5, e: 1}
+
+// times is the product of two scales.
+func (s scale) times(o scale) scale {
+	if s == unitScale {
+		return o
+	}
+	if o == unitScale {
+		return s
+	}
+	fr, exp := math.Frexp(s.m * o.m)
+	if fr == 0 {
+		return scale{m: 0, e: 0}
+	}
+	return scale{m: fr, e: s.e + o.e + int64(exp)}
+}
 
 func (s scale) mul(f float64) scale {
 	fr, exp := math.Frexp(s.m * f)

@@ -376,3 +376,47 @@ func TestMemKV(t *testing.T) {
 		t.Fatalf("stopped scan = %v", got)
 	}
 }
+
+// One decay-all entry decays every vault, composes with per-vault decays,
+// spares engrams written after it, and rolls back.
+func TestDecayAll(t *testing.T) {
+	m := &machine{t: t, kv: NewMemKV()}
+	for _, v := range []string{"a", "b"} {
+		if err := m.apply(Command{Op: OpWrite, Vault: v, ID: id(1), At: 1, Content: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := m.kv.Clone()
+	if err := m.apply(Command{Op: OpDecayAll, At: 2, Factor: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.apply(Command{Op: OpDecay, Vault: "a", At: 3, Factor: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.apply(Command{Op: OpWrite, Vault: "b", ID: id(2), At: 4, Content: "later"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		vault string
+		n     int
+		want  float64
+	}{{"a", 1, 0.25}, {"b", 1, 0.5}, {"b", 2, 1}} {
+		e, ok, _ := Get(m.kv, c.vault, id(c.n))
+		if !ok || e.Activation != c.want {
+			t.Errorf("%s/%d: activation %v, want %v", c.vault, c.n, e.Activation, c.want)
+		}
+	}
+	for _, bad := range []Command{{Op: OpDecayAll, Vault: "a", Factor: 0.5}, {Op: OpDecayAll, Factor: 0}, {Op: OpDecayAll, ID: id(1), Factor: 0.5}} {
+		if _, err := EncodeCommand(bad); err == nil {
+			t.Errorf("decay-all %+v accepted", bad)
+		}
+	}
+	for i := len(m.undo) - 1; i >= 2; i-- {
+		if err := Rollback(m.kv, m.undo[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !m.kv.Equal(before) {
+		t.Fatal("rolling back the decays and the later write did not restore the state")
+	}
+}

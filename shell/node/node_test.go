@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,5 +80,45 @@ func TestStandaloneToCluster(t *testing.T) {
 	}
 	if ms := n.Status().Members; len(ms) != 1 || ms[0].ID != "muninn-01" {
 		t.Fatalf("members %v", ms)
+	}
+}
+
+// TestDecayOneEntryPerInterval: with many vaults the decay worker logs one
+// entry per interval, not one per vault (issue 19 item 8), and the vaults
+// listed are only the real ones.
+func TestDecayOneEntryPerInterval(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := Start(Options{DataDir: t.TempDir(), DecayInterval: 50 * time.Millisecond, DecayFactor: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	const vaults = 200
+	for i := range vaults {
+		b, err := engram.EncodeCommand(engram.Command{Op: engram.OpWrite, Vault: fmt.Sprintf("v%03d", i), ID: NewEngramID(), At: 1, Content: "x", Confidence: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Write(ctx, b, core.Local); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := n.Status().Core.Last.Seq
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Status().Core.Last.Seq < start+3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	grew := n.Status().Core.Last.Seq - start
+	if grew < 3 {
+		t.Fatalf("the decay worker logged %d entries in 10 s at a 50 ms interval", grew)
+	}
+	// Each interval is one entry: a handful of intervals, never 200 entries.
+	if grew >= vaults {
+		t.Fatalf("%d entries for %d vaults: decay writes per vault", grew, vaults)
+	}
+	vs, err := n.Store().Vaults()
+	if err != nil || len(vs) != vaults {
+		t.Fatalf("Vaults: %d (%v), want %d", len(vs), err, vaults)
 	}
 }

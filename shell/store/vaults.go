@@ -29,7 +29,9 @@ func (s *Store) Vaults() ([]string, error) {
 			return out, nil
 		}
 		v := string(found[1 : 1+i])
-		out = append(out, v)
+		if v != "" { // the decay-all state, not a vault
+			out = append(out, v)
+		}
 		// Next vault: everything after 'd' v 0xff.
 		start = append(append([]byte{engram.DataPrefix}, v...), 0x02)
 	}
