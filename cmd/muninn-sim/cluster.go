@@ -34,6 +34,7 @@ type clusterCmd struct {
 	Build          bool          `default:"true" negatable:"" help:"Build the image with deploy/build.sh first (--no-build: use the existing image)."`
 	DeployDir      string        `type:"path" placeholder:"DIR" help:"The repository's deploy/ directory (default: found above the working directory)."`
 	Keep           bool          `help:"Leave the last topology running afterwards, for inspection."`
+	Seed           uint64        `help:"Seed of the storage nemeses' choice of node (0: random; every run prints its seed)."`
 }
 
 func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
@@ -73,7 +74,7 @@ func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
 	wl := cluster.DefaultWorkload
 	wl.ClientsPerNode, wl.MaxOps = c.ClientsPerNode, c.MaxOps
 	o := cluster.Options{Topologies: topos, Nemeses: nems, Duration: c.Duration, Rounds: c.Rounds, HeartbeatMs: c.HeartbeatMs,
-		Workload: wl, ReportDir: c.ReportDir, DeployDir: deploy, Image: c.Image, Build: c.Build, Keep: c.Keep, Out: out}
+		Workload: wl, ReportDir: c.ReportDir, DeployDir: deploy, Image: c.Image, Build: c.Build, Keep: c.Keep, Out: out, Seed: c.Seed}
 	fmt.Fprintf(out, "muninn-sim cluster: topology=%s nemesis=%s duration=%s rounds=%d heartbeat_ms=%d\n", c.Topology, c.Nemesis, c.Duration, c.Rounds, c.HeartbeatMs)
 	s, err := cluster.Run(ctx, o)
 	if c.ReportDir != "" {

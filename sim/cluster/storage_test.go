@@ -223,19 +223,26 @@ func TestCheckStorage(t *testing.T) {
 		{Client: 3, Node: "muninn-01", Kind: OpLocalWrite, ID: "before", Call: sec(0.5), Return: sec(8.5), Outcome: Unknown, Code: "context deadline exceeded"},
 		{Client: FollowerClient, Node: "follower", Kind: OpLocalWrite, ID: "f", Call: sec(2), Return: sec(5), Outcome: Unknown, Code: "context deadline exceeded"},
 		{Client: 4, Node: "muninn-01", Kind: OpLocalWrite, ID: "full", Call: sec(2), Return: sec(2.01), Outcome: Unknown, Status: 507, Code: "insufficient_storage"},
+		{Client: 5, Node: "muninn-03", Kind: OpRegRead, ID: "slow", Call: sec(3), Return: sec(5.5), Outcome: OK}, // answered, but after 2.5 s
+		{Client: 6, Node: "muninn-03", Kind: OpRegRead, ID: "quick", Call: sec(3), Return: sec(4.9), Outcome: OK},
 	}
 	st = &Storage{Node: "muninn-01", Role: "cortex", RSSBefore: 30 << 20, RSSPeak: 400 << 20, Died: true, DiedAt: sec(3)}
-	if got := checks(seg("fill-disk", st, ops).checkStorage(ctx, &Report{}, f, Final{})); !slices.Equal(got, []string{"disk-full-exit", "disk-full-memory", "disk-full-cortex", "disk-full-hang"}) {
+	rep = &Report{}
+	an := seg("fill-disk", st, ops).checkStorage(ctx, rep, f, Final{})
+	if got := checks(an); !slices.Equal(got, []string{"disk-full-exit", "disk-full-memory", "disk-full-cortex", "disk-full-hang"}) {
 		t.Errorf("fill-disk: %v", got)
+	}
+	if !strings.Contains(an[3].Detail, "2 operations") || st.QuorumStalled != 1 || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "1 quorum writes") {
+		t.Errorf("fill-disk: %v; stalled %d; warnings %v", an[3], st.QuorumStalled, rep.Warnings)
 	}
 	if st.Answers507 != 1 || st.Slowest507.Round(time.Millisecond) != 10*time.Millisecond {
 		t.Errorf("507s: %d, slowest %s", st.Answers507, st.Slowest507)
 	}
-	an := seg("fill-disk", &Storage{Node: "muninn-02", Role: "lobe", QuorumWithout: true}, ops).checkStorage(ctx, &Report{}, f, Final{})
-	if len(an) != 1 || !strings.Contains(an[0].Detail, "2 operations") {
+	an = seg("fill-disk", &Storage{Node: "muninn-02", Role: "lobe", QuorumWithout: true}, ops).checkStorage(ctx, &Report{}, f, Final{})
+	if len(an) != 1 || !strings.Contains(an[0].Detail, "3 operations") {
 		t.Errorf("fill-disk with a write quorum left: %v", an)
 	}
-	if an := seg("fill-disk", &Storage{Node: "muninn-02", Role: "lobe", SteppedDown: true}, ops[1:]).checkStorage(ctx, &Report{}, f, Final{}); len(an) != 0 {
+	if an := seg("fill-disk", &Storage{Node: "muninn-02", Role: "lobe", SteppedDown: true}, append(ops[1:4:4], ops[6])).checkStorage(ctx, &Report{}, f, Final{}); len(an) != 0 {
 		t.Errorf("fill-disk without a hang: %v", an)
 	}
 }
