@@ -67,6 +67,7 @@ func (c *Checkers) lostWithWipe(op *Op) bool {
 // quarantine (its node has rejoined: phase 2 restarts every node).
 func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 	c.checkQuorumAcksOn(cortex)
+	c.checkSlots(cortex)
 	quarantined := map[core.Pos][][]byte{}
 	for _, sn := range c.w.nodes {
 		for _, q := range sn.st.quarantine {

@@ -24,6 +24,7 @@ type Stats struct {
 	LossEpisodes int
 	Handoffs     int
 	Wipes        int
+	SlotsChecked int // reused ids whose final state was checked (check_slots.go)
 	// WipedLocal counts acknowledged local writes excused because the
 	// only node that held them was wiped (the documented price of local).
 	WipedLocal     int

@@ -18,9 +18,13 @@ const (
 	OpQuorumWrite                    // create a unique engram (quorum)
 	OpEventualRead                   // read an engram (eventual)
 	OpBoundedRead                    // read an engram (bounded, 1 s)
+	OpSlotCreate                     // create one of a few reused ids with unique content (quorum)
+	OpSlotForget                     // forget one of those ids (quorum)
 )
 
-func (k OpKind) write() bool { return k <= OpRegWrite || k == OpLocalWrite || k == OpQuorumWrite }
+func (k OpKind) write() bool {
+	return k <= OpRegWrite || k == OpLocalWrite || k == OpQuorumWrite || k == OpSlotCreate || k == OpSlotForget
+}
 
 // Outcome is what the client learned.
 type Outcome uint8
@@ -56,11 +60,16 @@ type Op struct {
 // Registers is the number of register keys of the linearizability workload.
 const Registers = 3
 
+// Slots is the number of ids that clients create, forget and create again
+// concurrently, with unique contents (check_slots.go).
+const Slots = 2
+
 const (
 	holdFor   = 5 * time.Second  // rule 13: hold writes while no Cortex is known
 	opTimeout = 10 * time.Second // a client gives up (unknown outcome)
 	regVault  = "reg"
 	uniqVault = "w"
+	slotVault = "ids"
 )
 
 // Workload runs the clients: each issues one operation at a time through a
@@ -70,6 +79,7 @@ type Workload struct {
 	r       *Rand
 	ops     []*Op
 	regIDs  []string
+	slotIDs []string
 	created []bool
 	acked   []string // ids of acknowledged unique writes, for reads
 	active  bool
@@ -80,6 +90,9 @@ func newWorkload(w *World) *Workload {
 	for k := 0; k < Registers; k++ {
 		wl.regIDs = append(wl.regIDs, engram.NewID(uint64(k+1), [10]byte{byte(k)}))
 		wl.created = append(wl.created, false)
+	}
+	for k := 0; k < Slots; k++ {
+		wl.slotIDs = append(wl.slotIDs, engram.NewID(uint64(k+100), [10]byte{0x51, byte(k)}))
 	}
 	return wl
 }
@@ -115,12 +128,15 @@ func (wl *Workload) next(c int) {
 			}
 		}
 	default:
-		kinds := []OpKind{OpRegWrite, OpRegRead, OpLocalWrite, OpQuorumWrite, OpEventualRead, OpBoundedRead}
-		op.Kind = kinds[wl.r.Pick([]float64{0.25, 0.25, 0.2, 0.1, 0.1, 0.1})]
+		kinds := []OpKind{OpRegWrite, OpRegRead, OpLocalWrite, OpQuorumWrite, OpEventualRead, OpBoundedRead, OpSlotCreate, OpSlotForget}
+		op.Kind = kinds[wl.r.Pick([]float64{0.25, 0.25, 0.2, 0.1, 0.1, 0.1, 0.08, 0.04})]
 		if !wl.allCreated() && (op.Kind == OpRegWrite || op.Kind == OpRegRead) {
 			op.Kind = OpLocalWrite
 		}
 		op.Key = wl.r.Intn(Registers)
+		if op.Kind == OpSlotCreate || op.Kind == OpSlotForget {
+			op.Key = wl.r.Intn(Slots)
+		}
 	}
 	at := uint64(wl.w.now / 1e6)
 	var cmd engram.Command
@@ -139,6 +155,13 @@ func (wl *Workload) next(c int) {
 		if op.Kind == OpQuorumWrite {
 			op.Dur = core.Quorum
 		}
+	case OpSlotCreate:
+		op.Value = "s" + itoa(uint64(op.ID))
+		cmd = engram.Command{Op: engram.OpWrite, Vault: slotVault, ID: wl.slotIDs[op.Key], At: at, Content: op.Value, Confidence: 0.5}
+		op.Dur = core.Quorum
+	case OpSlotForget:
+		cmd = engram.Command{Op: engram.OpForget, Vault: slotVault, ID: wl.slotIDs[op.Key], At: at}
+		op.Dur = core.Quorum
 	case OpEventualRead, OpBoundedRead:
 		if len(wl.acked) > 0 {
 			op.Value = wl.acked[wl.r.Intn(len(wl.acked))]
