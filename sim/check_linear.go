@@ -55,7 +55,7 @@ func (c *Checkers) checkLinearizable() {
 	var hist []porcupine.Operation
 	for _, op := range c.w.work.ops {
 		switch op.Kind {
-		case OpRegWrite:
+		case OpRegWrite, OpReplay:
 			if op.Outcome == OK || op.Outcome == Unknown || op.Outcome == Pending {
 				ret := op.Return
 				if op.Outcome != OK {

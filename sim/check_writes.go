@@ -68,6 +68,7 @@ func (c *Checkers) lostWithWipe(op *Op) bool {
 func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 	c.checkQuorumAcksOn(cortex)
 	c.checkSlots(cortex)
+	c.checkReplays()
 	quarantined := map[core.Pos][][]byte{}
 	for _, sn := range c.w.nodes {
 		for _, q := range sn.st.quarantine {

@@ -25,6 +25,8 @@ type Stats struct {
 	Handoffs     int
 	Wipes        int
 	SlotsChecked int // reused ids whose final state was checked (check_slots.go)
+	// Replays of quarantined register writes, and how many applied.
+	Replays, ReplaysApplied int
 	// WipedLocal counts acknowledged local writes excused because the
 	// only node that held them was wiped (the documented price of local).
 	WipedLocal     int

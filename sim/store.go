@@ -28,11 +28,13 @@ type Store struct {
 	rejects int
 }
 
-// Quarantined is one entry removed from the log by a truncation.
+// Quarantined is one entry removed from the log by a truncation, with the
+// state it had been applied on (a replay's precondition).
 type Quarantined struct {
 	Entry  core.Entry
 	Reason string
 	At     int64
+	Base   *engram.Precondition
 }
 
 func newStore(bootstrap core.Members) *Store {
@@ -120,8 +122,8 @@ func (s *Store) truncate(seq core.Seq, reason string, now int64) []core.Entry {
 			panic(err) // MemKV never fails
 		}
 	}
-	for _, e := range removed {
-		s.quarantine = append(s.quarantine, Quarantined{Entry: e, Reason: reason, At: now})
+	for k, e := range removed {
+		s.quarantine = append(s.quarantine, Quarantined{Entry: e, Reason: reason, At: now, Base: engram.PreconditionOf(s.undo[i+k])})
 	}
 	s.log = s.log[:i:i]
 	s.chain = s.chain[:i:i]
@@ -143,6 +145,9 @@ func (s *Store) append(e core.Entry) (rejected bool) {
 			}
 			s.rejects++
 			rejected = true
+		} else if q, ok := engram.ReplayConsumes(e.Payload); ok {
+			// A replay consumes its quarantined entry with its apply.
+			s.quarantine = slices.DeleteFunc(s.quarantine, func(x Quarantined) bool { return x.Entry.Pos == q })
 		}
 	}
 	s.chain = append(s.chain, chainHash(s.lastChain(), e))

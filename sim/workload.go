@@ -20,10 +20,11 @@ const (
 	OpBoundedRead                    // read an engram (bounded, 1 s)
 	OpSlotCreate                     // create one of a few reused ids with unique content (quorum)
 	OpSlotForget                     // forget one of those ids (quorum)
+	OpReplay                         // replay a quarantined register write (conditional, quorum)
 )
 
 func (k OpKind) write() bool {
-	return k <= OpRegWrite || k == OpLocalWrite || k == OpQuorumWrite || k == OpSlotCreate || k == OpSlotForget
+	return k <= OpRegWrite || k == OpLocalWrite || k == OpQuorumWrite || k == OpSlotCreate || k == OpSlotForget || k == OpReplay
 }
 
 // Outcome is what the client learned.
@@ -51,6 +52,7 @@ type Op struct {
 	Pos     core.Pos // where an acknowledged write landed
 	Read    string   // what a read returned
 	Node    core.NodeID
+	Replays core.Pos // OpReplay: the quarantined entry it replays
 
 	hops    int
 	attempt int
@@ -128,8 +130,8 @@ func (wl *Workload) next(c int) {
 			}
 		}
 	default:
-		kinds := []OpKind{OpRegWrite, OpRegRead, OpLocalWrite, OpQuorumWrite, OpEventualRead, OpBoundedRead, OpSlotCreate, OpSlotForget}
-		op.Kind = kinds[wl.r.Pick([]float64{0.25, 0.25, 0.2, 0.1, 0.1, 0.1, 0.08, 0.04})]
+		kinds := []OpKind{OpRegWrite, OpRegRead, OpLocalWrite, OpQuorumWrite, OpEventualRead, OpBoundedRead, OpSlotCreate, OpSlotForget, OpReplay}
+		op.Kind = kinds[wl.r.Pick([]float64{0.25, 0.25, 0.2, 0.1, 0.1, 0.1, 0.08, 0.04, 0.03})]
 		if !wl.allCreated() && (op.Kind == OpRegWrite || op.Kind == OpRegRead) {
 			op.Kind = OpLocalWrite
 		}
@@ -140,6 +142,12 @@ func (wl *Workload) next(c int) {
 	}
 	at := uint64(wl.w.now / 1e6)
 	var cmd engram.Command
+	if op.Kind == OpReplay && !wl.pickReplay(op, &cmd) {
+		op.Kind = OpRegRead
+		if !wl.allCreated() {
+			op.Kind = OpLocalWrite
+		}
+	}
 	switch op.Kind {
 	case OpCreate:
 		cmd = engram.Command{Op: engram.OpWrite, Vault: regVault, ID: wl.regIDs[op.Key], At: at, Concept: "register", Content: "init", Confidence: 0.5}
@@ -181,6 +189,38 @@ func (wl *Workload) next(c int) {
 		}
 	})
 	wl.attempt(op, wl.randomNode())
+}
+
+// pickReplay chooses a quarantined register write on some node and makes
+// op its conditional replay, as `muninn cluster fenced --replay` does: the
+// same command, required to find the register as the entry found it, and
+// consuming the entry. Two clients may replay one entry at once.
+func (wl *Workload) pickReplay(op *Op, cmd *engram.Command) bool {
+	var cands []Quarantined
+	for _, sn := range wl.w.nodes {
+		for _, q := range sn.st.quarantine {
+			if q.Entry.Type != core.EntryData || q.Base == nil {
+				continue
+			}
+			if c, err := engram.DecodeCommand(q.Entry.Payload); err == nil && c.Op == engram.OpUpdate && c.Vault == regVault && c.If == nil {
+				cands = append(cands, q)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return false
+	}
+	q := cands[wl.r.Intn(len(cands))]
+	c, _ := engram.DecodeCommand(q.Entry.Payload)
+	c.If, c.Consumes = q.Base, q.Entry.Pos
+	for k, id := range wl.regIDs {
+		if id == c.ID {
+			op.Key = k
+		}
+	}
+	op.Value, op.Dur, op.Replays = c.Content, core.Quorum, q.Entry.Pos
+	*cmd = c
+	return true
 }
 
 // giveUp is the outcome of an operation the client stops waiting for.

@@ -190,6 +190,8 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 		st.Handoffs += s.Handoffs
 		st.Wipes += s.Wipes
 		st.SlotsChecked += s.SlotsChecked
+		st.Replays += s.Replays
+		st.ReplaysApplied += s.ReplaysApplied
 		st.WipedLocal += s.WipedLocal
 		st.Snapshots += s.Snapshots
 		st.Messages += s.Messages
@@ -224,6 +226,7 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d wipe=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs, st.Wipes))
 	row("client ops", fmt.Sprintf("%d (acked writes local=%d quorum=%d, unknown=%d, failed=%d)", st.Ops, st.AckedLocal, st.AckedQuorum, st.Unknown, st.Failed))
 	row("reused ids checked", fmt.Sprintf("%d (created, forgotten and created again concurrently; final state = last acknowledged operation)", st.SlotsChecked))
+	row("quarantine replays", fmt.Sprintf("%d (%d applied, the rest refused: the register changed since, or already replayed)", st.Replays, st.ReplaysApplied))
 	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v); %d more were only on a wiped store", st.LostLocal, byChecker["local-write-lost"] == 0, st.WipedLocal))
 	row("quarantined entries", fmt.Sprint(st.Quarantined))
 	row("linearizability", fmt.Sprintf("%d ops checked, %d porcupine timeouts", st.LinearOps, st.LinearTimeouts))
