@@ -74,7 +74,9 @@ func (n *Node) stepAppend(m Message) {
 	} else {
 		n.learnCommit(match)
 	}
-	n.noteFresh(m.Last)
+	if m.Leased {
+		n.noteFresh(m.Last)
+	}
 	n.send(Message{Type: MsgAppendResp, To: m.From, SentAt: m.SentAt, Match: match})
 	n.maybeCompact()
 }

@@ -87,6 +87,9 @@ type Message struct {
 	Handoff bool
 	// Granted: the vote is granted (vote-resp).
 	Granted bool
+	// Leased: the Cortex sent this within its lease (heartbeats, appends),
+	// so a follower holding Last is current as of the send (rule 12).
+	Leased bool
 
 	// Store is the sender's store identity (every message, rule 16).
 	Store uint64

@@ -81,7 +81,7 @@ func (n *Node) maybeSend(id NodeID) {
 		hi := min(last, pr.next+Seq(n.cfg.BatchSize)-1)
 		es := n.log.slice(pr.next, hi, maxBatchBytes)
 		n.send(Message{Type: MsgAppend, To: id, Prev: Pos{Epoch: prevEpoch, Seq: prevSeq},
-			Entries: es, Commit: n.commitCapped(es[len(es)-1].Pos.Seq), SentAt: n.now, Last: n.log.last()})
+			Entries: es, Commit: n.commitCapped(es[len(es)-1].Pos.Seq), SentAt: n.now, Last: n.log.last(), Leased: n.now < n.leaseUntil()})
 		pr.next += Seq(len(es))
 		pr.inflight++
 		pr.lastSend = n.now

@@ -72,7 +72,9 @@ func (n *Node) stepHeartbeat(m Message, p *peerView) {
 		return
 	}
 	n.learnCommit(m.Commit)
-	n.noteFresh(m.Last)
+	if m.Leased {
+		n.noteFresh(m.Last)
+	}
 	n.send(Message{Type: MsgHeartbeatResp, To: m.From, SentAt: m.SentAt, Last: n.log.last()})
 }
 
@@ -89,7 +91,9 @@ func (n *Node) learnCommit(c Pos) {
 }
 
 // noteFresh records that this node holds everything the Cortex had when it
-// sent a message carrying cortexLast.
+// sent a message carrying cortexLast. Only a message the Cortex sent within
+// its lease counts (rule 12): past it a rival may lead, and what the old
+// Cortex had says nothing about freshness.
 func (n *Node) noteFresh(cortexLast Pos) {
 	if n.log.lastSeq() >= cortexLast.Seq && n.log.has(cortexLast) {
 		n.freshAt = n.now

@@ -77,8 +77,11 @@ func (n *Node) resendAfter() time.Duration {
 // broadcastHeartbeat sends MSP heartbeats to every member (rule 1).
 func (n *Node) broadcastHeartbeat() {
 	var unheard []NodeID
+	leased := false
 	if n.role != RoleCortex {
 		unheard = n.unheardVoters()
+	} else {
+		leased = n.now < n.leaseUntil()
 	}
 	for _, m := range n.members {
 		if m.ID == n.cfg.ID {
@@ -88,6 +91,7 @@ func (n *Node) broadcastHeartbeat() {
 		if n.role == RoleCortex {
 			hb.SentAt = n.now
 			hb.Commit = n.commitFor(m.ID)
+			hb.Leased = leased
 		} else {
 			hb.Unheard = unheard
 		}

@@ -22,7 +22,8 @@ const (
 	msgDown    = 1 << 1
 	msgHandoff = 1 << 2
 	msgGranted = 1 << 3
-	msgKnown   = msgReject | msgDown | msgHandoff | msgGranted
+	msgLeased  = 1 << 4
+	msgKnown   = msgReject | msgDown | msgHandoff | msgGranted | msgLeased
 )
 
 // EncodeMessage encodes m. Layout (docs/wire.md): type, from, to, epoch,
@@ -62,6 +63,9 @@ func AppendMessage(dst []byte, m core.Message) []byte {
 	}
 	if m.Granted {
 		f |= msgGranted
+	}
+	if m.Leased {
+		f |= msgLeased
 	}
 	b = append(b, f)
 	b = binary.AppendUvarint(b, uint64(len(m.Unheard)))
@@ -123,7 +127,7 @@ func DecodeMessage(b []byte) (core.Message, error) {
 	if d.err == nil && f&^msgKnown != 0 {
 		d.fail("unknown message flags 0x%02x", f)
 	}
-	m.Reject, m.Down, m.Handoff, m.Granted = f&msgReject != 0, f&msgDown != 0, f&msgHandoff != 0, f&msgGranted != 0
+	m.Reject, m.Down, m.Handoff, m.Granted, m.Leased = f&msgReject != 0, f&msgDown != 0, f&msgHandoff != 0, f&msgGranted != 0, f&msgLeased != 0
 	if u := d.uvarint("unheard count"); d.err == nil && u > core.MaxMembers {
 		d.fail("%d unheard voters, limit %d", u, core.MaxMembers)
 	} else if u > 0 {

@@ -41,6 +41,7 @@ func genMessage(t *rapid.T) core.Message {
 		Handoff: rapid.Bool().Draw(t, "handoff"),
 		Granted: rapid.Bool().Draw(t, "granted"),
 		Store:   rapid.Uint64().Draw(t, "store"),
+		Leased:  rapid.Bool().Draw(t, "leased"),
 	}
 	for range rapid.IntRange(0, 5).Draw(t, "unheard") {
 		m.Unheard = append(m.Unheard, genID(t, "unheard id"))
