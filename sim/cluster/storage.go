@@ -25,10 +25,10 @@ import (
 //     that instant would leave), later kill -9 it and put the old copy back
 //     the documented way (without db/IDENTITY, so it rejoins as a new
 //     store), start it. The same expectations as wipe.
-//   - corrupt-wal: kill -9 a node other than the Cortex, invert 16 bytes in
-//     the middle of its newest db/*.log, start it: the process must exit
-//     non-zero and its log name the file. Then the operator's fix (wipe the
-//     data directory, start it) and the expectations of wipe.
+//   - corrupt-wal: kill -9 a Lobe (a data node, not the Cortex), invert
+//     16 bytes in the middle of its newest db/*.log, start it: the process
+//     must exit non-zero and its log name the file. Then the operator's fix
+//     (wipe the data directory, start it) and the expectations of wipe.
 //   - fill-disk: fill the filesystem of a node's data directory (the
 //     Cortex half of the time) until it is full; heal by removing the
 //     filler. No operation may hang (a client timeout), the node stays up
@@ -141,11 +141,11 @@ const (
 
 // choose picks the node a storage nemesis acts on: the Cortex half of the
 // time when allowCortex, else one of the other nodes (Lobes and Sentinels
-// alike: a Sentinel's store holds its votes).
-func (s *segment) choose(cortex string, allowCortex bool) *Storage {
+// alike: a Sentinel's store holds its votes; only Lobes when lobes).
+func (s *segment) choose(cortex string, allowCortex, lobes bool) *Storage {
 	var others []Node
 	for _, n := range s.c.Topo.Nodes {
-		if n.ID != cortex {
+		if n.ID != cortex && !(lobes && n.Sentinel) {
 			others = append(others, n)
 		}
 	}
@@ -184,7 +184,7 @@ func (s *segment) copyEarly(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st := s.choose(cortex, true)
+	st := s.choose(cortex, true, false)
 	dir := c.data.dir(st.Node)
 	old := dir + ".old"
 	if err := os.RemoveAll(old); err != nil {
@@ -219,7 +219,7 @@ func (s *segment) injectStorage(ctx context.Context, cortex string, epoch uint64
 	var st *Storage
 	switch s.nemesis {
 	case "wipe", "fill-disk":
-		st = s.choose(cortex, true)
+		st = s.choose(cortex, true, false)
 	case "restore-old":
 		st = s.stor // chosen when the copy was taken
 		if st == nil {
@@ -231,7 +231,10 @@ func (s *segment) injectStorage(ctx context.Context, cortex string, epoch uint64
 			st.Role = "lobe" // it lost the Cortex role since the copy
 		}
 	case "corrupt-wal":
-		st = s.choose(cortex, false)
+		// A Lobe: a Sentinel's log holds a few small records (votes,
+		// epochs), often too few for damage in the middle to have intact
+		// records after it, which is what tells damage from a torn tail.
+		st = s.choose(cortex, false, true)
 	}
 	s.stor = st
 	f.Targets, f.FailsOver = []string{st.Node}, st.Node == cortex
@@ -623,7 +626,10 @@ func (s *segment) checkStorage(ctx context.Context, rep *Report, f Fault, final 
 			}
 			// The Cortex-following client has its own 3 s budget and
 			// retries elsewhere: its waits say nothing of one node.
-			if op.Call < f.Start || op.Call > f.End || op.Client == FollowerClient || (op.Return-op.Call <= bound && !timedOut(op.Code)) {
+			// A client timeout counts however long the bound (the error
+			// text is cut short in the history, so by its length).
+			waited := op.Return - op.Call
+			if op.Call < f.Start || op.Call > f.End || op.Client == FollowerClient || (waited <= bound && waited < s.o.Workload.Timeout-50*time.Millisecond) {
 				continue
 			}
 			what := fmt.Sprintf("%s %s via %s at %s (%s, %s)", op.Kind, op.ID, op.Node, ms(op.Call), (op.Return - op.Call).Round(time.Millisecond), orNone(truncate(op.Code, 60)))
@@ -669,11 +675,6 @@ func (c *Cluster) logLine(ctx context.Context, since time.Time, text string) str
 // heartbeats when they are longer.
 func hangBound(heartbeatMs int) time.Duration {
 	return max(2*time.Second, 4*time.Duration(heartbeatMs)*time.Millisecond)
-}
-
-// timedOut reports whether an operation's error is a client-side timeout.
-func timedOut(code string) bool {
-	return strings.Contains(code, "deadline exceeded") || strings.Contains(code, "Client.Timeout")
 }
 
 // storageLines describes a storage nemesis for the text report.

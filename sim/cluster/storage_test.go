@@ -69,13 +69,13 @@ func TestChoose(t *testing.T) {
 	s := &segment{c: &Cluster{Topo: topo, data: &dataDirs{kind: fsLoop}}, rng: rand.New(rand.NewPCG(1, 2))}
 	seen := map[string]int{}
 	for i := 0; i < 400; i++ {
-		st := s.choose("muninn-01", true)
+		st := s.choose("muninn-01", true, false)
 		seen[st.Role+":"+st.Node]++
 		if st.DataFS != fsLoop {
 			t.Fatalf("data fs %q", st.DataFS)
 		}
-		if st := s.choose("muninn-01", false); st.Node == "muninn-01" {
-			t.Fatal("chose the Cortex when it was not allowed")
+		if st := s.choose("muninn-01", false, true); st.Node != "muninn-02" || st.Role != "lobe" {
+			t.Fatalf("chose %s (%s), want the only Lobe", st.Node, st.Role)
 		}
 	}
 	if n := seen["cortex:muninn-01"]; n < 150 || n > 250 {
