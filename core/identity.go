@@ -59,7 +59,7 @@ func (n *Node) noteStore(id NodeID, pr *progress, store uint64) {
 // holds less. Replication restarts from where the peer is.
 func (n *Node) regressed(pr *progress) {
 	pr.match, pr.matchAt = 0, 0
-	pr.inflight = 0
+	pr.inflight, pr.ackWait = 0, 0
 	pr.snapshot = false
 	pr.next = min(pr.next, n.log.lastSeq()+1)
 }

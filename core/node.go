@@ -45,6 +45,7 @@ type progress struct {
 	snapshot     bool   // a snapshot is streaming to it
 	heard        bool   // it answered this Cortex: its position is known
 	reported     Seq    // the last seq the peer reported (heartbeat answers, refusals)
+	ackWait      Time   // since when appends to it went unanswered (0: none)
 	snapshotAt   Time
 }
 

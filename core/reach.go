@@ -13,7 +13,8 @@ import (
 // waiting, and lets local writes flow.
 
 // reachable lists the counted data voters that answered a heartbeat sent
-// within the SDOWN window (this node included), and those that did not.
+// within the SDOWN window and left no append unanswered that long (this
+// node included), and those that did not.
 // Becoming Cortex counts as contact with everyone.
 func (n *Node) reachable() (in, out []NodeID) {
 	for _, m := range n.members {
@@ -22,8 +23,12 @@ func (n *Node) reachable() (in, out []NodeID) {
 		}
 		ok := n.peerCounts(m)
 		if ok && m.ID != n.cfg.ID {
+			// It answers heartbeats, and stores what it is sent: a voter
+			// that leaves appends unanswered for a whole window (its disk
+			// is full, or stalled) cannot help a commit either.
 			pr := n.prog[m.ID]
-			ok = n.now < max(pr.echo, n.since).Add(n.cfg.DownAfter())
+			ok = n.now < max(pr.echo, n.since).Add(n.cfg.DownAfter()) &&
+				(pr.ackWait == 0 || n.now < pr.ackWait.Add(n.cfg.DownAfter()))
 		}
 		if ok {
 			in = append(in, m.ID)
@@ -41,7 +46,7 @@ func (n *Node) commitBlocked() *Error {
 	if len(in) >= w {
 		return nil
 	}
-	return errorf(CodeQuorumUnavailable, "", "a commit needs %d data voters but only %d answer (%s; no answer within %s from %s): quorum writes and strong reads cannot complete now; write with durability=local, or retry when they return",
+	return errorf(CodeQuorumUnavailable, "", "a commit needs %d data voters but only %d answer (%s; no answer, or appends left unanswered, within %s from %s): quorum writes and strong reads cannot complete now; write with durability=local, or retry when they return",
 		w, len(in), strings.Join(ids(in), ", "), n.cfg.DownAfter(), strings.Join(ids(out), ", "))
 }
 
@@ -63,6 +68,9 @@ func (n *Node) reachDeadline() Time {
 	for _, m := range n.members {
 		if pr := n.prog[m.ID]; pr != nil && m.DataVoter() {
 			if t := max(pr.echo, n.since).Add(n.cfg.DownAfter()); t > n.now {
+				d = min(d, t)
+			}
+			if t := pr.ackWait.Add(n.cfg.DownAfter()); pr.ackWait != 0 && t > n.now {
 				d = min(d, t)
 			}
 		}

@@ -83,6 +83,9 @@ func (n *Node) maybeSend(id NodeID) {
 		n.send(Message{Type: MsgAppend, To: id, Prev: Pos{Epoch: prevEpoch, Seq: prevSeq},
 			Entries: es, Commit: n.commitCapped(es[len(es)-1].Pos.Seq), SentAt: n.now, Last: n.log.last(), Leased: n.now < n.leaseUntil()})
 		pr.next += Seq(len(es))
+		if pr.ackWait == 0 {
+			pr.ackWait = n.now
+		}
 		pr.inflight++
 		pr.lastSend = n.now
 		pr.pendingSince = 0
@@ -170,6 +173,10 @@ func (n *Node) stepAppendResp(m Message) {
 		}
 	} else {
 		pr.snapshot = false
+		pr.ackWait = 0 // it stores what it is sent
+		if pr.inflight > 0 {
+			pr.ackWait = n.now
+		}
 		if m.Match.Seq > pr.match && n.log.has(m.Match) || m.Match.Seq > pr.match && m.Match.Seq <= n.log.snap.Seq {
 			pr.match, pr.matchAt = m.Match.Seq, max(pr.matchAt, m.SentAt)
 		}

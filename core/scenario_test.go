@@ -106,6 +106,12 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 		from, to := NodeID(val(d, "from", "")), NodeID(val(d, "to", ""))
 		c.cut[[2]NodeID{from, to}] = true
 		c.logf("cut %s -> %s", from, to)
+	case "drop-appends":
+		// drop-appends to=n2: n2 answers heartbeats but never gets an
+		// append (as a node whose disk is full drops what it cannot store).
+		to := NodeID(val(d, "to", ""))
+		c.lossy = func(m Message) bool { return m.Type == MsgAppend && m.To == to }
+		c.logf("appends to %s dropped", to)
 	case "heal":
 		c.heal()
 		c.logf("healed")
