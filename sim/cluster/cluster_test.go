@@ -298,7 +298,7 @@ func TestSummaryTable(t *testing.T) {
 }
 
 // TestContainers runs a very short real-cluster fault test: the three-node
-// topology under a kill and an isolation. It needs a docker engine and
+// topology under a kill, an isolation and a wiped store. It needs a docker engine and
 // MUNINN_CONTAINER_TESTS=1 (the default go test ./... stays fast; CI runs
 // the full matrix with muninn-sim cluster, see docs/reliability.md).
 // Without docker it skips, or fails when CI is set.
@@ -323,7 +323,7 @@ func TestContainers(t *testing.T) {
 	var out bytes.Buffer
 	wl := DefaultWorkload
 	wl.MaxOps = 1500
-	o := Options{Topologies: Topologies[:1], Nemeses: []string{"kill", "isolate"}, Duration: 5 * time.Second, Rounds: 1, HeartbeatMs: 250,
+	o := Options{Topologies: Topologies[:1], Nemeses: []string{"kill", "isolate", "wipe"}, Duration: 5 * time.Second, Rounds: 1, HeartbeatMs: 250,
 		Workload: wl, ReportDir: t.TempDir(), DeployDir: deploy, Image: "muninn:local", Build: true, Out: &out}
 	s, err := Run(ctx, o)
 	t.Log("\n" + out.String())
@@ -333,8 +333,8 @@ func TestContainers(t *testing.T) {
 	if n := s.Anomalies(); n > 0 {
 		t.Fatalf("%d anomalies (reports in %s)", n, o.ReportDir)
 	}
-	if len(s.Segments) != 2 {
-		t.Fatalf("%d segments, want 2", len(s.Segments))
+	if len(s.Segments) != 3 {
+		t.Fatalf("%d segments, want 3", len(s.Segments))
 	}
 	for _, r := range s.Segments {
 		if r.TotalOps == 0 || r.Linear.Ops == 0 {
