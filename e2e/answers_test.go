@@ -128,12 +128,7 @@ func TestConcurrentCreatesOneID(t *testing.T) {
 // with quorum_unavailable, local writes keep flowing, and health says why.
 // Before, one strong read froze every later write.
 func TestDegradedSentinelAnswers(t *testing.T) {
-	c := newCluster(t, fastHB, fastLease)
-	a, b := c.add("muninn-01"), c.add("muninn-02")
-	s := c.add("sentinel-01")
-	s.role = "sentinel"
-	a.seeds, b.seeds, s.seeds = []*node{b, s}, []*node{a, s}, []*node{a, b}
-	c.startAll()
+	c, a, b, s := sentinelTrio(t)
 	cx := c.waitCortex([]*node{a, b, s}, 15*time.Second)
 	lobe := others([]*node{a, b}, cx)[0]
 	lobe.kill9()

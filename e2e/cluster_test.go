@@ -256,12 +256,7 @@ func parseTable(out string) []map[string]string {
 // (and reads) naming the Cortex; when the Cortex is killed the Lobe wins
 // with the Sentinel's vote.
 func TestSentinel(t *testing.T) {
-	c := newCluster(t, fastHB, fastLease)
-	a, b := c.add("muninn-01"), c.add("muninn-02")
-	s := c.add("sentinel-01")
-	s.role = "sentinel"
-	a.seeds, b.seeds, s.seeds = []*node{b, s}, []*node{a, s}, []*node{a, b}
-	c.startAll()
+	c, a, b, s := sentinelTrio(t)
 	all := []*node{a, b, s}
 	cx := c.waitCortex(all, 15*time.Second)
 	if cx == s {
@@ -311,6 +306,18 @@ func TestSentinel(t *testing.T) {
 	}
 	after := writeN(t, cl, "default", "local", 5)
 	c.waitHasAll(lobe, "default", append(before, after...), 3*time.Second)
+}
+
+// sentinelTrio starts two data nodes and a Sentinel, each seeded with the
+// other two.
+func sentinelTrio(t *testing.T) (c *cluster, a, b, s *node) {
+	c = newCluster(t, fastHB, fastLease)
+	a, b = c.add("muninn-01"), c.add("muninn-02")
+	s = c.add("sentinel-01")
+	s.role = "sentinel"
+	a.seeds, b.seeds, s.seeds = []*node{b, s}, []*node{a, s}, []*node{a, b}
+	c.startAll()
+	return c, a, b, s
 }
 
 // ---------------------------------------------------------------- 3

@@ -20,21 +20,7 @@ import (
 // returns, it catches it up and records it at once; then the wiped node's
 // vote counts, rightly: TestWipedVoterCaughtUp.)
 func TestWipedVoterDoesNotVote(t *testing.T) {
-	c := newCluster(t, fastHB, fastLease)
-	ns := c.addN(3)
-	c.startAll()
-	a := c.waitCortex(ns, 20*time.Second)
-	lobes := others(ns, a)
-	b, cc := lobes[0], lobes[1]
-
-	cc.kill9()
-	cl := client.New(a.url())
-	want := writeN(t, cl, "wipe", "quorum", 50)
-
-	b.kill9()
-	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
-		t.Fatal(err)
-	}
+	c, ns, a, b, cc, want := wipedVoter(t)
 	// The Cortex goes before the wiped node is back, so nobody can catch
 	// it up: b is empty and c lacks the 50 writes.
 	a.kill9()
@@ -84,18 +70,7 @@ func TestWipedVoterDoesNotVote(t *testing.T) {
 // the Cortex is up, is caught up and recorded, and only then does the
 // Cortex die; whoever is elected holds every acknowledged write.
 func TestWipedVoterCaughtUp(t *testing.T) {
-	c := newCluster(t, fastHB, fastLease)
-	ns := c.addN(3)
-	c.startAll()
-	a := c.waitCortex(ns, 20*time.Second)
-	lobes := others(ns, a)
-	b, cc := lobes[0], lobes[1]
-	cc.kill9()
-	want := writeN(t, client.New(a.url()), "wipe", "quorum", 50)
-	b.kill9()
-	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
-		t.Fatal(err)
-	}
+	c, _, a, b, cc, want := wipedVoter(t)
 	b.start()
 	c.waitFor(b.id+" to be caught up and recorded", 20*time.Second, func() (bool, string) {
 		i, err := a.info()
@@ -113,6 +88,25 @@ func TestWipedVoterCaughtUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAcked(t, "the Cortex elected after the caught-up wiped voter's vote", acksOf(want), got)
+}
+
+// wipedVoter is the set-up: three nodes, Cortex a; c is killed, a
+// and b acknowledge 50 quorum writes, then b is killed and its data
+// directory removed (b and c are left stopped).
+func wipedVoter(t *testing.T) (c *cluster, ns []*node, a, b, cc *node, want []string) {
+	c = newCluster(t, fastHB, fastLease)
+	ns = c.addN(3)
+	c.startAll()
+	a = c.waitCortex(ns, 20*time.Second)
+	lobes := others(ns, a)
+	b, cc = lobes[0], lobes[1]
+	cc.kill9()
+	want = writeN(t, client.New(a.url()), "wipe", "quorum", 50)
+	b.kill9()
+	if err := os.RemoveAll(filepath.Join(b.dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+	return c, ns, a, b, cc, want
 }
 
 func acksOf(ids []string) []ack {
