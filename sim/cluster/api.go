@@ -105,6 +105,15 @@ func (r Reply) Code() string {
 	return ""
 }
 
+// Message returns the API error message of a non-2xx reply ("" if none).
+func (r Reply) Message() string {
+	var eb apitypes.ErrorBody
+	if json.Unmarshal(r.Body, &eb) == nil {
+		return eb.Error.Message
+	}
+	return ""
+}
+
 // Do sends one request to node n with a timeout and no retry.
 func (a *API) Do(ctx context.Context, n Node, method, path string, q url.Values, body any, timeout time.Duration) (Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

@@ -119,6 +119,9 @@ func TestClassify(t *testing.T) {
 		{true, Reply{Status: 409, Body: body("conflict"), Sent: true}, nil, Unknown},
 		{false, Reply{Status: 404, Body: body("not_found"), Sent: true}, nil, OK},
 		{false, Reply{Status: 503, Body: body("too_stale"), Sent: true}, nil, Fail},
+		{true, Reply{Status: 503, Body: body("quorum_unavailable"), Sent: true}, nil, Fail},
+		{true, Reply{Status: 507, Body: body("insufficient_storage"), Sent: true}, nil, Fail},
+		{true, Reply{Status: 507, Body: []byte(`{"error":{"code":"insufficient_storage","message":"held until space is freed and may still be applied, so read it back before retrying"}}`), Sent: true}, nil, Unknown},
 	}
 	for i, c := range cases {
 		if got, code := classify(c.write, c.r, c.err); got != c.want {

@@ -53,6 +53,9 @@ func printReport(w io.Writer, r *Report) {
 	for _, h := range r.Health {
 		p("health     %s at %s: %d (scope=node %d) %s", h.Node, ms(h.At), h.Status, h.ScopeNode, h.Reason)
 	}
+	if r.RecoveryWaitedOn != "" {
+		p("recovery   last waited on: %s", truncate(r.RecoveryWaitedOn, 300))
+	}
 	for _, l := range r.Storage.lines() {
 		p("storage    %s", l)
 	}

@@ -47,11 +47,14 @@ type Report struct {
 	// RecoveredAfter is heal → every node healthy; ConvergedAfter is heal
 	// → every data node identical.
 	RecoveredAfter time.Duration `json:"recovered_after_ns"`
-	ConvergedAfter time.Duration `json:"converged_after_ns"`
-	FinalCortex    string        `json:"final_cortex"`
-	FinalEpoch     uint64        `json:"final_epoch"`
-	Anomalies      []Anomaly     `json:"anomalies"`
-	Warnings       []string      `json:"warnings,omitempty"`
+	// RecoveryWaitedOn is the last reason a node gave for not being
+	// healthy before all were ("" if all were at once).
+	RecoveryWaitedOn string        `json:"recovery_waited_on,omitempty"`
+	ConvergedAfter   time.Duration `json:"converged_after_ns"`
+	FinalCortex      string        `json:"final_cortex"`
+	FinalEpoch       uint64        `json:"final_epoch"`
+	Anomalies        []Anomaly     `json:"anomalies"`
+	Warnings         []string      `json:"warnings,omitempty"`
 	// Storage is what a storage nemesis did and saw (storage.go).
 	Storage *Storage `json:"storage,omitempty"`
 	// Unrecovered: the cluster did not come back; later segments of the
@@ -84,6 +87,8 @@ type segment struct {
 	// background watch of the node.
 	stor      *Storage
 	watchStop func()
+	// recovered receives the recovery timed from the heal.
+	recovered chan recovery
 
 	w          *Workload
 	ops        []*Op
@@ -138,12 +143,23 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 	}
 	rep.Faults = []Fault{fault}
 
-	// Recovery: every node healthy, then every data node identical.
-	if err := c.WaitHealthy(ctx, 30*time.Second+20*hb); err != nil {
+	// Recovery: every node healthy (timed from the heal, while the
+	// workload ran on), still healthy now, then every data node identical.
+	var rec recovery
+	select {
+	case rec = <-s.recovered:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: interrupted: %w", s.name(), ctx.Err())
+	}
+	rep.RecoveryWaitedOn, rep.RecoveredAfter = rec.waited, rec.at-fault.End
+	err := rec.err
+	if err == nil {
+		_, err = c.waitHealthy(ctx, 30*time.Second+20*hb)
+	}
+	if err != nil {
 		rep.Anomalies = append(rep.Anomalies, Anomaly{"recovery", "after healing: " + err.Error()})
 		rep.Unrecovered = true
 	}
-	rep.RecoveredAfter = s.w.now() - fault.End
 	if !rep.Unrecovered {
 		_, why := c.converge(ctx, s.w, 20*time.Second)
 		rep.ConvergedAfter = s.w.now() - fault.End
@@ -272,7 +288,26 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	err = c.HealAll(ctx)
 	f.End = s.w.now()
 	s.logf("[%s] healed at %s", s.name(), ms(f.End))
+	s.watchRecovery(ctx, hb)
 	return f, err
+}
+
+// recovery is when every node was healthy again after the heal, and the
+// last reason one gave before.
+type recovery struct {
+	at     time.Duration
+	waited string
+	err    error
+}
+
+// watchRecovery times, from the heal on and while the workload runs on,
+// how long until every node is healthy; the result arrives on s.recovered.
+func (s *segment) watchRecovery(ctx context.Context, hb time.Duration) {
+	s.recovered = make(chan recovery, 1)
+	go func() {
+		waited, err := s.c.waitHealthy(ctx, 30*time.Second+20*hb)
+		s.recovered <- recovery{at: s.w.now(), waited: waited, err: err}
+	}()
 }
 
 // final reads the registers (strong, through the Cortex: recorded as

@@ -31,7 +31,7 @@ import (
 //     (wipe the data directory, start it) and the expectations of wipe.
 //   - fill-disk: fill the filesystem of a node's data directory (the
 //     Cortex half of the time) until it is full; heal by removing the
-//     filler. No operation may hang (a client timeout), the node stays up
+//     filler. No operation may wait past a bound, the node stays up
 //     with its memory bounded, a full Cortex steps down, and the cluster
 //     recovers once the space is free.
 //
@@ -111,15 +111,6 @@ type Storage struct {
 	DiedAt        time.Duration `json:"died_at_ns,omitempty"`
 	SteppedDown   bool          `json:"stepped_down,omitempty"`
 	SteppedDownAt time.Duration `json:"stepped_down_at_ns,omitempty"`
-	// WriteQuorum is the cluster's write quorum at the fill; QuorumWithout
-	// whether the data nodes other than this one make it (if not, quorum
-	// writes cannot commit while its disk is full, as when it is down).
-	WriteQuorum   int  `json:"write_quorum,omitempty"`
-	QuorumWithout bool `json:"quorum_without,omitempty"`
-	// QuorumStalled counts quorum writes that waited past the hang bound
-	// while there was no write quorum without this node (a warning: see
-	// checkStorage).
-	QuorumStalled int `json:"quorum_stalled,omitempty"`
 	// Answers507 counts answers 507 insufficient_storage; Slowest507 is
 	// the longest such exchange.
 	Answers507 int           `json:"answers_507"`
@@ -394,14 +385,6 @@ func (s *segment) fill(ctx context.Context, st *Storage, dir, id string) error {
 		}
 	}
 	node, _ := c.Topo.Node(st.Node)
-	if info, err := s.api.Info(ctx, node); err == nil {
-		st.WriteQuorum = info.WriteQuorum
-	}
-	data := len(c.Topo.DataNodes())
-	if !node.Sentinel {
-		data--
-	}
-	st.QuorumWithout = data >= st.WriteQuorum
 	c.undo["filler "+st.Node] = func(context.Context) error { return unfillDisk(dir) }
 	st.Filled, st.FreeAfterFill, err = fillDisk(dir)
 	if err != nil {
@@ -618,7 +601,7 @@ func (s *segment) checkStorage(ctx context.Context, rep *Report, f Fault, final 
 			add("disk-full-cortex", "the Cortex %s, whose disk was full from %s to %s, was still the Cortex: a Cortex that cannot persist must step down", st.Node, ms(f.Start), ms(f.End))
 		}
 		bound := hangBound(s.o.HeartbeatMs)
-		var hung, stalled []string
+		var hung []string
 		for _, op := range s.ops {
 			if op.Status == 507 {
 				st.Answers507++
@@ -632,21 +615,11 @@ func (s *segment) checkStorage(ctx context.Context, rep *Report, f Fault, final 
 			if op.Call < f.Start || op.Call > f.End || op.Client == FollowerClient || (waited <= bound && waited < s.o.Workload.Timeout-50*time.Millisecond) {
 				continue
 			}
-			what := fmt.Sprintf("%s %s via %s at %s (%s, %s)", op.Kind, op.ID, op.Node, ms(op.Call), (op.Return - op.Call).Round(time.Millisecond), orNone(truncate(op.Code, 60)))
-			if (op.Kind == OpQuorumWrite || op.Kind == OpRegWrite) && !st.QuorumWithout {
-				stalled = append(stalled, what)
-				continue
-			}
-			hung = append(hung, what)
+			hung = append(hung, fmt.Sprintf("%s %s via %s at %s (%s, %s)", op.Kind, op.ID, op.Node, ms(op.Call), (op.Return-op.Call).Round(time.Millisecond), orNone(truncate(op.Code, 60))))
 		}
-		st.QuorumStalled = len(stalled)
 		if len(hung) > 0 {
-			add("disk-full-hang", "%d operations invoked while %s's disk was full waited more than %s for an answer: %s", len(hung), st.Node, bound, strings.Join(hung[:min(len(hung), 5)], "; "))
-		}
-		if len(stalled) > 0 {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("known gap, not counted as an anomaly: %d quorum writes waited more than %s while %s's disk was full and the other data nodes could not make the write quorum (%d): "+
-				"the full node echoes heartbeats but drops appends, so the Cortex neither commits nor refuses them (rule 17 counts it as answering): %s",
-				len(stalled), bound, st.Node, st.WriteQuorum, strings.Join(stalled[:min(len(stalled), 3)], "; ")))
+			add("disk-full-hang", "%d operations invoked while %s's disk was full waited more than %s for an answer (quorum writes included: a full node the write quorum needs must not count toward it, rule 17): %s",
+				len(hung), st.Node, bound, strings.Join(hung[:min(len(hung), 5)], "; "))
 		}
 	}
 	return an
@@ -713,8 +686,8 @@ func (st *Storage) lines() []string {
 		add("store %s → %s; started %s; rejoining %s; new store recorded %s", orNone(st.OldStore), orNone(st.NewStore), ms(st.Restarted), rj, ct)
 	}
 	if st.Filled > 0 {
-		add("filler %d MiB, %d bytes left free; RSS %d MiB → peak %d MiB (others: at most +%d MiB, %s); died: %v; answers 507: %d (slowest %s); quorum writes stalled without a write quorum: %d",
-			st.Filled>>20, st.FreeAfterFill, st.RSSBefore>>20, st.RSSPeak>>20, st.OtherGrowth>>20, orNone(st.OtherNode), st.Died, st.Answers507, st.Slowest507.Round(time.Millisecond), st.QuorumStalled)
+		add("filler %d MiB, %d bytes left free; RSS %d MiB → peak %d MiB (others: at most +%d MiB, %s); died: %v; answers 507: %d (slowest %s)",
+			st.Filled>>20, st.FreeAfterFill, st.RSSBefore>>20, st.RSSPeak>>20, st.OtherGrowth>>20, orNone(st.OtherNode), st.Died, st.Answers507, st.Slowest507.Round(time.Millisecond))
 		if st.Role == "cortex" {
 			sd := "never"
 			if st.SteppedDown {

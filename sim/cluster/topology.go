@@ -241,20 +241,27 @@ func (c *Cluster) Down(ctx context.Context) {
 // WaitHealthy waits until every node answers 200 on /v1/cluster/health
 // and they agree on the Cortex.
 func (c *Cluster) WaitHealthy(ctx context.Context, within time.Duration) error {
+	_, err := c.waitHealthy(ctx, within)
+	return err
+}
+
+// waitHealthy is WaitHealthy that also returns the last reason a node gave
+// for not being healthy ("" if all were at once).
+func (c *Cluster) waitHealthy(ctx context.Context, within time.Duration) (string, error) {
 	deadline := time.Now().Add(within)
 	var last string
 	for {
 		ok, why := c.healthy(ctx)
 		if ok {
-			return nil
+			return last, nil
 		}
 		last = why
 		if time.Now().After(deadline) {
-			return fmt.Errorf("topology %s not healthy within %s: %s", c.Topo.Name, within, last)
+			return last, fmt.Errorf("topology %s not healthy within %s: %s", c.Topo.Name, within, last)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return last, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -3,11 +3,13 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -195,8 +197,8 @@ func (w *Workload) take() bool {
 
 // follow writes unique engrams, alternately local and quorum, through the
 // Go client, which follows the Cortex and retries across nodes. A call
-// that fails is recorded as unknown: an earlier attempt may have been
-// applied.
+// that fails is recorded as unknown when the client says its outcome is
+// ambiguous (some attempt may have been applied), else as failed.
 func (w *Workload) follow(ctx context.Context, fc *client.Client, until time.Duration) {
 	for i := 0; ctx.Err() == nil && w.now() < until && w.take(); i++ {
 		op := &Op{Client: FollowerClient, Node: "follower", Kind: OpLocalWrite, ID: client.NewID()}
@@ -209,10 +211,13 @@ func (w *Workload) follow(ctx context.Context, fc *client.Client, until time.Dur
 		res, err := fc.Write(cctx, apitypes.WriteRequest{Vault: w.UniVault, ID: op.ID, Concept: "fault test", Content: "written by the following client"}, client.Durability(dur))
 		cancel()
 		op.Return = w.now()
-		if err == nil {
+		switch {
+		case err == nil:
 			op.Outcome, op.Epoch, op.Seq = OK, res.Epoch, res.Seq
-		} else {
+		case errors.Is(err, client.ErrAmbiguous):
 			op.Outcome, op.Code = Unknown, truncate(err.Error(), 120)
+		default:
+			op.Outcome, op.Code = Fail, truncate(err.Error(), 120)
 		}
 		w.mu.Lock()
 		w.ops = append(w.ops, op)
@@ -303,7 +308,16 @@ var definite = map[string]bool{
 	apitypes.CodeHandoff: true, apitypes.CodeChangeInProgress: true, apitypes.CodeStarting: true,
 	apitypes.CodeQuorumImpossible: true, apitypes.CodeTooStale: true, apitypes.CodeTooLarge: true,
 	apitypes.CodeMethodNotAllowed: true,
+	// Fewer than W data voters answer: refused before anything was
+	// written (rule 17).
+	codeQuorumUnavailable: true,
 }
+
+// Codes the API answers that apitypes does not name (core.Code values).
+const (
+	codeQuorumUnavailable   = "quorum_unavailable"
+	codeInsufficientStorage = "insufficient_storage"
+)
 
 // classify turns one exchange into an outcome: reads either succeed or
 // fail; a write that may have reached the Cortex without an answer is
@@ -330,6 +344,11 @@ func classify(write bool, r Reply, err error) (Outcome, string) {
 		return OK, ""
 	}
 	if definite[code] {
+		return Fail, code
+	}
+	// 507: refused before it was logged, unless the disk filled while the
+	// node was storing it; then the message asks to read it back.
+	if code == codeInsufficientStorage && !strings.Contains(r.Message(), "read it back") {
 		return Fail, code
 	}
 	if write {
