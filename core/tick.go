@@ -225,6 +225,12 @@ func (n *Node) checkODown() {
 	if !n.isDataVoter() || n.role == RoleCandidate {
 		return
 	}
+	if n.hs.Vote != "" && n.hs.Vote != n.cfg.ID && n.electionAt != Never {
+		// It granted its vote in this epoch: that candidate gets its
+		// election time first (rule 4), even if this node reaches ODOWN
+		// only now (at a cluster's start both come within a millisecond).
+		return
+	}
 	n.electionAt = min(n.electionAt, n.now.Add(time.Duration(n.rank())*n.stagger()))
 }
 
