@@ -177,3 +177,35 @@ func TestDegradedSentinelAnswers(t *testing.T) {
 }
 
 func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestAmbiguousWrites is issue 19 item 7 with real processes: a client with
+// a short retry budget writes through two kill -9s of the Cortex, so some
+// writes fail. Every acknowledged write exists; every write reported as a
+// definite failure does not; only client.ErrAmbiguous may go either way.
+func TestAmbiguousWrites(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	cx := c.waitCortex(ns, 20*time.Second)
+	cl := client.New(cx.url(), client.WithEndpoints(urls(ns)...), client.WithRetryBudget(150*time.Millisecond),
+		client.WithHTTPClient(&http.Client{Timeout: 300 * time.Millisecond}))
+	w := startWriter(t, cl, "ambiguous", "quorum", 5*time.Millisecond)
+	for round := 1; round <= 2; round++ {
+		c.waitAcks(w, 20, 15*time.Second)
+		cx = c.cortexNow(ns)
+		cx.kill9()
+		c.waitCortex(others(ns, cx), 20*time.Second)
+		c.waitAcks(w, 20, 15*time.Second)
+		cx.start()
+		c.waitRejoin(cx, ns, fmt.Sprintf("round %d: restarted %s", round, cx.id))
+	}
+	w.stop()
+	acks, fails := w.snapshot()
+	got, err := c.cortexNow(ns).listIDs("ambiguous", "strong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, "the final Cortex", acks, got)
+	checkRefused(t, "the final Cortex", fails, got)
+	t.Logf("%d acknowledged", len(acks))
+}

@@ -365,6 +365,7 @@ type killRun struct {
 	ns     []*node
 	cx     *node
 	acks   []ack
+	fails  []wfail
 	fig    killFigures
 	fenced map[string]apitypes.FencedEntry
 }
@@ -433,7 +434,7 @@ func killRounds(t *testing.T, hbMs, leaseTTL int, dur string, rounds int) killRu
 	for i, f := range fails[:min(5, len(fails))] {
 		t.Logf("failed write %d: %s at %s after %s: %v", i, f.id, f.start.Format("15:04:05.000"), f.end.Sub(f.start).Round(time.Millisecond), f.err)
 	}
-	return killRun{c: c, ns: ns, cx: cx, acks: acks, fig: fig, fenced: fenced}
+	return killRun{c: c, ns: ns, cx: cx, acks: acks, fails: fails, fig: fig, fenced: fenced}
 }
 
 // waitRejoin waits until the restarted node n follows the Cortex the
@@ -493,6 +494,7 @@ func TestKillCortexQuorumWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAcked(t, "the final Cortex "+run.cx.id, run.acks, got)
+	checkRefused(t, "the final Cortex "+run.cx.id, run.fails, got)
 	t.Logf("heartbeat_ms=%d: kill -9 -> new Cortex: %s", hb, stats(fig.elect))
 	t.Logf("heartbeat_ms=%d: kill -9 -> first acknowledged write: %s", hb, stats(fig.resume))
 	// The SDOWN window is 3 heartbeats; an election and the client's retry

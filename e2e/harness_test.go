@@ -811,6 +811,24 @@ func checkAcked(t *testing.T, where string, acks []ack, got map[string]bool) {
 	}
 }
 
+// checkRefused: a write the client reported as a definite failure (not
+// client.ErrAmbiguous) must not exist; an ambiguous one may or may not
+// (issue 19 item 7: "may have happened" is its own answer).
+func checkRefused(t *testing.T, where string, fails []wfail, got map[string]bool) {
+	t.Helper()
+	ambiguous := 0
+	for _, f := range fails {
+		if errors.Is(f.err, client.ErrAmbiguous) {
+			ambiguous++
+			continue
+		}
+		if got[f.id] {
+			t.Fatalf("write %s was reported failed (%v), not ambiguous, but it exists on %s", f.id, f.err, where)
+		}
+	}
+	t.Logf("%d failed writes: %d ambiguous (may exist), %d definite (checked absent)", len(fails), ambiguous, len(fails)-ambiguous)
+}
+
 // longestStall is the longest time between two consecutive
 // acknowledgements (or from the first write's start to its ack) in acks.
 func longestStall(acks []ack) (time.Duration, time.Time) {
