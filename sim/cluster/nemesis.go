@@ -11,8 +11,10 @@ import (
 )
 
 // Nemeses are the fault kinds, in the order "all" runs them: the network
-// and process faults, then the storage faults (storage.go).
-var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk"}
+// and process faults, then the storage faults (storage.go), then
+// lobe-down (lobedown.go: a Lobe killed for the fault window, the
+// answers checked against what docs/api.md says they guarantee).
+var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk", "lobe-down"}
 
 // NotInAll are nemeses that run only when named, with the reason: the
 // product behaviour they expect has not landed yet, so "all" (what CI

@@ -59,6 +59,9 @@ func printReport(w io.Writer, r *Report) {
 	for _, l := range r.Storage.lines() {
 		p("storage    %s", l)
 	}
+	for _, l := range r.LobeDown.lines() {
+		p("lobe-down  %s", l)
+	}
 	p("recovery   healthy %s and converged %s after heal; Cortex %s epoch %d", r.RecoveredAfter.Round(time.Millisecond), r.ConvergedAfter.Round(time.Millisecond), r.FinalCortex, r.FinalEpoch)
 	for _, wn := range r.Warnings {
 		p("warning    %s", wn)

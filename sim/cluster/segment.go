@@ -57,6 +57,8 @@ type Report struct {
 	Warnings         []string      `json:"warnings,omitempty"`
 	// Storage is what a storage nemesis did and saw (storage.go).
 	Storage *Storage `json:"storage,omitempty"`
+	// LobeDown is what the lobe-down nemesis did and saw (lobedown.go).
+	LobeDown *LobeDown `json:"lobe_down,omitempty"`
 	// Unrecovered: the cluster did not come back; later segments of the
 	// topology are skipped.
 	Unrecovered bool `json:"unrecovered,omitempty"`
@@ -87,6 +89,8 @@ type segment struct {
 	// background watch of the node.
 	stor      *Storage
 	watchStop func()
+	// lobe is the lobe-down nemesis's record.
+	lobe *LobeDown
 	// recovered receives the recovery timed from the heal.
 	recovered chan recovery
 
@@ -187,6 +191,8 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 	}
 	rep.Anomalies = append(rep.Anomalies, s.checkStorage(ctx, rep, fault, final)...)
 	rep.Storage = s.stor
+	rep.Anomalies = append(rep.Anomalies, s.checkLobeDown(fault)...)
+	rep.LobeDown = s.lobe
 	lin, an, lerr := checkLinear(s.ops, 30*time.Second)
 	if lerr != nil {
 		return rep, lerr
@@ -241,9 +247,12 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	}
 	start, wall := s.w.now(), time.Now()
 	var f Fault
-	if isStorage(s.nemesis) {
+	switch {
+	case isStorage(s.nemesis):
 		f, err = s.injectStorage(ctx, cortex, epoch)
-	} else {
+	case s.nemesis == "lobe-down":
+		f, err = s.injectLobeDown(ctx, cortex, epoch)
+	default:
 		f, err = c.Inject(ctx, s.nemesis, cortex, epoch)
 	}
 	f.Start, f.WallStart = start, wall
@@ -257,6 +266,9 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	}
 	s.logf("[%s] fault at %s: %s %s (Cortex %s, epoch %d) %s", s.name(), ms(f.Start), f.Kind, strings.Join(f.Targets, ","), cortex, epoch, note)
 	heal := 3 * o.Duration / 4
+	if s.lobe != nil {
+		s.probeLobeDown(ctx, rep, f, heal)
+	}
 	if len(f.CutOff) > 0 {
 		// A cut-off node must report 503 once the SDOWN window (3
 		// heartbeats) has passed, plus a margin.
@@ -285,6 +297,9 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 		}
 	}
 	sleepUntil(heal)
+	if s.lobe != nil {
+		s.lobe.HealAt = s.w.now()
+	}
 	err = c.HealAll(ctx)
 	f.End = s.w.now()
 	s.logf("[%s] healed at %s", s.name(), ms(f.End))
