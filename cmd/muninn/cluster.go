@@ -349,7 +349,7 @@ func numberedSteps(msg string) string {
 type FencedCmd struct {
 	Export bool   `help:"Write every quarantined entry as JSON lines (to --out or stdout)." xor:"action"`
 	Out    string `help:"File for --export." type:"path" placeholder:"FILE"`
-	Replay string `help:"Write the entry EPOCH.SEQ again as a new write through the Cortex, then drop it." placeholder:"EPOCH.SEQ" xor:"action"`
+	Replay string `help:"Write the entry EPOCH.SEQ again through the Cortex, only if its engram has not changed since (it is then dropped from every quarantine holding it)." placeholder:"EPOCH.SEQ" xor:"action"`
 	Drop   string `help:"Delete the entry EPOCH.SEQ from the quarantine (needs --yes)." placeholder:"EPOCH.SEQ" xor:"action"`
 	Yes    bool   `help:"Confirm --drop."`
 }
@@ -399,7 +399,7 @@ func (c FencedCmd) Run(g *Globals) error {
 		if g.clus.JSON {
 			return g.printJSON(res)
 		}
-		fmt.Fprintf(g.Out, "Replayed %d.%d as a new write at %d.%d and dropped it from the quarantine.\n", epoch, seq, res.Epoch, res.Seq)
+		fmt.Fprintf(g.Out, "Replayed %d.%d at %d.%d; it leaves the quarantine as that write reaches this node.\n", epoch, seq, res.Epoch, res.Seq)
 		return nil
 	case c.Drop != "":
 		epoch, seq, err := parseRef(c.Drop)
