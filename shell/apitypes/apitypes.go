@@ -313,8 +313,8 @@ type FencedRef struct {
 }
 
 // ReplayResult answers POST /v1/cluster/fenced/replay: the entry was
-// written again as a new write at (Epoch, Seq) and dropped from the
-// quarantine.
+// written again, conditionally, at (Epoch, Seq); every node holding it
+// drops it from its quarantine as it applies that write.
 type ReplayResult struct {
 	From  FencedRef `json:"from"`
 	Epoch uint64    `json:"epoch"`

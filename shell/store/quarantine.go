@@ -12,7 +12,8 @@ import (
 
 // Quarantined is an entry removed from the log by a truncation (DESIGN rule
 // 10): a write cut off by a failover, kept for the operator to inspect,
-// export, replay as a new write, or drop.
+// export, replay (a conditional write: protocol rule 10, docs/api.md), or
+// drop.
 type Quarantined struct {
 	Epoch      core.Epoch `json:"epoch"`
 	Seq        core.Seq   `json:"seq"`
