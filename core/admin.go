@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // TransferCortex hands the Cortex role to target (or, when target is "",
 // the most caught-up data voter): stop taking writes, wait until the target
 // has everything, then tell it to run at once (rule 14). If it has not won
@@ -15,20 +17,25 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 		n.result(id, ResultAdmin, Pos{}, errorf(CodeBusy, "", "a handoff to %s is already under way", n.xfer.target))
 		return
 	}
+	in, _ := n.reachable()
 	if target == "" {
 		var best Seq
 		for _, m := range n.members {
-			if pr := n.prog[m.ID]; m.DataVoter() && pr != nil && (target == "" || pr.match > best) {
+			if pr := n.prog[m.ID]; m.DataVoter() && pr != nil && slices.Contains(in, m.ID) && (target == "" || pr.match > best) {
 				target, best = m.ID, pr.match
 			}
 		}
 		if target == "" {
-			n.result(id, ResultAdmin, Pos{}, errorf(CodeUnavailable, "", "no other data voter to hand off to"))
+			n.result(id, ResultAdmin, Pos{}, errorf(CodeUnavailable, "", "no other data voter answers (within %s) to hand off to", n.cfg.DownAfter()))
 			return
 		}
 	}
 	if m, ok := n.members.Get(target); !ok || !m.DataVoter() || target == n.cfg.ID {
 		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is not another data voter of this cluster; pick a Lobe from muninn cluster info", target))
+		return
+	}
+	if !slices.Contains(in, target) {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeUnavailable, "", "%s has not answered within %s (down, cut off, or its disk is full): hand off to a Lobe that answers", target, n.cfg.DownAfter()))
 		return
 	}
 	n.xfer = &transfer{target: target, deadline: n.now.Add(n.cfg.DownAfter()), id: id}
@@ -122,11 +129,15 @@ func (n *Node) canChange() *Error {
 	if n.role != RoleCortex {
 		return errorf(CodeNotCortex, n.cortex, "membership changes go to the Cortex %s", orUnknown(n.cortex))
 	}
-	if n.changeAt > n.hs.Commit.Seq {
-		return errorf(CodeBusy, "", "a membership change is still committing; retry shortly")
-	}
 	if n.xfer != nil {
 		return errorf(CodeTransferring, "", "a handoff is under way; retry shortly")
+	}
+	if err := n.commitBlocked(); err != nil {
+		// A change that cannot commit would block every later one (rule 17).
+		return err
+	}
+	if n.changeAt > n.hs.Commit.Seq {
+		return errorf(CodeBusy, "", "a membership change is still committing; retry shortly")
 	}
 	return nil
 }

@@ -173,7 +173,7 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 		reason = "no Cortex is known: an election is under way"
 	case v.isCortex() && h.ReachableVoters < st.Quorum:
 		reason = fmt.Sprintf("the Cortex hears from only %d of %d voters within %s (quorum is %d)", h.ReachableVoters, h.Voters, v.window, st.Quorum)
-	case v.isCortex() && st.CommitBlocked != "":
+	case v.isCortex() && st.CommitBlocked != "" && !nodeOnly:
 		reason = "the cluster cannot commit now: " + st.CommitBlocked
 	case !v.isCortex() && st.SDown:
 		reason = fmt.Sprintf("the Cortex %s is subjectively down: no heartbeat for %d beats", st.Cortex, core.MissedBeats)

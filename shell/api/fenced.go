@@ -16,7 +16,7 @@ import (
 
 func fencedEntry(q store.Quarantined) apitypes.FencedEntry {
 	return apitypes.FencedEntry{Epoch: uint64(q.Epoch), Seq: uint64(q.Seq), Type: q.Type, Durability: q.Durability,
-		Vault: q.Vault, Op: q.Op, ID: q.ID, Payload: q.Payload, Reason: q.Reason, TimeMS: q.TimeMS}
+		Vault: q.Vault, Op: q.Op, ID: q.ID, Payload: q.Payload, Reason: q.Reason, TimeMS: q.TimeMS, Base: q.Base}
 }
 
 // GET /v1/cluster/fenced: this node's quarantine (entries a failover cut

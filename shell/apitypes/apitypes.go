@@ -298,6 +298,9 @@ type FencedEntry struct {
 	Payload    []byte `json:"payload"`
 	Reason     string `json:"reason"`
 	TimeMS     int64  `json:"time_ms"`
+	// Base is the state the entry was applied on, encoded (a replay applies
+	// only if it still holds); absent on entries quarantined before bases.
+	Base []byte `json:"base,omitempty"`
 }
 
 // FencedList answers GET /v1/cluster/fenced.

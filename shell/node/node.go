@@ -376,8 +376,9 @@ func (n *Node) call(ctx context.Context, req request) (core.Result, error) {
 // DefaultRequestWait is RequestWait's default: longer than any bound the
 // protocol sets itself (an SDOWN window for a commit that cannot come, 5 s
 // of quorum loss before a Cortex demotes), so it fires only when commits
-// are slow, not impossible.
-const DefaultRequestWait = 10 * time.Second
+// are slow, not impossible; and shorter than the 8 s a forwarding node or
+// the Go client waits, so they get this answer rather than a timeout.
+const DefaultRequestWait = 7 * time.Second
 
 // adoptStandalone lets a node that ran alone come back under another
 // node_id (standalone → cluster mode, muninn cluster enable): when the
