@@ -28,11 +28,7 @@ func (n *Node) StepDown(now Time, why string) {
 		n.leaseFloor = Never
 		n.send(Message{Type: MsgTimeoutNow, To: to, Handoff: true})
 	}
-	n.stepDownCleanup(EventDemoted, why)
-	n.cortex = ""
-	n.setRole(n.followerRole())
-	n.lastHeard = n.now
-	n.sdown = false
+	n.demoteFor(why)
 }
 
 // Successor is the data voter a Cortex would hand the role to on StepDown:

@@ -304,7 +304,12 @@ func (n *Node) leaseUntil() Time {
 }
 
 func (n *Node) demote() {
-	n.stepDownCleanup(EventDemoted, "no heartbeat echo from a quorum of voters for "+n.cfg.QuorumLoss.String())
+	n.demoteFor("no heartbeat echo from a quorum of voters for " + n.cfg.QuorumLoss.String())
+}
+
+// demoteFor gives up the Cortex role for why (rule 11, or StepDown).
+func (n *Node) demoteFor(why string) {
+	n.stepDownCleanup(EventDemoted, why)
 	n.cortex = ""
 	n.setRole(n.followerRole())
 	// It just led: it has heard itself, and must not vote for a rival
