@@ -22,6 +22,7 @@ type tnode struct {
 	quar  []Entry    // quarantined entries
 	acked []Result   // results delivered to clients
 	roles []roleSpan // Cortex spans, for checks
+	drv   *Driver    // carries out n's Readys; renewed with n
 }
 
 type roleSpan struct {
@@ -87,58 +88,83 @@ func (c *tcluster) logf(format string, args ...any) {
 
 func fmtTime(t Time) string { return fmt.Sprintf("%.3fs", time.Duration(t).Seconds()) }
 
-// process carries out every Ready of t in the contract's order.
+// process carries out every Ready of t through the driver the node and the
+// simulator run (driver.go), over the harness's model disk and network.
 func (c *tcluster) process(t *tnode) {
-	for t.up && t.n.HasReady() {
-		rd := t.n.Ready()
-		// 1. persist: truncation, hard state, entries, compaction.
-		if tr := rd.Truncate; tr != nil {
-			keep := t.disk.Entries[:0]
-			for _, e := range t.disk.Entries {
-				if e.Pos.Seq <= tr.After.Seq {
-					keep = append(keep, e)
-				}
-			}
-			t.disk.Entries = keep
-			t.quar = append(t.quar, tr.Removed...)
-			c.logf("%s quarantined %d entries after %s: %s", t.id, len(tr.Removed), tr.After, tr.Reason)
-		}
-		if rd.HardState != nil {
-			t.disk.HardState = *rd.HardState
-		}
-		t.disk.Entries = append(t.disk.Entries, slices.Clone(rd.Entries)...)
-		if rd.Members != nil && len(t.disk.Entries) == 0 && t.disk.Snap.Seq == 0 {
-			t.disk.SnapMembers = rd.Members
-		}
-		if cp := rd.Compact; cp != nil {
-			keep := t.disk.Entries[:0]
-			for _, e := range t.disk.Entries {
-				if e.Pos.Seq > cp.Upto.Seq {
-					keep = append(keep, e)
-				}
-			}
-			t.disk.Entries, t.disk.Snap, t.disk.SnapMembers = keep, cp.Upto, cp.Members
-		}
-		// 2. send, 3. stream snapshots (never completed here: logged).
-		for _, m := range rd.Messages {
-			c.sendMsg(m)
-		}
-		for _, s := range rd.Snapshots {
-			c.logf("%s snapshot to %s requested", t.id, s.To)
-		}
-		// 4. results, 5. events.
-		for _, r := range rd.Results {
-			t.acked = append(t.acked, r)
-			if c.verbose {
-				c.logf("%s result id=%d %s", t.id, r.ID, describeResult(r))
-			}
-		}
-		for _, e := range rd.Events {
-			c.noteEvent(t, e)
-		}
-		t.n.Advance()
+	if !t.up {
+		return
+	}
+	if t.drv == nil || t.drv.Node != t.n {
+		h := tshell{c, t}
+		t.drv = NewDriver(t.n, t.disk.HardState, h, h, h)
+	}
+	if err := t.drv.Drive(c.now); err != nil {
+		panic(err) // the model disk never fails
 	}
 }
+
+// tshell is a tnode's disk, network and clients, as the driver sees them.
+type tshell struct {
+	c *tcluster
+	t *tnode
+}
+
+func (h tshell) Save(rd *Ready, sync bool, rejected func(Pos, error)) error {
+	c, t := h.c, h.t
+	if tr := rd.Truncate; tr != nil {
+		keep := t.disk.Entries[:0]
+		for _, e := range t.disk.Entries {
+			if e.Pos.Seq <= tr.After.Seq {
+				keep = append(keep, e)
+			}
+		}
+		t.disk.Entries = keep
+		t.quar = append(t.quar, tr.Removed...)
+		c.logf("%s quarantined %d entries after %s: %s", t.id, len(tr.Removed), tr.After, tr.Reason)
+	}
+	if rd.HardState != nil {
+		t.disk.HardState = *rd.HardState
+	}
+	t.disk.Entries = append(t.disk.Entries, slices.Clone(rd.Entries)...)
+	if rd.Members != nil && len(t.disk.Entries) == 0 && t.disk.Snap.Seq == 0 {
+		t.disk.SnapMembers = rd.Members
+	}
+	return nil
+}
+
+func (h tshell) Prune(cp Compaction) error {
+	t := h.t
+	keep := t.disk.Entries[:0]
+	for _, e := range t.disk.Entries {
+		if e.Pos.Seq > cp.Upto.Seq {
+			keep = append(keep, e)
+		}
+	}
+	t.disk.Entries, t.disk.Snap, t.disk.SnapMembers = keep, cp.Upto, cp.Members
+	return nil
+}
+
+func (h tshell) Admit(int) error          { return nil }
+func (h tshell) DiskFull() (bool, string) { return false, "" }
+func (h tshell) InstallSnapshot(string) (Installed, error) {
+	return Installed{}, fmt.Errorf("the harness streams no snapshots")
+}
+
+func (h tshell) Send(m Message) { h.c.sendMsg(m) }
+
+// SendSnapshot: never completed here, only logged.
+func (h tshell) SendSnapshot(to NodeID) { h.c.logf("%s snapshot to %s requested", h.t.id, to) }
+
+func (h tshell) Read(r Result) { h.Answer(r) }
+
+func (h tshell) Answer(r Result) {
+	h.t.acked = append(h.t.acked, r)
+	if h.c.verbose {
+		h.c.logf("%s result id=%d %s", h.t.id, r.ID, describeResult(r))
+	}
+}
+
+func (h tshell) Event(e Event) { h.c.noteEvent(h.t, e) }
 
 func describeResult(r Result) string {
 	if r.Err != nil {
