@@ -19,6 +19,7 @@ import (
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/ident"
+	"github.com/muninndb/muninn/shell/retry"
 	"golang.org/x/time/rate"
 )
 
@@ -306,28 +307,26 @@ func (t *Transport) SendSnapshot(ctx context.Context, to core.NodeID, dir string
 	stop := context.AfterFunc(t.ctx, cancel)
 	defer stop()
 	pr := t.progressFor(to, m.ID, true)
-	backoff := t.cfg.BackoffMin
-	for {
+	p := retry.Redial(t.cfg.BackoffMin, t.cfg.BackoffMax)
+	p.Notify = func(err error, wait time.Duration) {
+		t.log.Warn("mbp snapshot stream broken, resuming", "peer", string(to), "id", m.ID, "err", err, "retry_in", wait.Round(time.Millisecond))
+	}
+	err = retry.Do(ctx, p, func() error {
 		err := t.sendSnapshotOnce(ctx, to, dir, m, pr)
 		pr.finish(err)
-		if err == nil {
-			t.log.Info("mbp snapshot sent", "peer", string(to), "id", m.ID, "bytes", m.total())
-			return nil
+		if _, refused := errors.AsType[*refusedError](err); refused {
+			return retry.Permanent(err)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w %s to %s: %w (last error: %v)", ErrSnapshot, m.ID, to, ctx.Err(), err)
-		}
-		var refused *refusedError
-		if errors.As(err, &refused) {
-			return err
-		}
-		t.log.Warn("mbp snapshot stream broken, resuming", "peer", string(to), "id", m.ID, "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(jitter(backoff)):
-		case <-ctx.Done():
-		}
-		backoff = min(backoff*2, t.cfg.BackoffMax)
+		return err
+	})
+	switch {
+	case err == nil:
+		t.log.Info("mbp snapshot sent", "peer", string(to), "id", m.ID, "bytes", m.total())
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w %s to %s: %w (last error: %v)", ErrSnapshot, m.ID, to, ctx.Err(), err)
 	}
+	return err
 }
 
 // refusedError is a receiver's deliberate refusal: retrying will not help.

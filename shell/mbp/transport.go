@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sort"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/ident"
+	"github.com/muninndb/muninn/shell/retry"
 	"golang.org/x/time/rate"
 )
 
@@ -410,14 +410,6 @@ func (t *Transport) Connect(addr string) error {
 	return nil
 }
 
-// jitter returns a delay in [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d < 2 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
 func (t *Transport) sleep(d time.Duration) bool {
 	tm := time.NewTimer(d)
 	defer tm.Stop()
@@ -459,7 +451,9 @@ func (t *Transport) dial(ctx context.Context, addr string, p Purpose) (net.Conn,
 
 func (t *Transport) dialLoop(addr string) {
 	defer t.wg.Done()
-	backoff := t.cfg.BackoffMin
+	// Not retry.Do: this loop never ends while the Transport is open, and
+	// a connection that lasted starts the delays again.
+	b := retry.Redial(t.cfg.BackoffMin, t.cfg.BackoffMax).BackOff()
 	var known core.NodeID
 	failures := 0
 	for {
@@ -483,13 +477,13 @@ func (t *Transport) dialLoop(addr string) {
 				return
 			}
 			failures++
+			wait := b.NextBackOff()
 			if errors.Is(err, ErrAuth) || failures == 1 || failures%20 == 0 {
-				t.logRefusal(addr, fmt.Errorf("dial %s (attempt %d, retrying in up to %v): %w", addr, failures, backoff, err))
+				t.logRefusal(addr, fmt.Errorf("dial %s (attempt %d, retrying in %v): %w", addr, failures, wait.Round(time.Millisecond), err))
 			}
-			if !t.sleep(jitter(backoff)) {
+			if !t.sleep(wait) {
 				return
 			}
-			backoff = min(backoff*2, t.cfg.BackoffMax)
 			continue
 		}
 		t.untrack(nc)
@@ -506,12 +500,11 @@ func (t *Transport) dialLoop(addr string) {
 			return
 		}
 		if time.Since(start) > t.cfg.BackoffMax {
-			backoff = t.cfg.BackoffMin
+			b.Reset()
 		}
-		if !t.sleep(jitter(backoff)) {
+		if !t.sleep(b.NextBackOff()) {
 			return
 		}
-		backoff = min(backoff*2, t.cfg.BackoffMax)
 	}
 }
 
