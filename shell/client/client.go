@@ -66,7 +66,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -80,6 +79,7 @@ import (
 
 	"github.com/muninndb/muninn/core/engram"
 	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/retry"
 )
 
 // DefaultAddr is the API address used when none is given.
@@ -364,84 +364,83 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 	if cl.kind == kindRead || cl.kind == kindWrite {
 		c.learn(ctx)
 	}
-	start := time.Now()
-	backoff := 50 * time.Millisecond
 	target := c.pick(cl.kind)
-	follows := 0
-	for {
-		status, node, body, sent, err := c.once(ctx, target, cl)
-		if err == nil && (status/100 == 2 || slices.Contains(cl.accept, status)) {
-			if out != nil && len(body) > 0 {
-				if err := json.Unmarshal(body, out); err != nil {
-					err = fmt.Errorf("muninn: decoding the answer of %s %s: %w", cl.method, cl.path, err)
-					if cl.op != "" && oc.ambiguous == nil && status/100 == 2 {
-						// It was done; what it returned is not known.
-						oc.ambiguous = err
-					}
-					return oc.fail(cl, err)
-				}
-			}
-			return oc, nil
-		}
-		var apiErr *Error
-		if err == nil {
-			apiErr = decodeError(status, node, body)
-			err = apiErr
-			if cl.op != "" && oc.ambiguous == nil && !definite(cl, apiErr) {
-				oc.ambiguous = err
-			}
-		} else {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			if cl.op != "" && oc.ambiguous == nil && sent {
-				// Sent, no answer: it may or may not have been applied.
-				oc.ambiguous = err
-			}
-			if ctx.Err() != nil || (cl.kind == kindAdmin && sent) {
-				return oc.fail(cl, err)
-			}
-		}
-		if cl.kind == kindLocal {
-			return oc.fail(cl, err)
-		}
-		// Follow a named Cortex at once. An admin call whose outcome is
-		// unknown is not sent again: it may have run.
-		if apiErr != nil && (apiErr.Code == apitypes.CodeNotCortex || apiErr.Code == apitypes.CodeReadOnlyNode ||
-			apiErr.Code == apitypes.CodeUnknownOutcome && cl.kind != kindAdmin) &&
-			apiErr.CortexAPI != "" && normalize(apiErr.CortexAPI) != target && follows < 3 {
-			follows++
-			target = normalize(apiErr.CortexAPI)
-			c.setCortex(target)
-			continue
-		}
-		switch {
-		case apiErr == nil:
-			// Unreachable: forget it as Cortex, try the next node.
-			c.dropCortex(target)
-			target = c.next(target)
-		case !retryable(cl.kind, apiErr):
-			return oc.fail(cl, err)
-		case apiErr.Code == apitypes.CodeNotCortex:
-			c.dropCortex(target)
-			target = c.next(target)
-		}
-		if c.budget <= 0 || time.Since(start)+backoff > c.budget {
-			return oc.fail(cl, err)
-		}
-		sleep := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
-			return oc.fail(cl, err)
-		case <-time.After(sleep):
-		}
-		backoff = min(2*backoff, time.Second)
-		if cl.kind != kindRead {
+	follows, attempts := 0, 0
+	// Each attempt returns nil (done), a retry.Permanent error (stop), or
+	// an error worth retrying after a pause (retryable, or a node that
+	// did not answer).
+	attempt := func() error {
+		attempts++
+		if attempts > 1 && cl.kind != kindRead {
 			if cx := c.currentCortex(); cx != "" {
 				target = cx
 			}
 		}
+		for {
+			status, node, body, sent, err := c.once(ctx, target, cl)
+			if err == nil && (status/100 == 2 || slices.Contains(cl.accept, status)) {
+				if out != nil && len(body) > 0 {
+					if err := json.Unmarshal(body, out); err != nil {
+						err = fmt.Errorf("muninn: decoding the answer of %s %s: %w", cl.method, cl.path, err)
+						if cl.op != "" && oc.ambiguous == nil && status/100 == 2 {
+							// It was done; what it returned is not known.
+							oc.ambiguous = err
+						}
+						return retry.Permanent(err)
+					}
+				}
+				return nil
+			}
+			var apiErr *Error
+			if err == nil {
+				apiErr = decodeError(status, node, body)
+				err = apiErr
+				if cl.op != "" && oc.ambiguous == nil && !definite(cl, apiErr) {
+					oc.ambiguous = err
+				}
+			} else {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				if cl.op != "" && oc.ambiguous == nil && sent {
+					// Sent, no answer: it may or may not have been applied.
+					oc.ambiguous = err
+				}
+				if ctx.Err() != nil || (cl.kind == kindAdmin && sent) {
+					return retry.Permanent(err)
+				}
+			}
+			if cl.kind == kindLocal {
+				return retry.Permanent(err)
+			}
+			// Follow a named Cortex at once. An admin call whose outcome
+			// is unknown is not sent again: it may have run.
+			if apiErr != nil && (apiErr.Code == apitypes.CodeNotCortex || apiErr.Code == apitypes.CodeReadOnlyNode ||
+				apiErr.Code == apitypes.CodeUnknownOutcome && cl.kind != kindAdmin) &&
+				apiErr.CortexAPI != "" && normalize(apiErr.CortexAPI) != target && follows < 3 {
+				follows++
+				target = normalize(apiErr.CortexAPI)
+				c.setCortex(target)
+				continue
+			}
+			switch {
+			case apiErr == nil:
+				// Unreachable: forget it as Cortex, try the next node.
+				c.dropCortex(target)
+				target = c.next(target)
+			case !retryable(cl.kind, apiErr):
+				return retry.Permanent(err)
+			case apiErr.Code == apitypes.CodeNotCortex:
+				c.dropCortex(target)
+				target = c.next(target)
+			}
+			return err
+		}
 	}
+	if err := retry.Do(ctx, retry.Request(c.budget), attempt); err != nil {
+		return oc.fail(cl, err)
+	}
+	return oc, nil
 }
 
 // once makes one attempt against target. sent reports whether any of the
