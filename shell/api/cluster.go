@@ -14,6 +14,7 @@ import (
 	"github.com/muninndb/muninn/shell/apitypes"
 	"github.com/muninndb/muninn/shell/ident"
 	"github.com/muninndb/muninn/shell/node"
+	"github.com/muninndb/muninn/shell/retry"
 )
 
 // view is what the cluster endpoints compute from one published snapshot.
@@ -408,36 +409,25 @@ func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// retryAdmin runs an admin call, retrying for up to adminHold while the
-// refusal is transient and nothing was done: no Cortex known (an election),
-// a handoff or another membership change under way.
+// retryAdmin runs an admin call, retrying it for up to 5 s
+// (retry.Admin) while the refusal is transient and nothing was done: no
+// Cortex known (an election), a handoff or another membership change
+// under way. It returns the last attempt's error.
 func (s *Server) retryAdmin(ctx context.Context, call func(context.Context) error) error {
-	deadline := time.Now().Add(adminHold)
-	backoff := 10 * time.Millisecond
-	for {
+	return retry.Do(ctx, retry.Admin(), func() error {
 		err := call(ctx)
 		var ce *core.Error
-		if !errors.As(err, &ce) || time.Now().After(deadline) {
-			return err
+		if err == nil || !errors.As(err, &ce) {
+			return retry.Permanent(err)
 		}
 		switch {
 		case ce.Code == core.CodeNotCortex && ce.Cortex == "", ce.Code == core.CodeNoCortex,
 			ce.Code == core.CodeTransferring, ce.Code == core.CodeBusy:
-		default:
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 200*time.Millisecond)
-	}
+		return retry.Permanent(err)
+	})
 }
-
-// adminHold bounds how long an admin call waits out an election, a
-// handoff or a membership change.
-const adminHold = 5 * time.Second
 
 func orAny(to string) string {
 	if to == "" {
