@@ -2,29 +2,32 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/muninndb/muninn/core"
-	"github.com/muninndb/muninn/shell/store"
 )
 
 // maxBurst bounds how many queued inputs one turn takes before carrying out
 // the Ready, so one fsync covers a burst of writes (group commit).
 const maxBurst = 1024
 
-// loop is the one goroutine that owns the core.
+// loop is the one goroutine that owns the core. It feeds the driver
+// (core.Driver, which carries out every Ready in the contract's order) with
+// messages, requests, snapshots and ticks.
 func (n *Node) loop() {
 	defer close(n.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		n.handleReady()
+		if err := n.drv.Drive(n.now()); err != nil {
+			n.fail(err)
+			return
+		}
 		n.publish()
-		wait := time.Duration(n.core.NextDeadline() - n.now())
+		wait := time.Duration(n.drv.NextDeadline() - n.now())
 		if wait < 0 {
 			wait = 0
 		}
@@ -34,23 +37,30 @@ func (n *Node) loop() {
 			n.failWaiters()
 			return
 		case m := <-n.inbox:
-			n.step(m)
+			n.drv.Step(n.now(), m)
 			n.drain()
 		case r := <-n.reqs:
 			n.handle(r)
 			n.drain()
 		case s := <-n.snapIn:
-			n.installSnapshot(s)
+			err := n.drv.InstallSnapshot(n.now(), s.from, s.dir)
+			n.removeStaging(s.dir) // the store copied it, or it is refused: see staging.go
+			if err != nil {
+				n.fail(err)
+				return
+			}
 		case to := <-n.snapFail:
-			n.core.SnapshotFailed(n.now(), to)
+			n.drv.SnapshotFailed(n.now(), to)
 		case <-timer.C:
 			// Take what arrived first: after a stall the Cortex's heartbeats
 			// may be waiting, and must count before timeouts are judged.
 			n.drain()
 		}
-		n.core.Tick(n.now())
+		if err := n.drv.Tick(n.now()); err != nil {
+			n.fail(err)
+			return
+		}
 		n.syncPeers()
-		n.checkDisk()
 	}
 }
 
@@ -59,7 +69,7 @@ func (n *Node) drain() {
 	for i := 0; i < maxBurst; i++ {
 		select {
 		case m := <-n.inbox:
-			n.step(m)
+			n.drv.Step(n.now(), m)
 		case r := <-n.reqs:
 			n.handle(r)
 		default:
@@ -69,102 +79,24 @@ func (n *Node) drain() {
 }
 
 func (n *Node) handle(r request) {
-	if n.refuseNoSpace(r) {
-		return
-	}
 	n.waiters[r.id] = r.reply
 	if r.serve != nil {
 		n.serves[r.id] = r.serve
 	}
-	now := n.now()
+	req := core.Request{ID: r.id, Payload: r.payload, Durability: r.dur, Consistency: r.cons, MaxLagMs: r.maxLag, Target: r.target, Member: r.member}
 	switch r.kind {
 	case reqWrite:
-		n.core.Propose(now, r.id, r.payload, r.dur)
+		req.Kind = core.RequestWrite
 	case reqRead:
-		n.core.Read(now, r.id, r.cons, r.maxLag)
+		req.Kind = core.RequestRead
 	case reqTransfer:
-		n.core.TransferCortex(now, r.id, r.target)
+		req.Kind = core.RequestTransfer
 	case reqAdd:
-		n.core.AddMember(now, r.id, r.member)
+		req.Kind = core.RequestAdd
 	case reqRemove:
-		n.core.RemoveMember(now, r.id, r.target)
+		req.Kind = core.RequestRemove
 	}
-}
-
-// handleReady carries out every Ready in the contract's order: persist,
-// send, stream snapshots, answer clients, log events.
-func (n *Node) handleReady() {
-	for n.core.HasReady() {
-		rd := n.core.Ready()
-		// Reads first, from the state before this Ready (core.Ready's
-		// contract).
-		for _, r := range rd.Results {
-			if fn := n.serves[r.ID]; fn != nil {
-				delete(n.serves, r.ID)
-				if r.Kind == core.ResultRead && r.Err == nil {
-					fn()
-				}
-			}
-		}
-		// Heartbeats first: they depend on nothing being persisted, and a
-		// slow fsync must not look like a dead Cortex to the Lobes.
-		for _, m := range rd.Messages {
-			if m.Type.Urgent() && n.tr != nil {
-				n.tr.Send(m.To, m)
-			}
-		}
-		batch := store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: time.Now().UnixMilli(), Rejected: n.noteRejected}
-		start := time.Now()
-		sync := rd.MustSync(n.prevHS)
-		if err := n.store.Save(batch, sync); err != nil {
-			// Nothing of this Ready may go out: a vote or an ack for state
-			// that is not on disk would break the protocol. Out of space,
-			// the Ready is held until the disk has room (holdReady); any
-			// other failure stops the node.
-			if errors.Is(err, store.ErrNoSpace) {
-				err = n.holdReady(rd, batch, sync, err)
-			}
-			if errors.Is(err, ErrStopped) {
-				return
-			}
-			if err != nil {
-				n.fail(err)
-				return
-			}
-		}
-		n.metrics.saveSeconds.Observe(time.Since(start).Seconds())
-		if rd.HardState != nil {
-			n.prevHS = *rd.HardState
-		}
-		if rd.Truncate != nil {
-			n.metrics.quarantined.Add(float64(len(rd.Truncate.Removed)))
-			n.log.Warn(fmt.Sprintf("quarantined %d entries after %s: %s", len(rd.Truncate.Removed), rd.Truncate.After, rd.Truncate.Reason))
-		}
-		if c := rd.Compact; c != nil {
-			if _, err := n.store.Prune(c.Upto.Seq); err != nil {
-				n.log.Warn("log pruning failed; will retry at the next compaction", "err", err)
-			}
-		}
-		for _, m := range rd.Messages {
-			if !m.Type.Urgent() && n.tr != nil {
-				n.tr.Send(m.To, m)
-			}
-		}
-		for _, s := range rd.Snapshots {
-			n.sendSnapshot(s.To)
-		}
-		for _, r := range rd.Results {
-			if ch, ok := n.waiters[r.ID]; ok {
-				ch <- n.applied(r)
-				delete(n.waiters, r.ID)
-			}
-		}
-		n.forgetRejected(n.core.Commit().Seq)
-		for _, e := range rd.Events {
-			n.onEvent(e)
-		}
-		n.core.Advance()
-	}
+	n.drv.Request(n.now(), req)
 }
 
 func (n *Node) failWaiters() {
@@ -226,36 +158,6 @@ func (n *Node) sendSnapshot(to core.NodeID) {
 			}
 		}
 	}()
-}
-
-func (n *Node) installSnapshot(s snapInstall) {
-	defer n.removeStaging(s.dir) // the store copied it, or it is refused: see staging.go
-	pos, err := n.store.InstallSnapshot(s.dir)
-	if err != nil {
-		n.log.Error("installing snapshot failed", "from", s.from, "err", err)
-		return
-	}
-	r, err := n.store.Load()
-	if err != nil {
-		n.log.Error("reading installed snapshot failed", "err", err)
-		return
-	}
-	// The checkpoint carries the sender's hard state. Keep this node's own
-	// vote (one vote per epoch) unless the snapshot is from a later epoch,
-	// whose vote this node has not cast; the core adopts that epoch too, so
-	// its next hard state is never below what the store recorded.
-	mine := n.prevHS
-	if mine.Epoch < r.HardState.Epoch {
-		mine.Epoch, mine.Vote = r.HardState.Epoch, ""
-	}
-	mine.Commit = r.HardState.Commit
-	if err := n.store.Save(store.SaveBatch{HardState: &mine}, true); err != nil {
-		n.fail(fmt.Errorf("restoring the hard state after a snapshot: %w", err))
-		return
-	}
-	n.prevHS = mine
-	n.core.SnapshotInstalled(n.now(), pos, mine.Epoch, r.Members)
-	n.log.Info(fmt.Sprintf("installed snapshot from %s at %s", s.from, pos))
 }
 
 // fail stops the node after a storage failure: nothing of the Ready may go

@@ -41,13 +41,10 @@ type Node struct {
 	core    *core.Node
 	waiters map[uint64]chan core.Result
 	serves  map[uint64]func()
-	prevHS  core.HardState
+	drv     *core.Driver
 	ready   bool
 	peers   peerSync
-	// rejected: entries the state machine refused, until their writes are
-	// answered (rejected.go).
-	rejected map[core.Pos]string
-	staging  staging
+	staging staging
 
 	closeOnce sync.Once
 	bg        sync.WaitGroup
@@ -160,7 +157,11 @@ func Start(opts Options) (*Node, error) {
 	n.core = core.New(cfg, core.Restored{
 		HardState: restored.HardState, Snap: restored.Base, SnapMembers: members, Entries: restored.Entries,
 	}, n.now())
-	n.prevHS = restored.HardState
+	n.drv = core.NewDriver(n.core, restored.HardState, nodeStorage{n}, nil, nodeReplies{n})
+	n.drv.Log, n.drv.Kind = n.log, opts.Kind
+	if n.tr != nil {
+		n.drv.Transport = nodeTransport{n}
+	}
 	n.decay = newDecayWorker(n)
 	n.publish()
 	go n.loop()

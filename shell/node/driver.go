@@ -1,0 +1,85 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/store"
+)
+
+// The node's side of core.Driver: its store, its transport and its
+// waiting clients. The ordering rules are the driver's; these adapters only
+// translate.
+
+// nodeStorage is the node's store as the driver sees it.
+type nodeStorage struct{ n *Node }
+
+func (s nodeStorage) Save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
+	start := time.Now()
+	err := s.n.store.Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: start.UnixMilli(), Rejected: rejected}, sync)
+	if err != nil {
+		if errors.Is(err, store.ErrNoSpace) {
+			return fmt.Errorf("%w: %w", core.ErrNoSpace, err)
+		}
+		return err
+	}
+	s.n.metrics.saveSeconds.Observe(time.Since(start).Seconds())
+	if t := rd.Truncate; t != nil {
+		s.n.metrics.quarantined.Add(float64(len(t.Removed)))
+	}
+	return nil
+}
+
+func (s nodeStorage) Prune(c core.Compaction) error {
+	_, err := s.n.store.Prune(c.Upto.Seq)
+	return err
+}
+
+func (s nodeStorage) Admit(n int) error { return s.n.store.Admit(n) }
+
+func (s nodeStorage) DiskFull() (bool, string) { return s.n.store.DiskFull() }
+
+func (s nodeStorage) InstallSnapshot(dir string) (core.Installed, error) {
+	pos, err := s.n.store.InstallSnapshot(dir)
+	if err != nil {
+		return core.Installed{}, err
+	}
+	r, err := s.n.store.Load()
+	if err != nil {
+		return core.Installed{}, fmt.Errorf("reading installed snapshot: %w", err)
+	}
+	return core.Installed{Pos: pos, HardState: r.HardState, Members: r.Members}, nil
+}
+
+// nodeTransport is the MBP transport; snapshots stream in the background.
+type nodeTransport struct{ n *Node }
+
+func (t nodeTransport) Send(m core.Message) { t.n.tr.Send(m.To, m) }
+
+func (t nodeTransport) SendSnapshot(to core.NodeID) { t.n.sendSnapshot(to) }
+
+// nodeReplies answers the clients waiting in Write, Read and the admin calls.
+type nodeReplies struct{ n *Node }
+
+func (r nodeReplies) Read(res core.Result) {
+	n := r.n
+	if fn := n.serves[res.ID]; fn != nil {
+		delete(n.serves, res.ID)
+		if res.Err == nil {
+			fn()
+		}
+	}
+	r.Answer(res)
+}
+
+func (r nodeReplies) Answer(res core.Result) {
+	if ch, ok := r.n.waiters[res.ID]; ok {
+		delete(r.n.waiters, res.ID)
+		delete(r.n.serves, res.ID)
+		ch <- res
+	}
+}
+
+func (r nodeReplies) Event(e core.Event) { r.n.onEvent(e) }
