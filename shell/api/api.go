@@ -4,7 +4,7 @@
 //
 // Handlers talk to the node runner only: writes go through Node.Write,
 // reads through Node.Read, which serves from the store when allowed. A Lobe forwards what only
-// the Cortex may answer (DESIGN rule 13), once.
+// the Cortex may answer (docs/protocol.md, rule 13), once.
 package api
 
 import (
@@ -120,10 +120,15 @@ func (s *Server) routes() {
 	s.route("/v1/cluster/failover", methods{"POST": s.handleFailover})
 	s.route("/v1/cluster/members", methods{"POST": s.handleAddMember})
 	s.route("/v1/cluster/members/{id}", methods{"DELETE": s.handleRemoveMember})
-	s.route("/v1/cluster/fenced", methods{"GET": s.handleFenced})
-	s.route("/v1/cluster/fenced/export", methods{"GET": s.handleFencedExport})
-	s.route("/v1/cluster/fenced/replay", methods{"POST": s.handleReplay})
-	s.route("/v1/cluster/fenced/drop", methods{"POST": s.handleDrop})
+	s.route("/v1/cluster/quarantine", methods{"GET": s.handleQuarantine})
+	s.route("/v1/cluster/quarantine/export", methods{"GET": s.handleQuarantineExport})
+	s.route("/v1/cluster/quarantine/replay", methods{"POST": s.handleQuarantineReplay})
+	s.route("/v1/cluster/quarantine/drop", methods{"POST": s.handleQuarantineDrop})
+	// Deprecated aliases, answering under their old names (quarantine.go).
+	s.route("/v1/cluster/fenced", methods{"GET": fencedAlias("/v1/cluster/quarantine", s.handleQuarantine)})
+	s.route("/v1/cluster/fenced/export", methods{"GET": fencedAlias("/v1/cluster/quarantine/export", s.handleQuarantineExport)})
+	s.route("/v1/cluster/fenced/replay", methods{"POST": fencedAlias("/v1/cluster/quarantine/replay", s.handleQuarantineReplay)})
+	s.route("/v1/cluster/fenced/drop", methods{"POST": fencedAlias("/v1/cluster/quarantine/drop", s.handleQuarantineDrop)})
 	s.route("/v1/cluster/propose", methods{"POST": s.handlePropose})
 	s.route("/v1/cluster/enable", methods{"POST": s.handleEnable})
 	s.route("/v1/cluster/disable", methods{"POST": s.handleDisable})

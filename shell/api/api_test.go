@@ -297,9 +297,13 @@ func TestBadInput(t *testing.T) {
 		{"duplicate key, other case", "POST", "/api/engrams", `{"content":"x","Content":"y"}`, 400, "bad_request", `field Content: given twice`},
 		{"duplicate key, member", "POST", "/v1/cluster/members", `{"id":"a","kind":"auto","id":"b"}`, 400, "bad_request", `field id: given twice`},
 		{"too deep", "POST", "/api/engrams", strings.Repeat("[", 100) + strings.Repeat("]", 100), 400, "bad_request", "nested"},
-		{"replay no ref", "POST", "/v1/cluster/fenced/replay", `{}`, 400, "bad_request", "epoch and seq"},
-		{"replay missing", "POST", "/v1/cluster/fenced/replay", `{"epoch":9,"seq":9}`, 404, "fenced_entry_not_found", "9.9"},
-		{"drop missing", "POST", "/v1/cluster/fenced/drop", `{"epoch":9,"seq":9}`, 404, "fenced_entry_not_found", "9.9"},
+		{"replay no ref", "POST", "/v1/cluster/quarantine/replay", `{}`, 400, "bad_request", "epoch and seq"},
+		{"replay missing", "POST", "/v1/cluster/quarantine/replay", `{"epoch":9,"seq":9}`, 404, "quarantine_entry_not_found", "9.9"},
+		{"drop missing", "POST", "/v1/cluster/quarantine/drop", `{"epoch":9,"seq":9}`, 404, "quarantine_entry_not_found", "9.9"},
+		// The deprecated paths answer with the code they always had.
+		{"fenced replay no ref", "POST", "/v1/cluster/fenced/replay", `{}`, 400, "bad_request", "epoch and seq"},
+		{"fenced replay missing", "POST", "/v1/cluster/fenced/replay", `{"epoch":9,"seq":9}`, 404, "fenced_entry_not_found", "9.9"},
+		{"fenced drop missing", "POST", "/v1/cluster/fenced/drop", `{"epoch":9,"seq":9}`, 404, "fenced_entry_not_found", "9.9"},
 		{"propose garbage", "POST", "/v1/cluster/propose", `{"payload":"AAEC"}`, 400, "bad_request", "payload"},
 	}
 	for _, c := range cases {
@@ -350,16 +354,21 @@ func TestClusterEndpointsStandalone(t *testing.T) {
 		t.Fatalf("status %s", r.body)
 	}
 
-	var fl apitypes.FencedList
-	r = e.do("GET", "/v1/cluster/fenced", "")
-	expect(t, r, 200, "")
-	r.json(t, &fl)
-	if fl.NodeID != "standalone" || fl.Entries == nil || len(fl.Entries) != 0 {
-		t.Fatalf("fenced %s", r.body)
-	}
-	r = e.do("GET", "/v1/cluster/fenced/export", "")
-	if r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") != "application/x-ndjson" {
-		t.Fatalf("export %d %q %v", r.status, r.body, r.header)
+	for _, path := range []string{"/v1/cluster/quarantine", "/v1/cluster/fenced"} {
+		var ql apitypes.QuarantineList
+		r = e.do("GET", path, "")
+		expect(t, r, 200, "")
+		r.json(t, &ql)
+		if ql.NodeID != "standalone" || ql.Entries == nil || len(ql.Entries) != 0 {
+			t.Fatalf("%s: %s", path, r.body)
+		}
+		if link := r.header.Get("Link"); (path == "/v1/cluster/fenced") != (link == `</v1/cluster/quarantine>; rel="successor-version"`) {
+			t.Fatalf("%s: Link %q", path, link)
+		}
+		r = e.do("GET", path+"/export", "")
+		if r.status != 200 || len(r.body) != 0 || r.header.Get("Content-Type") != "application/x-ndjson" {
+			t.Fatalf("%s/export: %d %q %v", path, r.status, r.body, r.header)
+		}
 	}
 
 	// Admin operations a standalone node cannot do say why.
@@ -397,6 +406,8 @@ func TestAdminProtection(t *testing.T) {
 		{"POST", "/v1/cluster/failover", ``},
 		{"POST", "/v1/cluster/members", `{"id":"b"}`},
 		{"DELETE", "/v1/cluster/members/b", ``},
+		{"POST", "/v1/cluster/quarantine/replay", `{"epoch":1,"seq":1}`},
+		{"POST", "/v1/cluster/quarantine/drop", `{"epoch":1,"seq":1}`},
 		{"POST", "/v1/cluster/fenced/replay", `{"epoch":1,"seq":1}`},
 		{"POST", "/v1/cluster/fenced/drop", `{"epoch":1,"seq":1}`},
 		{"POST", "/v1/cluster/enable", ``},
@@ -489,8 +500,18 @@ func TestForwardNonces(t *testing.T) {
 
 // TestReplayQuarantined: an entry a failover cut off is listed, exported,
 // replayed as a new write (then gone from the quarantine), and a second
-// one is dropped.
+// one is dropped; the same through the deprecated /v1/cluster/fenced
+// paths, which answer under their old names.
 func TestReplayQuarantined(t *testing.T) {
+	for _, c := range []struct{ prefix, missing, countHeader, file string }{
+		{"/v1/cluster/quarantine", "quarantine_entry_not_found", "X-Muninn-Quarantine-Count", "muninn-quarantine-standalone.jsonl"},
+		{"/v1/cluster/fenced", "fenced_entry_not_found", "X-Muninn-Fenced-Count", "muninn-fenced-standalone.jsonl"},
+	} {
+		t.Run(c.prefix, func(t *testing.T) { testReplayQuarantined(t, c.prefix, c.missing, c.countHeader, c.file) })
+	}
+}
+
+func testReplayQuarantined(t *testing.T, prefix, missing, countHeader, file string) {
 	dir := t.TempDir()
 	id1, id2 := node.NewEngramID(), node.NewEngramID()
 	st, err := store.Open(filepath.Join(dir, "db"), store.Options{})
@@ -523,24 +544,24 @@ func TestReplayQuarantined(t *testing.T) {
 	st.Close()
 
 	e := standaloneIn(t, dir, Options{})
-	var fl apitypes.FencedList
-	r := e.do("GET", "/v1/cluster/fenced", "")
+	var fl apitypes.QuarantineList
+	r := e.do("GET", prefix, "")
 	expect(t, r, 200, "")
 	r.json(t, &fl)
 	if len(fl.Entries) != 2 || fl.Entries[0].ID != id1 || fl.Entries[0].Op != "write" || fl.Entries[0].Reason != "diverged from epoch 2" || fl.Entries[1].Seq != 3 {
-		t.Fatalf("fenced: %s", r.body)
+		t.Fatalf("list: %s", r.body)
 	}
-	r = e.do("GET", "/v1/cluster/fenced/export", "")
-	if lines := strings.Split(strings.TrimSpace(string(r.body)), "\n"); len(lines) != 2 || r.header.Get("X-Muninn-Fenced-Count") != "2" {
+	r = e.do("GET", prefix+"/export", "")
+	if lines := strings.Split(strings.TrimSpace(string(r.body)), "\n"); len(lines) != 2 || r.header.Get(countHeader) != "2" || !strings.Contains(r.header.Get("Content-Disposition"), file) {
 		t.Fatalf("export: %q", r.body)
 	}
 	expect(t, e.do("GET", "/api/engrams/"+id1, ""), 404, "not_found")
 
 	var rr apitypes.ReplayResult
-	r = e.do("POST", "/v1/cluster/fenced/replay", `{"epoch":1,"seq":2}`)
+	r = e.do("POST", prefix+"/replay", `{"epoch":1,"seq":2}`)
 	expect(t, r, 200, "")
 	r.json(t, &rr)
-	if rr.From != (apitypes.FencedRef{Epoch: 1, Seq: 2}) || rr.Epoch < 2 {
+	if rr.From != (apitypes.QuarantineRef{Epoch: 1, Seq: 2}) || rr.Epoch < 2 {
 		t.Fatalf("replay: %s", r.body)
 	}
 	var got apitypes.Engram
@@ -550,23 +571,23 @@ func TestReplayQuarantined(t *testing.T) {
 	if got.Content != "cut off one" {
 		t.Fatalf("replayed engram %+v", got)
 	}
-	expect(t, e.do("POST", "/v1/cluster/fenced/replay", `{"epoch":1,"seq":2}`), 404, "fenced_entry_not_found")
+	expect(t, e.do("POST", prefix+"/replay", `{"epoch":1,"seq":2}`), 404, missing)
 	// id2 is written again meanwhile: replaying the cut-off create would
 	// overwrite it, so it is refused and the entry stays.
 	expect(t, e.do("POST", "/api/engrams", `{"id":"`+id2+`","content":"newer"}`), 201, "")
-	expect(t, e.do("POST", "/v1/cluster/fenced/replay", `{"epoch":1,"seq":3}`), 409, "conflict")
+	expect(t, e.do("POST", prefix+"/replay", `{"epoch":1,"seq":3}`), 409, "conflict")
 	r = e.do("GET", "/api/engrams/"+id2, "")
 	r.json(t, &got)
 	if got.Content != "newer" {
 		t.Fatalf("a refused replay changed %s: %+v", id2, got)
 	}
-	r = e.do("GET", "/v1/cluster/fenced", "")
+	r = e.do("GET", prefix, "")
 	r.json(t, &fl)
 	if len(fl.Entries) != 1 || fl.Entries[0].Seq != 3 {
 		t.Fatalf("after a refused replay the entry must stay: %s", r.body)
 	}
-	expect(t, e.do("POST", "/v1/cluster/fenced/drop", `{"epoch":1,"seq":3}`), 200, "")
-	r = e.do("GET", "/v1/cluster/fenced", "")
+	expect(t, e.do("POST", prefix+"/drop", `{"epoch":1,"seq":3}`), 200, "")
+	r = e.do("GET", prefix, "")
 	r.json(t, &fl)
 	if len(fl.Entries) != 0 {
 		t.Fatalf("after replay and drop: %s", r.body)

@@ -11,7 +11,8 @@ import "github.com/muninndb/muninn/core/engram"
 // Header names.
 const (
 	// HeaderForwardedBy marks a request one node forwarded to the Cortex
-	// (DESIGN rule 13). A request carrying it is never forwarded again.
+	// (docs/protocol.md, rule 13). A request carrying it is never
+	// forwarded again.
 	HeaderForwardedBy = "X-Muninn-Forwarded-By"
 	// HeaderForwardTime, HeaderForwardNonce and HeaderForwardSig
 	// authenticate a forwarded admin request with the cluster secret, so the
@@ -24,6 +25,12 @@ const (
 	// HeaderNode names the node that produced a response (the Cortex's id
 	// when the request was forwarded).
 	HeaderNode = "X-Muninn-Node"
+	// HeaderQuarantineCount is the number of entries a quarantine export
+	// holds.
+	HeaderQuarantineCount = "X-Muninn-Quarantine-Count"
+	// HeaderFencedCount is HeaderQuarantineCount on the deprecated
+	// /v1/cluster/fenced/export.
+	HeaderFencedCount = "X-Muninn-Fenced-Count"
 )
 
 // DefaultVault is the vault used when a request names none.
@@ -56,7 +63,10 @@ const (
 	CodeInternal          = "internal"
 	CodeForwardFailed     = "forward_failed"
 	CodeStarting          = "starting"
-	CodeQuarantineMissing = "fenced_entry_not_found"
+	CodeQuarantineMissing = "quarantine_entry_not_found"
+	// CodeFencedEntryNotFound is CodeQuarantineMissing on the deprecated
+	// /v1/cluster/fenced paths.
+	CodeFencedEntryNotFound = "fenced_entry_not_found"
 )
 
 // ErrorBody is every error response: {"error": {...}}.
@@ -285,9 +295,9 @@ type MemberResult struct {
 	Members []Member `json:"members"`
 }
 
-// FencedEntry is one quarantined entry (DESIGN rule 10): a write a
-// failover cut off, kept on the deposed node.
-type FencedEntry struct {
+// QuarantineEntry is one quarantined entry (docs/protocol.md, rule 10): a
+// write a failover cut off, kept on the deposed node.
+type QuarantineEntry struct {
 	Epoch      uint64 `json:"epoch"`
 	Seq        uint64 `json:"seq"`
 	Type       string `json:"type"`
@@ -303,25 +313,35 @@ type FencedEntry struct {
 	Base []byte `json:"base,omitempty"`
 }
 
-// FencedList answers GET /v1/cluster/fenced.
-type FencedList struct {
-	NodeID  string        `json:"node_id"`
-	Entries []FencedEntry `json:"entries"`
+// QuarantineList answers GET /v1/cluster/quarantine.
+type QuarantineList struct {
+	NodeID  string            `json:"node_id"`
+	Entries []QuarantineEntry `json:"entries"`
 }
 
-// FencedRef names one quarantined entry (replay and drop bodies).
-type FencedRef struct {
+// QuarantineRef names one quarantined entry (replay and drop bodies).
+type QuarantineRef struct {
 	Epoch uint64 `json:"epoch"`
 	Seq   uint64 `json:"seq"`
 }
 
-// ReplayResult answers POST /v1/cluster/fenced/replay: the entry was
+// FencedEntry, FencedList and FencedRef are the quarantine types under
+// their old names.
+//
+// Deprecated: use QuarantineEntry, QuarantineList and QuarantineRef.
+type (
+	FencedEntry = QuarantineEntry
+	FencedList  = QuarantineList
+	FencedRef   = QuarantineRef
+)
+
+// ReplayResult answers POST /v1/cluster/quarantine/replay: the entry was
 // written again, conditionally, at (Epoch, Seq); every node holding it
 // drops it from its quarantine as it applies that write.
 type ReplayResult struct {
-	From  FencedRef `json:"from"`
-	Epoch uint64    `json:"epoch"`
-	Seq   uint64    `json:"seq"`
+	From  QuarantineRef `json:"from"`
+	Epoch uint64        `json:"epoch"`
+	Seq   uint64        `json:"seq"`
 }
 
 // ProposeRequest is the body of POST /v1/cluster/propose (internal: a

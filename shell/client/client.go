@@ -14,8 +14,8 @@
 // # Outcomes
 //
 // A call that changes state (Write, Update, Forget, Failover, AddMember,
-// RemoveMember, ReplayFenced, DropFenced) ends in one of three ways, and
-// the error says which:
+// RemoveMember, ReplayQuarantined, DropQuarantined) ends in one of three
+// ways, and the error says which:
 //
 //   - nil: it took effect.
 //   - an error that is not ErrAmbiguous: it did not take effect. Every
@@ -54,8 +54,8 @@
 // attempt's error, so IsCode and errors.As see its code: test ErrAmbiguous
 // first. docs/api.md, "Go client", lists the answers of each kind.
 //
-// Reads (Get, List, Activate, Info, Status, Health, Fenced) change nothing
-// and are never ambiguous.
+// Reads (Get, List, Activate, Info, Status, Health, Quarantine) change
+// nothing and are never ambiguous.
 package client
 
 import (
@@ -308,7 +308,7 @@ func retryable(k kind, e *Error) bool {
 // Codes the API answers that apitypes does not name (core.Code values).
 const (
 	// codeQuorumUnavailable: fewer than W data voters answer; nothing was
-	// written (DESIGN rule 17).
+	// written (docs/protocol.md, rule 17).
 	codeQuorumUnavailable = "quorum_unavailable"
 	// codeInsufficientStorage: the Cortex's disk is below its reserve.
 	codeInsufficientStorage = "insufficient_storage"

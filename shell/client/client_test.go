@@ -108,12 +108,12 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || h.Status != "ok" {
 		t.Fatalf("health %+v %v", h, err)
 	}
-	f, err := c.Fenced(x)
-	if err != nil || len(f.Entries) != 0 {
-		t.Fatalf("fenced %+v %v", f, err)
+	q, err := c.Quarantine(x)
+	if err != nil || len(q.Entries) != 0 || q.NodeID == "" {
+		t.Fatalf("quarantine %+v %v", q, err)
 	}
 	var buf bytes.Buffer
-	if n, err := c.ExportFenced(x, &buf); err != nil || n != 0 {
+	if n, err := c.ExportQuarantine(x, &buf); err != nil || n != 0 {
 		t.Fatalf("export %d %v", n, err)
 	}
 	if _, err := c.Failover(x, ""); !IsCode(err, "unavailable") {
@@ -125,11 +125,24 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := c.RemoveMember(x, "muninn-02"); !IsCode(err, "standalone") {
 		t.Fatalf("remove member: %v", err)
 	}
-	if _, err := c.ReplayFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
+	if _, err := c.ReplayQuarantined(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
 		t.Fatalf("replay: %v", err)
 	}
-	if err := c.DropFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
+	if err := c.DropQuarantined(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
 		t.Fatalf("drop: %v", err)
+	}
+	// The deprecated names still work.
+	if f, err := c.Fenced(x); err != nil || len(f.Entries) != 0 {
+		t.Fatalf("fenced %+v %v", f, err)
+	}
+	if n, err := c.ExportFenced(x, &buf); err != nil || n != 0 {
+		t.Fatalf("export fenced %d %v", n, err)
+	}
+	if _, err := c.ReplayFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
+		t.Fatalf("replay fenced: %v", err)
+	}
+	if err := c.DropFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
+		t.Fatalf("drop fenced: %v", err)
 	}
 	if err := c.Enable(x); !IsCode(err, "not_implemented") {
 		t.Fatalf("enable: %v", err)
@@ -718,7 +731,7 @@ func TestAdminAmbiguous(t *testing.T) {
 	if ambiguous(t, "remove member", err, "muninn-03", ""); f.hits.Load() != 1 {
 		t.Fatalf("%d attempts", f.hits.Load())
 	}
-	_, err = New(f.srv.URL).ReplayFenced(x, 3, 7)
+	_, err = New(f.srv.URL).ReplayQuarantined(x, 3, 7)
 	ambiguous(t, "replay", err, "3.7", "")
 	// The Cortex's own refusals: nothing was done.
 	f = newFake(t, "", func(n int64, w http.ResponseWriter, r *http.Request) bool {

@@ -180,17 +180,18 @@ func (c *Client) RemoveMember(ctx context.Context, id string) (apitypes.MemberRe
 	return res, err
 }
 
-// Fenced lists the node's quarantined entries (writes a failover cut off).
-func (c *Client) Fenced(ctx context.Context) (apitypes.FencedList, error) {
-	var res apitypes.FencedList
-	_, err := c.do(ctx, call{kind: kindLocal, method: "GET", path: "/v1/cluster/fenced"}, &res)
+// Quarantine lists the node's quarantined entries (writes a failover cut
+// off).
+func (c *Client) Quarantine(ctx context.Context) (apitypes.QuarantineList, error) {
+	var res apitypes.QuarantineList
+	_, err := c.do(ctx, call{kind: kindLocal, method: "GET", path: "/v1/cluster/quarantine"}, &res)
 	return res, err
 }
 
-// ExportFenced writes the node's quarantine to w as JSON lines and returns
-// the number of bytes written.
-func (c *Client) ExportFenced(ctx context.Context, w io.Writer) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/cluster/fenced/export", nil)
+// ExportQuarantine writes the node's quarantine to w as JSON lines and
+// returns the number of bytes written.
+func (c *Client) ExportQuarantine(ctx context.Context, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/cluster/quarantine/export", nil)
 	if err != nil {
 		return 0, err
 	}
@@ -209,23 +210,53 @@ func (c *Client) ExportFenced(ctx context.Context, w io.Writer) (int64, error) {
 	return io.Copy(w, res.Body)
 }
 
-// ReplayFenced writes the quarantined entry (epoch, seq) again as a new
-// write through the Cortex, then drops it from the quarantine. Its error
-// is an *AmbiguousError when the replay may or may not have been written
-// (list the quarantine with Fenced and read the engram back).
-func (c *Client) ReplayFenced(ctx context.Context, epoch, seq uint64) (apitypes.ReplayResult, error) {
+// ReplayQuarantined writes the quarantined entry (epoch, seq) again
+// through the Cortex, as a conditional write: it applies only if the
+// engram has not changed since, and every node holding the entry drops it
+// as it applies that write. Its error is an *AmbiguousError when the
+// replay may or may not have been written (list the quarantine with
+// Quarantine and read the engram back).
+func (c *Client) ReplayQuarantined(ctx context.Context, epoch, seq uint64) (apitypes.ReplayResult, error) {
 	var res apitypes.ReplayResult
-	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/replay", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq}),
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/quarantine/replay", body: mustJSON(apitypes.QuarantineRef{Epoch: epoch, Seq: seq}),
 		op: "replay of quarantined entry", id: fmt.Sprintf("%d.%d", epoch, seq)}, &res)
 	return res, err
 }
 
-// DropFenced deletes the quarantined entry (epoch, seq). Its error is an
-// *AmbiguousError when the entry may or may not have been dropped.
-func (c *Client) DropFenced(ctx context.Context, epoch, seq uint64) error {
-	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/fenced/drop", body: mustJSON(apitypes.FencedRef{Epoch: epoch, Seq: seq}),
+// DropQuarantined deletes the quarantined entry (epoch, seq). Its error is
+// an *AmbiguousError when the entry may or may not have been dropped.
+func (c *Client) DropQuarantined(ctx context.Context, epoch, seq uint64) error {
+	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/quarantine/drop", body: mustJSON(apitypes.QuarantineRef{Epoch: epoch, Seq: seq}),
 		op: "drop of quarantined entry", id: fmt.Sprintf("%d.%d", epoch, seq)}, nil)
 	return err
+}
+
+// Fenced is Quarantine, under its old name.
+//
+// Deprecated: use Quarantine.
+func (c *Client) Fenced(ctx context.Context) (apitypes.QuarantineList, error) {
+	return c.Quarantine(ctx)
+}
+
+// ExportFenced is ExportQuarantine, under its old name.
+//
+// Deprecated: use ExportQuarantine.
+func (c *Client) ExportFenced(ctx context.Context, w io.Writer) (int64, error) {
+	return c.ExportQuarantine(ctx, w)
+}
+
+// ReplayFenced is ReplayQuarantined, under its old name.
+//
+// Deprecated: use ReplayQuarantined.
+func (c *Client) ReplayFenced(ctx context.Context, epoch, seq uint64) (apitypes.ReplayResult, error) {
+	return c.ReplayQuarantined(ctx, epoch, seq)
+}
+
+// DropFenced is DropQuarantined, under its old name.
+//
+// Deprecated: use DropQuarantined.
+func (c *Client) DropFenced(ctx context.Context, epoch, seq uint64) error {
+	return c.DropQuarantined(ctx, epoch, seq)
 }
 
 // Enable asks the node to switch to cluster mode (see docs/api.md: the

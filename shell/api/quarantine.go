@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,42 +15,76 @@ import (
 	"github.com/muninndb/muninn/shell/store"
 )
 
-func fencedEntry(q store.Quarantined) apitypes.FencedEntry {
-	return apitypes.FencedEntry{Epoch: uint64(q.Epoch), Seq: uint64(q.Seq), Type: q.Type, Durability: q.Durability,
+// quarantineNames are the names a quarantine answer uses.
+type quarantineNames struct {
+	missing     string // error code of an entry not there
+	countHeader string // header of the export's entry count
+	file        string // the export's file name, before "-NODE.jsonl"
+}
+
+var (
+	current = quarantineNames{apitypes.CodeQuarantineMissing, apitypes.HeaderQuarantineCount, "muninn-quarantine"}
+	// fencedNames are the deprecated /v1/cluster/fenced paths' names,
+	// kept so that scripts written against those paths keep working.
+	fencedNames = quarantineNames{apitypes.CodeFencedEntryNotFound, apitypes.HeaderFencedCount, "muninn-fenced"}
+)
+
+type namesKey struct{}
+
+// names returns the names r's answer uses.
+func names(r *http.Request) quarantineNames {
+	if n, ok := r.Context().Value(namesKey{}).(quarantineNames); ok {
+		return n
+	}
+	return current
+}
+
+// fencedAlias serves a deprecated /v1/cluster/fenced path with the
+// handler of its /v1/cluster/quarantine successor, under the old names.
+func fencedAlias(successor string, h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Link", "<"+successor+`>; rel="successor-version"`)
+		return h(w, r.WithContext(context.WithValue(r.Context(), namesKey{}, fencedNames)))
+	}
+}
+
+func quarantineEntry(q store.Quarantined) apitypes.QuarantineEntry {
+	return apitypes.QuarantineEntry{Epoch: uint64(q.Epoch), Seq: uint64(q.Seq), Type: q.Type, Durability: q.Durability,
 		Vault: q.Vault, Op: q.Op, ID: q.ID, Payload: q.Payload, Reason: q.Reason, TimeMS: q.TimeMS, Base: q.Base}
 }
 
-// GET /v1/cluster/fenced: this node's quarantine (entries a failover cut
-// off; they stay on the node that held them).
-func (s *Server) handleFenced(w http.ResponseWriter, r *http.Request) error {
+// GET /v1/cluster/quarantine: this node's quarantine (entries a failover
+// cut off; they stay on the node that held them).
+func (s *Server) handleQuarantine(w http.ResponseWriter, r *http.Request) error {
 	qs, err := s.n.Store().Quarantine()
 	if err != nil {
 		return err
 	}
-	out := apitypes.FencedList{NodeID: string(s.n.ID()), Entries: make([]apitypes.FencedEntry, 0, len(qs))}
+	out := apitypes.QuarantineList{NodeID: string(s.n.ID()), Entries: make([]apitypes.QuarantineEntry, 0, len(qs))}
 	for _, q := range qs {
-		out.Entries = append(out.Entries, fencedEntry(q))
+		out.Entries = append(out.Entries, quarantineEntry(q))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// GET /v1/cluster/fenced/export: the quarantine as JSON lines.
-func (s *Server) handleFencedExport(w http.ResponseWriter, r *http.Request) error {
+// GET /v1/cluster/quarantine/export: the quarantine as JSON lines.
+func (s *Server) handleQuarantineExport(w http.ResponseWriter, r *http.Request) error {
 	var buf bytes.Buffer
 	n, err := s.n.Store().ExportQuarantine(&buf)
 	if err != nil {
 		return err
 	}
+	nm := names(r)
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="muninn-fenced-%s.jsonl"`, s.n.ID()))
-	w.Header().Set("X-Muninn-Fenced-Count", fmt.Sprint(n))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.jsonl"`, nm.file, s.n.ID()))
+	w.Header().Set(nm.countHeader, fmt.Sprint(n))
 	w.WriteHeader(http.StatusOK)
 	io.Copy(w, &buf)
 	return nil
 }
 
-func (s *Server) findFenced(ref apitypes.FencedRef) (store.Quarantined, error) {
+func (s *Server) findQuarantined(r *http.Request, ref apitypes.QuarantineRef) (store.Quarantined, error) {
 	qs, err := s.n.Store().Quarantine()
 	if err != nil {
 		return store.Quarantined{}, err
@@ -59,12 +94,12 @@ func (s *Server) findFenced(ref apitypes.FencedRef) (store.Quarantined, error) {
 			return q, nil
 		}
 	}
-	return store.Quarantined{}, &apiError{status: http.StatusNotFound, code: apitypes.CodeQuarantineMissing,
-		msg: fmt.Sprintf("no quarantined entry %d.%d on %s (list them with muninn cluster fenced)", ref.Epoch, ref.Seq, s.n.ID())}
+	return store.Quarantined{}, &apiError{status: http.StatusNotFound, code: names(r).missing,
+		msg: fmt.Sprintf("no quarantined entry %d.%d on %s (list them with muninn cluster quarantine)", ref.Epoch, ref.Seq, s.n.ID())}
 }
 
-func readRef(w http.ResponseWriter, r *http.Request) (apitypes.FencedRef, []byte, error) {
-	var ref apitypes.FencedRef
+func readRef(w http.ResponseWriter, r *http.Request) (apitypes.QuarantineRef, []byte, error) {
+	var ref apitypes.QuarantineRef
 	body, err := readBody(w, r)
 	if err != nil {
 		return ref, nil, err
@@ -73,17 +108,17 @@ func readRef(w http.ResponseWriter, r *http.Request) (apitypes.FencedRef, []byte
 		return ref, nil, err
 	}
 	if ref.Epoch == 0 || ref.Seq == 0 {
-		return ref, nil, badRequest("epoch and seq: both required (from muninn cluster fenced)")
+		return ref, nil, badRequest("epoch and seq: both required (from muninn cluster quarantine)")
 	}
 	return ref, body, nil
 }
 
-// POST /v1/cluster/fenced/replay {epoch, seq}: write the quarantined
+// POST /v1/cluster/quarantine/replay {epoch, seq}: write the quarantined
 // command again through the Cortex as a conditional write: it applies only
 // if the engram is still as the entry found it, and consumes the entry from
 // the quarantine in the same batch on every node that holds it (applied at
 // most once). A conflict keeps the entry and says why.
-func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) handleQuarantineReplay(w http.ResponseWriter, r *http.Request) error {
 	ref, body, err := readRef(w, r)
 	if err != nil {
 		return err
@@ -91,7 +126,7 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkAdmin(r, body); err != nil {
 		return err
 	}
-	q, err := s.findFenced(ref)
+	q, err := s.findQuarantined(r, ref)
 	if err != nil {
 		return err
 	}
@@ -126,8 +161,8 @@ func (s *Server) handleReplay(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// POST /v1/cluster/fenced/drop {epoch, seq}
-func (s *Server) handleDrop(w http.ResponseWriter, r *http.Request) error {
+// POST /v1/cluster/quarantine/drop {epoch, seq}
+func (s *Server) handleQuarantineDrop(w http.ResponseWriter, r *http.Request) error {
 	ref, body, err := readRef(w, r)
 	if err != nil {
 		return err
@@ -140,7 +175,7 @@ func (s *Server) handleDrop(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !ok {
-		_, err := s.findFenced(ref)
+		_, err := s.findQuarantined(r, ref)
 		return err
 	}
 	s.log.Info(fmt.Sprintf("dropped quarantined entry %d.%d", ref.Epoch, ref.Seq))
