@@ -19,7 +19,7 @@ import (
 type ClusterCmd struct {
 	Addr    string        `help:"API address of the node to ask (default http://localhost:8475)." default:"http://localhost:8475" env:"MUNINN_ADDR" placeholder:"URL"`
 	JSON    bool          `help:"Print the API's JSON instead of tables."`
-	Token   string        `help:"Admin token (the node's admin_token), for failover, add-node, remove-node, enable, disable and fenced --replay/--drop." env:"MUNINN_ADMIN_TOKEN" placeholder:"TOKEN"`
+	Token   string        `help:"Admin token (the node's admin_token), for failover, add-node, remove-node, enable, disable and quarantine --replay/--drop." env:"MUNINN_ADMIN_TOKEN" placeholder:"TOKEN"`
 	Timeout time.Duration `help:"Give up after this long." default:"30s"`
 
 	Info       InfoCmd       `cmd:"" help:"Show cluster state: current Cortex, epoch, fencing token, member list."`
@@ -30,7 +30,8 @@ type ClusterCmd struct {
 	RemoveNode RemoveNodeCmd `cmd:"" name:"remove-node" help:"Print step-by-step instructions for safely removing a node; with --node --yes, remove it."`
 	Enable     EnableCmd     `cmd:"" help:"Enable cluster mode on a running standalone node."`
 	Disable    DisableCmd    `cmd:"" help:"Disable cluster mode (node continues as standalone)."`
-	Fenced     FencedCmd     `cmd:"" help:"List, export, replay or drop writes a failover quarantined on this node."`
+	Quarantine QuarantineCmd `cmd:"" help:"List, export, replay or drop writes a failover quarantined on this node."`
+	Fenced     FencedCmd     `cmd:"" hidden:"" help:"Deprecated alias of quarantine."`
 }
 
 // AfterApply hands the shared flags to the subcommands.
@@ -345,8 +346,8 @@ func numberedSteps(msg string) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// FencedCmd is `muninn cluster fenced [--export | --replay E.S | --drop E.S --yes]`.
-type FencedCmd struct {
+// QuarantineCmd is `muninn cluster quarantine [--export | --replay E.S | --drop E.S --yes]`.
+type QuarantineCmd struct {
 	Export bool   `help:"Write every quarantined entry as JSON lines (to --out or stdout)." xor:"action"`
 	Out    string `help:"File for --export." type:"path" placeholder:"FILE"`
 	Replay string `help:"Write the entry EPOCH.SEQ again through the Cortex, only if its engram has not changed since (it is then dropped from every quarantine holding it)." placeholder:"EPOCH.SEQ" xor:"action"`
@@ -359,12 +360,12 @@ func parseRef(s string) (uint64, uint64, error) {
 	epoch, err1 := strconv.ParseUint(e, 10, 64)
 	seq, err2 := strconv.ParseUint(q, 10, 64)
 	if !ok || err1 != nil || err2 != nil || epoch == 0 || seq == 0 {
-		return 0, 0, usageError{fmt.Errorf("%q is not an entry: use EPOCH.SEQ as listed by muninn cluster fenced, e.g. 3.1042", s)}
+		return 0, 0, usageError{fmt.Errorf("%q is not an entry: use EPOCH.SEQ as listed by muninn cluster quarantine, e.g. 3.1042", s)}
 	}
 	return epoch, seq, nil
 }
 
-func (c FencedCmd) Run(g *Globals) error {
+func (c QuarantineCmd) Run(g *Globals) error {
 	ctx, cancel := g.ctx()
 	defer cancel()
 	cl := g.client()
@@ -379,7 +380,7 @@ func (c FencedCmd) Run(g *Globals) error {
 			defer f.Close()
 			w = f
 		}
-		n, err := cl.ExportFenced(ctx, w)
+		n, err := cl.ExportQuarantine(ctx, w)
 		if err != nil {
 			return g.explain(err)
 		}
@@ -392,9 +393,9 @@ func (c FencedCmd) Run(g *Globals) error {
 		if err != nil {
 			return err
 		}
-		res, err := cl.ReplayFenced(ctx, epoch, seq)
+		res, err := cl.ReplayQuarantined(ctx, epoch, seq)
 		if err != nil {
-			return g.explainChange(err, fmt.Sprintf("muninn cluster fenced --addr %s (whether %d.%d is still quarantined), then read the engram back", g.clus.Addr, epoch, seq))
+			return g.explainChange(err, fmt.Sprintf("muninn cluster quarantine --addr %s (whether %d.%d is still quarantined), then read the engram back", g.clus.Addr, epoch, seq))
 		}
 		if g.clus.JSON {
 			return g.printJSON(res)
@@ -409,19 +410,30 @@ func (c FencedCmd) Run(g *Globals) error {
 		if !c.Yes {
 			return usageError{fmt.Errorf("refusing to drop %d.%d without --yes: the write it holds is deleted for good (export it first with --export)", epoch, seq)}
 		}
-		if err := cl.DropFenced(ctx, epoch, seq); err != nil {
-			return g.explainChange(err, fmt.Sprintf("muninn cluster fenced --addr %s (whether %d.%d is still quarantined)", g.clus.Addr, epoch, seq))
+		if err := cl.DropQuarantined(ctx, epoch, seq); err != nil {
+			return g.explainChange(err, fmt.Sprintf("muninn cluster quarantine --addr %s (whether %d.%d is still quarantined)", g.clus.Addr, epoch, seq))
 		}
 		fmt.Fprintf(g.Out, "Dropped %d.%d from the quarantine.\n", epoch, seq)
 		return nil
 	}
-	fl, err := cl.Fenced(ctx)
+	ql, err := cl.Quarantine(ctx)
 	if err != nil {
 		return g.explain(err)
 	}
 	if g.clus.JSON {
-		return g.printJSON(fl)
+		return g.printJSON(ql)
 	}
-	fencedTable(g.Out, fl)
+	quarantineTable(g.Out, ql)
 	return nil
+}
+
+// FencedCmd is `muninn cluster fenced`, the deprecated name of `muninn
+// cluster quarantine`: the same flags and answers, and a note on stderr.
+type FencedCmd struct {
+	QuarantineCmd `embed:""`
+}
+
+func (c FencedCmd) Run(g *Globals) error {
+	fmt.Fprintln(g.Err, "muninn: `muninn cluster fenced` is deprecated; use `muninn cluster quarantine` (same flags)")
+	return c.QuarantineCmd.Run(g)
 }

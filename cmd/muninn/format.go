@@ -135,7 +135,7 @@ func statusTable(w io.Writer, st apitypes.Status) {
 	fmt.Fprintf(w, "\nEpoch: %d   Commit: %s   Last: %s   From: %s\n", st.Epoch, thousands(st.CommitSeq), thousands(st.LastSeq), view)
 }
 
-func fencedTable(w io.Writer, fl apitypes.FencedList) {
+func quarantineTable(w io.Writer, fl apitypes.QuarantineList) {
 	if len(fl.Entries) == 0 {
 		fmt.Fprintf(w, "No quarantined entries on %s.\n", fl.NodeID)
 		return
@@ -149,7 +149,7 @@ func fencedTable(w io.Writer, fl apitypes.FencedList) {
 		rows = append(rows, []string{fmt.Sprintf("%d.%d", e.Epoch, e.Seq), e.Type, e.Durability, orDash(e.Vault), orDash(e.Op), orDash(e.ID), when, e.Reason})
 	}
 	table(w, []string{"ENTRY", "TYPE", "DURABILITY", "VAULT", "OP", "ID", "QUARANTINED", "REASON"}, rows)
-	fmt.Fprintf(w, "\n%d entries quarantined on %s. Replay one (applied only if its engram has not changed since): muninn cluster fenced --replay EPOCH.SEQ; export all: --export.\n", len(fl.Entries), fl.NodeID)
+	fmt.Fprintf(w, "\n%d entries quarantined on %s. Replay one (applied only if its engram has not changed since): muninn cluster quarantine --replay EPOCH.SEQ; export all: --export.\n", len(fl.Entries), fl.NodeID)
 }
 
 func orDash(s string) string {

@@ -133,8 +133,11 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"cluster", "failover", "--addr", "http://127.0.0.1:1"}, 2, "refusing to fail over without --yes"},
 		{[]string{"cluster", "bogus"}, 2, "unexpected argument bogus"},
 		{[]string{"cluster", "add-node", "--kind", "boss"}, 2, `--kind must be one of "auto","sentinel","observer" but got "boss"`},
+		{[]string{"cluster", "quarantine", "--drop", "3.7"}, 2, "without --yes"},
+		{[]string{"cluster", "quarantine", "--replay", "3"}, 2, "EPOCH.SEQ"},
+		{[]string{"cluster", "quarantine", "--replay", "1.1", "--drop", "1.2"}, 2, "can't be used together"},
+		// The deprecated name takes the same flags.
 		{[]string{"cluster", "fenced", "--drop", "3.7"}, 2, "without --yes"},
-		{[]string{"cluster", "fenced", "--replay", "3"}, 2, "EPOCH.SEQ"},
 		{[]string{"cluster", "fenced", "--replay", "1.1", "--drop", "1.2"}, 2, "can't be used together"},
 		{[]string{"--log-format", "xml", "version"}, 2, "--log-format"},
 		{[]string{"start", "--set", "nokey"}, 2, "KEY=VALUE"},
@@ -152,7 +155,8 @@ func TestArgumentErrors(t *testing.T) {
 	if code, out, _ := cli(t, "version"); code != 0 || !strings.HasPrefix(out, "muninn ") {
 		t.Errorf("version: %d %q", code, out)
 	}
-	if code, out, _ := cli(t, "cluster", "--help"); code != 0 || !strings.Contains(out, "cluster failover") || !strings.Contains(out, "MUNINN_ADDR") {
+	if code, out, _ := cli(t, "cluster", "--help"); code != 0 || !strings.Contains(out, "cluster failover") || !strings.Contains(out, "MUNINN_ADDR") ||
+		!strings.Contains(out, "cluster quarantine") || strings.Contains(out, "cluster fenced") {
 		t.Errorf("help: %d %q", code, out)
 	}
 }
@@ -203,14 +207,20 @@ func TestClusterCommands(t *testing.T) {
 	if code, _, stderr = cli(t, "cluster", "failover", "--yes", "--addr", addr); code != 1 || !strings.Contains(stderr, "no other data voter") {
 		t.Fatalf("failover: %d %s", code, stderr)
 	}
-	if code, out, _ = cli(t, "cluster", "fenced", "--addr", addr); code != 0 || !strings.Contains(out, "No quarantined entries on standalone") {
-		t.Fatalf("fenced: %d %s", code, out)
-	}
-	if code, out, _ = cli(t, "cluster", "fenced", "--export", "--addr", addr); code != 0 || out != "" {
-		t.Fatalf("fenced --export: %d %q", code, out)
-	}
-	if code, _, stderr = cli(t, "cluster", "fenced", "--replay", "1.5", "--addr", addr); code != 1 || !strings.Contains(stderr, "no quarantined entry 1.5") {
-		t.Fatalf("fenced --replay: %d %s", code, stderr)
+	for _, cmd := range []string{"quarantine", "fenced"} {
+		// fenced is the deprecated name: the same answers, and a note.
+		deprecated := cmd == "fenced"
+		if code, out, stderr = cli(t, "cluster", cmd, "--addr", addr); code != 0 || !strings.Contains(out, "No quarantined entries on standalone") ||
+			strings.Contains(stderr, "deprecated; use `muninn cluster quarantine`") != deprecated {
+			t.Fatalf("%s: %d %s %s", cmd, code, out, stderr)
+		}
+		if code, out, _ = cli(t, "cluster", cmd, "--export", "--addr", addr); code != 0 || out != "" {
+			t.Fatalf("%s --export: %d %q", cmd, code, out)
+		}
+		if code, _, stderr = cli(t, "cluster", cmd, "--replay", "1.5", "--addr", addr); code != 1 || !strings.Contains(stderr, "no quarantined entry 1.5") ||
+			!strings.Contains(stderr, "muninn cluster quarantine") {
+			t.Fatalf("%s --replay: %d %s", cmd, code, stderr)
+		}
 	}
 }
 
@@ -378,8 +388,9 @@ func TestAmbiguousExit(t *testing.T) {
 		{[]string{"cluster", "failover", "--yes", "--addr", unknown}, 3, []string{"outcome unknown: failover may or may not have taken effect", "handoff interrupted", "exit status 3", "muninn cluster info --addr " + unknown}},
 		{[]string{"cluster", "add-node", "--node", "muninn-04", "--addr", dropped}, 3, []string{"outcome unknown: add member muninn-04", "exit status 3", "whether muninn-04 is a member"}},
 		{[]string{"cluster", "remove-node", "--node", "muninn-03", "--yes", "--json", "--addr", dropped}, 3, []string{"outcome unknown: remove member muninn-03", "muninn cluster info --addr " + dropped}},
-		{[]string{"cluster", "fenced", "--replay", "3.7", "--addr", dropped}, 3, []string{"outcome unknown: replay of quarantined entry 3.7", "muninn cluster fenced --addr " + dropped}},
-		{[]string{"cluster", "fenced", "--drop", "3.7", "--yes", "--addr", unknown}, 3, []string{"outcome unknown: drop of quarantined entry 3.7"}},
+		{[]string{"cluster", "quarantine", "--replay", "3.7", "--addr", dropped}, 3, []string{"outcome unknown: replay of quarantined entry 3.7", "muninn cluster quarantine --addr " + dropped}},
+		{[]string{"cluster", "quarantine", "--drop", "3.7", "--yes", "--addr", unknown}, 3, []string{"outcome unknown: drop of quarantined entry 3.7"}},
+		{[]string{"cluster", "fenced", "--drop", "3.7", "--yes", "--addr", unknown}, 3, []string{"outcome unknown: drop of quarantined entry 3.7", "muninn cluster quarantine --addr " + unknown}},
 		{[]string{"cluster", "add-node", "--node", "muninn-02", "--addr", refused}, 1, []string{"already a member"}},
 	} {
 		code, out, stderr := cli(t, c.args...)
