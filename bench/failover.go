@@ -102,7 +102,7 @@ type WriteCounts struct {
 	Errors   map[string]int64 `json:"errors"`
 	Survived int              `json:"survived"`
 	// Quarantined: acknowledged, absent from the cluster, and in a node's
-	// quarantine (GET /v1/cluster/fenced): the documented fate of a local
+	// quarantine (GET /v1/cluster/quarantine): the documented fate of a local
 	// write the Cortex acknowledged but did not replicate before dying.
 	Quarantined int `json:"quarantined"`
 	// Lost: acknowledged, absent, and in no quarantine.
@@ -355,7 +355,7 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 	defer cancel()
 	quarantined := map[string]bool{}
 	for _, p := range pc.Nodes {
-		fl, err := client.New(p.URL()).Fenced(vctx)
+		fl, err := client.New(p.URL()).Quarantine(vctx)
 		if err != nil {
 			return fail(fmt.Errorf("reading %s's quarantine: %w", p.ID, err))
 		}

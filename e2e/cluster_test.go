@@ -361,13 +361,13 @@ type killFigures struct {
 // writer's acknowledgements, the figures, and every restarted node's
 // quarantine (by engram id).
 type killRun struct {
-	c      *cluster
-	ns     []*node
-	cx     *node
-	acks   []ack
-	fails  []wfail
-	fig    killFigures
-	fenced map[string]apitypes.FencedEntry
+	c          *cluster
+	ns         []*node
+	cx         *node
+	acks       []ack
+	fails      []wfail
+	fig        killFigures
+	quarantine map[string]apitypes.QuarantineEntry
 }
 
 // killRounds runs a 3-node cluster with a client writing every 10 ms
@@ -382,7 +382,7 @@ func killRounds(t *testing.T, hbMs, leaseTTL int, dur string, rounds int) killRu
 	vault := "kill-" + dur
 	w := startWriter(t, cl, vault, dur, 10*time.Millisecond)
 	var fig killFigures
-	fenced := map[string]apitypes.FencedEntry{}
+	quarantine := map[string]apitypes.QuarantineEntry{}
 	for round := 1; round <= rounds; round++ {
 		c.waitAcks(w, 20, 15*time.Second)
 		cx = c.cortexNow(ns)
@@ -424,7 +424,7 @@ func killRounds(t *testing.T, hbMs, leaseTTL int, dur string, rounds int) killRu
 		// Restart the killed node: it rejoins as a Lobe and catches up.
 		cx.start()
 		c.waitRejoin(cx, ns, fmt.Sprintf("round %d: restarted %s", round, cx.id))
-		collectFenced(t, cx, fenced, fmt.Sprintf("round %d", round))
+		collectQuarantine(t, cx, quarantine, fmt.Sprintf("round %d", round))
 	}
 	c.waitAcks(w, 20, 15*time.Second)
 	w.stop()
@@ -434,7 +434,7 @@ func killRounds(t *testing.T, hbMs, leaseTTL int, dur string, rounds int) killRu
 	for i, f := range fails[:min(5, len(fails))] {
 		t.Logf("failed write %d: %s at %s after %s: %v", i, f.id, f.start.Format("15:04:05.000"), f.end.Sub(f.start).Round(time.Millisecond), f.err)
 	}
-	return killRun{c: c, ns: ns, cx: cx, acks: acks, fails: fails, fig: fig, fenced: fenced}
+	return killRun{c: c, ns: ns, cx: cx, acks: acks, fails: fails, fig: fig, quarantine: quarantine}
 }
 
 // waitRejoin waits until the restarted node n follows the Cortex the
@@ -459,18 +459,19 @@ func (c *cluster) waitRejoin(n *node, ns []*node, what string) {
 	})
 }
 
-// collectFenced adds n's quarantine (GET /v1/cluster/fenced) to fenced.
-func collectFenced(t *testing.T, n *node, fenced map[string]apitypes.FencedEntry, when string) []apitypes.FencedEntry {
+// collectQuarantine adds n's quarantine (GET /v1/cluster/quarantine) to
+// quarantine.
+func collectQuarantine(t *testing.T, n *node, quarantine map[string]apitypes.QuarantineEntry, when string) []apitypes.QuarantineEntry {
 	t.Helper()
-	fl, err := n.api().Fenced(context.Background())
+	fl, err := n.api().Quarantine(context.Background())
 	if err != nil {
-		t.Fatalf("GET /v1/cluster/fenced on %s: %v", n.id, err)
+		t.Fatalf("GET /v1/cluster/quarantine on %s: %v", n.id, err)
 	}
 	if fl.NodeID != n.id {
-		t.Errorf("GET /v1/cluster/fenced on %s answered for %q", n.id, fl.NodeID)
+		t.Errorf("GET /v1/cluster/quarantine on %s answered for %q", n.id, fl.NodeID)
 	}
 	for _, e := range fl.Entries {
-		fenced[e.ID] = e
+		quarantine[e.ID] = e
 		t.Logf("%s: quarantined on the restarted %s: %d.%d %s %s %s vault=%s id=%s (%s)", when, n.id, e.Epoch, e.Seq, e.Type, e.Durability, e.Op, e.Vault, e.ID, e.Reason)
 	}
 	return fl.Entries
@@ -517,7 +518,7 @@ func TestKillCortexLocalWrites(t *testing.T) {
 	needBinary(t)
 	rounds := min(envInt("E2E_KILLS", 3), 3)
 	run := killRounds(t, fastHB, fastLease, "local", rounds)
-	c, cx, acks, fenced := run.c, run.cx, run.acks, run.fenced
+	c, cx, acks, quarantine := run.c, run.cx, run.acks, run.quarantine
 
 	// The isolated round.
 	cx = c.cortexNow(run.ns)
@@ -550,7 +551,7 @@ func TestKillCortexLocalWrites(t *testing.T) {
 	c.waitCortex(lobes, 20*time.Second)
 	cx.start()
 	c.waitRejoin(cx, run.ns, "the isolated old Cortex "+cx.id)
-	collectFenced(t, cx, fenced, "isolated round")
+	collectQuarantine(t, cx, quarantine, "isolated round")
 	nc := c.cortexNow(run.ns)
 
 	got, err := nc.listIDs("kill-local", "strong")
@@ -563,7 +564,7 @@ func TestKillCortexLocalWrites(t *testing.T) {
 		if got[a.id] {
 			continue
 		}
-		if e, ok := fenced[a.id]; ok {
+		if e, ok := quarantine[a.id]; ok {
 			quarantined++
 			if e.Durability != "local" || e.Vault != "kill-local" || e.Type != "data" {
 				t.Errorf("quarantined entry %+v: want a local data write of vault kill-local", e)

@@ -53,27 +53,27 @@ func TestReplayIsConditional(t *testing.T) {
 		t.Fatalf("quorum PATCH on the new Cortex: %v %d %s", err, r.status, r.body)
 	}
 	a.start()
-	var fl apitypes.FencedList
+	var fl apitypes.QuarantineList
 	c.waitFor(a.id+" to quarantine its two cut-off writes", 20*time.Second, func() (bool, string) {
-		r, err := a.raw("GET", "/v1/cluster/fenced", nil)
+		r, err := a.raw("GET", "/v1/cluster/quarantine", nil)
 		if err != nil {
 			return false, err.Error()
 		}
-		fl = apitypes.FencedList{}
+		fl = apitypes.QuarantineList{}
 		json.Unmarshal(r.body, &fl)
 		return len(fl.Entries) == 2, string(r.body)
 	})
-	ref := func(id string) apitypes.FencedRef {
+	ref := func(id string) apitypes.QuarantineRef {
 		for _, e := range fl.Entries {
 			if e.ID == id {
-				return apitypes.FencedRef{Epoch: e.Epoch, Seq: e.Seq}
+				return apitypes.QuarantineRef{Epoch: e.Epoch, Seq: e.Seq}
 			}
 		}
 		t.Fatalf("no quarantined entry for %s in %+v", id, fl.Entries)
-		return apitypes.FencedRef{}
+		return apitypes.QuarantineRef{}
 	}
 
-	r, err := a.raw("POST", "/v1/cluster/fenced/replay", ref(x))
+	r, err := a.raw("POST", "/v1/cluster/quarantine/replay", ref(x))
 	if err != nil || r.status != http.StatusConflict {
 		t.Fatalf("replaying the stale PATCH over a newer quorum write: %v HTTP %d %s; want 409", err, r.status, r.body)
 	}
@@ -83,14 +83,15 @@ func TestReplayIsConditional(t *testing.T) {
 		t.Fatalf("after the refused replay %s is %d %q, want %q", x, st, content, newer)
 	}
 
-	// Two concurrent replays of the untouched create: applied once.
+	// Two concurrent replays of the untouched create: applied once. One
+	// goes through the deprecated path, which must behave the same.
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
-	for i := range codes {
+	for i, path := range []string{"/v1/cluster/quarantine/replay", "/v1/cluster/fenced/replay"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if r, err := a.raw("POST", "/v1/cluster/fenced/replay", ref(y)); err == nil {
+			if r, err := a.raw("POST", path, ref(y)); err == nil {
 				codes[i] = r.status
 			}
 		}()
@@ -113,11 +114,11 @@ func TestReplayIsConditional(t *testing.T) {
 		t.Fatalf("replayed create %s: %d %q", y, st, content)
 	}
 	c.waitFor("the replayed entry to leave "+a.id+"'s quarantine", 10*time.Second, func() (bool, string) {
-		r, err := a.raw("GET", "/v1/cluster/fenced", nil)
+		r, err := a.raw("GET", "/v1/cluster/quarantine", nil)
 		if err != nil {
 			return false, err.Error()
 		}
-		var fl apitypes.FencedList
+		var fl apitypes.QuarantineList
 		json.Unmarshal(r.body, &fl)
 		return len(fl.Entries) == 1 && fl.Entries[0].ID == x, fmt.Sprint(fl.Entries)
 	})

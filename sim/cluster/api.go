@@ -180,11 +180,11 @@ func (a *API) Info(ctx context.Context, n Node) (apitypes.Info, error) {
 	return a.Client(n).Info(ctx)
 }
 
-// Fenced lists node n's quarantine.
-func (a *API) Fenced(ctx context.Context, n Node) (apitypes.FencedList, error) {
+// Quarantine lists node n's quarantine.
+func (a *API) Quarantine(ctx context.Context, n Node) (apitypes.QuarantineList, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return a.Client(n).Fenced(ctx)
+	return a.Client(n).Quarantine(ctx)
 }
 
 // ListAll reads every engram of vault from node n (all pages) with the

@@ -9,7 +9,8 @@
 //     (porcupine, with the simulator's model: sim.CheckRegisters);
 //   - no quorum-acknowledged write is missing at the end;
 //   - every local-acknowledged write missing at the end is in some node's
-//     quarantine (GET /v1/cluster/fenced): counted as lost and quarantined;
+//     quarantine (GET /v1/cluster/quarantine): counted as lost and
+//     quarantined;
 //   - bounded reads are no staler than their bound;
 //   - all live data nodes converge once the faults heal;
 //   - nodes cut off from a quorum answer 503 on /v1/cluster/health;

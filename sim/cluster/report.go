@@ -303,9 +303,9 @@ func writeReport(ctx context.Context, dir string, r *Report, s *segment) error {
 		}
 		// The evidence for a quarantine anomaly: the node's whole
 		// quarantine and its view of the cluster.
-		if fl, err := s.api.Fenced(ctx, n); err == nil {
+		if fl, err := s.api.Quarantine(ctx, n); err == nil {
 			b, _ := json.MarshalIndent(fl, "", "  ")
-			if err := os.WriteFile(filepath.Join(logs, n.ID+".fenced.json"), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(logs, n.ID+".quarantine.json"), b, 0o644); err != nil {
 				return err
 			}
 		}

@@ -356,7 +356,7 @@ func (s *segment) final(ctx context.Context) (Final, error) {
 		f.Present[e.ID] = true
 	}
 	for _, n := range c.Topo.Nodes {
-		fl, err := s.api.Fenced(ctx, n)
+		fl, err := s.api.Quarantine(ctx, n)
 		if err != nil {
 			if n.Sentinel {
 				continue
