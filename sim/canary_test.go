@@ -12,8 +12,8 @@ import (
 const CanarySeeds = 200
 
 // caught returns the first seed whose run finds a violation, or 0.
-func caught(b core.Broken, n int) (uint64, *Result) {
-	o := Options{Duration: 20 * time.Second, Faults: AllFaults, Broken: b}
+func caught(o Options, n int) (uint64, *Result) {
+	o.Duration, o.Faults = 20*time.Second, AllFaults
 	for seed := uint64(1); seed <= uint64(n); seed++ {
 		if r := Run(seed, o); len(r.Violations) > 0 {
 			return seed, r
@@ -22,35 +22,46 @@ func caught(b core.Broken, n int) (uint64, *Result) {
 	return 0, nil
 }
 
+// TestCanaries: each broken variant, of the protocol (core.Broken) or of the
+// driver's ordering (core.Canary), must be caught by the checker of the rule
+// it breaks, not by some side effect.
 func TestCanaries(t *testing.T) {
-	// Each broken variant must be caught by the checker of the rule it
-	// breaks, not by some side effect.
-	// Electing a stale candidate shows up as a lost quorum write or as a
-	// Lobe asked to truncate a committed entry, whichever comes first.
-	want := map[core.Broken][]string{
-		core.BrokenNoLogCheck: {"quorum-write-lost", "asked to truncate committed entry"},
-		core.BrokenNoDemotion: {"self-demotion"},
+	cases := []struct {
+		o    Options
+		want []string
+	}{
+		// Electing a stale candidate shows up as a lost quorum write or as
+		// a Lobe asked to truncate a committed entry, whichever comes first.
+		{Options{Broken: core.BrokenNoLogCheck}, []string{"quorum-write-lost", "asked to truncate committed entry"}},
+		{Options{Broken: core.BrokenNoDemotion}, []string{"self-demotion"}},
 		// A wiped voter whose vote counts elects a Cortex that lacks what
 		// the voter had acknowledged, or votes twice in one epoch.
-		core.BrokenNoStoreCheck: {"quorum-write-lost", "asked to truncate committed entry", "two Cortexes"},
+		{Options{Broken: core.BrokenNoStoreCheck}, []string{"quorum-write-lost", "asked to truncate committed entry", "two Cortexes"}},
+		// The driver's canaries, each caught by the checker of the step of
+		// the contract on core.Ready it breaks.
+		{Options{Canary: core.CanaryAckBeforeSave}, []string{"[ack-before-durable]"}},
+		{Options{Canary: core.CanaryAppendAckBeforeSave}, []string{"[ack-before-durable]"}},
+		{Options{Canary: core.CanaryReadAfterSave}, []string{"[read-uncommitted]"}},
+		{Options{Canary: core.CanaryDropQuarantine}, []string{"[local-write-lost]"}},
 	}
-	for _, b := range []core.Broken{core.BrokenNoLogCheck, core.BrokenNoDemotion, core.BrokenNoStoreCheck} {
-		seed, r := caught(b, CanarySeeds)
+	for _, tc := range cases {
+		name := VariantName(tc.o)
+		seed, r := caught(tc.o, CanarySeeds)
 		if seed == 0 {
-			t.Errorf("canary %s not caught within %d seeds", BrokenName(b), CanarySeeds)
+			t.Errorf("canary %s not caught within %d seeds", name, CanarySeeds)
 			continue
 		}
-		t.Logf("canary %s caught by seed %d: %s", BrokenName(b), seed, r.Violations[0])
+		t.Logf("canary %s caught by seed %d: %s", name, seed, r.Violations[0])
 		found := false
 		for _, v := range r.Violations {
-			for _, w := range want[b] {
+			for _, w := range tc.want {
 				if strings.Contains(v.String(), w) {
 					found = true
 				}
 			}
 		}
 		if !found {
-			t.Errorf("canary %s caught by %v, want one of %q", BrokenName(b), r.Violations[0], want[b])
+			t.Errorf("canary %s caught by %v, want one of %q", name, r.Violations[0], tc.want)
 		}
 	}
 }

@@ -38,7 +38,7 @@ type Checkers struct {
 
 	quorumAcks []*Op // check_writes.go
 	localAcks  []*Op
-	wiped      map[core.NodeID][]*Store // stores lost to wipes (fault_wipe.go)
+	wiped      map[core.NodeID][]nodeStore // stores lost to wipes (fault_wipe.go)
 	ackedAt    map[core.Pos]*Op
 
 	failover *failoverWatch // check_liveness.go
@@ -53,7 +53,7 @@ type Checkers struct {
 
 func newCheckers(w *World) *Checkers {
 	c := &Checkers{w: w, cortexOf: map[core.Epoch]core.NodeID{}, posChain: map[core.Pos]uint64{},
-		ackedAt: map[core.Pos]*Op{}, demote: map[core.NodeID]*demoteWatch{}, wiped: map[core.NodeID][]*Store{},
+		ackedAt: map[core.Pos]*Op{}, demote: map[core.NodeID]*demoteWatch{}, wiped: map[core.NodeID][]nodeStore{},
 		lastReach: map[[2]core.NodeID]int64{}, reachUp: map[[2]core.NodeID]bool{}}
 	for _, sn := range w.nodes {
 		if sn.spec.Kind != core.KindObserver {

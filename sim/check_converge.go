@@ -39,11 +39,11 @@ func (c *Checkers) converged() (*SimNode, string) {
 		if sn.spec.Kind == core.KindSentinel {
 			continue
 		}
-		if sn.st.last() != cx.st.last() || sn.st.lastChain() != cx.st.lastChain() {
-			return nil, string(sn.id) + " log ends at " + sn.st.last().String() + ", Cortex's at " + cx.st.last().String()
+		if sn.st.Last() != cx.st.Last() {
+			return nil, string(sn.id) + " log ends at " + sn.st.Last().String() + ", Cortex's at " + cx.st.Last().String()
 		}
-		if !sn.st.kv.Equal(cx.st.kv) {
-			return nil, string(sn.id) + " state differs from the Cortex's"
+		if ok, where := dataEqual(sn.st.Data(), cx.st.Data()); !ok {
+			return nil, string(sn.id) + " state differs from the Cortex's at " + where
 		}
 	}
 	for _, op := range w.work.ops {

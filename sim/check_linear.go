@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/muninndb/muninn/core"
 )
 
 type regInput struct {
@@ -75,5 +76,16 @@ func (c *Checkers) checkLinearizable() {
 		c.violate("linearizability", false, "", "the strong-read/quorum-write register history is not linearizable ("+itoa(uint64(len(hist)))+" operations)")
 	case porcupine.Unknown:
 		c.w.stats.LinearTimeouts++
+	}
+}
+
+// onStrongRead: a strong read is served from a state machine that holds
+// nothing uncommitted (rule 12; the contract on core.Ready, step 4), or it
+// could see a write a failover later removes. Writes queued behind the read
+// are appended in the Ready that releases it: serving after that Ready's
+// save would show them.
+func (c *Checkers) onStrongRead(sn *SimNode, r core.Result) {
+	if last, commit := sn.st.Last(), sn.n.Commit(); commit.Seq < last.Seq {
+		c.violate("read-uncommitted", false, sn.id, "strong read served from a state holding entries up to "+last.String()+" above the commit point "+commit.String())
 	}
 }

@@ -114,7 +114,9 @@ func (c *Checkers) topologyChanged() {
 		d = &demoteWatch{epoch: sn.n.Epoch(), since: since, deadline: since + int64(bound)}
 		c.demote[sn.id] = d
 		c.w.at(max(d.deadline, c.w.now), func() {
-			if c.demote[sn.id] == d && sn.live() && sn.n.Role() == core.RoleCortex {
+			// A Ready held for disk space stops the node as a pause does
+			// (core.Driver.Held): it sends and answers nothing meanwhile.
+			if c.demote[sn.id] == d && sn.live() && !sn.drv.Held() && sn.n.Role() == core.RoleCortex {
 				c.violate("self-demotion", true, sn.id, "Cortex cut off from a quorum did not demote within "+bound.String())
 			}
 		})

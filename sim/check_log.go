@@ -15,17 +15,20 @@ func (c *Checkers) onAppend(sn *SimNode, es []core.Entry, cause *core.Message, p
 		return
 	}
 	for _, e := range es {
-		if e.Pos.Epoch > sn.st.hs.Epoch {
-			c.violate("stale-epoch-entry", false, sn.id, "entry "+e.Pos.String()+" is from beyond the persisted epoch "+itoa(uint64(sn.st.hs.Epoch)))
+		if hs := sn.st.HardState(); e.Pos.Epoch > hs.Epoch {
+			c.violate("stale-epoch-entry", false, sn.id, "entry "+e.Pos.String()+" is from beyond the persisted epoch "+itoa(uint64(hs.Epoch)))
 			return
 		}
 	}
 }
 
-// onPersisted checks log matching incrementally: every node's log carries a
-// chained hash, and two logs holding the same (epoch, seq) must have the
-// same hash there, i.e. agree on everything up to it.
-func (c *Checkers) onPersisted(sn *SimNode, e core.Entry, chain uint64) {
+// onPersisted checks log matching incrementally: every entry persisted
+// after prev gets a chained hash (of prev's hash and the entry), and two
+// logs holding the same (epoch, seq) must have the same hash there, i.e.
+// agree on everything up to it. A node whose entry at prev differed from
+// the first one recorded there was caught when it persisted prev.
+func (c *Checkers) onPersisted(sn *SimNode, prev core.Pos, e core.Entry) {
+	chain := chainHash(c.posChain[prev], e)
 	if h, ok := c.posChain[e.Pos]; ok {
 		if h != chain {
 			c.violate("log-matching", false, sn.id, "logs holding "+e.Pos.String()+" disagree on the entries up to it")

@@ -4,6 +4,12 @@ import "github.com/muninndb/muninn/core"
 
 // onSend: Observers never vote, and neither do learners.
 func (c *Checkers) onSend(sn *SimNode, m core.Message) {
+	if m.Type == core.MsgAppendResp && !m.Reject && sn.st.Last().Less(m.Match) {
+		// An acknowledgement promises the entries are on disk (the
+		// contract on core.Ready, step 1).
+		c.violate("ack-before-durable", false, sn.id, "answered an append up to "+m.Match.String()+" while the store's log ends at "+sn.st.Last().String())
+		return
+	}
 	if m.Type != core.MsgVoteResp || !m.Granted {
 		return
 	}
@@ -22,7 +28,7 @@ func (c *Checkers) onReceive(sn *SimNode, m core.Message) {}
 // checkSentinels: Sentinels hold no data, at the end of a run.
 func (c *Checkers) checkSentinels() {
 	for _, sn := range c.w.nodes {
-		if sn.spec.Kind == core.KindSentinel && (len(sn.st.log) > 0 || sn.st.kv.Len() > 0) {
+		if sn.spec.Kind == core.KindSentinel && (sn.st.Last().Seq > sn.st.Base().Seq || dataLen(sn.st.Data()) > 0) {
 			c.violate("sentinel-no-data", false, sn.id, "a sentinel holds data")
 		}
 	}

@@ -31,7 +31,7 @@ func (c *Checkers) checkSlots(cortex *SimNode) {
 				}
 			}
 		}
-		e, ok, err := engram.Get(cortex.st.kv, slotVault, id)
+		e, ok, err := engram.Get(cortex.st.Data(), slotVault, id)
 		if err != nil {
 			c.violate("slot-state", false, cortex.id, "reading "+id+": "+err.Error())
 			return

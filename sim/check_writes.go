@@ -22,10 +22,10 @@ func (c *Checkers) onAck(op *Op) {
 
 // holds reports whether sn's log holds op's entry (or has compacted past it).
 func holds(sn *SimNode, op *Op) bool {
-	if op.Pos.Seq <= sn.st.snap.Seq {
+	if op.Pos.Seq <= sn.st.Base().Seq {
 		return true
 	}
-	e, ok := sn.st.entryAt(op.Pos.Seq)
+	e, ok := sn.st.EntryAt(op.Pos.Seq)
 	return ok && e.Pos == op.Pos && bytes.Equal(e.Payload, op.Payload)
 }
 
@@ -43,17 +43,17 @@ func (c *Checkers) checkQuorumAcksOn(sn *SimNode) {
 // noteWiped keeps the store a node lost to a wipe or a restore: a local
 // write whose only copy was there is excused (the documented price of
 // local), and only such a write.
-func (c *Checkers) noteWiped(node core.NodeID, old *Store) {
+func (c *Checkers) noteWiped(node core.NodeID, old nodeStore) {
 	c.wiped[node] = append(c.wiped[node], old)
 }
 
 // lostWithWipe reports whether op was on a store its node lost.
 func (c *Checkers) lostWithWipe(op *Op) bool {
 	for _, st := range c.wiped[op.Node] {
-		if e, ok := st.entryAt(op.Pos.Seq); ok && e.Pos == op.Pos && bytes.Equal(e.Payload, op.Payload) {
+		if e, ok := st.EntryAt(op.Pos.Seq); ok && e.Pos == op.Pos && bytes.Equal(e.Payload, op.Payload) {
 			return true
 		}
-		for _, q := range st.quarantine {
+		for _, q := range st.Quarantined() {
 			if q.Entry.Pos == op.Pos && bytes.Equal(q.Entry.Payload, op.Payload) {
 				return true
 			}
@@ -71,7 +71,7 @@ func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 	c.checkReplays()
 	quarantined := map[core.Pos][][]byte{}
 	for _, sn := range c.w.nodes {
-		for _, q := range sn.st.quarantine {
+		for _, q := range sn.st.Quarantined() {
 			quarantined[q.Entry.Pos] = append(quarantined[q.Entry.Pos], q.Entry.Payload)
 		}
 	}
@@ -96,4 +96,20 @@ func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 		}
 		c.w.stats.LostLocal++
 	}
+}
+
+// onWriteAnswered: a write is acknowledged only once its entry is on this
+// node's disk (the contract on core.Ready, steps 1 and 4).
+func (c *Checkers) onWriteAnswered(sn *SimNode, r core.Result) {
+	if r.Pos.Seq <= sn.st.Base().Seq {
+		return
+	}
+	if e, ok := sn.st.EntryAt(r.Pos.Seq); !ok || e.Pos != r.Pos {
+		c.violate("ack-before-durable", false, sn.id, "write acknowledged at "+r.Pos.String()+" before its entry was stored (the store's log ends at "+sn.st.Last().String()+")")
+	}
+}
+
+// onInstalled counts a snapshot the driver installed.
+func (c *Checkers) onInstalled(sn *SimNode, in core.Installed) {
+	c.w.stats.SnapshotsInstalled++
 }

@@ -20,9 +20,9 @@ func (f *Faults) maybeCopy() {
 	}
 	sn := f.w.nodes[f.r.Intn(len(f.w.nodes))]
 	if f.copies == nil {
-		f.copies = map[core.NodeID]*Store{}
+		f.copies = map[core.NodeID]nodeStore{}
 	}
-	f.copies[sn.id] = sn.st.clone()
+	f.copies[sn.id] = sn.st.Copy()
 }
 
 // rejoined reports whether sn's current store is the one every node's
@@ -32,7 +32,7 @@ func (f *Faults) maybeCopy() {
 // no candidate they can count, and wait for an operator.)
 func (f *Faults) rejoined(sn *SimNode) bool {
 	for _, c := range f.w.nodes {
-		ms := c.st.members()
+		ms := c.st.Members()
 		if c.up() {
 			ms = c.n.Members()
 		}
@@ -61,11 +61,11 @@ func (f *Faults) wipe() {
 	delete(f.copies, sn.id)
 	how := "wiped"
 	if old != nil && f.r.Chance(0.5) {
-		sn.st, how = old, "restored from an older copy"
+		// The documented procedure gives a restored copy a new identity.
+		sn.st, how = f.w.reidentify(sn, old), "restored from an older copy"
 	} else {
-		sn.st = newStore(sn.cfg.Bootstrap)
+		sn.st = f.w.newNodeStore(sn)
 	}
-	sn.cfg.Store = f.w.newStoreID()
 	sn.wiped = true
 	sn.maxEpoch = 0
 	f.w.record("wipe", sn.id, sn.cfg.Store, 0, func() string { return how })

@@ -18,7 +18,7 @@ type Faults struct {
 	// loss episodes can overlap: the network takes the highest.
 	losses []float64
 	cuts   int
-	copies map[core.NodeID]*Store // old copies of stores, for restores
+	copies map[core.NodeID]nodeStore // old copies of stores, for restores
 }
 
 // MinPartition is the minimum time a partition is held (stability time).
@@ -66,6 +66,8 @@ func (f *Faults) inject() {
 		f.handoff()
 	case 5:
 		f.wipe()
+	case 6:
+		f.diskFault()
 	}
 }
 
@@ -114,6 +116,9 @@ func (f *Faults) clean(c *SimNode) bool {
 	}
 	live := 0
 	for _, sn := range w.nodes {
+		if sn.disk.full || sn.disk.failSync || (sn.drv != nil && sn.drv.Held()) {
+			return false // a disk fault: the node may not take over (fault_disk.go)
+		}
 		if sn == c || sn.spec.Kind == core.KindObserver {
 			continue
 		}
@@ -268,7 +273,7 @@ func (f *Faults) handoff() {
 	f.w.nextReq++
 	id := f.w.nextReq
 	f.w.record("handoff", c.id, 0, 0, nil)
-	c.request(id, func(core.Result, *engram.MemKV) {}, func(n *core.Node, now core.Time) { n.TransferCortex(now, id, "") })
+	c.request(core.Request{Kind: core.RequestTransfer, ID: id}, func(core.Result, engram.KV) {})
 }
 
 // healAll ends every fault: phase 2.
@@ -284,6 +289,7 @@ func (f *Faults) healAll() {
 	f.losses = nil
 	f.setLoss()
 	for _, sn := range w.nodes {
+		sn.disk.failSync, sn.disk.full = false, false
 		sn.resume()
 		sn.restart()
 	}

@@ -13,7 +13,7 @@ import (
 
 // reqCB answers a client request: the core's Result, and for an OK read the
 // node's state machine at the moment the read is served.
-type reqCB func(res core.Result, kv *engram.MemKV)
+type reqCB func(res core.Result, kv engram.KV)
 
 // CodeConnReset is the error a client sees when the node it waits on
 // crashes: for a write the outcome is unknown.
@@ -28,7 +28,13 @@ type SimNode struct {
 	id   core.NodeID
 	cfg  core.Config
 	n    *core.Node // nil while crashed
-	st   *Store
+	drv  *core.Driver
+	st   nodeStore
+	disk *diskFaults
+	// cause is the message being stepped, for the checkers (onAppend).
+	cause *core.Message
+	// strong: pending strong reads, for the checkers (onStrongRead).
+	strong map[uint64]bool
 
 	paused bool
 	inbox  []func() // deliveries held while paused, in arrival order
@@ -44,8 +50,18 @@ type SimNode struct {
 	incarnation int
 	maxEpoch    core.Epoch
 	downAt      int64
-	wiped       bool              // restarted on a regressed store, not yet seen rejoined
-	rejected    map[core.Pos]bool // entries the state machine refused, until answered
+	wiped       bool // restarted on a regressed store, not yet seen rejoined
+}
+
+// start runs a new process on the node's store: the core restored from
+// it, and the driver over it.
+func (sn *SimNode) start() {
+	r := sn.st.Restored()
+	sn.cfg.Store = sn.st.Identity()
+	sn.n = core.New(sn.cfg, r, sn.local(sn.w.now))
+	sh := simShell{sn}
+	sn.drv = core.NewDriver(sn.n, r.HardState, sh, sh, sh)
+	sn.drv.Kind, sn.drv.Canary = sn.spec.Kind, sn.w.opts.Canary
 }
 
 // local converts global time to this node's clock.
@@ -72,7 +88,7 @@ func (sn *SimNode) schedule() {
 	if !sn.live() {
 		return
 	}
-	d := sn.n.NextDeadline()
+	d := sn.drv.NextDeadline()
 	if d == core.Never {
 		return
 	}
@@ -112,7 +128,10 @@ func (sn *SimNode) tick() {
 	}
 	sn.lastTickNow = sn.w.now
 	sn.w.record("tick", sn.id, 0, 0, nil)
-	sn.n.Tick(sn.local(sn.w.now))
+	if err := sn.drv.Tick(sn.local(sn.w.now)); err != nil {
+		sn.storageFailed(err)
+		return
+	}
 	sn.drive(nil)
 }
 
@@ -127,40 +146,50 @@ func (sn *SimNode) receive(m core.Message) {
 	}
 	sn.w.record("deliver", sn.id, uint64(m.Type), uint64(m.Epoch), m.String)
 	sn.w.chk.onReceive(sn, m)
-	sn.n.Step(sn.local(sn.w.now), m)
+	sn.drv.Step(sn.local(sn.w.now), m)
 	sn.drive(&m)
 }
 
 // request hands a client request to the node; false when the node is down
 // (connection refused).
-func (sn *SimNode) request(id uint64, cb reqCB, fn func(n *core.Node, now core.Time)) bool {
+func (sn *SimNode) request(req core.Request, cb reqCB) bool {
+	id := req.ID
 	if sn.n == nil {
 		return false
 	}
 	if sn.paused {
 		sn.inbox = append(sn.inbox, func() {
-			if !sn.request(id, cb, fn) {
+			if !sn.request(req, cb) {
 				cb(core.Result{ID: id, Err: &core.Error{Code: CodeConnReset, Msg: "node down"}}, nil)
 			}
 		})
 		return true
 	}
 	sn.pending[id] = cb
-	fn(sn.n, sn.local(sn.w.now))
+	if req.Kind == core.RequestRead && req.Consistency == core.Strong {
+		if sn.strong == nil {
+			sn.strong = map[uint64]bool{}
+		}
+		sn.strong[id] = true
+	}
+	sn.drv.Request(sn.local(sn.w.now), req)
 	sn.drive(nil)
 	return true
 }
 
-// drive carries out every Ready in the documented order, then re-arms the
-// timer. cause is the message just stepped, if any.
+// drive has the driver carry out every Ready (core.Driver: the same code
+// the node runs), then re-arms the timer. cause is the message just
+// stepped, if any.
 func (sn *SimNode) drive(cause *core.Message) {
-	for sn.n != nil && sn.n.HasReady() {
-		rd := sn.n.Ready()
-		sn.handleReady(&rd, cause)
-		if sn.n == nil {
-			return
-		}
-		sn.n.Advance()
+	if sn.n == nil {
+		return
+	}
+	sn.cause = cause
+	err := sn.drv.Drive(sn.local(sn.w.now))
+	sn.cause = nil
+	if err != nil {
+		sn.storageFailed(err)
+		return
 	}
 	if sn.n == nil {
 		return
@@ -169,87 +198,20 @@ func (sn *SimNode) drive(cause *core.Message) {
 	sn.schedule()
 }
 
-func (sn *SimNode) handleReady(rd *core.Ready, cause *core.Message) {
-	w, st, chk := sn.w, sn.st, sn.w.chk
-	persisted := st.hs
-	// 0. Reads the core allowed are served from the state before this
-	// Ready's entries (the contract on core.Ready).
-	for _, r := range rd.Results {
-		if r.Kind != core.ResultRead {
-			continue
-		}
-		if cb, ok := sn.pending[r.ID]; ok {
-			delete(sn.pending, r.ID)
-			cb(r, st.kv)
-		}
+// storageFailed is the node stopping on a failed save, as the runner does:
+// the process exits, and comes back later on what its disk kept.
+func (sn *SimNode) storageFailed(err error) {
+	w := sn.w
+	if !sn.disk.injected(err) {
+		w.chk.violate("storage-failed", false, sn.id, "the store refused a save no fault explains: "+err.Error())
+		return
 	}
-	// 1. Persist: truncation, hard state, entries, in one batch.
-	if t := rd.Truncate; t != nil {
-		removed := st.truncate(t.After.Seq, t.Reason, w.now)
-		chk.onTruncate(sn, t, removed)
-	}
-	if rd.HardState != nil {
-		chk.onHardState(sn, persisted, *rd.HardState)
-		st.hs = *rd.HardState
-	}
-	if len(rd.Entries) > 0 {
-		chk.onAppend(sn, rd.Entries, cause, persisted.Epoch)
-		for _, e := range rd.Entries {
-			if e.Pos.Seq != st.last().Seq+1 {
-				chk.violate("log-gap", false, sn.id, "entry "+e.Pos.String()+" does not follow "+st.last().String())
-				return
-			}
-			if st.append(e) {
-				if sn.rejected == nil {
-					sn.rejected = map[core.Pos]bool{}
-				}
-				sn.rejected[e.Pos] = true
-			}
-			chk.onPersisted(sn, e, st.lastChain())
-		}
-	}
-	if rd.Compact != nil {
-		st.compact(rd.Compact.Upto, rd.Compact.Members)
-	}
-	// 2. Send.
-	for _, m := range rd.Messages {
-		chk.onSend(sn, m)
-		w.net.send(m)
-	}
-	// 3. Snapshots: not modelled; the transfer fails and the core retries.
-	for _, s := range rd.Snapshots {
-		w.stats.Snapshots++
-		inc, to := sn.incarnation, s.To
-		w.after(sn.cfg.Heartbeat, func() {
-			if sn.n != nil && sn.incarnation == inc {
-				sn.n.SnapshotFailed(sn.local(w.now), to)
-				sn.drive(nil)
-			}
-		})
-	}
-	// 4. Results, after persistence. A write whose entry the state
-	// machine refused is answered with the refusal, as the runner does.
-	for _, r := range rd.Results {
-		if cb, ok := sn.pending[r.ID]; ok {
-			delete(sn.pending, r.ID)
-			if r.Kind == core.ResultWrite && r.Err == nil && sn.rejected[r.Pos] {
-				r = core.Result{ID: r.ID, Kind: r.Kind, Err: &core.Error{Code: core.CodeConflict, Msg: "refused when applied"}}
-			}
-			cb(r, st.kv)
-		}
-	}
-	for p := range sn.rejected {
-		if p.Seq <= sn.n.Commit().Seq {
-			delete(sn.rejected, p)
-		}
-	}
-	// 5. Events.
-	for _, e := range rd.Events {
-		w.record("event", sn.id, uint64(e.Kind), uint64(e.Epoch), func() string {
-			return e.Kind.String() + " epoch=" + itoa(uint64(e.Epoch)) + " node=" + string(e.Node) + " " + e.Detail
-		})
-		chk.onEvent(sn, e)
-	}
+	w.stats.StorageStops++
+	w.record("storage-stop", sn.id, 0, 0, err.Error)
+	sn.crash()
+	w.after(w.rngFault.Between(500*time.Millisecond, 3*time.Second), func() {
+		w.faults.guarded(sn.restart)
+	})
 }
 
 // crash kills the process: volatile state is gone, the Store stays.
@@ -258,10 +220,16 @@ func (sn *SimNode) crash() {
 		return
 	}
 	sn.w.record("crash", sn.id, 0, 0, nil)
-	sn.n = nil
+	st, err := sn.st.Crash()
+	if err != nil {
+		sn.w.chk.violate("store-reopen", false, sn.id, "the store does not reopen after a crash: "+err.Error())
+		return
+	}
+	sn.st = st
+	sn.n, sn.drv = nil, nil
 	sn.paused = false
 	sn.inbox = nil
-	sn.rejected = nil
+	sn.strong = nil
 	sn.timerGen++
 	sn.timerArmed = false
 	sn.incarnation++
@@ -283,7 +251,7 @@ func (sn *SimNode) restart() {
 		return
 	}
 	sn.w.record("restart", sn.id, 0, 0, nil)
-	sn.n = core.New(sn.cfg, sn.st.restored(), sn.local(sn.w.now))
+	sn.start()
 	sn.drive(nil)
 }
 
@@ -306,7 +274,10 @@ func (sn *SimNode) resume() {
 	}
 	sn.w.record("resume", sn.id, 0, 0, nil)
 	sn.paused = false
-	sn.n.Tick(sn.local(sn.w.now))
+	if err := sn.drv.Tick(sn.local(sn.w.now)); err != nil {
+		sn.storageFailed(err)
+		return
+	}
 	sn.drive(nil)
 	in := sn.inbox
 	sn.inbox = nil

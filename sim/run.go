@@ -29,14 +29,19 @@ type Stats struct {
 	Replays, ReplaysApplied int
 	// WipedLocal counts acknowledged local writes excused because the
 	// only node that held them was wiped (the documented price of local).
-	WipedLocal     int
-	Snapshots      int
-	Messages       uint64
-	Dropped        uint64
-	LinearOps      int
-	LinearTimeouts int
-	Quarantined    int
-	ApplyRejects   int
+	WipedLocal int
+	Snapshots  int
+	// SnapshotsInstalled counts snapshot streams that completed.
+	SnapshotsInstalled int
+	// StorageStops counts nodes stopped by a failed save; DiskErrors and
+	// DiskFulls the disk faults injected.
+	StorageStops, DiskErrors, DiskFulls int
+	Messages                            uint64
+	Dropped                             uint64
+	LinearOps                           int
+	LinearTimeouts                      int
+	Quarantined                         int
+	ApplyRejects                        int
 }
 
 // Result is the outcome of one seed.
@@ -78,8 +83,11 @@ func (r *Result) Liveness() bool {
 // ReplayCommand is the one-line command that reproduces the run.
 func (r *Result) ReplayCommand() string {
 	s := fmt.Sprintf("go run ./cmd/muninn-sim replay --seed %d --duration %s --faults %s", r.Seed, r.Options.Duration, r.Options.Faults)
-	if r.Options.Broken != core.BrokenNone {
-		s += " --broken " + BrokenName(r.Options.Broken)
+	if v := VariantName(r.Options); v != "none" {
+		s += " --broken " + v
+	}
+	if r.Options.Store == "pebble" {
+		s += " --store pebble"
 	}
 	return s + " --trace"
 }
@@ -133,17 +141,20 @@ func newWorld(seed uint64, o Options) *World {
 	}
 	boot = boot.Normalize()
 	for _, s := range w.set.Nodes {
-		sn := &SimNode{w: w, spec: s, id: s.ID, st: newStore(boot), pending: map[uint64]reqCB{}, spinSince: -1, lastTickNow: -1}
-		sn.cfg = core.Config{ID: s.ID, Kind: s.Kind, Heartbeat: w.set.Heartbeat, Seed: Derive(seed, "node/"+string(s.ID)), Bootstrap: boot, Broken: o.Broken, Store: w.newStoreID()}
+		sn := &SimNode{w: w, spec: s, id: s.ID, pending: map[uint64]reqCB{}, spinSince: -1, lastTickNow: -1}
+		sn.cfg = core.Config{ID: s.ID, Kind: s.Kind, Heartbeat: w.set.Heartbeat, Seed: Derive(seed, "node/"+string(s.ID)), Bootstrap: boot, Broken: o.Broken, LogTail: w.set.LogTail}
+		sn.disk = &diskFaults{w: w, node: s.ID}
+		sn.st = w.newNodeStore(sn)
 		w.nodes = append(w.nodes, sn)
 		w.byID[s.ID] = sn
 	}
 	w.net = newNetwork(w)
+	w.snapshots = newSnapshots(w)
 	w.chk = newCheckers(w)
 	w.work = newWorkload(w)
 	w.faults = newFaults(w)
 	for _, sn := range w.nodes {
-		sn.n = core.New(sn.cfg, sn.st.restored(), sn.local(0))
+		sn.start()
 	}
 	for _, sn := range w.nodes {
 		sn.drive(nil)
@@ -174,8 +185,8 @@ func (w *World) result() *Result {
 		}
 	}
 	for _, sn := range w.nodes {
-		r.Stats.Quarantined += len(sn.st.quarantine)
-		r.Stats.ApplyRejects += sn.st.rejects
+		r.Stats.Quarantined += len(sn.st.Quarantined())
+		r.Stats.ApplyRejects += sn.st.Rejects()
 	}
 	r.Stats.Messages, r.Stats.Dropped = w.net.sent, w.net.dropped
 	return r

@@ -22,13 +22,15 @@ const (
 	// FaultWipe restarts a node on an empty store, or on an older copy of
 	// its store, with a new store identity (rule 16).
 	FaultWipe
-	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff | FaultWipe
+	// FaultDisk fails a node's next fsync, or fills its disk for a while.
+	FaultDisk
+	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff | FaultWipe | FaultDisk
 )
 
 var faultNames = []struct {
 	f    FaultSet
 	name string
-}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}, {FaultWipe, "wipe"}}
+}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}, {FaultWipe, "wipe"}, {FaultDisk, "disk"}}
 
 // ParseFaults reads a comma-separated list of fault classes ("all", "none").
 func ParseFaults(s string) (FaultSet, error) {
@@ -50,7 +52,7 @@ func ParseFaults(s string) (FaultSet, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("unknown fault %q: use crash, partition, pause, loss, drift, handoff, all or none", p)
+			return 0, fmt.Errorf("unknown fault %q: use crash, partition, pause, loss, drift, handoff, wipe, disk, all or none", p)
 		}
 	}
 	return f, nil
@@ -105,6 +107,12 @@ type Options struct {
 	Faults FaultSet
 	// Broken selects a canary protocol variant on every node.
 	Broken core.Broken
+	// Canary breaks one ordering rule of the driver on every node.
+	Canary core.Canary
+	// Store is "pebble" (shell/store on Pebble over a crashable in-memory
+	// file system: the code users run) or "model" (a fast in-memory model).
+	// Default: model.
+	Store string
 	// Trace, when set, receives one line per delivered event.
 	Trace io.Writer
 }
@@ -129,12 +137,15 @@ type Settings struct {
 	DupProb                float64
 	// FaultGap is the mean time between injected faults.
 	FaultGap time.Duration
-	// Weights of crash, partition, pause, loss, handoff, wipe.
-	Weights  [6]float64
+	// Weights of crash, partition, pause, loss, handoff, wipe, disk.
+	Weights  [7]float64
 	MaxDrift float64
 	LossMax  float64
 	Clients  int
 	Think    time.Duration
+	// LogTail is the core's retained log below every member (core.Config):
+	// small, so that a node far behind is sent a snapshot.
+	LogTail int
 }
 
 // DrawSettings draws the settings of seed.
@@ -168,7 +179,7 @@ func DrawSettings(seed uint64, o Options) Settings {
 		}
 		return 0.2 + r.Float64()
 	}
-	s.Weights = [6]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3, on(FaultWipe) / 2}
+	s.Weights = [7]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3, on(FaultWipe) / 2, on(FaultDisk) / 2}
 	s.LossMax = 0.05 + 0.25*r.Float64()
 	if o.Faults&FaultDrift != 0 {
 		s.MaxDrift = 0.01 * r.Float64()
@@ -179,14 +190,18 @@ func DrawSettings(seed uint64, o Options) Settings {
 	}
 	s.Clients = 2 + r.Intn(3)
 	s.Think = r.Between(20*time.Millisecond, 150*time.Millisecond)
+	s.LogTail = core.DefaultLogTail
+	if r.Chance(0.5) {
+		s.LogTail = 10 + r.Intn(190)
+	}
 	return s
 }
 
 func (s Settings) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d",
+	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe,disk)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d log_tail=%d",
 		s.Shape, s.Heartbeat.Milliseconds(), s.LatencyMin.Milliseconds(), s.LatencyMax.Milliseconds(), s.DupProb,
-		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds())
+		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.Weights[6], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds(), s.LogTail)
 	b.WriteString(" clocks=")
 	for i, n := range s.Nodes {
 		if i > 0 {
@@ -195,4 +210,51 @@ func (s Settings) String() string {
 		fmt.Fprintf(&b, "%s:%s:%+.4f%%", n.ID, n.Kind, (n.Rate-1)*100)
 	}
 	return b.String()
+}
+
+// canaryNames spells the runner canaries (core.Canary) for --broken.
+var canaryNames = []struct {
+	c    core.Canary
+	name string
+}{
+	{core.CanaryAckBeforeSave, "ack-before-save"},
+	{core.CanaryAppendAckBeforeSave, "append-ack-before-save"},
+	{core.CanaryReadAfterSave, "read-after-save"},
+	{core.CanaryDropQuarantine, "drop-quarantine"},
+}
+
+// ParseVariant reads a --broken value: a protocol canary (ParseBroken) or
+// a runner canary that breaks one ordering rule of the driver.
+func ParseVariant(s string) (core.Broken, core.Canary, error) {
+	for _, c := range canaryNames {
+		if c.name == s {
+			return core.BrokenNone, c.c, nil
+		}
+	}
+	b, err := ParseBroken(s)
+	if err != nil {
+		return 0, 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion, no-store-check (protocol), ack-before-save, append-ack-before-save, read-after-save or drop-quarantine (driver)", s)
+	}
+	return b, core.CanaryNone, nil
+}
+
+// VariantName is the --broken spelling of o's canary, "none" without one.
+func VariantName(o Options) string {
+	for _, c := range canaryNames {
+		if c.c == o.Canary {
+			return c.name
+		}
+	}
+	return BrokenName(o.Broken)
+}
+
+// ParseStore reads a --store value.
+func ParseStore(s string) (string, error) {
+	switch s {
+	case "", "model":
+		return "model", nil
+	case "pebble":
+		return "pebble", nil
+	}
+	return "", fmt.Errorf("unknown store %q: use pebble (shell/store on Pebble over a crashable memory file system) or model (the fast in-memory model)", s)
 }

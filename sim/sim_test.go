@@ -9,30 +9,56 @@ import (
 
 func opts() Options { return Options{Duration: 20 * time.Second, Faults: AllFaults} }
 
-// TestSeeds runs a fixed seed range: every checker must pass.
+func pebbleOpts() Options { o := opts(); o.Store = "pebble"; return o }
+
+// TestSeeds runs a fixed seed range on each store: every checker must pass.
 func TestSeeds(t *testing.T) {
-	n := 50
-	if testing.Short() {
-		n = 10
-	}
-	for seed := uint64(1); seed <= uint64(n); seed++ {
-		r := Run(seed, opts())
-		for _, v := range r.Violations {
-			t.Errorf("seed %d: %s\n  settings: %s\n  replay: %s", seed, v, r.Settings, r.ReplayCommand())
+	for _, o := range []Options{opts(), pebbleOpts()} {
+		n := 50
+		if o.Store == "pebble" {
+			n = 20
+		}
+		if testing.Short() {
+			n = 10
+		}
+		for seed := uint64(1); seed <= uint64(n); seed++ {
+			r := Run(seed, o)
+			for _, v := range r.Violations {
+				t.Errorf("seed %d: %s\n  settings: %s\n  replay: %s", seed, v, r.Settings, r.ReplayCommand())
+			}
 		}
 	}
 }
 
-// TestDeterministic: the same seed yields the same trace hash, bit for bit.
+// TestDeterministic: the same seed yields the same trace hash, bit for bit,
+// on the model store and on Pebble.
 func TestDeterministic(t *testing.T) {
-	for _, seed := range []uint64{1, 7, 42} {
-		a, b := Run(seed, opts()), Run(seed, opts())
-		if a.TraceHash != b.TraceHash || a.Steps != b.Steps {
-			t.Errorf("seed %d: trace hashes %016x and %016x (steps %d, %d)", seed, a.TraceHash, b.TraceHash, a.Steps, b.Steps)
+	for _, o := range []Options{opts(), pebbleOpts()} {
+		for _, seed := range []uint64{1, 7, 42} {
+			a, b := Run(seed, o), Run(seed, o)
+			if a.TraceHash != b.TraceHash || a.Steps != b.Steps {
+				t.Errorf("store %s seed %d: trace hashes %016x and %016x (steps %d, %d)", o.Store, seed, a.TraceHash, b.TraceHash, a.Steps, b.Steps)
+			}
+		}
+		if Run(1, o).TraceHash == Run(2, o).TraceHash {
+			t.Errorf("store %s: seeds 1 and 2 have the same trace hash", o.Store)
 		}
 	}
-	if Run(1, opts()).TraceHash == Run(2, opts()).TraceHash {
-		t.Error("seeds 1 and 2 have the same trace hash")
+}
+
+// TestPebbleStoreExercised: the Pebble runs go through what they are for:
+// snapshots streamed and installed, nodes stopped by a failed fsync and
+// restarted on what their disk kept, full disks.
+func TestPebbleStoreExercised(t *testing.T) {
+	var st Stats
+	for seed := uint64(1); seed <= 40; seed++ {
+		s := Run(seed, pebbleOpts()).Stats
+		st.SnapshotsInstalled += s.SnapshotsInstalled
+		st.StorageStops += s.StorageStops
+		st.DiskFulls += s.DiskFulls
+	}
+	if st.SnapshotsInstalled == 0 || st.StorageStops == 0 || st.DiskFulls == 0 {
+		t.Errorf("40 Pebble seeds: %d snapshots installed, %d storage stops, %d full disks; want each > 0", st.SnapshotsInstalled, st.StorageStops, st.DiskFulls)
 	}
 }
 

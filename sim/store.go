@@ -2,15 +2,16 @@ package sim
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/core/engram"
 )
 
-// Store is a node's durable state: what survives a crash. The driver writes
-// each Ready's Truncate, HardState and Entries here (one atomic, synced
-// batch) before it sends anything. Data entries are applied on receipt to an
+// Store is the model store (`--store model`): a node's durable state kept
+// in memory, every save durable at once. The driver writes each Ready's
+// Truncate, HardState and Entries here (one atomic batch). Data entries are applied on receipt to an
 // engram.MemKV through the real engram.Apply; the undo of every applied entry
 // is kept so a truncation can roll it back, and truncated entries are kept
 // in the quarantine (rule 10).
@@ -18,14 +19,15 @@ type Store struct {
 	hs          core.HardState
 	snap        core.Pos
 	snapMembers core.Members
-	snapChain   uint64
 	log         []core.Entry // after snap
-	chain       []uint64     // chain[i]: hash of the log up to log[i]
 	undo        []engram.Undo
 	kv          *engram.MemKV
 	quarantine  []Quarantined
 	// rejects counts data entries engram.Apply refused (deterministic no-ops).
-	rejects int
+	rejects  int
+	identity uint64
+	staged   map[string]*Store // snapshots streamed in, by staging dir
+	disk     *diskFaults
 }
 
 // Quarantined is one entry removed from the log by a truncation, with the
@@ -37,12 +39,12 @@ type Quarantined struct {
 	Base   *engram.Precondition
 }
 
-func newStore(bootstrap core.Members) *Store {
-	return &Store{kv: engram.NewMemKV(), snapMembers: bootstrap}
+func newStore(bootstrap core.Members, identity uint64, disk *diskFaults) *Store {
+	return &Store{kv: engram.NewMemKV(), snapMembers: bootstrap, identity: identity, disk: disk}
 }
 
-// members returns the membership in force in the stored log.
-func (s *Store) members() core.Members {
+// Members returns the membership in force in the stored log.
+func (s *Store) Members() core.Members {
 	for i := len(s.log) - 1; i >= 0; i-- {
 		if e := s.log[i]; e.Type == core.EntryMembership {
 			if ms, err := core.DecodeMembers(e.Payload); err == nil {
@@ -53,35 +55,30 @@ func (s *Store) members() core.Members {
 	return s.snapMembers
 }
 
-// clone returns a deep copy: an old copy of the store to put back later.
+// Copy returns a deep copy: an old copy of the store to put back later.
+func (s *Store) Copy() nodeStore { return s.clone() }
+
 func (s *Store) clone() *Store {
 	c := *s
+	c.staged = nil
 	c.snapMembers = slices.Clone(s.snapMembers)
 	c.log = slices.Clone(s.log)
-	c.chain = slices.Clone(s.chain)
 	c.undo = slices.Clone(s.undo)
 	c.kv = s.kv.Clone()
 	c.quarantine = slices.Clone(s.quarantine)
 	return &c
 }
 
-func (s *Store) last() core.Pos {
+func (s *Store) Last() core.Pos {
 	if n := len(s.log); n > 0 {
 		return s.log[n-1].Pos
 	}
 	return s.snap
 }
 
-func (s *Store) lastChain() uint64 {
-	if n := len(s.chain); n > 0 {
-		return s.chain[n-1]
-	}
-	return s.snapChain
-}
-
-// entryAt returns the entry at seq, if the log holds it.
-func (s *Store) entryAt(seq core.Seq) (core.Entry, bool) {
-	if seq <= s.snap.Seq || seq > s.last().Seq {
+// EntryAt returns the entry at seq, if the log holds it.
+func (s *Store) EntryAt(seq core.Seq) (core.Entry, bool) {
+	if seq <= s.snap.Seq || seq > s.Last().Seq {
 		return core.Entry{}, false
 	}
 	return s.log[seq-s.snap.Seq-1], true
@@ -109,7 +106,7 @@ func chainHash(prev uint64, e core.Entry) uint64 {
 // truncate removes every entry after seq, newest first: rolls back its
 // apply and quarantines it. It returns the removed entries, oldest first.
 func (s *Store) truncate(seq core.Seq, reason string, now int64) []core.Entry {
-	if seq >= s.last().Seq {
+	if seq >= s.Last().Seq {
 		return nil
 	}
 	i := int(seq - s.snap.Seq)
@@ -126,14 +123,13 @@ func (s *Store) truncate(seq core.Seq, reason string, now int64) []core.Entry {
 		s.quarantine = append(s.quarantine, Quarantined{Entry: e, Reason: reason, At: now, Base: engram.PreconditionOf(s.undo[i+k])})
 	}
 	s.log = s.log[:i:i]
-	s.chain = s.chain[:i:i]
 	s.undo = s.undo[:i:i]
 	return removed
 }
 
-// append persists and applies es, which must follow the log. It reports
-// whether the state machine refused the entry's command (a no-op).
-func (s *Store) append(e core.Entry) (rejected bool) {
+// append persists and applies e, which must follow the log. It returns the
+// state machine's refusal of the entry's command (a no-op), if any.
+func (s *Store) append(e core.Entry) (rejected error) {
 	e.Payload = bytes.Clone(e.Payload)
 	var u engram.Undo
 	if e.Type == core.EntryData {
@@ -144,13 +140,12 @@ func (s *Store) append(e core.Entry) (rejected bool) {
 				panic(err)
 			}
 			s.rejects++
-			rejected = true
+			rejected = err
 		} else if q, ok := engram.ReplayConsumes(e.Payload); ok {
 			// A replay consumes its quarantined entry with its apply.
 			s.quarantine = slices.DeleteFunc(s.quarantine, func(x Quarantined) bool { return x.Entry.Pos == q })
 		}
 	}
-	s.chain = append(s.chain, chainHash(s.lastChain(), e))
 	s.log = append(s.log, e)
 	s.undo = append(s.undo, u)
 	return rejected
@@ -159,13 +154,11 @@ func (s *Store) append(e core.Entry) (rejected bool) {
 // compact drops entries at or below upto (they are committed everywhere
 // that matters); the state machine keeps them applied.
 func (s *Store) compact(upto core.Pos, ms core.Members) {
-	if upto.Seq <= s.snap.Seq || upto.Seq > s.last().Seq {
+	if upto.Seq <= s.snap.Seq || upto.Seq > s.Last().Seq {
 		return
 	}
 	k := int(upto.Seq - s.snap.Seq)
-	s.snapChain = s.chain[k-1]
 	s.log = slices.Clone(s.log[k:])
-	s.chain = slices.Clone(s.chain[k:])
 	s.undo = slices.Clone(s.undo[k:])
 	s.snap = upto
 	s.snapMembers = ms
@@ -181,12 +174,110 @@ func (s *Store) dropUndo(commit core.Seq) {
 	}
 }
 
-// restored is what a restarting node reads back.
-func (s *Store) restored() core.Restored {
+// Restored is what a restarting node reads back.
+func (s *Store) Restored() core.Restored {
 	return core.Restored{
 		HardState:   s.hs,
 		Snap:        s.snap,
 		SnapMembers: slices.Clone(s.snapMembers),
 		Entries:     slices.Clone(s.log),
 	}
+}
+
+func (s *Store) HardState() core.HardState  { return s.hs }
+func (s *Store) Base() core.Pos             { return s.snap }
+func (s *Store) Data() engram.KV            { return s.kv }
+func (s *Store) Quarantined() []Quarantined { return s.quarantine }
+func (s *Store) Rejects() int               { return s.rejects }
+func (s *Store) Identity() uint64           { return s.identity }
+func (s *Store) Close()                     {}
+
+// Crash: every save of the model is durable when it returns.
+func (s *Store) Crash() (nodeStore, error) { return s, nil }
+
+// Save is the driver's step 1: truncation, hard state, entries, in one
+// batch; nothing of it is written when it fails.
+func (s *Store) Save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
+	if err := s.disk.beforeSave(sync); err != nil {
+		return err
+	}
+	last := s.Last()
+	if t := rd.Truncate; t != nil {
+		if t.After.Seq < s.snap.Seq || t.After.Seq > last.Seq {
+			return fmt.Errorf("model store: truncation after %s outside the log (%s, %s]", t.After, s.snap, last)
+		}
+		last = t.After
+	}
+	for _, e := range rd.Entries {
+		if e.Pos.Seq != last.Seq+1 {
+			return fmt.Errorf("model store: entry %s does not follow %s", e.Pos, last)
+		}
+		last = e.Pos
+	}
+	if t := rd.Truncate; t != nil {
+		s.truncate(t.After.Seq, t.Reason, s.disk.now())
+	}
+	if rd.HardState != nil {
+		s.hs = *rd.HardState
+	}
+	for _, e := range rd.Entries {
+		if err := s.append(e); err != nil && rejected != nil {
+			rejected(e.Pos, err)
+		}
+	}
+	return nil
+}
+
+// Prune drops entries at or below c.Upto; the state machine keeps them
+// applied.
+func (s *Store) Prune(c core.Compaction) error {
+	s.compact(c.Upto, c.Members)
+	return nil
+}
+
+func (s *Store) Admit(n int) error        { return s.disk.admit(n) }
+func (s *Store) DiskFull() (bool, string) { return s.disk.isFull() }
+
+// DropQuarantine removes a quarantined entry (CanaryDropQuarantine).
+func (s *Store) DropQuarantine(p core.Pos) (bool, error) {
+	n := len(s.quarantine)
+	s.quarantine = slices.DeleteFunc(s.quarantine, func(q Quarantined) bool { return q.Entry.Pos == p })
+	return len(s.quarantine) < n, nil
+}
+
+// Checkpoint freezes the whole store: log base at the last entry, state
+// machine, membership, hard state.
+func (s *Store) Checkpoint() (*snapImage, error) {
+	c := s.clone()
+	c.compact(c.Last(), c.Members())
+	size := 0
+	c.kv.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool { size += len(k) + len(v); return true })
+	return &snapImage{model: c, size: size}, nil
+}
+
+// Stage keeps a streamed snapshot for InstallSnapshot.
+func (s *Store) Stage(img *snapImage) (string, error) {
+	if s.staged == nil {
+		s.staged = map[string]*Store{}
+	}
+	dir := "snapshot-in/" + itoa(uint64(len(s.staged)+1))
+	s.staged[dir] = img.model
+	return dir, nil
+}
+
+// InstallSnapshot replaces the log and the state machine with the staged
+// snapshot's; the quarantine and the identity stay this store's.
+func (s *Store) InstallSnapshot(dir string) (core.Installed, error) {
+	img := s.staged[dir]
+	delete(s.staged, dir)
+	if img == nil {
+		return core.Installed{}, fmt.Errorf("model store: no snapshot staged at %s", dir)
+	}
+	if err := s.disk.beforeSave(true); err != nil {
+		return core.Installed{}, err
+	}
+	s.snap, s.snapMembers = img.snap, slices.Clone(img.snapMembers)
+	s.log, s.undo = nil, nil
+	s.kv = img.kv.Clone()
+	return core.Installed{Pos: img.snap, HardState: img.hs, Members: slices.Clone(img.snapMembers)}, nil
 }

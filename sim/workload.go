@@ -198,7 +198,7 @@ func (wl *Workload) next(c int) {
 func (wl *Workload) pickReplay(op *Op, cmd *engram.Command) bool {
 	var cands []Quarantined
 	for _, sn := range wl.w.nodes {
-		for _, q := range sn.st.quarantine {
+		for _, q := range sn.st.Quarantined() {
 			if q.Entry.Type != core.EntryData || q.Base == nil {
 				continue
 			}
@@ -248,25 +248,25 @@ func (wl *Workload) attempt(op *Op, sn *SimNode) {
 		wl.w.nextReq++
 		id := wl.w.nextReq
 		op.Node = sn.id
-		cb := func(res core.Result, kv *engram.MemKV) {
+		cb := func(res core.Result, kv engram.KV) {
 			val := ""
 			if res.Err == nil && res.Kind == core.ResultRead {
 				val = wl.serve(op, kv)
 			}
 			wl.w.after(wl.clientLatency(), func() { wl.answer(op, a, res, val) })
 		}
-		ok := sn.request(id, cb, func(n *core.Node, now core.Time) {
-			switch op.Kind {
-			case OpRegRead:
-				n.Read(now, id, core.Strong, 0)
-			case OpEventualRead:
-				n.Read(now, id, core.Eventual, 0)
-			case OpBoundedRead:
-				n.Read(now, id, core.Bounded, 1000)
-			default:
-				n.Propose(now, id, op.Payload, op.Dur)
-			}
-		})
+		req := core.Request{ID: id, Kind: core.RequestRead}
+		switch op.Kind {
+		case OpRegRead:
+			req.Consistency = core.Strong
+		case OpEventualRead:
+			req.Consistency = core.Eventual
+		case OpBoundedRead:
+			req.Consistency, req.MaxLagMs = core.Bounded, 1000
+		default:
+			req.Kind, req.Payload, req.Durability = core.RequestWrite, op.Payload, op.Dur
+		}
+		ok := sn.request(req, cb)
 		if !ok {
 			// Connection refused: nothing was sent; try elsewhere.
 			wl.w.after(wl.clientLatency(), func() { wl.hold(op, a) })
@@ -275,7 +275,7 @@ func (wl *Workload) attempt(op *Op, sn *SimNode) {
 }
 
 // serve reads the value an OK read returns from the node's state machine.
-func (wl *Workload) serve(op *Op, kv *engram.MemKV) string {
+func (wl *Workload) serve(op *Op, kv engram.KV) string {
 	switch op.Kind {
 	case OpRegRead:
 		e, ok, err := engram.Get(kv, regVault, wl.regIDs[op.Key])

@@ -91,6 +91,8 @@ type World struct {
 	work   *Workload
 	faults *Faults
 	chk    *Checkers
+	// snapshots streams checkpoints between nodes (snapshot.go).
+	snapshots *snapshots
 
 	nextReq uint64
 	stopped bool
@@ -103,6 +105,34 @@ type World struct {
 func (w *World) newStoreID() uint64 {
 	w.stores++
 	return 0x57000000 + w.stores
+}
+
+// newNodeStore makes an empty store for sn, of the kind the run uses.
+func (w *World) newNodeStore(sn *SimNode) nodeStore {
+	if w.opts.Store == "pebble" {
+		st, err := newPebbleStore(w, sn)
+		if err != nil {
+			panic(fmt.Sprintf("opening a Pebble store on a memory file system: %v", err))
+		}
+		return st
+	}
+	return newStore(sn.cfg.Bootstrap, w.newStoreID(), sn.disk)
+}
+
+// reidentify gives a restored copy of a store a new identity, as the
+// documented restore procedure does (rule 16).
+func (w *World) reidentify(sn *SimNode, old nodeStore) nodeStore {
+	switch st := old.(type) {
+	case *Store:
+		st.identity = w.newStoreID()
+		return st
+	case *pebbleStore:
+		if err := st.reidentify(w.newStoreID()); err != nil {
+			panic(fmt.Sprintf("giving a restored store a new identity: %v", err))
+		}
+		return st
+	}
+	return old
 }
 
 // Now returns the global virtual time.

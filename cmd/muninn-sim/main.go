@@ -31,8 +31,9 @@ const (
 
 type common struct {
 	Duration time.Duration `default:"60s" help:"Simulated length of the fault phase of each seed (a 2s warmup comes before it, healing and convergence after)."`
-	Faults   string        `default:"crash,partition,pause,loss,drift,handoff,wipe" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, wipe (restart on an empty or older store), all or none."`
-	Broken   string        `default:"none" help:"Canary protocol variant: none, no-log-check (voters skip the up-to-date check) no-demotion (the Cortex never demotes itself) or no-store-check (a wiped voter's vote counts)."`
+	Faults   string        `default:"crash,partition,pause,loss,drift,handoff,wipe,disk" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, wipe (restart on an empty or older store), disk (a failed fsync, a full disk), all or none."`
+	Broken   string        `default:"none" help:"Canary variant: none; protocol: no-log-check (voters skip the up-to-date check), no-demotion (the Cortex never demotes itself), no-store-check (a wiped voter's vote counts); driver: ack-before-save, append-ack-before-save, read-after-save, drop-quarantine."`
+	Store    string        `default:"model" enum:"model,pebble" help:"Storage under each node: pebble (shell/store on Pebble over a crashable in-memory file system, the code users run) or model (a fast in-memory model)."`
 }
 
 func (c common) options() (sim.Options, error) {
@@ -40,14 +41,18 @@ func (c common) options() (sim.Options, error) {
 	if err != nil {
 		return sim.Options{}, fmt.Errorf("--faults: %w", err)
 	}
-	b, err := sim.ParseBroken(c.Broken)
+	b, canary, err := sim.ParseVariant(c.Broken)
 	if err != nil {
 		return sim.Options{}, fmt.Errorf("--broken: %w", err)
 	}
 	if c.Duration <= 0 {
 		return sim.Options{}, fmt.Errorf("--duration %s: must be positive", c.Duration)
 	}
-	return sim.Options{Duration: c.Duration, Faults: f, Broken: b}, nil
+	st, err := sim.ParseStore(c.Store)
+	if err != nil {
+		return sim.Options{}, fmt.Errorf("--store: %w", err)
+	}
+	return sim.Options{Duration: c.Duration, Faults: f, Broken: b, Canary: canary, Store: st}, nil
 }
 
 type runCmd struct {
@@ -100,8 +105,8 @@ func (r *runCmd) run(out io.Writer, log *slog.Logger) int {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	fmt.Fprintf(out, "muninn-sim run: seeds %d..%d duration=%s faults=%s broken=%s workers=%d\n",
-		r.SeedStart, r.SeedStart+uint64(r.Seeds)-1, o.Duration, o.Faults, sim.BrokenName(o.Broken), workers)
+	fmt.Fprintf(out, "muninn-sim run: seeds %d..%d duration=%s faults=%s broken=%s store=%s workers=%d\n",
+		r.SeedStart, r.SeedStart+uint64(r.Seeds)-1, o.Duration, o.Faults, sim.VariantName(o), o.Store, workers)
 	if r.Verbose {
 		for i := 0; i < r.Seeds; i++ {
 			s := r.SeedStart + uint64(i)
@@ -194,6 +199,10 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 		st.ReplaysApplied += s.ReplaysApplied
 		st.WipedLocal += s.WipedLocal
 		st.Snapshots += s.Snapshots
+		st.SnapshotsInstalled += s.SnapshotsInstalled
+		st.StorageStops += s.StorageStops
+		st.DiskErrors += s.DiskErrors
+		st.DiskFulls += s.DiskFulls
 		st.Messages += s.Messages
 		st.LinearOps += s.LinearOps
 		st.LinearTimeouts += s.LinearTimeouts
@@ -223,14 +232,15 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 	row("failover (clean)", pct(failovers))
 	row("self-demotion", pct(demotions))
 	row("elections", fmt.Sprint(st.Elections))
-	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d wipe=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs, st.Wipes))
+	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d wipe=%d disk-error=%d disk-full=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs, st.Wipes, st.DiskErrors, st.DiskFulls))
+	row("storage stops", fmt.Sprintf("%d (nodes stopped by a failed save, then restarted on what their disk kept)", st.StorageStops))
 	row("client ops", fmt.Sprintf("%d (acked writes local=%d quorum=%d, unknown=%d, failed=%d)", st.Ops, st.AckedLocal, st.AckedQuorum, st.Unknown, st.Failed))
 	row("reused ids checked", fmt.Sprintf("%d (created, forgotten and created again concurrently; final state = last acknowledged operation)", st.SlotsChecked))
 	row("quarantine replays", fmt.Sprintf("%d (%d applied, the rest refused: the register changed since, or already replayed)", st.Replays, st.ReplaysApplied))
 	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v); %d more were only on a wiped store", st.LostLocal, byChecker["local-write-lost"] == 0, st.WipedLocal))
 	row("quarantined entries", fmt.Sprint(st.Quarantined))
 	row("linearizability", fmt.Sprintf("%d ops checked, %d porcupine timeouts", st.LinearOps, st.LinearTimeouts))
-	row("snapshots requested", fmt.Sprint(st.Snapshots))
+	row("snapshots", fmt.Sprintf("%d streamed, %d installed", st.Snapshots, st.SnapshotsInstalled))
 }
 
 // pct formats p50/p99/max of ds.
@@ -251,7 +261,7 @@ func (r *replayCmd) run(out io.Writer, log *slog.Logger) int {
 		log.Error("bad option", "err", err)
 		return exitUsage
 	}
-	fmt.Fprintf(out, "muninn-sim replay: seed %d duration=%s faults=%s broken=%s\n", r.Seed, o.Duration, o.Faults, sim.BrokenName(o.Broken))
+	fmt.Fprintf(out, "muninn-sim replay: seed %d duration=%s faults=%s broken=%s store=%s\n", r.Seed, o.Duration, o.Faults, sim.VariantName(o), o.Store)
 	fmt.Fprintf(out, "settings: %s\n", sim.DrawSettings(r.Seed, o))
 	if r.Trace {
 		o.Trace = out

@@ -1,0 +1,323 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/core/engram"
+	"github.com/muninndb/muninn/shell/store"
+)
+
+// pebbleStore is `--store pebble`: the real shell/store, on Pebble, over a
+// crashable in-memory file system (vfs.NewCrashableMem). A crash of the node
+// crashes its file system too: the store reopens on CrashClone, which keeps
+// exactly what was synced. Disk faults come from the file system (faultFS)
+// and from the store's free-space probe.
+type pebbleStore struct {
+	w       *World
+	disk    *diskFaults
+	mem     *vfs.MemFS
+	st      *store.Store
+	rejects int
+	snaps   int // checkpoints and stagings made, for unique dir names
+}
+
+const pebbleDir = "/db"
+
+func newPebbleStore(w *World, sn *SimNode) (*pebbleStore, error) {
+	p := &pebbleStore{w: w, disk: sn.disk, mem: vfs.NewCrashableMem()}
+	id := w.newStoreID()
+	return p, p.open(func() uint64 { return id })
+}
+
+func (p *pebbleStore) open(identity func() uint64) error {
+	if identity == nil {
+		identity = func() uint64 { panic("sim: a store that exists was opened as new") }
+	}
+	st, err := store.Open(pebbleDir, store.Options{
+		FS:            faultFS{FS: p.mem, disk: p.disk},
+		NewIdentity:   identity,
+		Deterministic: true,
+		CacheSize:     1 << 20,
+		DiskFree:      p.disk.diskFree,
+	})
+	if err != nil {
+		return err
+	}
+	p.st = st
+	return nil
+}
+
+func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
+	err := p.st.Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
+		Rejected: func(pos core.Pos, why error) {
+			p.rejects++
+			if rejected != nil {
+				rejected(pos, why)
+			}
+		}}, sync)
+	if errors.Is(err, store.ErrNoSpace) {
+		return fmt.Errorf("%w: %w", core.ErrNoSpace, err)
+	}
+	return err
+}
+
+func (p *pebbleStore) Prune(c core.Compaction) error {
+	_, err := p.st.Prune(c.Upto.Seq)
+	return err
+}
+
+func (p *pebbleStore) Admit(n int) error {
+	if err := p.st.Admit(n); err != nil {
+		return fmt.Errorf("%w: %w", core.ErrNoSpace, err)
+	}
+	return nil
+}
+
+func (p *pebbleStore) DiskFull() (bool, string) { return p.st.DiskFull() }
+
+func (p *pebbleStore) InstallSnapshot(dir string) (core.Installed, error) {
+	defer p.mem.RemoveAll(dir)
+	pos, err := p.st.InstallSnapshot(dir)
+	if err != nil {
+		return core.Installed{}, err
+	}
+	r, err := p.st.Load()
+	if err != nil {
+		return core.Installed{}, err
+	}
+	return core.Installed{Pos: pos, HardState: r.HardState, Members: r.Members}, nil
+}
+
+func (p *pebbleStore) DropQuarantine(pos core.Pos) (bool, error) { return p.st.DropQuarantine(pos) }
+
+func (p *pebbleStore) HardState() core.HardState {
+	hs, _, _ := p.st.State()
+	return hs
+}
+
+func (p *pebbleStore) Last() core.Pos {
+	_, last, _ := p.st.State()
+	return last
+}
+
+func (p *pebbleStore) Base() core.Pos {
+	_, _, base := p.st.State()
+	return base
+}
+
+func (p *pebbleStore) EntryAt(seq core.Seq) (core.Entry, bool) {
+	if seq <= p.Base().Seq || seq > p.Last().Seq {
+		return core.Entry{}, false
+	}
+	es, err := p.st.Entries(seq, seq)
+	if err != nil || len(es) != 1 {
+		return core.Entry{}, false
+	}
+	return es[0], true
+}
+
+func (p *pebbleStore) Data() engram.KV { return p.st.ReadKV() }
+
+func (p *pebbleStore) Quarantined() []Quarantined {
+	qs, err := p.st.Quarantine()
+	if err != nil {
+		panic(fmt.Sprintf("sim: reading the quarantine: %v", err))
+	}
+	out := make([]Quarantined, 0, len(qs))
+	for _, q := range qs {
+		e := core.Entry{Pos: q.Pos(), Payload: q.Payload, Type: core.EntryMembership}
+		if q.Type == core.EntryData.String() {
+			e.Type = core.EntryData
+		}
+		x := Quarantined{Entry: e, Reason: q.Reason, At: q.TimeMS}
+		if len(q.Base) > 0 {
+			if b, err := engram.DecodePrecondition(q.Base); err == nil {
+				x.Base = b
+			}
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (p *pebbleStore) Rejects() int { return p.rejects }
+
+func (p *pebbleStore) Restored() core.Restored {
+	r, err := p.st.Load()
+	if err != nil {
+		panic(fmt.Sprintf("sim: loading the store: %v", err))
+	}
+	return core.Restored{HardState: r.HardState, Snap: r.Base, SnapMembers: r.Members, Entries: r.Entries}
+}
+
+func (p *pebbleStore) Members() core.Members {
+	r, err := p.st.Load()
+	if err != nil {
+		return nil
+	}
+	return r.Members
+}
+
+func (p *pebbleStore) Identity() uint64 { return p.st.Identity() }
+
+func (p *pebbleStore) Close() {
+	if p.st != nil {
+		p.st.Close()
+		p.st = nil
+	}
+}
+
+// Crash keeps what was synced: the store is reopened on a crash clone of
+// its file system (only synced data: Pebble's clone draws its choice of
+// unsynced blocks in map order, which would break determinism).
+func (p *pebbleStore) Crash() (nodeStore, error) {
+	clone := p.mem.CrashClone(vfs.CrashCloneCfg{})
+	p.Close()
+	q := &pebbleStore{w: p.w, disk: p.disk, mem: clone, rejects: p.rejects, snaps: p.snaps}
+	return q, q.open(nil)
+}
+
+// Copy is an old copy of the store: what a crash now would keep.
+func (p *pebbleStore) Copy() nodeStore {
+	q := &pebbleStore{w: p.w, disk: p.disk, mem: p.mem.CrashClone(vfs.CrashCloneCfg{})}
+	if err := q.open(nil); err != nil {
+		panic(fmt.Sprintf("sim: opening a copy of a store: %v", err))
+	}
+	return q
+}
+
+// reidentify rewrites the store's identity file, as restoring a copy by the
+// documented procedure does (a new identity for an older store).
+func (p *pebbleStore) reidentify(id uint64) error {
+	p.Close()
+	f, err := p.mem.Create(pebbleDir+"/IDENTITY", vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(f, "%016x\n", id); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	f.Close()
+	return p.open(nil)
+}
+
+// Checkpoint takes a checkpoint on the node's file system and reads its
+// files, in sorted order, for the stream.
+func (p *pebbleStore) Checkpoint() (*snapImage, error) {
+	p.snaps++
+	dir := "/snapshot-out/" + itoa(uint64(p.snaps))
+	defer p.mem.RemoveAll(dir)
+	if _, err := p.st.Checkpoint(dir); err != nil {
+		return nil, err
+	}
+	names, err := store.CheckpointFiles(p.mem, dir)
+	if err != nil {
+		return nil, err
+	}
+	img := &snapImage{}
+	for _, name := range names {
+		f, err := p.mem.Open(p.mem.PathJoin(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		img.files = append(img.files, snapFile{name: name, data: b})
+		img.size += len(b)
+	}
+	return img, nil
+}
+
+// Stage writes a streamed checkpoint into the node's file system.
+func (p *pebbleStore) Stage(img *snapImage) (string, error) {
+	p.snaps++
+	dir := "/snapshot-in/" + itoa(uint64(p.snaps))
+	for _, sf := range img.files {
+		path := p.mem.PathJoin(dir, sf.name)
+		if i := strings.LastIndex(path, "/"); i > 0 {
+			if err := p.mem.MkdirAll(path[:i], 0o755); err != nil {
+				return "", err
+			}
+		}
+		f, err := p.mem.Create(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return "", err
+		}
+		if _, err := f.Write(sf.data); err != nil {
+			f.Close()
+			return "", err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return "", err
+		}
+		f.Close()
+	}
+	return dir, nil
+}
+
+// faultFS is the node's file system with its disk faults: an armed sync
+// failure hits the next sync of a write-ahead log (a save's fsync).
+type faultFS struct {
+	vfs.FS
+	disk *diskFaults
+}
+
+func (f faultFS) wrap(file vfs.File, name string, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return file, err
+	}
+	return faultFile{File: file, disk: f.disk}, nil
+}
+
+func (f faultFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.Create(name, c)
+	return f.wrap(file, name, err)
+}
+
+func (f faultFS) ReuseForWrite(old, name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	file, err := f.FS.ReuseForWrite(old, name, c)
+	return f.wrap(file, name, err)
+}
+
+func (f faultFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	file, err := f.FS.OpenReadWrite(name, c, opts...)
+	return f.wrap(file, name, err)
+}
+
+type faultFile struct {
+	vfs.File
+	disk *diskFaults
+}
+
+func (f faultFile) Sync() error {
+	if err := f.disk.syncFails(); err != nil {
+		return err
+	}
+	return f.File.Sync()
+}
+
+func (f faultFile) SyncData() error {
+	if err := f.disk.syncFails(); err != nil {
+		return err
+	}
+	return f.File.SyncData()
+}
+
+func (f faultFile) SyncTo(length int64) (bool, error) {
+	if err := f.disk.syncFails(); err != nil {
+		return false, err
+	}
+	return f.File.SyncTo(length)
+}
