@@ -104,7 +104,7 @@ func TestPropertySafety(t *testing.T) {
 }
 
 // TestPropertyFailoverTime: whenever a connected quorum remains, a crashed
-// Cortex is replaced within 3 x heartbeat + 500 ms (DESIGN §4), whatever the
+// Cortex is replaced within 3 x heartbeat + 500 ms (docs/protocol.md, "Timing"), whatever the
 // shape, the latency and the moment of the crash.
 func TestPropertyFailoverTime(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {

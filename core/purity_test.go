@@ -12,7 +12,7 @@ import (
 
 // TestPurity fails if anything under core/ (tests aside) imports I/O,
 // synchronization or global randomness, or reads the clock: the core must be
-// a deterministic function of its inputs (DESIGN §2).
+// a deterministic function of its inputs (docs/protocol.md, "Shape").
 func TestPurity(t *testing.T) {
 	banned := map[string]bool{"net": true, "os": true, "sync": true, "sync/atomic": true, "math/rand": true, "math/rand/v2": true,
 		"net/http": true, "os/exec": true, "io/ioutil": true, "crypto/rand": true, "syscall": true, "unsafe": true}

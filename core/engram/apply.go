@@ -122,7 +122,7 @@ func DecodeUndo(b []byte) (Undo, error) {
 }
 
 // Apply applies the command cmd of the data entry at pos to kv and returns
-// the Undo that rolls it back (DESIGN rule 9: entries are applied on receipt
+// the Undo that rolls it back (docs/protocol.md, rule 9: entries are applied on receipt
 // and may be rolled back while above the commit point). The result depends
 // only on kv's contents and cmd. A *RejectError means the command was refused
 // deterministically and kv is unchanged; other errors come from kv.

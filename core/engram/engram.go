@@ -83,7 +83,7 @@ func vaultRange(vault string) (start, end []byte) {
 //
 // Decay multiplies the activation of every engram in a vault. Rewriting every
 // engram would make a Decay entry touch the whole vault, and its undo record
-// (needed until the entry commits, DESIGN rule 9) as big as the vault. Instead
+// (needed until the entry commits: docs/protocol.md, rule 9) as big as the vault. Instead
 // a Decay multiplies the vault's scale, one key, and each engram stores its
 // activation together with the scale at which it was set; its current
 // activation is stored × (scale now / scale then). A Decay's undo record is
