@@ -2,12 +2,13 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/muninndb/muninn/core"
 )
 
@@ -56,8 +57,9 @@ func (s *Store) Prune(upTo core.Seq) (core.Pos, error) {
 
 // Checkpoint writes a consistent snapshot of the whole store (a Pebble
 // checkpoint: hard links where possible, the WAL flushed and synced) into
-// dir, which must not exist, and returns the applied point it holds. Saves
-// wait while it runs (hard links make that short).
+// dir, on the store's FS, which must not exist, and returns the applied
+// point it holds. Saves wait while it runs (hard links make that short).
+// CheckpointFiles lists what to send to the installing node.
 func (s *Store) Checkpoint(dir string) (core.Pos, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,13 +67,58 @@ func (s *Store) Checkpoint(dir string) (core.Pos, error) {
 		return core.Pos{}, err
 	}
 	pos := s.last
-	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+	err := s.db.Checkpoint(dir, pebble.WithFlushedWAL())
+	s.settle()
+	if err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: checkpoint to %s: %w", s.dir, dir, err)
 	}
-	if err := writeFileSync(filepath.Join(dir, markerFile), []byte(formatValue+"\n")); err != nil {
+	if err := writeFileSync(s.fs, s.fs.PathJoin(dir, markerFile), []byte(formatValue+"\n")); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: checkpoint to %s: %w", s.dir, dir, err)
 	}
 	return pos, nil
+}
+
+// CheckpointFiles lists the regular files under dir on fs (a checkpoint,
+// for one), as paths relative to dir joined with fs.PathJoin, in sorted
+// order, subdirectories included: what a sender streams, in a
+// deterministic order, to the node that installs it.
+func CheckpointFiles(fs vfs.FS, dir string) ([]string, error) {
+	var out []string
+	err := walkFiles(fs, dir, "", func(rel string, _ vfs.FileInfo) error {
+		out = append(out, rel)
+		return nil
+	})
+	return out, err
+}
+
+// walkFiles calls fn for each regular file under dir (rel: its path below
+// dir), depth first, each directory's entries in sorted order.
+func walkFiles(fs vfs.FS, dir, rel string, fn func(rel string, info vfs.FileInfo) error) error {
+	names, err := listDir(fs, fs.PathJoin(dir, rel))
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		r := name
+		if rel != "" {
+			r = fs.PathJoin(rel, name)
+		}
+		info, err := fs.Stat(fs.PathJoin(dir, r))
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.IsDir():
+			if err := walkFiles(fs, dir, r, fn); err != nil {
+				return err
+			}
+		case info.Mode().IsRegular():
+			if err := fn(r, info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // InstallSnapshot replaces the store's contents with the checkpoint in from
@@ -91,38 +138,39 @@ func (s *Store) InstallSnapshot(from string) (core.Pos, error) {
 	if err := s.usable(); err != nil {
 		return core.Pos{}, err
 	}
+	fs := s.fs
 	tmp := s.dir + ".install"
-	if err := os.RemoveAll(tmp); err != nil {
+	if err := fs.RemoveAll(tmp); err != nil {
 		return core.Pos{}, err
 	}
 	// The copy needs as much again as the snapshot: refuse it up front
 	// rather than fill the disk (the sender retries).
-	if size, err := dirSize(from); err != nil {
+	if size, err := dirSize(fs, from); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	} else if err := s.space.charge(uint64(size), atReserve); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
-	if err := copyDir(from, tmp); err != nil {
-		os.RemoveAll(tmp)
+	if err := copyDir(fs, from, tmp); err != nil {
+		fs.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
 	pos, err := s.prepareInstall(tmp)
 	if err != nil {
-		os.RemoveAll(tmp)
+		fs.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
 	s.closeDB()
 	old := s.dir + ".old"
-	if err := os.Rename(s.dir, old); err != nil {
+	if err := fs.Rename(s.dir, old); err != nil {
 		return core.Pos{}, s.reopenAfter(fmt.Errorf("install snapshot: %w", err))
 	}
-	if err := os.Rename(tmp, s.dir); err != nil {
+	if err := fs.Rename(tmp, s.dir); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot: %w (Open will finish the swap)", s.dir, err)
 	}
-	if err := syncDir(filepath.Dir(s.dir)); err != nil {
+	if err := syncDir(fs, fs.PathDir(s.dir)); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot: %w", s.dir, err)
 	}
-	if err := os.RemoveAll(old); err != nil {
+	if err := fs.RemoveAll(old); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot: %w", s.dir, err)
 	}
 	if err := s.open(); err != nil {
@@ -140,7 +188,11 @@ func (s *Store) reopenAfter(err error) error {
 
 // prepareInstall rewrites the copied snapshot's meta for this node.
 func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
-	snap := newStore(tmp, s.opts)
+	opts := s.opts
+	// The copy keeps this node's identity (written below): mint none,
+	// which would also draw from a simulator's seeded NewIdentity.
+	opts.NewIdentity = func() uint64 { return s.identity }
+	snap := newStore(tmp, opts)
 	if err := snap.open(); err != nil {
 		return core.Pos{}, err
 	}
@@ -179,67 +231,77 @@ func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
 		return core.Pos{}, err
 	}
 	// The node keeps its identity: installing moves it forward, never back.
-	if err := writeIdentity(tmp, s.identity); err != nil {
+	if err := writeIdentity(s.fs, tmp, s.identity); err != nil {
 		return core.Pos{}, err
 	}
 	return pos, nil
 }
 
 // recoverInstall finishes or discards an InstallSnapshot a crash interrupted.
-func recoverInstall(dir string) error {
+func recoverInstall(fs vfs.FS, dir string) error {
 	tmp, old := dir+".install", dir+".old"
 	switch {
-	case !fileExists(dir) && fileExists(tmp) && fileExists(old):
+	case !fileExists(fs, dir) && fileExists(fs, tmp) && fileExists(fs, old):
 		// Crashed between the two renames: the install is complete.
-		if err := os.Rename(tmp, dir); err != nil {
+		if err := fs.Rename(tmp, dir); err != nil {
 			return fmt.Errorf("store %s: finish interrupted snapshot install: %w", dir, err)
 		}
-		if err := syncDir(filepath.Dir(dir)); err != nil {
+		if err := syncDir(fs, fs.PathDir(dir)); err != nil {
 			return err
 		}
-	case fileExists(dir) && fileExists(tmp):
+	case fileExists(fs, dir) && fileExists(fs, tmp):
 		// Crashed before the swap: the old store stands.
-		if err := os.RemoveAll(tmp); err != nil {
+		if err := fs.RemoveAll(tmp); err != nil {
 			return err
 		}
 	}
-	if fileExists(old) && fileExists(dir) {
-		return os.RemoveAll(old)
+	if fileExists(fs, old) && fileExists(fs, dir) {
+		return fs.RemoveAll(old)
 	}
 	return nil
 }
 
 // copyDir copies the regular files of src into a new directory dst, syncing
-// each file and dst.
-func copyDir(src, dst string) error {
-	ents, err := os.ReadDir(src)
+// each file and dst. (Pebble syncs dst's parent when it opens dst.)
+func copyDir(fs vfs.FS, src, dst string) error {
+	names, err := listDir(fs, src)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := fs.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			if e.IsDir() {
-				return fmt.Errorf("%s: unexpected subdirectory %s", src, e.Name())
+	for _, name := range names {
+		p := fs.PathJoin(src, name)
+		info, err := fs.Stat(p)
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			if info.IsDir() {
+				return fmt.Errorf("%s: unexpected subdirectory %s", src, name)
 			}
 			continue
 		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+		if err := copyFile(fs, p, fs.PathJoin(dst, name)); err != nil {
 			return err
 		}
 	}
-	return syncDir(dst)
+	return syncDir(fs, dst)
 }
 
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+func copyFile(fs vfs.FS, src, dst string) error {
+	if _, err := fs.Stat(dst); err == nil {
+		return &os.PathError{Op: "create", Path: dst, Err: os.ErrExist}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	in, err := fs.Open(src, vfs.SequentialReadsOption)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	out, err := fs.Create(dst, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
@@ -255,16 +317,9 @@ func copyFile(src, dst string) error {
 }
 
 // dirSize is the total size of the regular files under dir.
-func dirSize(dir string) (int64, error) {
+func dirSize(fs vfs.FS, dir string) (int64, error) {
 	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
+	err := walkFiles(fs, dir, "", func(_ string, info vfs.FileInfo) error {
 		n += info.Size()
 		return nil
 	})

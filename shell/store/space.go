@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,9 +93,16 @@ type DiskFreeFunc func() (free, total uint64, err error)
 // refuses unknown variables of that prefix.)
 const TestFreeFileEnv = "MUNINNTEST_DISK_FREE_FILE"
 
-func statfsFree(dir string) DiskFreeFunc {
+// fsFree reads the free space from the store's FS: statfs of the directory
+// on the OS's file system. A file system without a size (ErrUnsupported: a
+// vfs.MemFS unless its TestingSetDiskUsage was called) reports a size of 0,
+// on which the guard cannot judge and holds nothing back.
+func fsFree(fs vfs.FS, dir string) DiskFreeFunc {
 	return func() (uint64, uint64, error) {
-		u, err := vfs.Default.GetDiskUsage(dir)
+		u, err := fs.GetDiskUsage(dir)
+		if errors.Is(err, vfs.ErrUnsupported) {
+			return 0, 0, nil
+		}
 		if err != nil {
 			return 0, 0, err
 		}
@@ -104,12 +110,12 @@ func statfsFree(dir string) DiskFreeFunc {
 	}
 }
 
-// fileFree is statfsFree, overridden by the number in file while it exists.
-func fileFree(dir, file string) DiskFreeFunc {
-	real := statfsFree(dir)
+// fileFree is fsFree, overridden by the number in file while it exists.
+func fileFree(fs vfs.FS, dir, file string) DiskFreeFunc {
+	real := fsFree(fs, dir)
 	return func() (uint64, uint64, error) {
 		free, total, err := real()
-		b, ferr := os.ReadFile(file)
+		b, ferr := readFile(fs, file)
 		if ferr != nil {
 			return free, total, err
 		}
@@ -142,12 +148,13 @@ type spaceGuard struct {
 	log    *pebbleLog
 }
 
-func newSpaceGuard(dir string, stat DiskFreeFunc, ttl time.Duration, log *pebbleLog) *spaceGuard {
+func newSpaceGuard(fs vfs.FS, dir string, stat DiskFreeFunc, ttl time.Duration, log *pebbleLog) *spaceGuard {
 	if stat == nil {
-		if f := os.Getenv(TestFreeFileEnv); f != "" {
-			stat = fileFree(dir, filepath.Join(filepath.Dir(dir), f))
+		// The test file is a host file: only on the OS's file system.
+		if f := os.Getenv(TestFreeFileEnv); f != "" && vfs.Root(fs) == vfs.Default {
+			stat = fileFree(fs, dir, fs.PathJoin(fs.PathDir(dir), f))
 		} else {
-			stat = statfsFree(dir)
+			stat = fsFree(fs, dir)
 		}
 	}
 	return &spaceGuard{dir: dir, stat: stat, ttl: ttl, now: time.Now, log: log}

@@ -17,9 +17,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/muninndb/muninn/core"
 )
 
@@ -81,12 +84,32 @@ type Options struct {
 	// low disk space), rate-limited per kind. Default: discarded (errors
 	// are still returned).
 	Log *slog.Logger
-	// DiskFree reports the free space and size of the store's filesystem
-	// (default: statfs of the directory, or the TestFreeFileEnv file).
+	// DiskFree reports the free space and size of the store's filesystem.
+	// Default on the OS's file system: statfs of the directory, or the
+	// TestFreeFileEnv file. On any other FS: FS.GetDiskUsage, and no limit
+	// at all where the FS does not support it (a vfs.MemFS unless its
+	// TestingSetDiskUsage was called): no host path is looked at.
 	DiskFree DiskFreeFunc
-	// SpaceTTL is how long a free-space sample is used (default 200 ms;
-	// negative: sample every time).
+	// SpaceTTL is how long a free-space sample is used (default 200 ms, or
+	// every time when Deterministic; negative: sample every time).
 	SpaceTTL time.Duration
+	// FS is the file system the store lives on (default vfs.Default, the
+	// OS's). Every file operation of the store goes through it: Pebble's
+	// own, the marker and IDENTITY files, the write-ahead log check,
+	// checkpoints, snapshot installs and their recovery. The simulator runs
+	// the store on vfs.NewCrashableMem and crashes it with CrashClone.
+	FS vfs.FS
+	// NewIdentity mints the store identity when a store is created
+	// (default: NewIdentity, from crypto/rand). When it is set the store
+	// reads no global randomness: the simulator passes a seeded function.
+	NewIdentity func() uint64
+	// Deterministic is for the simulator: Pebble runs nothing in the
+	// background that could change what a crash of the file system keeps
+	// or what reads return, and nothing whose outcome depends on timing
+	// (see deterministicOptions). A store that is written too much for it
+	// (tens of MiB between restarts) still works, only no longer
+	// deterministically. Not for production.
+	Deterministic bool
 }
 
 // ErrFenced is returned (wrapped) when a save would move the node's epoch
@@ -100,7 +123,8 @@ var ErrClosed = errors.New("store: closed")
 // saves are applied one at a time and share fsyncs (see Save).
 type Store struct {
 	dir  string
-	opts Options
+	opts Options // FS and NewIdentity set
+	fs   vfs.FS
 
 	mu       sync.Mutex // serializes saves, prunes, checkpoints and installs
 	db       *pebble.DB
@@ -127,10 +151,10 @@ type Store struct {
 // is damaged before records synced after the damage is refused (checkWAL);
 // a torn tail left by a crash mid-write is not damage.
 func Open(dir string, opts Options) (*Store, error) {
-	if err := recoverInstall(dir); err != nil {
+	s := newStore(dir, opts)
+	if err := recoverInstall(s.fs, dir); err != nil {
 		return nil, err
 	}
-	s := newStore(dir, opts)
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -139,28 +163,39 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // newStore sets up a Store for dir, not opened yet.
 func newStore(dir string, opts Options) *Store {
-	s := &Store{dir: dir, opts: opts}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.NewIdentity == nil {
+		opts.NewIdentity = NewIdentity
+	}
+	s := &Store{dir: dir, opts: opts, fs: opts.FS}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s.plog = newPebbleLog(log)
 	ttl := opts.SpaceTTL
-	if ttl == 0 {
+	switch {
+	case ttl == 0 && opts.Deterministic:
+		// A cached sample would be used for a wall-clock time: whether a
+		// save is refused for space would depend on timing.
+		ttl = -1
+	case ttl == 0:
 		ttl = spaceTTL
 	}
-	s.space = newSpaceGuard(dir, opts.DiskFree, ttl, s.plog)
+	s.space = newSpaceGuard(s.fs, dir, opts.DiskFree, ttl, s.plog)
 	return s
 }
 
 func (s *Store) open() error {
 	dir := s.dir
-	existed := fileExists(filepath.Join(dir, markerFile))
+	existed := fileExists(s.fs, s.fs.PathJoin(dir, markerFile))
 	if !existed {
-		if err := refuseOrphanFiles(dir); err != nil {
+		if err := refuseOrphanFiles(s.fs, dir); err != nil {
 			return err
 		}
-	} else if err := checkWAL(dir); err != nil {
+	} else if err := checkWAL(s.fs, dir); err != nil {
 		return err
 	}
 	size := s.opts.CacheSize
@@ -169,11 +204,15 @@ func (s *Store) open() error {
 	}
 	cache := pebble.NewCache(size)
 	po := &pebble.Options{
+		FS:                 s.fs,
 		Cache:              cache,
 		Logger:             s.plog,
 		ErrorIfNotExists:   existed,
 		FormatMajorVersion: pebbleFormat,
 		EventListener:      s.listener(s.plog),
+	}
+	if s.opts.Deterministic {
+		deterministicOptions(po)
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
@@ -188,12 +227,13 @@ func (s *Store) open() error {
 		return fmt.Errorf("store %s: open: %w", dir, err)
 	}
 	s.db, s.cache = db, cache
+	s.settle()
 	if err := s.loadMeta(!existed); err != nil {
 		s.closeDB()
 		return err
 	}
 	if !existed {
-		if err := writeFileSync(filepath.Join(dir, markerFile), []byte(formatValue+"\n")); err != nil {
+		if err := writeFileSync(s.fs, s.fs.PathJoin(dir, markerFile), []byte(formatValue+"\n")); err != nil {
 			s.closeDB()
 			return fmt.Errorf("store %s: %w", dir, err)
 		}
@@ -203,18 +243,18 @@ func (s *Store) open() error {
 
 // refuseOrphanFiles refuses a directory holding Pebble files but no store
 // marker, which would otherwise be opened as a fresh, empty DB.
-func refuseOrphanFiles(dir string) error {
-	ents, err := os.ReadDir(dir)
+func refuseOrphanFiles(fs vfs.FS, dir string) error {
+	names, err := listDir(fs, dir)
 	if err != nil {
-		if os.IsNotExist(err) {
+		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		return fmt.Errorf("store %s: %w", dir, err)
 	}
-	for _, e := range ents {
-		switch filepath.Ext(e.Name()) {
+	for _, name := range names {
+		switch filepath.Ext(name) {
 		case ".sst", ".log", ".blob":
-			return fmt.Errorf("store %s: holds %s but no %s marker: not a MuninnDB store, or a damaged one; refusing to start empty", dir, e.Name(), markerFile)
+			return fmt.Errorf("store %s: holds %s but no %s marker: not a MuninnDB store, or a damaged one; refusing to start empty", dir, name, markerFile)
 		}
 	}
 	return nil
@@ -373,13 +413,16 @@ func (s *Store) Identity() uint64 { return s.identity }
 const identityFile = "IDENTITY"
 
 func (s *Store) loadIdentity() error {
-	id, err := readIdentity(s.dir)
+	id, err := readIdentity(s.fs, s.dir)
 	if err != nil || id != 0 {
 		s.identity = id
 		return err
 	}
-	id = NewIdentity()
-	if err := writeIdentity(s.dir, id); err != nil {
+	id = s.opts.NewIdentity()
+	if id == 0 {
+		return fmt.Errorf("store %s: Options.NewIdentity returned 0, which is not an identity", s.dir)
+	}
+	if err := writeIdentity(s.fs, s.dir, id); err != nil {
 		return fmt.Errorf("store %s: write %s: %w", s.dir, identityFile, err)
 	}
 	s.identity = id
@@ -387,9 +430,9 @@ func (s *Store) loadIdentity() error {
 }
 
 // readIdentity reads dir's identity file: 0 when there is none.
-func readIdentity(dir string) (uint64, error) {
-	b, err := os.ReadFile(filepath.Join(dir, identityFile))
-	if os.IsNotExist(err) {
+func readIdentity(fs vfs.FS, dir string) (uint64, error) {
+	b, err := readFile(fs, fs.PathJoin(dir, identityFile))
+	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
@@ -402,8 +445,8 @@ func readIdentity(dir string) (uint64, error) {
 	return id, nil
 }
 
-func writeIdentity(dir string, id uint64) error {
-	return writeFileSync(filepath.Join(dir, identityFile), fmt.Appendf(nil, "%016x\n", id))
+func writeIdentity(fs vfs.FS, dir string, id uint64) error {
+	return writeFileSync(fs, fs.PathJoin(dir, identityFile), fmt.Appendf(nil, "%016x\n", id))
 }
 
 // NewIdentity draws a fresh non-zero store identity.
@@ -419,14 +462,34 @@ func NewIdentity() uint64 {
 	}
 }
 
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
+func fileExists(fs vfs.FS, p string) bool {
+	_, err := fs.Stat(p)
 	return err == nil
 }
 
+// listDir lists dir's entries, sorted (a MemFS lists in map order).
+func listDir(fs vfs.FS, dir string) ([]string, error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// readFile reads a whole file.
+func readFile(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
 // writeFileSync writes a file and syncs it and its directory.
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
+func writeFileSync(fs vfs.FS, path string, b []byte) error {
+	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
@@ -441,11 +504,11 @@ func writeFileSync(path string, b []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return syncDir(fs, fs.PathDir(path))
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
 	if err != nil {
 		return err
 	}

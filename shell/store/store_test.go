@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/core/engram"
 )
@@ -365,7 +366,7 @@ func TestCheckpointInstall(t *testing.T) {
 	if _, ok, _ := b.Get("v", testID(19)); ok {
 		t.Fatal("rollback after install failed")
 	}
-	if fileExists(bdir+".old") || fileExists(bdir+".install") {
+	if fileExists(vfs.Default, bdir+".old") || fileExists(vfs.Default, bdir+".install") {
 		t.Fatal("install left directories behind")
 	}
 	// An older snapshot than the commit point is refused.
@@ -401,16 +402,16 @@ func TestRecoverInstall(t *testing.T) {
 	s.Close()
 	// Crash between the renames: dir gone, .install complete, .old present.
 	os.Rename(dir, dir+".old")
-	copyDir(snap, dir+".install")
+	copyDir(vfs.Default, snap, dir+".install")
 	s = openT(t, dir)
-	if _, ok, _ := s.Get("v", testID(1)); !ok || fileExists(dir+".old") || fileExists(dir+".install") {
+	if _, ok, _ := s.Get("v", testID(1)); !ok || fileExists(vfs.Default, dir+".old") || fileExists(vfs.Default, dir+".install") {
 		t.Fatal("interrupted install not finished")
 	}
 	s.Close()
 	// Crash before the swap: a stale .install is discarded.
-	copyDir(snap, dir+".install")
+	copyDir(vfs.Default, snap, dir+".install")
 	s = openT(t, dir)
-	if fileExists(dir + ".install") {
+	if fileExists(vfs.Default, dir+".install") {
 		t.Fatal("stale install kept")
 	}
 }

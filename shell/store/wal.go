@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/record"
@@ -40,20 +38,20 @@ var pebbleFormat = pebble.FormatWALSyncChunks
 // leaves undecided gets a second look (laterRecord): the rest of the
 // damaged block, and logs written before the store was upgraded, which
 // carry no sync offsets.
-func checkWAL(dir string) error {
-	logs, err := wal.Scan(wal.Dir{FS: vfs.Default, Dirname: dir})
+func checkWAL(fs vfs.FS, dir string) error {
+	logs, err := wal.Scan(wal.Dir{FS: fs, Dirname: dir})
 	if err != nil {
 		return fmt.Errorf("store %s: listing the write-ahead logs: %w", dir, err)
 	}
 	for _, ll := range logs {
-		if err := checkLog(dir, ll); err != nil {
+		if err := checkLog(fs, dir, ll); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkLog(dir string, ll wal.LogicalLog) error {
+func checkLog(fs vfs.FS, dir string, ll wal.LogicalLog) error {
 	r := ll.OpenForRead()
 	defer r.Close()
 	for {
@@ -67,20 +65,20 @@ func checkLog(dir string, ll wal.LogicalLog) error {
 		case errors.Is(err, io.EOF):
 			return nil
 		case errors.Is(err, record.ErrInvalidChunk), errors.Is(err, record.ErrZeroedChunk), pebble.IsCorruptionError(err):
-			return walDamaged(dir, off.PhysicalFile, off.Physical, err, "records written and synced after it follow")
+			return walDamaged(fs, dir, off.PhysicalFile, off.Physical, err, "records written and synced after it follow")
 		case errors.Is(err, record.ErrUnexpectedEOF):
 			// What Pebble replays as a torn tail: look again.
-			at, err := laterRecord(off.PhysicalFile, uint32(ll.Num), off.Physical)
+			at, err := laterRecord(fs, off.PhysicalFile, uint32(ll.Num), off.Physical)
 			if err != nil {
-				return fmt.Errorf("store %s: reading the write-ahead log %s: %w", dir, filepath.Base(off.PhysicalFile), err)
+				return fmt.Errorf("store %s: reading the write-ahead log %s: %w", dir, fs.PathBase(off.PhysicalFile), err)
 			}
 			if at >= 0 {
-				return walDamaged(dir, off.PhysicalFile, off.Physical, record.ErrInvalidChunk,
+				return walDamaged(fs, dir, off.PhysicalFile, off.Physical, record.ErrInvalidChunk,
 					fmt.Sprintf("an intact record written after it follows at offset %d", at))
 			}
 			return nil
 		default:
-			name := filepath.Base(off.PhysicalFile)
+			name := fs.PathBase(off.PhysicalFile)
 			if name == "." {
 				name = ll.String()
 			}
@@ -89,10 +87,10 @@ func checkLog(dir string, ll wal.LogicalLog) error {
 	}
 }
 
-func walDamaged(dir, file string, offset int64, err error, why string) error {
+func walDamaged(fs vfs.FS, dir, file string, offset int64, err error, why string) error {
 	return fmt.Errorf("store %s: the write-ahead log %s is damaged at offset %d (%v), and %s: starting would silently drop writes this node acknowledged, so it refuses to start. "+
 		"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh Lobe and copies the data from the Cortex (docs/storage.md, \"Damage\")",
-		dir, filepath.Base(file), offset, err, why)
+		dir, fs.PathBase(file), offset, err, why)
 }
 
 // Pebble's WAL chunk format (pebble/v2/record): 32 KiB blocks of chunks,
@@ -129,8 +127,8 @@ func walChecksum(b []byte) uint32 {
 // The scan tries every offset, since the damage may have hit a chunk's
 // length; a chunk counts only with a known type, this log's number and a
 // matching CRC-32C, which random bytes pass with odds of about 2^-32.
-func laterRecord(path string, logNum uint32, from int64) (int64, error) {
-	buf, err := os.ReadFile(path)
+func laterRecord(fs vfs.FS, path string, logNum uint32, from int64) (int64, error) {
+	buf, err := readFile(fs, path)
 	if err != nil {
 		return -1, err
 	}
