@@ -153,6 +153,16 @@ func (n *Node) proposeMembers(id uint64, ms Members) {
 	}
 }
 
+// TakesSnapshot reports whether a snapshot ending at pos would move this
+// node forward: SnapshotInstalled ignores one whose pos the log already
+// holds with nothing missing before it. The driver asks before the store
+// replaces anything (rule 7), so a stream that arrives late (its Cortex
+// deposed, or the node caught up by appends meanwhile) never cuts back a
+// log whose entries this node has acknowledged.
+func (n *Node) TakesSnapshot(pos Pos) bool {
+	return n.log.last().Less(pos) || !n.log.has(pos)
+}
+
 // SnapshotInstalled tells a follower its driver installed a snapshot taken
 // at pos, by a Cortex of epoch, with membership ms: the log restarts there,
 // and the node moves to that epoch if it was behind.

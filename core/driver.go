@@ -34,7 +34,10 @@ type Storage interface {
 	DiskFull() (bool, string)
 	// InstallSnapshot replaces the store's state with the checkpoint in
 	// dir, keeping the store's identity, and reports what it now holds.
-	InstallSnapshot(dir string) (Installed, error)
+	// It calls accept with the checkpoint's position before it changes
+	// anything, and installs nothing when accept returns an error (which
+	// it returns, wrapped).
+	InstallSnapshot(dir string, accept func(Pos) error) (Installed, error)
 }
 
 // Installed is what a store holds after installing a snapshot.
@@ -74,6 +77,10 @@ type Logger interface {
 
 // ErrNoSpace is what Storage errors wrap when the disk has no room.
 var ErrNoSpace = errors.New("not enough disk space")
+
+// ErrSnapshotBehind refuses a snapshot the node does not need (see
+// Node.TakesSnapshot).
+var ErrSnapshotBehind = errors.New("snapshot behind this node's log")
 
 // HoldRetry is how often a held Ready's save is retried.
 const HoldRetry = 250 * time.Millisecond
@@ -310,7 +317,16 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 	if d.held != nil {
 		return nil // the stream is sent again once the node answers
 	}
-	in, err := d.Storage.InstallSnapshot(dir)
+	in, err := d.Storage.InstallSnapshot(dir, func(pos Pos) error {
+		if !d.Node.TakesSnapshot(pos) {
+			return fmt.Errorf("%w: the snapshot ends at %s, which this node's log already holds (up to %s)", ErrSnapshotBehind, pos, d.Node.Last())
+		}
+		return nil
+	})
+	if errors.Is(err, ErrSnapshotBehind) {
+		d.logger().Info("snapshot not installed", "from", from, "reason", err)
+		return nil
+	}
 	if err != nil {
 		d.logger().Error("installing snapshot failed", "from", from, "err", err)
 		return nil

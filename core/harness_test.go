@@ -146,7 +146,7 @@ func (h tshell) Prune(cp Compaction) error {
 
 func (h tshell) Admit(int) error          { return nil }
 func (h tshell) DiskFull() (bool, string) { return false, "" }
-func (h tshell) InstallSnapshot(string) (Installed, error) {
+func (h tshell) InstallSnapshot(string, func(Pos) error) (Installed, error) {
 	return Installed{}, fmt.Errorf("the harness streams no snapshots")
 }
 

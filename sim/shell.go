@@ -43,8 +43,8 @@ func (h simShell) Prune(c core.Compaction) error { return h.sn.st.Prune(c) }
 func (h simShell) Admit(n int) error             { return h.sn.st.Admit(n) }
 func (h simShell) DiskFull() (bool, string)      { return h.sn.st.DiskFull() }
 
-func (h simShell) InstallSnapshot(dir string) (core.Installed, error) {
-	in, err := h.sn.st.InstallSnapshot(dir)
+func (h simShell) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
+	in, err := h.sn.st.InstallSnapshot(dir, accept)
 	if err == nil {
 		h.sn.w.chk.onInstalled(h.sn, in)
 	}

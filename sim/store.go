@@ -267,11 +267,14 @@ func (s *Store) Stage(img *snapImage) (string, error) {
 
 // InstallSnapshot replaces the log and the state machine with the staged
 // snapshot's; the quarantine and the identity stay this store's.
-func (s *Store) InstallSnapshot(dir string) (core.Installed, error) {
+func (s *Store) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	img := s.staged[dir]
 	delete(s.staged, dir)
 	if img == nil {
 		return core.Installed{}, fmt.Errorf("model store: no snapshot staged at %s", dir)
+	}
+	if err := accept(img.snap); err != nil {
+		return core.Installed{}, err
 	}
 	if err := s.disk.beforeSave(true); err != nil {
 		return core.Installed{}, err

@@ -80,9 +80,9 @@ func (p *pebbleStore) Admit(n int) error {
 
 func (p *pebbleStore) DiskFull() (bool, string) { return p.st.DiskFull() }
 
-func (p *pebbleStore) InstallSnapshot(dir string) (core.Installed, error) {
+func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	defer p.mem.RemoveAll(dir)
-	pos, err := p.st.InstallSnapshot(dir)
+	pos, err := p.st.InstallSnapshotIf(dir, accept)
 	if err != nil {
 		return core.Installed{}, err
 	}

@@ -41,8 +41,8 @@ func (s nodeStorage) Admit(n int) error { return s.n.store.Admit(n) }
 
 func (s nodeStorage) DiskFull() (bool, string) { return s.n.store.DiskFull() }
 
-func (s nodeStorage) InstallSnapshot(dir string) (core.Installed, error) {
-	pos, err := s.n.store.InstallSnapshot(dir)
+func (s nodeStorage) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
+	pos, err := s.n.store.InstallSnapshotIf(dir, accept)
 	if err != nil {
 		return core.Installed{}, err
 	}

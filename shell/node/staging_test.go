@@ -197,7 +197,13 @@ func TestStagingRemovedAfterInstallAndAbandonment(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb.snapshotDone(cx.ID(), "bbbb", b, true)
-	waitUntil(t, "the snapshot installed", func() bool { return strings.Contains(lbLog.String(), "installed snapshot from "+string(cx.ID())) })
+	// The Lobe already holds everything the checkpoint holds, so the
+	// driver declines to install it (core.Node.TakesSnapshot): either way
+	// the stream was handled and its staging goes.
+	waitUntil(t, "the snapshot handled", func() bool {
+		l := lbLog.String()
+		return strings.Contains(l, "installed snapshot from "+string(cx.ID())) || strings.Contains(l, "snapshot not installed")
+	})
 	waitUntil(t, "the installed snapshot's staging removed", func() bool { return !exists(b) })
 }
 

@@ -133,6 +133,15 @@ func walkFiles(fs vfs.FS, dir, rel string, fn func(rel string, info vfs.FileInfo
 // <dir>, the parent directory synced and <dir>.old removed. Open finishes or
 // discards an install a crash interrupted. from is not modified.
 func (s *Store) InstallSnapshot(from string) (core.Pos, error) {
+	return s.InstallSnapshotIf(from, nil)
+}
+
+// InstallSnapshotIf is InstallSnapshot, asking accept first: once the
+// checkpoint's position is known and before anything of the store changes,
+// accept (if set) may refuse it, and its error is returned wrapped. The
+// driver refuses a snapshot its node does not need, so a stream that
+// arrives late never cuts back a log whose entries were acknowledged.
+func (s *Store) InstallSnapshotIf(from string, accept func(core.Pos) error) (core.Pos, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
@@ -155,6 +164,9 @@ func (s *Store) InstallSnapshot(from string) (core.Pos, error) {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
 	pos, err := s.prepareInstall(tmp)
+	if err == nil && accept != nil {
+		err = accept(pos)
+	}
 	if err != nil {
 		fs.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
