@@ -155,11 +155,17 @@ func (n *Node) proposeMembers(id uint64, ms Members) {
 
 // TakesSnapshot reports whether a snapshot ending at pos would move this
 // node forward: SnapshotInstalled ignores one whose pos the log already
-// holds with nothing missing before it. The driver asks before the store
+// holds with nothing missing before it, or one at or below its own
+// compacted prefix (seed 15: a new Cortex's checkpoint, capped at its
+// commit point, cut back a Lobe that had compacted past it). The driver
+// asks before the store
 // replaces anything (rule 7), so a stream that arrives late (its Cortex
 // deposed, or the node caught up by appends meanwhile) never cuts back a
 // log whose entries this node has acknowledged.
 func (n *Node) TakesSnapshot(pos Pos) bool {
+	if pos.Seq <= n.log.snap.Seq {
+		return false // compacted past it: everything there is committed
+	}
 	return n.log.last().Less(pos) || !n.log.has(pos)
 }
 
@@ -182,8 +188,26 @@ func (n *Node) SnapshotInstalled(now Time, pos Pos, epoch Epoch, ms Members) {
 		n.hs.Commit = pos
 	}
 	if n.cortex != "" {
-		n.send(Message{Type: MsgAppendResp, To: n.cortex, Match: pos})
+		n.send(Message{Type: MsgAppendResp, To: n.cortex, Match: pos, SentAt: n.echoAt})
 	}
+}
+
+// SnapshotDeclined tells a follower its driver did not install a snapshot
+// ending at pos because the log already holds it (TakesSnapshot). The
+// Cortex, which waits for an answer before it replicates to this node
+// again (rule 7), is told what the log holds in agreement with it: pos, or
+// the compacted prefix, which is committed (seed 15: without this answer
+// the Cortex waited on the snapshot forever).
+func (n *Node) SnapshotDeclined(now Time, pos Pos) {
+	n.advanceClock(now)
+	if n.cortex == "" || n.role == RoleCortex {
+		return
+	}
+	match := n.log.snap
+	if n.log.has(pos) {
+		match = pos
+	}
+	n.send(Message{Type: MsgAppendResp, To: n.cortex, Match: match, SentAt: n.echoAt})
 }
 
 // SnapshotFailed tells the Cortex a snapshot to a peer did not complete, so

@@ -317,7 +317,9 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 	if d.held != nil {
 		return nil // the stream is sent again once the node answers
 	}
+	var offered Pos
 	in, err := d.Storage.InstallSnapshot(dir, func(pos Pos) error {
+		offered = pos
 		if !d.Node.TakesSnapshot(pos) {
 			return fmt.Errorf("%w: the snapshot ends at %s, which this node's log already holds (up to %s)", ErrSnapshotBehind, pos, d.Node.Last())
 		}
@@ -325,7 +327,8 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 	})
 	if errors.Is(err, ErrSnapshotBehind) {
 		d.logger().Info("snapshot not installed", "from", from, "reason", err)
-		return nil
+		d.Node.SnapshotDeclined(now, offered)
+		return d.Drive(now)
 	}
 	if err != nil {
 		d.logger().Error("installing snapshot failed", "from", from, "err", err)

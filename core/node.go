@@ -84,6 +84,10 @@ type Node struct {
 	role       Role
 	cortex     NodeID
 	lastHeard  Time
+	// echoAt is the latest send time (the Cortex's clock) of what this
+	// follower has heard from its Cortex: answers that are not echoes
+	// carry it, so the Cortex never takes them for older than they are.
+	echoAt Time
 	sdown      bool
 	odown      bool
 	reportDue  Time

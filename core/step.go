@@ -38,7 +38,9 @@ func (n *Node) heardCortex(m Message) {
 			return
 		}
 		n.becomeFollower(m.Epoch, m.From)
+		n.echoAt = 0 // another Cortex, another clock
 	}
+	n.echoAt = max(n.echoAt, m.SentAt)
 	n.lastHeard = n.now
 	n.electionAt = Never
 	if n.sdown {
