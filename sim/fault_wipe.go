@@ -66,6 +66,9 @@ func (f *Faults) wipe() {
 	} else {
 		sn.st = f.w.newNodeStore(sn)
 	}
+	// The new identity is the node's from now on, not from its restart:
+	// rejoined compares the memberships with it.
+	sn.cfg.Store = sn.st.Identity()
 	sn.wiped = true
 	sn.maxEpoch = 0
 	f.w.record("wipe", sn.id, sn.cfg.Store, 0, func() string { return how })
