@@ -81,13 +81,13 @@ type Node struct {
 	members  Members
 	changeAt Seq // seq of the membership entry in force (0: base)
 
-	role       Role
-	cortex     NodeID
-	lastHeard  Time
+	role      Role
+	cortex    NodeID
+	lastHeard Time
 	// echoAt is the latest send time (the Cortex's clock) of what this
 	// follower has heard from its Cortex: answers that are not echoes
 	// carry it, so the Cortex never takes them for older than they are.
-	echoAt Time
+	echoAt     Time
 	sdown      bool
 	odown      bool
 	reportDue  Time
