@@ -15,6 +15,7 @@ import (
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/mbp"
+	"github.com/muninndb/muninn/shell/retry"
 	"github.com/muninndb/muninn/shell/store"
 )
 
@@ -29,6 +30,9 @@ type Node struct {
 	reqs     chan request
 	inbox    chan core.Message
 	stop     chan struct{}
+	// stopped ends when stop is closed (for waits that take a context).
+	stopped    context.Context
+	endStopped context.CancelFunc
 	done     chan struct{}
 	snapIn   chan snapInstall
 	snapFail chan core.NodeID
@@ -108,6 +112,7 @@ func Start(opts Options) (*Node, error) {
 		waiters: map[uint64]chan core.Result{}, serves: map[uint64]func(){}, metrics: newMetrics(opts.ID),
 		staging: staging{active: map[string]int{}, gen: map[string]uint64{}, timers: map[string]*time.Timer{}},
 	}
+	n.stopped, n.endStopped = context.WithCancel(context.Background())
 	// Snapshot staging left by a stop or a kill is stale: its stream is
 	// sent again from the start.
 	if err := clearStaging(opts.DataDir); err != nil {
@@ -226,6 +231,7 @@ func (n *Node) startTransport() error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
+		n.endStopped()
 		<-n.done
 		n.bg.Wait()
 		n.staging.close()
@@ -272,30 +278,37 @@ func (n *Node) Write(ctx context.Context, payload []byte, d core.Durability) (co
 	return r.Pos, nil
 }
 
-// hold calls the loop, retrying while the cluster is between Cortexes.
+// hold calls the loop, retrying while the cluster is between Cortexes
+// (shell/retry's Hold policy, within ForwardWait).
 func (n *Node) hold(ctx context.Context, req request) (core.Result, error) {
-	deadline := time.Now().Add(n.opts.ForwardWait)
-	backoff := 5 * time.Millisecond
-	for {
-		r, err := n.call(ctx, req)
-		if err != nil {
-			return r, err
+	var r core.Result
+	var callErr error
+	wait, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.stopped, cancel)()
+	err := retry.Do(wait, retry.Hold(n.opts.ForwardWait), func() error {
+		r, callErr = n.call(ctx, req)
+		switch {
+		case callErr != nil:
+			return retry.Permanent(callErr)
+		case r.Err == nil:
+			return nil
+		case r.Err.Code != core.CodeNoCortex && r.Err.Code != core.CodeTransferring:
+			return retry.Permanent(r.Err)
 		}
-		if r.Err == nil {
-			return r, nil
-		}
-		if (r.Err.Code != core.CodeNoCortex && r.Err.Code != core.CodeTransferring) || time.Now().After(deadline) {
-			return r, r.Err
-		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-n.stop:
-			return r, ErrStopped
-		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		return r.Err
+	})
+	switch {
+	case callErr != nil:
+		return r, callErr
+	case err == nil:
+		return r, nil
+	case ctx.Err() != nil:
+		return r, ctx.Err()
+	case n.stopped.Err() != nil:
+		return r, ErrStopped
 	}
+	return r, r.Err
 }
 
 // Read serves a read at level c: serve reads the store. An eventual read is

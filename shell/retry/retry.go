@@ -55,6 +55,13 @@ func Request(budget time.Duration) Policy {
 	return p
 }
 
+// Hold is the node holding a request while the cluster is between
+// Cortexes (shell/node, rule 13): 5 ms doubling to 100 ms, no jitter,
+// within window.
+func Hold(window time.Duration) Policy {
+	return Policy{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond, MaxElapsed: window}
+}
+
 // Redial is the transport's redial of a peer and resume of a broken
 // snapshot stream (shell/mbp): min doubling to max, half of each delay
 // random, for as long as the context lasts.
