@@ -27,19 +27,19 @@ type Node struct {
 	tr     *mbp.Transport // nil when standalone
 	origin time.Time
 
-	reqs     chan request
-	inbox    chan core.Message
-	stop     chan struct{}
+	reqs  chan request
+	inbox chan core.Message
+	stop  chan struct{}
 	// stopped ends when stop is closed (for waits that take a context).
 	stopped    context.Context
 	endStopped context.CancelFunc
-	done     chan struct{}
-	snapIn   chan snapInstall
-	snapFail chan core.NodeID
-	fatal    chan error
-	status   atomic.Pointer[Snapshot]
-	nextID   atomic.Uint64
-	metrics  *Metrics
+	done       chan struct{}
+	snapIn     chan snapInstall
+	snapFail   chan core.NodeID
+	fatal      chan error
+	status     atomic.Pointer[Snapshot]
+	nextID     atomic.Uint64
+	metrics    *Metrics
 
 	// loop-owned
 	core    *core.Node
