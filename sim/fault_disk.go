@@ -27,6 +27,17 @@ type diskFaults struct {
 	// failed is the error of the last injected failure, to tell it from a
 	// bug.
 	failed error
+	// saving: a save is under way (store_pebble.go).
+	saving bool
+}
+
+// walSyncFails is the Pebble file system's check at a WAL sync: only a
+// save's sync fails.
+func (d *diskFaults) walSyncFails() error {
+	if !d.saving {
+		return nil
+	}
+	return d.syncFails()
 }
 
 // errInjected marks a failure this file injected.

@@ -84,3 +84,21 @@ func TestFailoverTiming(t *testing.T) {
 		}
 	})
 }
+
+// TestStoresAgree is a differential test of the model store against the
+// real one: the trace hash covers every delivered message, tick, fault,
+// client outcome and event, so two runs of a seed agree only if every save,
+// read, truncation, quarantine, refusal for space and snapshot of the model
+// behaved as shell/store on Pebble did.
+func TestStoresAgree(t *testing.T) {
+	n := 40
+	if testing.Short() {
+		n = 10
+	}
+	for seed := uint64(1); seed <= uint64(n); seed++ {
+		m, p := Run(seed, opts()), Run(seed, pebbleOpts())
+		if m.TraceHash != p.TraceHash {
+			t.Errorf("seed %d: the model store's trace %016x differs from Pebble's %016x: replay both with --trace and diff (%s)", seed, m.TraceHash, p.TraceHash, p.ReplayCommand())
+		}
+	}
+}

@@ -44,7 +44,7 @@ type nodeStore interface {
 }
 
 // snapImage is a checkpoint in flight: files for Pebble, a frozen copy for
-// the model.
+// the model. size is the state machine's bytes (dataSize).
 type snapImage struct {
 	files []snapFile
 	model *Store
@@ -86,6 +86,15 @@ func dataEqual(a, b engram.KV) (bool, string) {
 		return false, fmt.Sprintf("key %q", xs[i].k)
 	}
 	return true, ""
+}
+
+// dataSize is the bytes of a state machine's keys and values: what a
+// snapshot stream is cut into chunks by, the same for both stores, so the
+// model and Pebble run the same trace.
+func dataSize(kv engram.KV) int {
+	n := 0
+	kv.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool { n += len(k) + len(v); return true })
+	return n
 }
 
 // dataLen counts the keys of a state machine.

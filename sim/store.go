@@ -201,6 +201,10 @@ func (s *Store) Save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) 
 	if err := s.disk.beforeSave(sync); err != nil {
 		return err
 	}
+	if len(rd.Entries) > 0 && s.disk != nil && s.disk.full {
+		// As shell/store: entries are refused below half the reserve.
+		return fmt.Errorf("%w: the disk of %s is full (%w)", core.ErrNoSpace, s.disk.node, errInjected)
+	}
 	last := s.Last()
 	if t := rd.Truncate; t != nil {
 		if t.After.Seq < s.snap.Seq || t.After.Seq > last.Seq {
@@ -250,9 +254,7 @@ func (s *Store) DropQuarantine(p core.Pos) (bool, error) {
 func (s *Store) Checkpoint() (*snapImage, error) {
 	c := s.clone()
 	c.compact(c.Last(), c.Members())
-	size := 0
-	c.kv.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool { size += len(k) + len(v); return true })
-	return &snapImage{model: c, size: size}, nil
+	return &snapImage{model: c, size: dataSize(c.kv)}, nil
 }
 
 // Stage keeps a streamed snapshot for InstallSnapshot.
@@ -275,6 +277,9 @@ func (s *Store) InstallSnapshot(dir string, accept func(core.Pos) error) (core.I
 	}
 	if err := accept(img.snap); err != nil {
 		return core.Installed{}, err
+	}
+	if s.disk != nil && s.disk.full {
+		return core.Installed{}, fmt.Errorf("%w: the disk of %s has no room for a snapshot (%w)", core.ErrNoSpace, s.disk.node, errInjected)
 	}
 	if err := s.disk.beforeSave(true); err != nil {
 		return core.Installed{}, err

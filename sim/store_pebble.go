@@ -53,6 +53,11 @@ func (p *pebbleStore) open(identity func() uint64) error {
 }
 
 func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
+	// An armed fsync failure hits a save's sync, as the model's does. (A
+	// checkpoint's own WAL sync failing makes Pebble fatal: the process
+	// dies, which the crash fault covers.)
+	p.disk.saving = true
+	defer func() { p.disk.saving = false }()
 	err := p.st.Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
 		Rejected: func(pos core.Pos, why error) {
 			p.rejects++
@@ -222,7 +227,7 @@ func (p *pebbleStore) Checkpoint() (*snapImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := &snapImage{}
+	img := &snapImage{size: dataSize(p.st.ReadKV())}
 	for _, name := range names {
 		f, err := p.mem.Open(p.mem.PathJoin(dir, name))
 		if err != nil {
@@ -234,7 +239,6 @@ func (p *pebbleStore) Checkpoint() (*snapImage, error) {
 			return nil, err
 		}
 		img.files = append(img.files, snapFile{name: name, data: b})
-		img.size += len(b)
 	}
 	return img, nil
 }
@@ -302,21 +306,21 @@ type faultFile struct {
 }
 
 func (f faultFile) Sync() error {
-	if err := f.disk.syncFails(); err != nil {
+	if err := f.disk.walSyncFails(); err != nil {
 		return err
 	}
 	return f.File.Sync()
 }
 
 func (f faultFile) SyncData() error {
-	if err := f.disk.syncFails(); err != nil {
+	if err := f.disk.walSyncFails(); err != nil {
 		return err
 	}
 	return f.File.SyncData()
 }
 
 func (f faultFile) SyncTo(length int64) (bool, error) {
-	if err := f.disk.syncFails(); err != nil {
+	if err := f.disk.walSyncFails(); err != nil {
 		return false, err
 	}
 	return f.File.SyncTo(length)
