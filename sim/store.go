@@ -253,6 +253,11 @@ func (s *Store) DropQuarantine(p core.Pos) (bool, error) {
 // machine, membership, hard state.
 func (s *Store) Checkpoint() (*snapImage, error) {
 	c := s.clone()
+	// As shell/store's capAtCommit: entries above the commit point are
+	// rolled back, a snapshot holds only what is committed.
+	if commit := c.hs.Commit.Seq; commit < c.Last().Seq && commit >= c.snap.Seq {
+		c.truncate(commit, "snapshot capped at the sender's commit point", 0)
+	}
 	c.compact(c.Last(), c.Members())
 	return &snapImage{model: c, size: dataSize(c.kv)}, nil
 }

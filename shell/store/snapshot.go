@@ -209,6 +209,9 @@ func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
 		return core.Pos{}, err
 	}
 	defer snap.closeDB()
+	if err := snap.capAtCommit(); err != nil {
+		return core.Pos{}, err
+	}
 	pos := snap.last
 	if pos.Seq < s.hs.Commit.Seq {
 		return core.Pos{}, fmt.Errorf("snapshot at %s is behind the local commit point %s", pos, s.hs.Commit)
@@ -247,6 +250,35 @@ func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
 		return core.Pos{}, err
 	}
 	return pos, nil
+}
+
+// capAtCommit rolls a checkpoint back to its sender's commit point. A
+// checkpoint holds the sender's whole log, entries above the commit point
+// included (applied on receipt, rule 9); a failover may still remove those,
+// while the node that installs a snapshot counts all of it committed (its
+// log restarts at the snapshot's end, rule 7). So the entries above are
+// undone here, through their undo records, and come again as appends. The
+// sender's recorded commit point may lag: that only makes the snapshot
+// end earlier.
+func (s *Store) capAtCommit() error {
+	c := s.hs.Commit
+	if c.Seq >= s.last.Seq {
+		return nil
+	}
+	at := s.base
+	if c.Seq > s.base.Seq {
+		es, err := s.Entries(c.Seq, c.Seq)
+		if err != nil {
+			return err
+		}
+		if len(es) != 1 {
+			return fmt.Errorf("snapshot: the entry at its commit point %s is missing", c)
+		}
+		at = es[0].Pos
+	}
+	// The quarantine records this writes are replaced by the installing
+	// node's own (prepareInstall).
+	return s.Save(SaveBatch{Truncate: &core.Truncation{After: at, Reason: "snapshot capped at the sender's commit point"}}, true)
 }
 
 // recoverInstall finishes or discards an InstallSnapshot a crash interrupted.
