@@ -34,6 +34,18 @@ func newPebbleStore(w *World, sn *SimNode) (*pebbleStore, error) {
 	return p, p.open(func() uint64 { return id })
 }
 
+// db opens the store on first use: a crashed node's store, or an old copy
+// kept for a later restore, is often never read (opening costs more than a
+// seed's saves).
+func (p *pebbleStore) db() *store.Store {
+	if p.st == nil {
+		if err := p.open(nil); err != nil {
+			panic(fmt.Sprintf("sim: reopening a store: %v", err))
+		}
+	}
+	return p.st
+}
+
 func (p *pebbleStore) open(identity func() uint64) error {
 	if identity == nil {
 		identity = func() uint64 { panic("sim: a store that exists was opened as new") }
@@ -58,7 +70,7 @@ func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, er
 	// dies, which the crash fault covers.)
 	p.disk.saving = true
 	defer func() { p.disk.saving = false }()
-	err := p.st.Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
+	err := p.db().Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
 		Rejected: func(pos core.Pos, why error) {
 			p.rejects++
 			if rejected != nil {
@@ -72,46 +84,46 @@ func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, er
 }
 
 func (p *pebbleStore) Prune(c core.Compaction) error {
-	_, err := p.st.Prune(c.Upto.Seq)
+	_, err := p.db().Prune(c.Upto.Seq)
 	return err
 }
 
 func (p *pebbleStore) Admit(n int) error {
-	if err := p.st.Admit(n); err != nil {
+	if err := p.db().Admit(n); err != nil {
 		return fmt.Errorf("%w: %w", core.ErrNoSpace, err)
 	}
 	return nil
 }
 
-func (p *pebbleStore) DiskFull() (bool, string) { return p.st.DiskFull() }
+func (p *pebbleStore) DiskFull() (bool, string) { return p.db().DiskFull() }
 
 func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	defer p.mem.RemoveAll(dir)
-	pos, err := p.st.InstallSnapshotIf(dir, accept)
+	pos, err := p.db().InstallSnapshotIf(dir, accept)
 	if err != nil {
 		return core.Installed{}, err
 	}
-	r, err := p.st.Load()
+	r, err := p.db().Load()
 	if err != nil {
 		return core.Installed{}, err
 	}
 	return core.Installed{Pos: pos, HardState: r.HardState, Members: r.Members}, nil
 }
 
-func (p *pebbleStore) DropQuarantine(pos core.Pos) (bool, error) { return p.st.DropQuarantine(pos) }
+func (p *pebbleStore) DropQuarantine(pos core.Pos) (bool, error) { return p.db().DropQuarantine(pos) }
 
 func (p *pebbleStore) HardState() core.HardState {
-	hs, _, _ := p.st.State()
+	hs, _, _ := p.db().State()
 	return hs
 }
 
 func (p *pebbleStore) Last() core.Pos {
-	_, last, _ := p.st.State()
+	_, last, _ := p.db().State()
 	return last
 }
 
 func (p *pebbleStore) Base() core.Pos {
-	_, _, base := p.st.State()
+	_, _, base := p.db().State()
 	return base
 }
 
@@ -119,17 +131,17 @@ func (p *pebbleStore) EntryAt(seq core.Seq) (core.Entry, bool) {
 	if seq <= p.Base().Seq || seq > p.Last().Seq {
 		return core.Entry{}, false
 	}
-	es, err := p.st.Entries(seq, seq)
+	es, err := p.db().Entries(seq, seq)
 	if err != nil || len(es) != 1 {
 		return core.Entry{}, false
 	}
 	return es[0], true
 }
 
-func (p *pebbleStore) Data() engram.KV { return p.st.ReadKV() }
+func (p *pebbleStore) Data() engram.KV { return p.db().ReadKV() }
 
 func (p *pebbleStore) Quarantined() []Quarantined {
-	qs, err := p.st.Quarantine()
+	qs, err := p.db().Quarantine()
 	if err != nil {
 		panic(fmt.Sprintf("sim: reading the quarantine: %v", err))
 	}
@@ -153,7 +165,7 @@ func (p *pebbleStore) Quarantined() []Quarantined {
 func (p *pebbleStore) Rejects() int { return p.rejects }
 
 func (p *pebbleStore) Restored() core.Restored {
-	r, err := p.st.Load()
+	r, err := p.db().Load()
 	if err != nil {
 		panic(fmt.Sprintf("sim: loading the store: %v", err))
 	}
@@ -161,14 +173,14 @@ func (p *pebbleStore) Restored() core.Restored {
 }
 
 func (p *pebbleStore) Members() core.Members {
-	r, err := p.st.Load()
+	r, err := p.db().Load()
 	if err != nil {
 		return nil
 	}
 	return r.Members
 }
 
-func (p *pebbleStore) Identity() uint64 { return p.st.Identity() }
+func (p *pebbleStore) Identity() uint64 { return p.db().Identity() }
 
 func (p *pebbleStore) Close() {
 	if p.st != nil {
@@ -183,17 +195,12 @@ func (p *pebbleStore) Close() {
 func (p *pebbleStore) Crash() (nodeStore, error) {
 	clone := p.mem.CrashClone(vfs.CrashCloneCfg{})
 	p.Close()
-	q := &pebbleStore{w: p.w, disk: p.disk, mem: clone, rejects: p.rejects, snaps: p.snaps}
-	return q, q.open(nil)
+	return &pebbleStore{w: p.w, disk: p.disk, mem: clone, rejects: p.rejects, snaps: p.snaps}, nil
 }
 
 // Copy is an old copy of the store: what a crash now would keep.
 func (p *pebbleStore) Copy() nodeStore {
-	q := &pebbleStore{w: p.w, disk: p.disk, mem: p.mem.CrashClone(vfs.CrashCloneCfg{})}
-	if err := q.open(nil); err != nil {
-		panic(fmt.Sprintf("sim: opening a copy of a store: %v", err))
-	}
-	return q
+	return &pebbleStore{w: p.w, disk: p.disk, mem: p.mem.CrashClone(vfs.CrashCloneCfg{})}
 }
 
 // reidentify rewrites the store's identity file, as restoring a copy by the
@@ -211,7 +218,7 @@ func (p *pebbleStore) reidentify(id uint64) error {
 		return err
 	}
 	f.Close()
-	return p.open(nil)
+	return nil
 }
 
 // Checkpoint takes a checkpoint on the node's file system and reads its
@@ -220,14 +227,14 @@ func (p *pebbleStore) Checkpoint() (*snapImage, error) {
 	p.snaps++
 	dir := "/snapshot-out/" + itoa(uint64(p.snaps))
 	defer p.mem.RemoveAll(dir)
-	if _, err := p.st.Checkpoint(dir); err != nil {
+	if _, err := p.db().Checkpoint(dir); err != nil {
 		return nil, err
 	}
 	names, err := store.CheckpointFiles(p.mem, dir)
 	if err != nil {
 		return nil, err
 	}
-	img := &snapImage{size: dataSize(p.st.ReadKV())}
+	img := &snapImage{size: dataSize(p.db().ReadKV())}
 	for _, name := range names {
 		f, err := p.mem.Open(p.mem.PathJoin(dir, name))
 		if err != nil {
