@@ -256,6 +256,7 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 		f, err = c.Inject(ctx, s.nemesis, cortex, epoch)
 	}
 	f.Start, f.WallStart = start, wall
+	injected := s.w.now()
 	if err != nil {
 		f.End = s.w.now()
 		return f, err
@@ -271,8 +272,10 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	}
 	if len(f.CutOff) > 0 {
 		// A cut-off node must report 503 once the SDOWN window (3
-		// heartbeats) has passed, plus a margin.
-		probe := f.Start + 3*hb + time.Second
+		// heartbeats) has passed, plus a margin, counted from when the
+		// cut is in force: injecting it (iptables in each container) can
+		// take a second on a loaded machine.
+		probe := max(f.Start, injected) + 3*hb + time.Second
 		if probe < heal-100*time.Millisecond {
 			sleepUntil(probe)
 			for _, id := range f.CutOff {
