@@ -193,11 +193,12 @@ func (n *Node) SnapshotInstalled(now Time, pos Pos, epoch Epoch, ms Members) {
 }
 
 // SnapshotDeclined tells a follower its driver did not install a snapshot
-// ending at pos because the log already holds it (TakesSnapshot). The
-// Cortex, which waits for an answer before it replicates to this node
-// again (rule 7), is told what the log holds in agreement with it: pos, or
-// the compacted prefix, which is committed (seed 15: without this answer
-// the Cortex waited on the snapshot forever).
+// ending at pos: the log already holds it (TakesSnapshot), or installing
+// failed (pos is then zero). The Cortex, which waits for an answer before
+// it replicates to this node again (rule 7), is told what the log holds in
+// agreement with it: pos, or the compacted prefix, which is committed
+// (seeds 15 and 440: without this answer the Cortex waited on the snapshot
+// forever).
 func (n *Node) SnapshotDeclined(now Time, pos Pos) {
 	n.advanceClock(now)
 	if n.cortex == "" || n.role == RoleCortex {

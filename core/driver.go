@@ -331,12 +331,16 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 		return d.Drive(now)
 	}
 	if err != nil {
-		d.logger().Error("installing snapshot failed", "from", from, "err", err)
-		return nil
+		// Not installed (no room for it, a damaged stream): the Cortex,
+		// which waits for an answer, is told what this node still holds
+		// and sends it again later (seed 440: a Lobe with a full disk).
+		d.logger().Error("installing snapshot failed; the Cortex will send it again", "from", from, "err", err)
+		d.Node.SnapshotDeclined(now, Pos{})
+		return d.Drive(now)
 	}
 	mine := d.prevHS
 	if mine.Epoch < in.HardState.Epoch {
-		mine.Epoch, mine.Vote = in.HardState.Epoch, ""
+		mine.Epoch, mine.Vote, mine.VoteStore = in.HardState.Epoch, "", 0
 	}
 	mine.Commit = in.HardState.Commit
 	if err := d.Storage.Save(&Ready{HardState: &mine}, true, nil); err != nil {
@@ -467,7 +471,9 @@ func (d *Driver) answer(rd *Ready) {
 }
 
 // hold keeps rd unsent (see Held). The clients it would have answered are
-// answered now: their outcome is unknown until the node resumes.
+// answered now with unknown_outcome: the entries are held, not refused, and
+// are applied if the save succeeds later (seed 5046: answered 507, a
+// definite refusal, such a write later showed up in reads).
 func (d *Driver) hold(now Time, rd *Ready, sync bool, err error) {
 	d.logger().Error("the store refused this node's next entries: the disk filled past half its reserve from elsewhere. "+
 		"The node holds them unsent and takes no requests until space is freed, then resumes on its own", "err", err)
@@ -476,7 +482,7 @@ func (d *Driver) hold(now Time, rd *Ready, sync bool, err error) {
 	kept.Results = nil
 	for _, r := range rd.Results {
 		if r.Kind != ResultRead || d.Canary == CanaryReadAfterSave {
-			d.Replies.Answer(Result{ID: r.ID, Kind: r.Kind, Err: &Error{Code: CodeInsufficientStorage, Msg: msg}})
+			d.Replies.Answer(Result{ID: r.ID, Kind: r.Kind, Err: &Error{Code: CodeUnknownOutcome, Msg: msg}})
 		}
 	}
 	d.held = &held{rd: kept, sync: sync, since: now, next: now + Time(HoldRetry), err: err}

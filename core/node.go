@@ -305,7 +305,7 @@ func (n *Node) setEpoch(e Epoch) {
 		return
 	}
 	n.hs.Epoch = e
-	n.hs.Vote = ""
+	n.hs.Vote, n.hs.VoteStore = "", 0
 	n.cortex = ""
 }
 

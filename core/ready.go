@@ -3,9 +3,13 @@ package core
 // HardState is the durable protocol state besides the log. It must be
 // persisted before any message of the same Ready is sent.
 type HardState struct {
-	Epoch  Epoch
-	Vote   NodeID // the vote granted in Epoch, "" if none
-	Commit Pos    // the highest entry known committed (advisory: may lag)
+	Epoch Epoch
+	Vote  NodeID // the vote granted in Epoch, "" if none
+	// VoteStore is the store identity the candidate voted for reported
+	// (rule 16): a node whose store was wiped is another candidate, even
+	// under the same id, and gets no second vote in that epoch.
+	VoteStore uint64
+	Commit    Pos // the highest entry known committed (advisory: may lag)
 }
 
 // Truncation removes a divergent suffix: every entry after After. Removed
@@ -146,5 +150,5 @@ func (rd *Ready) MustSync(prev HardState) bool {
 	if rd.Truncate != nil || len(rd.Entries) > 0 {
 		return true
 	}
-	return rd.HardState != nil && (rd.HardState.Epoch != prev.Epoch || rd.HardState.Vote != prev.Vote)
+	return rd.HardState != nil && (rd.HardState.Epoch != prev.Epoch || rd.HardState.Vote != prev.Vote || rd.HardState.VoteStore != prev.VoteStore)
 }

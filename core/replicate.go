@@ -72,7 +72,13 @@ func (n *Node) maybeSend(id NodeID) {
 			return
 		}
 		if !ok {
-			// The peer needs entries we no longer have: snapshot (rule 7).
+			// The peer needs entries we no longer have: snapshot (rule 7),
+			// at most one started per SDOWN window, so a peer that cannot
+			// take one (a full disk) is not sent checkpoints back to back.
+			if pr.snapshotAt != 0 && n.now < pr.snapshotAt.Add(n.cfg.DownAfter()) {
+				pr.pendingSince = 0
+				return
+			}
 			pr.snapshot, pr.snapshotAt = true, n.now
 			pr.pendingSince = 0
 			n.rd.Snapshots = append(n.rd.Snapshots, SnapshotSend{To: id})
@@ -195,6 +201,14 @@ func (n *Node) stepHeartbeatResp(m Message) {
 	pr := n.answerFrom(m)
 	if pr == nil {
 		return
+	}
+	if pr.snapshot && m.SentAt > pr.snapshotAt && m.Last.Seq >= n.log.snap.Seq {
+		// The peer holds what appends can follow from again: the snapshot
+		// was installed (its answer may have been lost, seed 5035) or was
+		// not needed. Appends find where it stands (rule 7).
+		pr.snapshot = false
+		pr.next = max(pr.match, m.Last.Seq) + 1
+		pr.inflight = 0
 	}
 	if m.Last.Seq < pr.match && m.SentAt > pr.matchAt && !pr.snapshot {
 		// Asked after it acknowledged match, the peer holds less: its log

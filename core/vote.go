@@ -9,7 +9,7 @@ import (
 // carries the Cortex's sanction (rule 14).
 func (n *Node) campaign(handoff bool) {
 	n.setEpoch(n.hs.Epoch + 1)
-	n.hs.Vote = n.cfg.ID
+	n.hs.Vote, n.hs.VoteStore = n.cfg.ID, n.cfg.Store
 	n.votes = map[NodeID]bool{n.cfg.ID: true}
 	n.refusals = map[NodeID]bool{}
 	n.setRole(RoleCandidate)
@@ -94,12 +94,16 @@ func (n *Node) stepVote(m Message, p *peerView) {
 	if m.Epoch > n.hs.Epoch {
 		n.becomeFollower(m.Epoch, "")
 	}
-	if n.hs.Vote != "" && n.hs.Vote != m.From {
+	if n.hs.Vote != "" && (n.hs.Vote != m.From || n.hs.VoteStore != 0 && m.Store != n.hs.VoteStore) {
+		// One vote per epoch (rule 5), for a candidate and its store (rule
+		// 16): a node wiped since it got this vote is another candidate,
+		// and leading the same epoch twice with two logs would break log
+		// matching (seed 11413).
 		refuse()
 		return
 	}
 	// The vote is persisted (HardState) before this reply goes out.
-	n.hs.Vote = m.From
+	n.hs.Vote, n.hs.VoteStore = m.From, m.Store
 	// Give the candidate its election time before running ourselves.
 	n.electionAt = n.now.Add(n.cfg.Heartbeat + n.random(n.cfg.Heartbeat/2))
 	n.send(Message{Type: MsgVoteResp, To: m.From, Granted: true})

@@ -411,7 +411,7 @@ func (n *Node) adoptStandalone(r store.Restored) (store.Restored, error) {
 	newMs := core.Members{{ID: n.opts.ID, Kind: core.KindAuto}}
 	e := core.Entry{Pos: core.Pos{Epoch: r.HardState.Epoch, Seq: last.Seq + 1}, Type: core.EntryMembership, Payload: core.EncodeMembers(newMs)}
 	hs := r.HardState
-	hs.Vote = ""
+	hs.Vote, hs.VoteStore = "", 0
 	if err := n.store.Save(store.SaveBatch{HardState: &hs, Entries: []core.Entry{e}, Members: newMs, Now: time.Now().UnixMilli()}, true); err != nil {
 		return r, fmt.Errorf("adopting the data of node %s as %s: %w", ms[0].ID, n.opts.ID, err)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -19,19 +20,40 @@ func decodePos(b []byte) (core.Pos, error) {
 	return core.Pos{Epoch: core.Epoch(binary.BigEndian.Uint64(b)), Seq: core.Seq(binary.BigEndian.Uint64(b[8:]))}, nil
 }
 
-// encodeHardState: epoch(8) commit(16) vote.
+// encodeHardState: epoch(8) commit(16) vote, then, when the vote records
+// the candidate's store (rule 16), 0x00 and the store(8). A node id never
+// holds a 0x00, so a hard state written before the store was recorded
+// reads the same.
 func encodeHardState(hs core.HardState) []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(hs.Epoch))
 	b = append(b, encodePos(hs.Commit)...)
-	return append(b, hs.Vote...)
+	b = append(b, hs.Vote...)
+	if hs.VoteStore != 0 {
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint64(b, hs.VoteStore)
+	}
+	return b
 }
 
 func decodeHardState(b []byte) (core.HardState, error) {
-	if len(b) < 24 || len(b)-24 > core.MaxNodeIDLen {
+	if len(b) < 24 || len(b)-24 > core.MaxNodeIDLen+9 {
 		return core.HardState{}, fmt.Errorf("meta hardstate: %d bytes is malformed", len(b))
 	}
 	c, _ := decodePos(b[8:24])
-	return core.HardState{Epoch: core.Epoch(binary.BigEndian.Uint64(b)), Commit: c, Vote: core.NodeID(b[24:])}, nil
+	hs := core.HardState{Epoch: core.Epoch(binary.BigEndian.Uint64(b)), Commit: c}
+	vote := b[24:]
+	if i := bytes.IndexByte(vote, 0); i >= 0 {
+		if len(vote)-i != 9 {
+			return core.HardState{}, fmt.Errorf("meta hardstate: the vote's store is %d bytes, not 8", len(vote)-i-1)
+		}
+		hs.VoteStore = binary.BigEndian.Uint64(vote[i+1:])
+		vote = vote[:i]
+	}
+	if len(vote) > core.MaxNodeIDLen {
+		return core.HardState{}, fmt.Errorf("meta hardstate: a %d-byte vote is malformed", len(vote))
+	}
+	hs.Vote = core.NodeID(vote)
+	return hs, nil
 }
 
 // encodeEntry: epoch(8) type(1) durability(1) payload. The seq is the key.

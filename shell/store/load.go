@@ -97,6 +97,21 @@ func (s *Store) Entries(lo, hi core.Seq) ([]core.Entry, error) {
 	return out, err
 }
 
+// Entry returns the retained log entry at seq, if there is one (a point
+// read: cheaper than Entries for one entry).
+func (s *Store) Entry(seq core.Seq) (core.Entry, bool, error) {
+	if err := s.readable(); err != nil {
+		return core.Entry{}, false, err
+	}
+	k := seqKey(spaceLog, seq)
+	v, ok, err := s.get(k)
+	if err != nil || !ok {
+		return core.Entry{}, false, err
+	}
+	e, err := decodeEntry(k, v)
+	return e, err == nil, err
+}
+
 // State returns the persisted hard state, the last entry and the log base.
 func (s *Store) State() (hs core.HardState, last, base core.Pos) {
 	s.mu.Lock()
