@@ -131,11 +131,8 @@ func (p *pebbleStore) EntryAt(seq core.Seq) (core.Entry, bool) {
 	if seq <= p.Base().Seq || seq > p.Last().Seq {
 		return core.Entry{}, false
 	}
-	es, err := p.db().Entries(seq, seq)
-	if err != nil || len(es) != 1 {
-		return core.Entry{}, false
-	}
-	return es[0], true
+	e, ok, err := p.db().Entry(seq)
+	return e, ok && err == nil
 }
 
 func (p *pebbleStore) Data() engram.KV { return p.db().ReadKV() }
