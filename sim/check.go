@@ -30,8 +30,6 @@ func (v Violation) String() string {
 type Checkers struct {
 	w          *World
 	violations []Violation
-	quorum     int // election quorum of the (static) membership
-	voters     []*SimNode
 
 	cortexOf map[core.Epoch]core.NodeID // check_cortex.go
 	posChain map[core.Pos]uint64        // check_log.go
@@ -39,12 +37,15 @@ type Checkers struct {
 	quorumAcks []*Op // check_writes.go
 	localAcks  []*Op
 	wiped      map[core.NodeID][]nodeStore // stores lost to wipes (fault_wipe.go)
+	removed    map[core.NodeID][]nodeStore // stores of nodes removed and stopped (workload_members.go)
 	ackedAt    map[core.Pos]*Op
 
 	failover *failoverWatch // check_liveness.go
 	demote   map[core.NodeID]*demoteWatch
 	// lastReach[cortex,voter]: until when the two could last exchange
-	// messages; reachUp: whether they could at the last evaluation.
+	// messages; reachUp: whether they could at the last evaluation. Kept
+	// for every pair of nodes: the voters are whatever the Cortex's
+	// membership says when it is evaluated.
 	lastReach map[[2]core.NodeID]int64
 	reachUp   map[[2]core.NodeID]bool
 	failovers []time.Duration
@@ -54,13 +55,7 @@ type Checkers struct {
 func newCheckers(w *World) *Checkers {
 	c := &Checkers{w: w, cortexOf: map[core.Epoch]core.NodeID{}, posChain: map[core.Pos]uint64{},
 		ackedAt: map[core.Pos]*Op{}, demote: map[core.NodeID]*demoteWatch{}, wiped: map[core.NodeID][]nodeStore{},
-		lastReach: map[[2]core.NodeID]int64{}, reachUp: map[[2]core.NodeID]bool{}}
-	for _, sn := range w.nodes {
-		if sn.spec.Kind != core.KindObserver {
-			c.voters = append(c.voters, sn)
-		}
-	}
-	c.quorum = len(c.voters)/2 + 1
+		removed: map[core.NodeID][]nodeStore{}, lastReach: map[[2]core.NodeID]int64{}, reachUp: map[[2]core.NodeID]bool{}}
 	return c
 }
 
@@ -80,12 +75,16 @@ func (c *Checkers) onEvent(sn *SimNode, e core.Event) {
 	case core.EventElected:
 		c.w.stats.Elections++
 		c.onElected(sn, e.Epoch)
+	case core.EventMembershipChanged:
+		// The voters a Cortex needs to reach changed (check_liveness.go).
+		if sn.n != nil && sn.n.Role() == core.RoleCortex {
+			c.topologyChanged()
+		}
 	}
 }
 
 func (c *Checkers) onElected(sn *SimNode, epoch core.Epoch) {
 	c.checkOneCortex(sn, epoch)
-	c.checkQuorumAcksOn(sn)
 	c.resolveFailover(sn, epoch)
 	c.topologyChanged()
 }
@@ -95,6 +94,14 @@ func (c *Checkers) afterDrive(sn *SimNode) {
 	c.checkEpochMonotonic(sn)
 	if sn.n.Role() == core.RoleCortex {
 		c.checkOneCortex(sn, sn.n.Epoch())
+		if sn.ledEpoch != sn.n.Epoch() {
+			// Elected just now, as the core sees it. The elected event
+			// may come later: a Ready held for disk space holds its
+			// events too, and quorum writes acknowledged meanwhile by a
+			// later epoch's Cortex are not this one's to hold.
+			sn.ledEpoch, sn.ledSince = sn.n.Epoch(), c.w.now
+			c.checkQuorumAcksOn(sn)
+		}
 	}
 	if d := c.demote[sn.id]; d != nil && (sn.n.Role() != core.RoleCortex || sn.n.Epoch() != d.epoch) {
 		c.resolveDemotion(sn, d)

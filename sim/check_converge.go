@@ -11,15 +11,15 @@ import (
 // every data node, everything committed and every client answered.
 const ConvergeBound = 25 * time.Second
 
-// converged reports whether the cluster has converged, and the Cortex.
+// converged reports whether the cluster has converged, and the Cortex. The
+// cluster is the membership the Cortex has in force: every member must be
+// up and converge; nodes outside it (spares never added, removed nodes,
+// stopped or not) are no part of it.
 func (c *Checkers) converged() (*SimNode, string) {
 	w := c.w
 	var cx *SimNode
 	for _, sn := range w.nodes {
-		if !sn.live() {
-			return nil, string(sn.id) + " is down"
-		}
-		if sn.n.Role() == core.RoleCortex {
+		if sn.live() && sn.n.Role() == core.RoleCortex {
 			if cx != nil {
 				return nil, "two Cortexes: " + string(cx.id) + " and " + string(sn.id)
 			}
@@ -27,12 +27,24 @@ func (c *Checkers) converged() (*SimNode, string) {
 		}
 	}
 	if cx == nil {
+		for _, sn := range w.nodes {
+			if !sn.live() && !sn.retired {
+				return nil, "no Cortex (" + string(sn.id) + " is down)"
+			}
+		}
 		return nil, "no Cortex"
 	}
 	if cx.n.Commit() != cx.n.Last() {
 		return nil, "Cortex " + string(cx.id) + " has uncommitted entries: commit " + cx.n.Commit().String() + " last " + cx.n.Last().String()
 	}
-	for _, sn := range w.nodes {
+	for _, m := range cx.n.Members() {
+		sn := w.node(m.ID)
+		if sn == nil {
+			return nil, "member " + string(m.ID) + " is no simulated node"
+		}
+		if !sn.live() {
+			return nil, string(sn.id) + " is down"
+		}
 		if sn.n.Epoch() != cx.n.Epoch() || (sn != cx && sn.n.Cortex() != cx.id) {
 			return nil, string(sn.id) + " does not follow " + string(cx.id) + " in epoch " + itoa(uint64(cx.n.Epoch()))
 		}

@@ -60,31 +60,41 @@ func (c *Checkers) reachable(sn, v *SimNode) bool {
 
 // cutOffSince returns when Cortex sn last had a quorum of voters to talk
 // to, counting each voter's own last contact (the core's rule 11 counts
-// the quorum-th newest echo the same way), or -1 if it has one now.
+// the quorum-th newest echo the same way), or -1 if it has one now. The
+// voters and the quorum are those of the membership the Cortex has in
+// force, as in the core, and becoming Cortex counts as contact with each
+// of them (a voter added since, unreachable since before, included).
 func (c *Checkers) cutOffSince(sn *SimNode) int64 {
+	ms := sn.n.Members()
+	q := ms.Quorum()
 	var times []int64
 	reach := 0
-	for _, v := range c.voters {
+	for _, m := range ms {
+		v := c.w.node(m.ID)
+		if !m.Voter() || v == nil {
+			continue
+		}
 		if c.reachable(sn, v) {
 			reach++
 			times = append(times, c.w.now)
 			continue
 		}
-		times = append(times, c.lastReach[[2]core.NodeID{sn.id, v.id}])
+		times = append(times, max(c.lastReach[[2]core.NodeID{sn.id, v.id}], sn.ledSince))
 	}
-	if reach >= c.quorum {
+	if reach >= q || len(times) < q {
 		return -1
 	}
 	slices.SortFunc(times, func(a, b int64) int { return cmp.Compare(b, a) })
-	return times[c.quorum-1]
+	return times[q-1]
 }
 
 // topologyChanged re-evaluates the demotion watches after any change of
-// who can talk to whom (faults, restarts, elections).
+// who can talk to whom (faults, restarts, elections), or of the voters a
+// Cortex needs (membership changes).
 func (c *Checkers) topologyChanged() {
 	// Links up at the last evaluation were up until now.
 	for _, sn := range c.w.nodes {
-		for _, v := range c.voters {
+		for _, v := range c.w.nodes {
 			k := [2]core.NodeID{sn.id, v.id}
 			up := c.reachable(sn, v)
 			if up || c.reachUp[k] {
@@ -113,7 +123,10 @@ func (c *Checkers) topologyChanged() {
 		bound := core.DefaultQuorumLoss + c.w.set.Heartbeat + drift + 50*time.Millisecond
 		d = &demoteWatch{epoch: sn.n.Epoch(), since: since, deadline: since + int64(bound)}
 		c.demote[sn.id] = d
-		c.w.at(max(d.deadline, c.w.now), func() {
+		// A membership change can put the deadline in the past (a voter
+		// unreachable for long is promoted, a reachable one removed): the
+		// core demotes at its next tick, a moment from now.
+		c.w.at(max(d.deadline, c.w.now+int64(10*time.Millisecond)), func() {
 			// A Ready held for disk space stops the node as a pause does
 			// (core.Driver.Held): it sends and answers nothing meanwhile.
 			if c.demote[sn.id] == d && sn.live() && !sn.drv.Held() && sn.n.Role() == core.RoleCortex {

@@ -30,7 +30,8 @@ func holds(sn *SimNode, op *Op) bool {
 }
 
 // checkQuorumAcksOn: every quorum-acknowledged write is on every later
-// Cortex, checked the moment it is elected.
+// Cortex, checked the moment the core makes it Cortex (check.go,
+// afterDrive).
 func (c *Checkers) checkQuorumAcksOn(sn *SimNode) {
 	for _, op := range c.quorumAcks {
 		if !holds(sn, op) {
@@ -47,9 +48,24 @@ func (c *Checkers) noteWiped(node core.NodeID, old nodeStore) {
 	c.wiped[node] = append(c.wiped[node], old)
 }
 
+// noteRemoved keeps the store of a node the operator removed and stopped
+// (workload_members.go): a local write only that node had (it was cut off
+// as Cortex, then removed before it rejoined) stays on it, as with a wipe.
+func (c *Checkers) noteRemoved(node core.NodeID, st nodeStore) {
+	c.removed[node] = append(c.removed[node], st)
+}
+
 // lostWithWipe reports whether op was on a store its node lost.
-func (c *Checkers) lostWithWipe(op *Op) bool {
-	for _, st := range c.wiped[op.Node] {
+func (c *Checkers) lostWithWipe(op *Op) bool { return onStores(c.wiped[op.Node], op) }
+
+// lostWithRemoval reports whether op was on the store of its node, which
+// was removed from the membership and stopped.
+func (c *Checkers) lostWithRemoval(op *Op) bool { return onStores(c.removed[op.Node], op) }
+
+// onStores reports whether op's entry is in one of sts, in the log or the
+// quarantine.
+func onStores(sts []nodeStore, op *Op) bool {
+	for _, st := range sts {
 		if e, ok := st.EntryAt(op.Pos.Seq); ok && e.Pos == op.Pos && bytes.Equal(e.Payload, op.Payload) {
 			return true
 		}
@@ -90,6 +106,10 @@ func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 			c.w.stats.WipedLocal++
 			continue
 		}
+		if !found && c.lostWithRemoval(op) {
+			c.w.stats.RemovedLocal++
+			continue
+		}
 		if !found {
 			c.violate("local-write-lost", false, op.Node, "acknowledged local write "+itoa(uint64(op.ID))+" at "+op.Pos.String()+" is neither on the Cortex nor in a quarantine")
 			return
@@ -109,7 +129,18 @@ func (c *Checkers) onWriteAnswered(sn *SimNode, r core.Result) {
 	}
 }
 
-// onInstalled counts a snapshot the driver installed.
+// onInstalled: a node that installs a snapshot counts all of it committed
+// (its log restarts at the snapshot's end), so a snapshot holds nothing
+// beyond what some node knows committed (rule 7).
 func (c *Checkers) onInstalled(sn *SimNode, in core.Installed) {
 	c.w.stats.SnapshotsInstalled++
+	var commit core.Seq
+	for _, x := range c.w.nodes {
+		if x.n != nil && x != sn {
+			commit = max(commit, x.n.Commit().Seq)
+		}
+	}
+	if in.Pos.Seq > commit {
+		c.violate("snapshot-uncommitted", false, sn.id, "installed a snapshot ending at "+in.Pos.String()+", beyond every commit point known ("+itoa(uint64(commit))+")")
+	}
 }

@@ -29,18 +29,64 @@ func (f *Faults) maybeCopy() {
 // membership records for it, crashed nodes' stores included: it has caught
 // up and counts again wherever an election could start. (A second store
 // regressing before that is a double fault: the survivors may then have
-// no candidate they can count, and wait for an operator.)
+// no candidate they can count, and wait for an operator.) Nodes stopped
+// after their removal hold no election, and a node whose membership does
+// not list sn (a spare, a removed node, or one that has not learned of its
+// addition) asks nothing of it; sn's own membership must list it unless
+// nobody's does.
 func (f *Faults) rejoined(sn *SimNode) bool {
+	if sn.retired {
+		return true
+	}
+	listed, self := false, true
 	for _, c := range f.w.nodes {
+		if c.retired {
+			continue
+		}
 		ms := c.st.Members()
 		if c.up() {
 			ms = c.n.Members()
 		}
-		if m, ok := ms.Get(sn.id); !ok || m.Store != sn.cfg.Store {
+		m, ok := ms.Get(sn.id)
+		if !ok {
+			self = self && c != sn
+			continue
+		}
+		listed = true
+		if m.Store != sn.cfg.Store {
 			return false
 		}
 	}
-	return true
+	return self || !listed
+}
+
+// discover is what a node starting on an empty store learns first
+// (shell/node/discover.go): the membership of the cluster already running
+// (ids, kinds and learners, as /v1/cluster/info gives them), here from the
+// Cortex, else from the running node with the newest log. If it lists the
+// node, the node starts as that member; if not, it waits to be added. With
+// no cluster running it keeps the list it was started with.
+func (w *World) discover(sn *SimNode) core.Members {
+	src := w.cortex()
+	if src == nil {
+		for _, o := range w.nodes {
+			if o != sn && o.up() && o.n.Epoch() > 0 && (src == nil || src.n.Last().Less(o.n.Last())) {
+				src = o
+			}
+		}
+	}
+	if src == nil {
+		return sn.cfg.Bootstrap
+	}
+	ms := src.n.Members()
+	if _, ok := ms.Get(sn.id); !ok {
+		return nil
+	}
+	out := make(core.Members, len(ms))
+	for i, m := range ms {
+		out[i] = core.Member{ID: m.ID, Kind: m.Kind, Learner: m.Learner}
+	}
+	return out
 }
 
 func (f *Faults) wipe() {
@@ -64,6 +110,7 @@ func (f *Faults) wipe() {
 		// The documented procedure gives a restored copy a new identity.
 		sn.st, how = f.w.reidentify(sn, old), "restored from an older copy"
 	} else {
+		sn.cfg.Bootstrap = f.w.discover(sn)
 		sn.st = f.w.newNodeStore(sn)
 	}
 	// The new identity is the node's from now on, not from its restart:

@@ -108,18 +108,24 @@ func (f *Faults) crashNow(sn *SimNode) {
 }
 
 // clean reports whether a crash of Cortex c is a clean failover: nothing
-// else is wrong and a connected quorum of voters follows c.
+// else is wrong and a connected quorum of voters follows c. The voters are
+// those of c's membership in force, and every one that is up must have the
+// same membership (no change half-replicated: the survivors elect by it).
 func (f *Faults) clean(c *SimNode) bool {
 	w := f.w
 	if w.net.anyCut() || w.net.loss > 0 {
 		return false
 	}
-	live := 0
 	for _, sn := range w.nodes {
 		if sn.disk.full || sn.disk.failSync || (sn.drv != nil && sn.drv.Held()) {
 			return false // a disk fault: the node may not take over (fault_disk.go)
 		}
-		if sn == c || sn.spec.Kind == core.KindObserver {
+	}
+	ms := c.n.Members()
+	live := 0
+	for _, m := range ms {
+		sn := w.node(m.ID)
+		if sn == c || !m.Voter() || sn == nil {
 			continue
 		}
 		if sn.paused {
@@ -131,12 +137,26 @@ func (f *Faults) clean(c *SimNode) bool {
 		if !sn.up() {
 			continue
 		}
-		if sn.n.Epoch() != c.n.Epoch() || sn.n.Cortex() != c.id {
+		if sn.n.Epoch() != c.n.Epoch() || sn.n.Cortex() != c.id || !sameMembers(sn.n.Members(), ms) {
 			return false
 		}
 		live++
 	}
-	return live >= w.chk.quorum
+	return live >= ms.Quorum()
+}
+
+// sameMembers reports whether two memberships have the same members, kinds,
+// learners and recorded stores.
+func sameMembers(a, b core.Members) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Kind != b[i].Kind || a[i].Learner != b[i].Learner || a[i].Store != b[i].Store {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *Faults) pause() {

@@ -51,6 +51,18 @@ type SimNode struct {
 	maxEpoch    core.Epoch
 	downAt      int64
 	wiped       bool // restarted on a regressed store, not yet seen rejoined
+
+	// Membership (workload_members.go). routed: clients send to it (the
+	// bootstrap members, and added nodes once promoted). fresh: it runs on
+	// a store that was never a member's, waiting to be added. retired: the
+	// operator removed it from the membership and stopped it; it never
+	// restarts on that store.
+	routed, fresh, retired bool
+	// ledSince is when the node last became Cortex (in ledEpoch): the core
+	// counts it as contact with every voter (rule 11), members added later
+	// included.
+	ledSince int64
+	ledEpoch core.Epoch
 }
 
 // start runs a new process on the node's store: the core restored from
@@ -247,12 +259,42 @@ func (sn *SimNode) failPending() {
 
 // restart starts a new process from the Store.
 func (sn *SimNode) restart() {
-	if sn.n != nil {
+	if sn.n != nil || sn.retired {
 		return
 	}
 	sn.w.record("restart", sn.id, 0, 0, nil)
 	sn.start()
 	sn.drive(nil)
+}
+
+// retire is the operator stopping a node it removed from the membership:
+// the process ends and never restarts on that store. What the store holds
+// is kept for the checkers (a local write only it had is excused, as with
+// a wipe).
+func (sn *SimNode) retire() {
+	w := sn.w
+	w.record("stop", sn.id, 0, 0, nil)
+	sn.crash()
+	sn.retired, sn.fresh = true, false
+	w.members.route(sn, false)
+	w.chk.noteRemoved(sn.id, sn.st)
+	delete(w.faults.copies, sn.id) // its old copies are another cluster's past
+	w.chk.topologyChanged()
+}
+
+// provision starts a removed node again as a fresh node to be added: an
+// empty store with a new identity, no bootstrap membership (it waits to be
+// added, as a node that finds a cluster running does).
+func (sn *SimNode) provision() {
+	w := sn.w
+	sn.cfg.Bootstrap = nil
+	sn.st = w.newNodeStore(sn)
+	sn.cfg.Store = sn.st.Identity()
+	sn.retired, sn.fresh, sn.wiped = false, true, false
+	sn.maxEpoch = 0
+	w.record("provision", sn.id, sn.cfg.Store, 0, nil)
+	sn.restart()
+	w.chk.topologyChanged()
 }
 
 // pause freezes the process; its clock keeps running.

@@ -42,6 +42,16 @@ type Stats struct {
 	LinearTimeouts                      int
 	Quarantined                         int
 	ApplyRejects                        int
+	// Membership changes (workload_members.go): the add and remove requests
+	// the operator made and how they ended (committed, refused by the core,
+	// outcome unknown and retried); learners seen promoted; nodes removed
+	// (then stopped), of which Cortexes handed off first; removed nodes
+	// added again on a fresh store.
+	MemberProposed, MemberCommitted, MemberRefused, MemberUnknown int
+	LearnersPromoted, NodesRemoved, CortexesRemoved, NodesReadded int
+	// RemovedLocal counts acknowledged local writes excused because they
+	// were only on the store of a node the operator removed and stopped.
+	RemovedLocal int
 }
 
 // Result is the outcome of one seed.
@@ -100,6 +110,7 @@ func Run(seed uint64, o Options) *Result {
 	end := warm + int64(o.Duration)
 	w.work.start()
 	w.faults.start(warm, end)
+	w.members.start(warm, end)
 	w.runUntil(end)
 	if !w.stopped {
 		w.phase = 2
@@ -111,6 +122,7 @@ func Run(seed uint64, o Options) *Result {
 			finished = true
 			w.chk.checkFinalWrites(cx)
 			w.chk.checkSentinels()
+			w.chk.checkMembership(cx)
 			if !w.stopped {
 				w.chk.checkLinearizable()
 			}
@@ -140,19 +152,30 @@ func newWorld(seed uint64, o Options) *World {
 		boot = append(boot, core.Member{ID: s.ID, Kind: s.Kind})
 	}
 	boot = boot.Normalize()
-	for _, s := range w.set.Nodes {
+	add := func(s NodeSpec, boot core.Members) {
 		sn := &SimNode{w: w, spec: s, id: s.ID, pending: map[uint64]reqCB{}, spinSince: -1, lastTickNow: -1}
 		sn.cfg = core.Config{ID: s.ID, Kind: s.Kind, Heartbeat: w.set.Heartbeat, Seed: Derive(seed, "node/"+string(s.ID)), Bootstrap: boot, Broken: o.Broken, LogTail: w.set.LogTail}
 		sn.disk = &diskFaults{w: w, node: s.ID}
 		sn.st = w.newNodeStore(sn)
+		// Clients reach the members; a spare is routed once it is promoted.
+		sn.routed, sn.fresh = boot != nil, boot == nil
 		w.nodes = append(w.nodes, sn)
 		w.byID[s.ID] = sn
+	}
+	for _, s := range w.set.Nodes {
+		add(s, boot)
+	}
+	// Spares start outside the membership (no bootstrap list), as a node
+	// that finds a cluster already running does: it waits to be added.
+	for _, s := range w.set.Spares {
+		add(s, nil)
 	}
 	w.net = newNetwork(w)
 	w.snapshots = newSnapshots(w)
 	w.chk = newCheckers(w)
 	w.work = newWorkload(w)
 	w.faults = newFaults(w)
+	w.members = newOperator(w)
 	for _, sn := range w.nodes {
 		sn.start()
 	}

@@ -146,6 +146,13 @@ type Settings struct {
 	// LogTail is the core's retained log below every member (core.Config):
 	// small, so that a node far behind is sent a snapshot.
 	LogTail int
+	// Spares are data nodes outside the bootstrap membership: they run from
+	// the start, wait to be added, and join as learners
+	// (workload_members.go).
+	Spares []NodeSpec
+	// MemberGap is the mean time between the operator's membership
+	// changes; 0: the membership stays the bootstrap one.
+	MemberGap time.Duration
 }
 
 // DrawSettings draws the settings of seed.
@@ -194,6 +201,18 @@ func DrawSettings(seed uint64, o Options) Settings {
 	if r.Chance(0.5) {
 		s.LogTail = 10 + r.Intn(190)
 	}
+	// Drawn last, so the draws above are the same with or without them.
+	if r.Chance(0.7) {
+		s.MemberGap = r.Between(time.Second, 4*time.Second)
+		spares := r.Intn(3)
+		if !strings.HasPrefix(s.Shape, "5-node") {
+			spares = 1 + r.Intn(2) // three voters: nothing to remove without a spare
+		}
+		for i := 0; i < spares; i++ {
+			s.Spares = append(s.Spares, NodeSpec{ID: core.NodeID("j" + itoa(uint64(i+1))),
+				Rate: 1 + s.MaxDrift*(2*r.Float64()-1), Offset: int64(r.Between(0, 1000*time.Second))})
+		}
+	}
 	return s
 }
 
@@ -208,6 +227,18 @@ func (s Settings) String() string {
 			b.WriteString(",")
 		}
 		fmt.Fprintf(&b, "%s:%s:%+.4f%%", n.ID, n.Kind, (n.Rate-1)*100)
+	}
+	if s.MemberGap > 0 {
+		fmt.Fprintf(&b, " member_gap_ms=%d spares=", s.MemberGap.Milliseconds())
+		for i, n := range s.Spares {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, "%s:%+.4f%%", n.ID, (n.Rate-1)*100)
+		}
+		if len(s.Spares) == 0 {
+			b.WriteString("none")
+		}
 	}
 	return b.String()
 }

@@ -231,7 +231,12 @@ func (wl *Workload) giveUp(op *Op) Outcome {
 	return Failed
 }
 
-func (wl *Workload) randomNode() *SimNode { return wl.w.nodes[wl.r.Intn(len(wl.w.nodes))] }
+// randomNode picks a node clients reach: a member (spares are reached
+// once promoted, removed nodes no more; workload_members.go).
+func (wl *Workload) randomNode() *SimNode {
+	ns := wl.w.members.routed
+	return ns[wl.r.Intn(len(ns))]
+}
 
 func (wl *Workload) clientLatency() time.Duration {
 	return wl.r.Between(500*time.Microsecond, 2*time.Millisecond)

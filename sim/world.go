@@ -86,11 +86,14 @@ type World struct {
 	rngNet, rngFault, rngWork *Rand
 
 	net    *Network
-	nodes  []*SimNode // sorted by id
+	nodes  []*SimNode // the bootstrap members sorted by id, then the spares
 	byID   map[core.NodeID]*SimNode
 	work   *Workload
 	faults *Faults
-	chk    *Checkers
+	// members is the operator changing the membership
+	// (workload_members.go).
+	members *Operator
+	chk     *Checkers
 	// snapshots streams checkpoints between nodes (snapshot.go).
 	snapshots *snapshots
 

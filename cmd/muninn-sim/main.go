@@ -207,6 +207,15 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 		st.LinearOps += s.LinearOps
 		st.LinearTimeouts += s.LinearTimeouts
 		st.Quarantined += s.Quarantined
+		st.MemberProposed += s.MemberProposed
+		st.MemberCommitted += s.MemberCommitted
+		st.MemberRefused += s.MemberRefused
+		st.MemberUnknown += s.MemberUnknown
+		st.LearnersPromoted += s.LearnersPromoted
+		st.NodesRemoved += s.NodesRemoved
+		st.CortexesRemoved += s.CortexesRemoved
+		st.NodesReadded += s.NodesReadded
+		st.RemovedLocal += s.RemovedLocal
 	}
 	viol := "none"
 	if len(byChecker) > 0 {
@@ -237,10 +246,12 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 	row("client ops", fmt.Sprintf("%d (acked writes local=%d quorum=%d, unknown=%d, failed=%d)", st.Ops, st.AckedLocal, st.AckedQuorum, st.Unknown, st.Failed))
 	row("reused ids checked", fmt.Sprintf("%d (created, forgotten and created again concurrently; final state = last acknowledged operation)", st.SlotsChecked))
 	row("quarantine replays", fmt.Sprintf("%d (%d applied, the rest refused: the register changed since, or already replayed)", st.Replays, st.ReplaysApplied))
-	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v); %d more were only on a wiped store", st.LostLocal, byChecker["local-write-lost"] == 0, st.WipedLocal))
+	row("lost local writes", fmt.Sprintf("%d (all quarantined: %v); %d more were only on a wiped store, %d only on a removed node's", st.LostLocal, byChecker["local-write-lost"] == 0, st.WipedLocal, st.RemovedLocal))
 	row("quarantined entries", fmt.Sprint(st.Quarantined))
 	row("linearizability", fmt.Sprintf("%d ops checked, %d porcupine timeouts", st.LinearOps, st.LinearTimeouts))
 	row("snapshots", fmt.Sprintf("%d streamed, %d installed", st.Snapshots, st.SnapshotsInstalled))
+	row("membership changes", fmt.Sprintf("%d proposed, %d committed, %d refused, %d unknown (retried)", st.MemberProposed, st.MemberCommitted, st.MemberRefused, st.MemberUnknown))
+	row("members", fmt.Sprintf("%d learners promoted, %d nodes removed and stopped (%d Cortexes, handed off first), %d re-added on a fresh store", st.LearnersPromoted, st.NodesRemoved, st.CortexesRemoved, st.NodesReadded))
 }
 
 // pct formats p50/p99/max of ds.
