@@ -1,6 +1,9 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // maxBatchBytes caps one append's payload.
 const maxBatchBytes = 4 << 20
@@ -233,31 +236,68 @@ func (n *Node) stepHeartbeatResp(m Message) {
 	n.completeReads()
 }
 
-// advanceCommit moves the commit point to the highest own-epoch entry
-// durable on W data voters (rules 8 and 9), and answers quorum writes.
-func (n *Node) advanceCommit() {
-	w := n.members.WriteQuorum()
-	if w > n.members.DataVoters() {
-		return
+// commitUnder is the highest seq durable on W counted data voters of ms
+// (0 if none can be).
+func (n *Node) commitUnder(ms Members) Seq {
+	w := ms.WriteQuorum()
+	if w > ms.DataVoters() {
+		return 0
 	}
 	var matches []Seq
-	for _, m := range n.members {
+	for _, m := range ms {
 		if !m.DataVoter() {
 			continue
 		}
-		if !n.peerCounts(m) {
+		if cur, ok := n.members.Get(m.ID); ok {
+			m = cur // the store it counts with is the latest record (rule 16)
+		}
+		switch {
+		case !n.peerCounts(m):
 			matches = append(matches, 0) // another store: it counts once caught up (rule 16)
-		} else if m.ID == n.cfg.ID {
+		case m.ID == n.cfg.ID:
 			matches = append(matches, n.log.lastSeq())
-		} else {
+		case n.prog[m.ID] != nil:
 			matches = append(matches, n.prog[m.ID].match)
+		default:
+			matches = append(matches, 0) // no longer replicated to
 		}
 	}
 	if len(matches) < w {
-		return
+		return 0
 	}
 	sortDesc(matches)
-	c := matches[w-1]
+	return matches[w-1]
+}
+
+// sameVoters reports whether a and b have the same voters, of the same
+// kinds (recording a store or an address changes no voter set).
+func sameVoters(a, b Members) bool {
+	var x, y []Member
+	for _, m := range a {
+		if m.Voter() {
+			x = append(x, Member{ID: m.ID, Kind: m.Kind})
+		}
+	}
+	for _, m := range b {
+		if m.Voter() {
+			y = append(y, Member{ID: m.ID, Kind: m.Kind})
+		}
+	}
+	return slices.Equal(x, y)
+}
+
+// advanceCommit moves the commit point to the highest own-epoch entry
+// durable on W data voters (rules 8 and 9), and answers quorum writes.
+func (n *Node) advanceCommit() {
+	c := n.commitUnder(n.members)
+	if old := n.membersAt(n.hs.Commit.Seq); n.changeAt > n.hs.Commit.Seq && !sameVoters(old, n.members) {
+		// A membership change is not committed yet: nodes that have not
+		// received it still elect by the previous membership, whose
+		// election quorums a W of the new one need not meet when W is
+		// below a majority (an even number of voters). Until it commits,
+		// an entry commits only on W voters of both (rule 15; seed 2549).
+		c = min(c, n.commitUnder(old))
+	}
 	if c <= n.hs.Commit.Seq {
 		return
 	}

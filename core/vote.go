@@ -57,11 +57,22 @@ func (n *Node) stepVote(m Message, p *peerView) {
 	// candidate decides whether the vote counts, by its own membership
 	// (rule 16). A node that crashed before the entry recording its new
 	// store reached it would otherwise refuse every candidate forever.
-	if !n.isVoter() {
+	if n.cfg.Kind == KindObserver {
 		refuse()
 		return
 	}
-	if cand, ok := n.members.Get(m.From); !ok || !cand.DataVoter() {
+	// A learner still votes: it may have been promoted in a membership it
+	// has not received, and the candidate counts only the voters of its own
+	// (as in Raft, a vote does not consult the voter's configuration; seed
+	// 368: a promoted node that had not heard of its promotion refused every
+	// candidate, and no Cortex could be elected).
+	// A candidate runs by its own membership, which may be newer than
+	// this voter's (a promotion or an addition it has not received yet):
+	// as in Raft, the vote does not depend on the voter's view of it, only
+	// on its kind (seed 1745: a lagging voter refused the added node that
+	// held the newest log, and no Cortex could ever be elected). A known
+	// Sentinel or Observer never gets a vote.
+	if cand, ok := n.members.Get(m.From); (ok && cand.Kind != KindAuto) || (!ok && m.Kind != KindAuto) {
 		refuse()
 		return
 	}

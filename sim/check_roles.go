@@ -17,9 +17,9 @@ func (c *Checkers) onSend(sn *SimNode, m core.Message) {
 		c.violate("observer-voted", false, sn.id, "an observer granted a vote to "+string(m.To))
 		return
 	}
-	if me, ok := sn.n.Members().Get(sn.id); ok && me.Learner {
-		c.violate("learner-voted", false, sn.id, "a learner granted a vote to "+string(m.To))
-	}
+	// A learner may vote (it may have been promoted in a membership it has
+	// not received): the candidate counts only its own voters, which
+	// check_cortex.go's one-Cortex-per-epoch and the write checkers judge.
 }
 
 // onReceive is a hook for message-level checks on delivery.

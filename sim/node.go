@@ -221,8 +221,12 @@ func (sn *SimNode) storageFailed(err error) {
 	w.stats.StorageStops++
 	w.record("storage-stop", sn.id, 0, 0, err.Error)
 	sn.crash()
+	w.chk.topologyChanged()
 	w.after(w.rngFault.Between(500*time.Millisecond, 3*time.Second), func() {
-		w.faults.guarded(sn.restart)
+		w.faults.guarded(func() {
+			sn.restart()
+			w.chk.topologyChanged()
+		})
 	})
 }
 

@@ -27,7 +27,10 @@ type Store struct {
 	rejects  int
 	identity uint64
 	staged   map[string]*Store // snapshots streamed in, by staging dir
-	disk     *diskFaults
+	// uncappable: a checkpoint that shell/store could not cap at its
+	// commit point (see Checkpoint).
+	uncappable bool
+	disk       *diskFaults
 }
 
 // Quarantined is one entry removed from the log by a truncation, with the
@@ -254,7 +257,21 @@ func (s *Store) DropQuarantine(p core.Pos) (bool, error) {
 func (s *Store) Checkpoint() (*snapImage, error) {
 	c := s.clone()
 	// As shell/store's capAtCommit: entries above the commit point are
-	// rolled back, a snapshot holds only what is committed.
+	// rolled back, a snapshot holds only what is committed. Like the store,
+	// which knows the membership only from its log and its current record,
+	// a copy whose membership changes above the commit point with no change
+	// at or below it cannot be capped: it fails to install.
+	above, below := false, false
+	for _, e := range c.log {
+		if e.Type == core.EntryMembership {
+			if e.Pos.Seq > c.hs.Commit.Seq {
+				above = true
+			} else {
+				below = true
+			}
+		}
+	}
+	c.uncappable = above && !below
 	if commit := c.hs.Commit.Seq; commit < c.Last().Seq && commit >= c.snap.Seq {
 		c.truncate(commit, "snapshot capped at the sender's commit point", 0)
 	}
@@ -279,6 +296,9 @@ func (s *Store) InstallSnapshot(dir string, accept func(core.Pos) error) (core.I
 	delete(s.staged, dir)
 	if img == nil {
 		return core.Installed{}, fmt.Errorf("model store: no snapshot staged at %s", dir)
+	}
+	if img.uncappable {
+		return core.Installed{}, fmt.Errorf("model store: the snapshot's membership changes above its commit point")
 	}
 	if err := accept(img.snap); err != nil {
 		return core.Installed{}, err
