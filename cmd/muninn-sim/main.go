@@ -57,10 +57,11 @@ func (c common) options() (sim.Options, error) {
 
 type runCmd struct {
 	common
-	Seeds     int    `default:"100" help:"Number of seeds to run."`
-	SeedStart uint64 `default:"1" help:"First seed."`
-	Workers   int    `default:"0" help:"Seeds run in parallel (0: one per CPU). Each seed runs on one goroutine; results do not depend on this."`
-	Verbose   bool   `short:"v" help:"Print every seed's derived settings."`
+	Seeds       int           `default:"100" help:"Number of seeds to run."`
+	SeedStart   uint64        `default:"1" help:"First seed."`
+	Workers     int           `default:"0" help:"Seeds run in parallel (0: one per CPU). Each seed runs on one goroutine; results do not depend on this."`
+	Verbose     bool          `short:"v" help:"Print every seed's derived settings."`
+	SeedTimeout time.Duration `default:"2m" help:"Wall time one seed may take before the run stops and names it (a hang in the code under test, e.g. a store waiting forever, is a failure, not a slow seed)."`
 }
 
 type replayCmd struct {
@@ -119,6 +120,29 @@ func (r *runCmd) run(out io.Writer, log *slog.Logger) int {
 	done, bad := 0, 0
 	lastLog := start
 	next := 0
+	running := map[uint64]time.Time{} // seed → when it started
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			for seed, at := range running {
+				if r.SeedTimeout > 0 && time.Since(at) > r.SeedTimeout {
+					fmt.Fprintf(out, "\nFAIL seed %d: still running after %s of wall time: the code under test hangs (a seed takes well under a second)\n  replay:   %s\n",
+						seed, r.SeedTimeout, (&sim.Result{Seed: seed, Options: o}).ReplayCommand())
+					os.Exit(exitSafety)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -128,12 +152,17 @@ func (r *runCmd) run(out io.Writer, log *slog.Logger) int {
 				mu.Lock()
 				i := next
 				next++
+				seed := r.SeedStart + uint64(i)
+				if i < r.Seeds {
+					running[seed] = time.Now()
+				}
 				mu.Unlock()
 				if i >= r.Seeds {
 					return
 				}
-				res := sim.Run(r.SeedStart+uint64(i), o)
+				res := sim.Run(seed, o)
 				mu.Lock()
+				delete(running, seed)
 				results[i] = res
 				done++
 				if len(res.Violations) > 0 {

@@ -4,6 +4,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/muninndb/muninn/core/engram"
+	"math"
 )
 
 // deterministicMemTable is the memtable size under Options.Deterministic.
@@ -27,6 +28,11 @@ func deterministicOptions(po *pebble.Options) {
 	// delete-only, elision-only and read-triggered compactions (reads
 	// sample keys and would schedule work). The store asks for none.
 	po.DisableAutomaticCompactions = true
+	// With no compactions, L0 only grows (every Flush adds files, and a
+	// checkpoint copies them all): Pebble would stall writes forever once
+	// L0 reaches its stop threshold (a simulated snapshot install hung in
+	// Flush, seed 100064 with --store pebble).
+	po.L0StopWritesThreshold = math.MaxInt32
 	// Flushes write tables, the MANIFEST and make WALs obsolete, on a
 	// background goroutine (see deterministicMemTable). Data a flush
 	// writes is already synced in the WAL the rotation closed, but which
