@@ -10,7 +10,7 @@ import (
 
 // failoverWatch: a Cortex crashed while a connected quorum of voters
 // followed it and nothing else was wrong; a new Cortex must be elected
-// within 3 × heartbeat + 500 ms (DESIGN §4).
+// within 3 × heartbeat + 500 ms (docs/protocol.md, "Timing").
 type failoverWatch struct {
 	from     core.NodeID
 	epoch    core.Epoch

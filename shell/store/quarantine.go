@@ -10,8 +10,8 @@ import (
 	"github.com/muninndb/muninn/core"
 )
 
-// Quarantined is an entry removed from the log by a truncation (DESIGN rule
-// 10): a write cut off by a failover, kept for the operator to inspect,
+// Quarantined is an entry removed from the log by a truncation (docs/protocol.md,
+// rule 10): a write cut off by a failover, kept for the operator to inspect,
 // export, replay (a conditional write: protocol rule 10, docs/api.md), or
 // drop.
 type Quarantined struct {

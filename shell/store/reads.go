@@ -7,7 +7,7 @@ import (
 
 // Reads go straight to the DB (no lock): they see every applied save,
 // including one whose fsync is still under way. Consistency levels are the
-// runner's business (DESIGN rule 12).
+// runner's business (docs/protocol.md, rule 12).
 
 // Get returns a live engram.
 func (s *Store) Get(vault, id string) (engram.Engram, bool, error) {

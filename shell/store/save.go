@@ -71,7 +71,7 @@ func (p *Pending) Wait() error {
 // once for every batch queued behind an fsync in progress, so concurrent
 // Save callers share fsyncs.
 //
-// Fencing (DESIGN rule 6) is checked before anything is written: the hard
+// Fencing (docs/protocol.md, rule 6) is checked before anything is written: the hard
 // state's epoch may not go below the highest epoch persisted, entries may not
 // come from an epoch above the node's epoch, and an entry may not follow one
 // of a higher epoch. Such a save fails with an error wrapping ErrFenced.

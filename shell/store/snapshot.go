@@ -13,9 +13,9 @@ import (
 )
 
 // Prune drops the log entries (and their undo records) at or below upTo,
-// which is capped at the commit point: DESIGN §5, "log prefix pruned below
-// what every member has, keeping a tail" (the core's Ready.Compact already
-// keeps the tail). The dropped prefix's last position becomes the log base.
+// which is capped at the commit point: the log prefix below what every
+// member has is pruned, keeping a tail (the core's Ready.Compact already
+// keeps the tail; docs/protocol.md, rule 7). The dropped prefix's last position becomes the log base.
 // It returns the new base.
 func (s *Store) Prune(upTo core.Seq) (core.Pos, error) {
 	s.mu.Lock()
