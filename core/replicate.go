@@ -1,9 +1,6 @@
 package core
 
-import (
-	"fmt"
-	"slices"
-)
+import "fmt"
 
 // maxBatchBytes caps one append's payload.
 const maxBatchBytes = 4 << 20
@@ -269,28 +266,31 @@ func (n *Node) commitUnder(ms Members) Seq {
 	return matches[w-1]
 }
 
-// sameVoters reports whether a and b have the same voters, of the same
-// kinds (recording a store or an address changes no voter set).
-func sameVoters(a, b Members) bool {
-	var x, y []Member
+// votersChanged counts the voters in one of a and b and not the other
+// (recording a store or an address changes none). Rule 15 changes one at a
+// time; the runner's rename of a standalone node's only voter
+// (adoptStandalone) changes two, and nobody else could elect by the old
+// name.
+func votersChanged(a, b Members) int {
+	n := 0
 	for _, m := range a {
-		if m.Voter() {
-			x = append(x, Member{ID: m.ID, Kind: m.Kind})
+		if x, ok := b.Get(m.ID); m.Voter() && (!ok || !x.Voter()) {
+			n++
 		}
 	}
 	for _, m := range b {
-		if m.Voter() {
-			y = append(y, Member{ID: m.ID, Kind: m.Kind})
+		if x, ok := a.Get(m.ID); m.Voter() && (!ok || !x.Voter()) {
+			n++
 		}
 	}
-	return slices.Equal(x, y)
+	return n
 }
 
 // advanceCommit moves the commit point to the highest own-epoch entry
 // durable on W data voters (rules 8 and 9), and answers quorum writes.
 func (n *Node) advanceCommit() {
 	c := n.commitUnder(n.members)
-	if old := n.membersAt(n.hs.Commit.Seq); n.changeAt > n.hs.Commit.Seq && !sameVoters(old, n.members) {
+	if old := n.membersAt(n.hs.Commit.Seq); n.changeAt > n.hs.Commit.Seq && votersChanged(old, n.members) == 1 {
 		// A membership change is not committed yet: nodes that have not
 		// received it still elect by the previous membership, whose
 		// election quorums a W of the new one need not meet when W is
