@@ -197,6 +197,10 @@ func (n *Node) flushHardState() {
 	if n.hs != n.prevHS && (n.rd.HardState == nil || *n.rd.HardState != n.hs) {
 		hs := n.hs
 		n.rd.HardState = &hs
+		// A Sentinel judges candidates by the commit point it heard (rule
+		// 5): it must survive a crash, or a wiped data node with an empty
+		// log gets its vote (Pebble seed 200019: a quorum write lost).
+		n.rd.SyncCommit = n.cfg.Kind == KindSentinel && hs.Commit != n.prevHS.Commit
 	}
 }
 

@@ -130,11 +130,14 @@ type Ready struct {
 	// Compact: entries at or below Compact.Upto are no longer needed by any
 	// member (keeping the configured tail); the driver may prune them and
 	// must keep Compact.Members as the membership in force at that point.
-	Compact   *Compaction
-	Messages  []Message
-	Snapshots []SnapshotSend
-	Results   []Result
-	Events    []Event
+	Compact *Compaction
+	// SyncCommit: the hard state's commit point must be synced too (a
+	// Sentinel's: see MustSync).
+	SyncCommit bool
+	Messages   []Message
+	Snapshots  []SnapshotSend
+	Results    []Result
+	Events     []Event
 }
 
 // Empty reports whether rd holds nothing to do.
@@ -145,9 +148,10 @@ func (rd *Ready) Empty() bool {
 
 // MustSync reports whether step 1 needs an fsync: a vote, an epoch or
 // entries. A Ready that only advances the commit point may be written
-// without one (the commit point is advisory and rides on the next sync).
+// without one (the commit point is advisory and rides on the next sync),
+// except on a Sentinel, whose votes depend on it (SyncCommit).
 func (rd *Ready) MustSync(prev HardState) bool {
-	if rd.Truncate != nil || len(rd.Entries) > 0 {
+	if rd.Truncate != nil || len(rd.Entries) > 0 || rd.SyncCommit {
 		return true
 	}
 	return rd.HardState != nil && (rd.HardState.Epoch != prev.Epoch || rd.HardState.Vote != prev.Vote || rd.HardState.VoteStore != prev.VoteStore)

@@ -50,6 +50,7 @@ func (p *pebbleStore) open(identity func() uint64) error {
 	if identity == nil {
 		identity = func() uint64 { panic("sim: a store that exists was opened as new") }
 	}
+	p.w.pebbles = append(p.w.pebbles, p)
 	st, err := store.Open(pebbleDir, store.Options{
 		FS:            faultFS{FS: p.mem, disk: p.disk},
 		NewIdentity:   identity,

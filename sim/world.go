@@ -96,6 +96,8 @@ type World struct {
 	chk     *Checkers
 	// snapshots streams checkpoints between nodes (snapshot.go).
 	snapshots *snapshots
+	// pebbles: every Pebble store opened, closed when the run ends.
+	pebbles []*pebbleStore
 
 	nextReq uint64
 	stopped bool
