@@ -69,7 +69,11 @@ func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, er
 	// An armed fsync failure hits a save's sync, as the model's does. (A
 	// checkpoint's own WAL sync failing makes Pebble fatal: the process
 	// dies, which the crash fault covers.)
-	p.disk.saving = true
+	// Only a synced save's own fsync: a failure Pebble's WAL writer met
+	// syncing in the background, after an unsynced save returned, would
+	// stay behind unseen, and Pebble panics on it at its next WAL rotation
+	// (soak seed range 200001.., not deterministic).
+	p.disk.saving = sync
 	defer func() { p.disk.saving = false }()
 	err := p.db().Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
 		Rejected: func(pos core.Pos, why error) {
