@@ -35,8 +35,12 @@ func (n *Node) stepVote(m Message, p *peerView) {
 	refuse := func() { n.send(Message{Type: MsgVoteResp, To: m.From, Granted: false}) }
 	if n.role == RoleCandidate && m.Epoch == n.hs.Epoch && !m.Handoff {
 		// Two candidates in one epoch: a split. Both know it now, so the
-		// worse one (by rule 4's rank) stands back and the better one runs
-		// again at once, instead of both waiting out the election timeout.
+		// worse one (by rule 4's rank) stands back. The better one counts
+		// the rival as a refusal and runs again at once only if it can no
+		// longer win: the rival may already have won this epoch with the
+		// other votes, and a new epoch would depose it (e2e
+		// TestWalkthrough: a fresh cluster's first Cortex stepped down
+		// at once, and none was elected until SDOWN 3 s later).
 		refuse()
 		mine := n.log.last()
 		if mine.Less(m.Last) || (m.Last == mine && m.From < n.cfg.ID) {
@@ -45,7 +49,7 @@ func (n *Node) stepVote(m Message, p *peerView) {
 			n.setRole(n.followerRole())
 			n.electionAt = n.now.Add(n.cfg.Heartbeat)
 		} else {
-			n.campaign(false)
+			n.refused(m.From)
 		}
 		return
 	}
@@ -150,20 +154,26 @@ func (n *Node) stepVoteResp(m Message) {
 		m.Granted = false
 	}
 	if !m.Granted {
-		n.refusals[m.From] = true
-		if len(n.refusals) > n.members.Voters()-n.members.Quorum() {
-			// Lost (a split vote, or a better candidate): no point waiting
-			// out the election timeout. Run again by rank, so the best
-			// candidate goes first (rule 4).
-			n.electEnd = Never
-			n.votes, n.refusals = nil, nil
-			n.setRole(n.followerRole())
-			n.electionAt = n.now.Add(time.Duration(n.rank())*n.stagger() + n.random(n.stagger()))
-		}
+		n.refused(m.From)
 		return
 	}
 	n.votes[m.From] = true
 	n.checkWon()
+}
+
+// refused counts a voter's refusal. Once more voters refused than the
+// quorum can spare, the election is lost (a split vote, or a better
+// candidate): no point waiting out the election timeout. Run again by rank,
+// so the best candidate goes first (rule 4); a rival that won meanwhile
+// reaches us first with its epoch-start entry.
+func (n *Node) refused(voter NodeID) {
+	n.refusals[voter] = true
+	if len(n.refusals) > n.members.Voters()-n.members.Quorum() {
+		n.electEnd = Never
+		n.votes, n.refusals = nil, nil
+		n.setRole(n.followerRole())
+		n.electionAt = n.now.Add(time.Duration(n.rank())*n.stagger() + n.random(n.stagger()))
+	}
 }
 
 func (n *Node) checkWon() {
