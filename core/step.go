@@ -109,4 +109,14 @@ func (n *Node) stepSDown(m Message, p *peerView) {
 	if n.role != RoleCortex {
 		n.checkODown()
 	}
+	if _, member := n.members.Get(m.From); m.Down && !member && n.sdown && n.isVoter() {
+		// The sender's membership lists us as a voter, ours does not list it:
+		// it holds a newer membership we missed (an addition while we were
+		// cut off). Our report() never reaches it, so answer its report, or
+		// it never sees ODOWN and cannot run, though it may hold the only
+		// copy of committed entries (seed 200351: a re-added node with the
+		// newest log never ran, while the voters it needed campaigned
+		// forever with a stale log and a vote that does not count).
+		n.send(Message{Type: MsgSDown, To: m.From, Down: true, Last: n.log.last()})
+	}
 }

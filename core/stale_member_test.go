@@ -1,0 +1,50 @@
+package core
+
+import (
+	"testing"
+	"time"
+)
+
+// TestStaleVoterAnswersReport: seed 200351. A voter cut off while the Cortex
+// added d and removed c still has {a, b, c}; d, with the newest log, has
+// {a, b, d}. b and c are gone. a never reports SDOWN to d (not its member),
+// so d must get a's answer to its own report to reach ODOWN, run, and win
+// with a's vote; a, behind, can never win.
+func TestStaleVoterAnswersReport(t *testing.T) {
+	auto := func(ids ...NodeID) Members {
+		var ms Members
+		for _, id := range ids {
+			ms = append(ms, Member{ID: id, Kind: KindAuto})
+		}
+		return ms
+	}
+	mk := func(id NodeID, ms Members, last Seq) *Node {
+		return New(Config{ID: id, Kind: KindAuto, Seed: 7},
+			Restored{HardState: HardState{Epoch: 1}, Snap: Pos{Epoch: 1, Seq: last}, SnapMembers: ms}, 0)
+	}
+	nodes := map[NodeID]*Node{
+		"a": mk("a", auto("a", "b", "c"), 5),
+		"d": mk("d", auto("a", "b", "d"), 9),
+	}
+	var queue []Message
+	for now := Time(0); now < Time(20*time.Second); now = now.Add(10 * time.Millisecond) {
+		in := queue
+		queue = nil
+		for _, m := range in {
+			if n := nodes[m.To]; n != nil {
+				n.Step(now, m)
+			}
+		}
+		for _, id := range []NodeID{"a", "d"} {
+			n := nodes[id]
+			n.Tick(now)
+			rd := n.Ready()
+			queue = append(queue, rd.Messages...)
+			n.Advance()
+		}
+		if nodes["d"].Role() == RoleCortex {
+			return
+		}
+	}
+	t.Fatalf("no Cortex in 20 s: a %s epoch %d, d %s epoch %d", nodes["a"].Role(), nodes["a"].Epoch(), nodes["d"].Role(), nodes["d"].Epoch())
+}
