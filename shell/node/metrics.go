@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/muninndb/muninn/core"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the node's Prometheus metrics, on their own registry.
@@ -44,6 +45,14 @@ func newMetrics(id core.NodeID) *Metrics {
 	for _, c := range []prometheus.Collector{m.role, m.epoch, m.lastSeq, m.commitSeq, m.elections, m.demotions, m.storeChanges, m.quarantined, m.saveSeconds, m.decayActive, m.WriteSeconds, m.ReadSeconds} {
 		f(c)
 	}
+	// The standard process and Go runtime metrics every Go service exposes
+	// (process_cpu_seconds_total, process_resident_memory_bytes,
+	// go_goroutines, go_gc_duration_seconds, ...): `muninn bench` reads
+	// process_cpu_seconds_total to report CPU per write for each node.
+	// They describe the whole process, so nodes sharing one process (tests)
+	// report the same figures.
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f(collectors.NewGoCollector())
 	return m
 }
 
