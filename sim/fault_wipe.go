@@ -62,10 +62,12 @@ func (f *Faults) rejoined(sn *SimNode) bool {
 
 // discover is what a node starting on an empty store learns first
 // (shell/node/discover.go): the membership of the cluster already running
-// (ids, kinds and learners, as /v1/cluster/info gives them), here from the
-// Cortex, else from the running node with the newest log. If it lists the
-// node, the node starts as that member; if not, it waits to be added. With
-// no cluster running it keeps the list it was started with.
+// (ids, kinds, learners and the stores they are recorded with, as
+// /v1/cluster/info gives them), here from the Cortex, else from the running
+// node with the newest log. If it lists the node, the node starts as that
+// member, its own record naming its old store, so it does not run until the
+// Cortex has caught it up (rule 16); if not, it waits to be added. With no
+// cluster running it keeps the list it was started with.
 func (w *World) discover(sn *SimNode) core.Members {
 	src := w.cortex()
 	if src == nil {
@@ -84,7 +86,7 @@ func (w *World) discover(sn *SimNode) core.Members {
 	}
 	out := make(core.Members, len(ms))
 	for i, m := range ms {
-		out[i] = core.Member{ID: m.ID, Kind: m.Kind, Learner: m.Learner}
+		out[i] = core.Member{ID: m.ID, Kind: m.Kind, Learner: m.Learner, Store: m.Store}
 	}
 	return out
 }

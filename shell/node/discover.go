@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,6 +80,7 @@ func clusterRunning(c *http.Client, api string) (bool, core.Members) {
 			ID      string `json:"id"`
 			Kind    string `json:"kind"`
 			Learner bool   `json:"learner"`
+			Store   string `json:"store"`
 		} `json:"members"`
 	}
 	if json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&info) != nil || info.Epoch == 0 {
@@ -90,7 +92,16 @@ func clusterRunning(c *http.Client, api string) (bool, core.Members) {
 		if err != nil {
 			continue
 		}
-		ms = append(ms, core.Member{ID: core.NodeID(m.ID), Kind: k, Learner: m.Learner})
+		// Keep the store each member is recorded with (rule 16): without it
+		// every member, this node's own wiped store included, would look
+		// unrecorded and count whatever store it reports.
+		var store uint64
+		if m.Store != "" {
+			if store, err = strconv.ParseUint(m.Store, 16, 64); err != nil {
+				continue
+			}
+		}
+		ms = append(ms, core.Member{ID: core.NodeID(m.ID), Kind: k, Learner: m.Learner, Store: store})
 	}
 	return true, ms
 }
