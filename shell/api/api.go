@@ -111,6 +111,7 @@ func (s *Server) route(pattern string, ms methods) {
 
 func (s *Server) routes() {
 	s.route("/api/engrams", methods{"POST": s.handleWrite, "GET": s.handleList})
+	s.route("/api/engrams/batch", methods{"POST": s.handleWriteBatch})
 	s.route("/api/engrams/{id}", methods{"GET": s.handleGet, "PATCH": s.handleUpdate, "DELETE": s.handleForget})
 	s.route("/api/activate", methods{"POST": s.handleActivate})
 

@@ -19,12 +19,18 @@ import (
 // readBody reads the whole request body, at most apitypes.MaxBody bytes.
 // The bytes are kept so a request can be forwarded verbatim.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, apitypes.MaxBody))
+	return readBodyMax(w, r, apitypes.MaxBody, "")
+}
+
+// readBodyMax reads the whole request body, at most limit bytes; hint is
+// added to the 413's message.
+func readBodyMax(w http.ResponseWriter, r *http.Request, limit int64, hint string) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: apitypes.CodeTooLarge,
-				msg: fmt.Sprintf("request body exceeds the limit of %d bytes (1 MiB)", apitypes.MaxBody)}
+				msg: fmt.Sprintf("request body exceeds the limit of %d bytes (%d MiB)%s", limit, limit>>20, hint)}
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

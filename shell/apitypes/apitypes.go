@@ -39,6 +39,13 @@ const DefaultVault = "default"
 // MaxBody is the largest request body the API reads (1 MiB); more is 413.
 const MaxBody = 1 << 20
 
+// Batch limits (POST /api/engrams/batch): at most MaxBatchItems engrams
+// and MaxBatchBody bytes of body per request; more is 413 too_large.
+const (
+	MaxBatchItems = 1000
+	MaxBatchBody  = 8 << 20
+)
+
 // Stable error codes (the "code" of an ErrorBody). The protocol's codes
 // (core.Code*) are passed through unchanged.
 const (
@@ -102,6 +109,46 @@ type WriteRequest struct {
 	Tags    []string `json:"tags,omitempty"`
 	// Confidence is in [0, 1]; omitted means 1.
 	Confidence *float64 `json:"confidence,omitempty"`
+}
+
+// BatchWriteRequest is the body of POST /api/engrams/batch: engrams to
+// create, each its own write (docs/api.md, "Batch writes").
+type BatchWriteRequest struct {
+	// Vault is the vault of every engram that names none (default: the
+	// vault query parameter, then "default").
+	Vault string `json:"vault,omitempty"`
+	// Engrams are written in order; each is a WriteRequest, and may name
+	// its own vault and id.
+	Engrams []WriteRequest `json:"engrams"`
+}
+
+// BatchItemResult is one engram's outcome in a BatchWriteResult.
+type BatchItemResult struct {
+	ID    string `json:"id"`
+	Vault string `json:"vault"`
+	// Status is the HTTP status a single write of this engram would have
+	// been answered: 201 when written, else the status of Error's code.
+	Status int `json:"status"`
+	// Epoch and Seq are the write's position in the log (written only;
+	// zero when the Go client found it written by an earlier attempt).
+	Epoch uint64 `json:"epoch,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+	// Error is nil when the engram was written. Its code unknown_outcome
+	// says the write may or may not have been applied; any other code
+	// says it was not.
+	Error *ErrorDetail `json:"error,omitempty"`
+}
+
+// BatchWriteResult answers POST /api/engrams/batch: one result per engram,
+// in the order of the request.
+type BatchWriteResult struct {
+	Durability string `json:"durability"`
+	// Written counts the engrams written; Failed the others, of which
+	// Unknown have an unknown outcome (code unknown_outcome).
+	Written int               `json:"written"`
+	Failed  int               `json:"failed"`
+	Unknown int               `json:"unknown"`
+	Results []BatchItemResult `json:"results"`
 }
 
 // UpdateRequest is the body of PATCH /api/engrams/{id}: only the fields

@@ -54,6 +54,9 @@
 // attempt's error, so IsCode and errors.As see its code: test ErrAmbiguous
 // first. docs/api.md, "Go client", lists the answers of each kind.
 //
+// WriteBatch reports these three outcomes engram by engram, in its result
+// (see WriteBatch).
+//
 // Reads (Get, List, Activate, Info, Status, Health, Quarantine) change
 // nothing and are never ambiguous.
 package client
@@ -226,6 +229,8 @@ func (e *AmbiguousError) Error() string {
 	switch e.Op {
 	case "write", "update", "forget":
 		return msg + "; read it back by id (a strong read) before acting on it"
+	case "batch write":
+		return msg + "; read each engram back by its id (a strong read), or write the batch again with the same ids"
 	}
 	return msg + "; check the cluster's state before retrying"
 }
@@ -289,6 +294,9 @@ type call struct {
 	// definite lists codes that, for this call, say nothing was done
 	// beyond the ones every call has (definite).
 	definite []string
+	// until, when set, ends the call's retries at that time instead of
+	// the client's budget from now (WriteBatch's rounds share one budget).
+	until time.Time
 }
 
 // retryable reports whether a refusal says nothing was done and a retry
@@ -437,7 +445,11 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 			return err
 		}
 	}
-	if err := retry.Do(ctx, retry.Request(c.budget), attempt); err != nil {
+	budget := c.budget
+	if !cl.until.IsZero() {
+		budget = time.Until(cl.until)
+	}
+	if err := retry.Do(ctx, retry.Request(budget), attempt); err != nil {
 		return oc.fail(cl, err)
 	}
 	return oc, nil
