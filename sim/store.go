@@ -7,6 +7,7 @@ import (
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/core/engram"
+	"github.com/muninndb/muninn/shell/store"
 )
 
 // Store is the model store (`--store model`): a node's durable state kept
@@ -21,8 +22,12 @@ type Store struct {
 	snapMembers core.Members
 	log         []core.Entry // after snap
 	undo        []engram.Undo
-	kv          *engram.MemKV
-	quarantine  []Quarantined
+	// epochs is the epoch history, as shell/store keeps it
+	// (store.EpochHistory): a record per change of epoch in the log, the
+	// compacted part included.
+	epochs     []core.Pos
+	kv         *engram.MemKV
+	quarantine []Quarantined
 	// rejects counts data entries engram.Apply refused (deterministic no-ops).
 	rejects  int
 	identity uint64
@@ -67,6 +72,7 @@ func (s *Store) clone() *Store {
 	c.snapMembers = slices.Clone(s.snapMembers)
 	c.log = slices.Clone(s.log)
 	c.undo = slices.Clone(s.undo)
+	c.epochs = slices.Clone(s.epochs)
 	c.kv = s.kv.Clone()
 	c.quarantine = slices.Clone(s.quarantine)
 	return &c
@@ -127,6 +133,7 @@ func (s *Store) truncate(seq core.Seq, reason string, now int64) []core.Entry {
 	}
 	s.log = s.log[:i:i]
 	s.undo = s.undo[:i:i]
+	s.epochs = slices.DeleteFunc(s.epochs, func(p core.Pos) bool { return p.Seq > seq })
 	return removed
 }
 
@@ -148,6 +155,9 @@ func (s *Store) append(e core.Entry) (rejected error) {
 			// A replay consumes its quarantined entry with its apply.
 			s.quarantine = slices.DeleteFunc(s.quarantine, func(x Quarantined) bool { return x.Entry.Pos == q })
 		}
+	}
+	if e.Pos.Epoch != s.Last().Epoch {
+		s.epochs = append(s.epochs, e.Pos)
 	}
 	s.log = append(s.log, e)
 	s.undo = append(s.undo, u)
@@ -290,7 +300,11 @@ func (s *Store) Stage(img *snapImage) (string, error) {
 }
 
 // InstallSnapshot replaces the log and the state machine with the staged
-// snapshot's; the quarantine and the identity stay this store's.
+// snapshot's; the quarantine and the identity stay this store's. As
+// shell/store does, every entry above the commit point that the snapshot
+// may not hold (store.SnapshotHolds: a divergent suffix not yet truncated)
+// is quarantined first, as a truncation would, so an acknowledged local
+// write is never lost to a snapshot.
 func (s *Store) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	img := s.staged[dir]
 	delete(s.staged, dir)
@@ -309,8 +323,18 @@ func (s *Store) InstallSnapshot(dir string, accept func(core.Pos) error) (core.I
 	if err := s.disk.beforeSave(true); err != nil {
 		return core.Installed{}, err
 	}
+	now := s.disk.now()
+	for k, e := range s.log {
+		if e.Pos.Seq <= s.hs.Commit.Seq {
+			continue
+		}
+		if held, reason := store.SnapshotHolds(img.snap, img.epochs, e.Pos); !held {
+			s.quarantine = append(s.quarantine, Quarantined{Entry: e, Reason: reason, At: now, Base: engram.PreconditionOf(s.undo[k])})
+		}
+	}
 	s.snap, s.snapMembers = img.snap, slices.Clone(img.snapMembers)
 	s.log, s.undo = nil, nil
+	s.epochs = slices.Clone(img.epochs)
 	s.kv = img.kv.Clone()
 	return core.Installed{Pos: img.snap, HardState: img.hs, Members: slices.Clone(img.snapMembers)}, nil
 }

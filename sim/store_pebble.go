@@ -104,7 +104,7 @@ func (p *pebbleStore) DiskFull() (bool, string) { return p.db().DiskFull() }
 
 func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	defer p.mem.RemoveAll(dir)
-	pos, err := p.db().InstallSnapshotIf(dir, accept)
+	pos, err := p.db().InstallSnapshotAt(dir, p.disk.now(), accept)
 	if err != nil {
 		return core.Installed{}, err
 	}

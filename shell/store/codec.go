@@ -85,3 +85,5 @@ func decodeEntry(key, val []byte) (core.Entry, error) {
 	}
 	return e, nil
 }
+
+func encodeEpoch(e core.Epoch) []byte { return binary.BigEndian.AppendUint64(nil, uint64(e)) }

@@ -136,6 +136,11 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 		if e.Pos.Epoch > hs.Epoch {
 			return nil, fmt.Errorf("store: entry %s is from an epoch above the node's epoch %d (persist the hard state with it): %w", e.Pos, hs.Epoch, ErrFenced)
 		}
+		if e.Pos.Epoch != last.Epoch {
+			if err := b.Set(seqKey(spaceEpochs, e.Pos.Seq), encodeEpoch(e.Pos.Epoch), nil); err != nil {
+				return nil, err
+			}
+		}
 		if e.Type == core.EntryData {
 			u, err := engram.Apply(kv, e.Pos, e.Payload)
 			if err != nil && !engram.IsReject(err) {
@@ -271,6 +276,10 @@ func (s *Store) truncate(b *pebble.Batch, kv batchKV, t *core.Truncation, now in
 			return core.Pos{}, fmt.Errorf("store: truncation after %s, but the log holds %s there", t.After, e.Pos)
 		}
 	}
+	// The epoch history forgets the removed entries' epochs.
+	if err := b.DeleteRange(seqKey(spaceEpochs, t.After.Seq+1), []byte{spaceEpochs + 1}, nil); err != nil {
+		return core.Pos{}, err
+	}
 	for q := s.last.Seq; q > t.After.Seq; q-- {
 		key := seqKey(spaceLog, q)
 		v, ok, err := kv.Get(key)
@@ -284,32 +293,19 @@ func (s *Store) truncate(b *pebble.Batch, kv batchKV, t *core.Truncation, now in
 		if err != nil {
 			return core.Pos{}, err
 		}
-		rec := Quarantined{Epoch: e.Pos.Epoch, Seq: e.Pos.Seq, Type: e.Type.String(), Durability: e.Durability.String(), Payload: e.Payload, Reason: t.Reason, TimeMS: now}
+		var u *engram.Undo
 		if e.Type == core.EntryData {
-			if c, err := engram.DecodeCommand(e.Payload); err == nil {
-				rec.Vault, rec.Op, rec.ID = c.Vault, c.Op.String(), c.ID
+			if u, err = undoOf(kv, e.Pos); err != nil {
+				return core.Pos{}, fmt.Errorf("store: truncation: %w", err)
 			}
-			uk := seqKey(spaceUndo, q)
-			uv, ok, err := kv.Get(uk)
-			if err != nil {
+			if err := engram.Rollback(kv, *u); err != nil {
 				return core.Pos{}, err
 			}
-			if !ok {
-				return core.Pos{}, fmt.Errorf("store: truncation: the undo record of entry %s is missing: the store is damaged", e.Pos)
-			}
-			u, err := engram.DecodeUndo(uv)
-			if err != nil {
-				return core.Pos{}, fmt.Errorf("store: entry %s: %w", e.Pos, err)
-			}
-			rec.Base = engram.EncodePrecondition(engram.PreconditionOf(u))
-			if err := engram.Rollback(kv, u); err != nil {
-				return core.Pos{}, err
-			}
-			if err := b.Delete(uk, nil); err != nil {
+			if err := b.Delete(seqKey(spaceUndo, q), nil); err != nil {
 				return core.Pos{}, err
 			}
 		}
-		qv, err := json.Marshal(rec)
+		qv, err := quarantineRecord(e, u, t.Reason, now)
 		if err != nil {
 			return core.Pos{}, err
 		}
@@ -321,4 +317,38 @@ func (s *Store) truncate(b *pebble.Batch, kv batchKV, t *core.Truncation, now in
 		}
 	}
 	return t.After, nil
+}
+
+// undoOf reads and decodes the undo record of the data entry at p, which
+// every data entry above the commit point has.
+func undoOf(kv engram.KV, p core.Pos) (*engram.Undo, error) {
+	uv, ok, err := kv.Get(seqKey(spaceUndo, p.Seq))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("the undo record of entry %s is missing: the store is damaged", p)
+	}
+	u, err := engram.DecodeUndo(uv)
+	if err != nil {
+		return nil, fmt.Errorf("entry %s: %w", p, err)
+	}
+	return &u, nil
+}
+
+// quarantineRecord is the quarantine record (JSON) of entry e, removed from
+// the log for reason at now (unix ms). u is the undo record of a data
+// entry: the state it was applied on, which a replay requires (Base).
+// Truncations and snapshot installs write the same records.
+func quarantineRecord(e core.Entry, u *engram.Undo, reason string, now int64) ([]byte, error) {
+	rec := Quarantined{Epoch: e.Pos.Epoch, Seq: e.Pos.Seq, Type: e.Type.String(), Durability: e.Durability.String(), Payload: e.Payload, Reason: reason, TimeMS: now}
+	if e.Type == core.EntryData {
+		if c, err := engram.DecodeCommand(e.Payload); err == nil {
+			rec.Vault, rec.Op, rec.ID = c.Vault, c.Op.String(), c.ID
+		}
+		if u != nil {
+			rec.Base = engram.EncodePrecondition(engram.PreconditionOf(*u))
+		}
+	}
+	return json.Marshal(rec)
 }

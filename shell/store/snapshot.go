@@ -1,15 +1,20 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/core/engram"
 )
 
 // Prune drops the log entries (and their undo records) at or below upTo,
@@ -128,10 +133,21 @@ func walkFiles(fs vfs.FS, dir, rel string, fn func(rel string, info vfs.FileInfo
 // cleared if the epoch moves). A snapshot behind the local commit point is
 // refused.
 //
+// Every entry of the log it replaces that the snapshot may not hold (see
+// SnapshotHolds: a divergent suffix, such as a deposed Cortex's local
+// writes not yet truncated) is quarantined as a truncation would
+// (docs/protocol.md, rule 10), with the same record and precondition, so
+// it can be listed, exported and replayed: an acknowledged local write is
+// never lost to a snapshot. Their time is the wall clock's; see
+// InstallSnapshotAt.
+//
 // The swap is atomic: the snapshot is copied to <dir>.install and prepared
-// and synced there, then <dir> is renamed to <dir>.old, <dir>.install to
+// and synced there (the quarantine included: the node's own records and
+// the new ones), then <dir> is renamed to <dir>.old, <dir>.install to
 // <dir>, the parent directory synced and <dir>.old removed. Open finishes or
-// discards an install a crash interrupted. from is not modified.
+// discards an install a crash interrupted: either the old store stands,
+// its log still holding the entries, or the new one, its quarantine
+// holding them. from is not modified.
 func (s *Store) InstallSnapshot(from string) (core.Pos, error) {
 	return s.InstallSnapshotIf(from, nil)
 }
@@ -142,6 +158,13 @@ func (s *Store) InstallSnapshot(from string) (core.Pos, error) {
 // driver refuses a snapshot its node does not need, so a stream that
 // arrives late never cuts back a log whose entries were acknowledged.
 func (s *Store) InstallSnapshotIf(from string, accept func(core.Pos) error) (core.Pos, error) {
+	return s.InstallSnapshotAt(from, time.Now().UnixMilli(), accept)
+}
+
+// InstallSnapshotAt is InstallSnapshotIf with the time (unix ms) recorded
+// on the entries it quarantines, as SaveBatch.Now is for a truncation (the
+// simulator passes its virtual clock).
+func (s *Store) InstallSnapshotAt(from string, now int64, accept func(core.Pos) error) (core.Pos, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
@@ -163,7 +186,7 @@ func (s *Store) InstallSnapshotIf(from string, accept func(core.Pos) error) (cor
 		fs.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
-	pos, err := s.prepareInstall(tmp)
+	pos, err := s.prepareInstall(tmp, now)
 	if err == nil && accept != nil {
 		err = accept(pos)
 	}
@@ -172,10 +195,12 @@ func (s *Store) InstallSnapshotIf(from string, accept func(core.Pos) error) (cor
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
 	s.closeDB()
+	s.installStep("prepared")
 	old := s.dir + ".old"
 	if err := fs.Rename(s.dir, old); err != nil {
 		return core.Pos{}, s.reopenAfter(fmt.Errorf("install snapshot: %w", err))
 	}
+	s.installStep("renamed-old")
 	if err := fs.Rename(tmp, s.dir); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot: %w (Open will finish the swap)", s.dir, err)
 	}
@@ -191,6 +216,14 @@ func (s *Store) InstallSnapshotIf(from string, accept func(core.Pos) error) (cor
 	return pos, nil
 }
 
+// installStep calls the test hook, if set, at a step of an install: a
+// test crashes the file system there.
+func (s *Store) installStep(step string) {
+	if s.onInstallStep != nil {
+		s.onInstallStep(step)
+	}
+}
+
 func (s *Store) reopenAfter(err error) error {
 	if oerr := s.open(); oerr != nil {
 		return fmt.Errorf("store %s: %v; reopen: %w", s.dir, err, oerr)
@@ -198,8 +231,11 @@ func (s *Store) reopenAfter(err error) error {
 	return fmt.Errorf("store %s: %w", s.dir, err)
 }
 
-// prepareInstall rewrites the copied snapshot's meta for this node.
-func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
+// prepareInstall rewrites the copied snapshot's meta for this node and
+// carries its quarantine over, adding the entries of its log the snapshot
+// may not hold (quarantineUnheld), all in one synced batch: the copy
+// becomes the store only once they are in it.
+func (s *Store) prepareInstall(tmp string, now int64) (core.Pos, error) {
 	opts := s.opts
 	// The copy keeps this node's identity (written below): mint none,
 	// which would also draw from a simulator's seeded NewIdentity.
@@ -236,6 +272,13 @@ func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
 	if err != nil {
 		return core.Pos{}, err
 	}
+	history, err := snap.epochHistory()
+	if err != nil {
+		return core.Pos{}, err
+	}
+	if err := s.quarantineUnheld(b, pos, history, now); err != nil {
+		return core.Pos{}, err
+	}
 	b.Set(metaHardState, encodeHardState(hs), nil)
 	b.Set(metaMaxEpoch, binary.BigEndian.AppendUint64(nil, uint64(max(s.maxEpoch, snap.maxEpoch))), nil)
 	b.Set(metaSnapshot, encodePos(pos), nil)
@@ -250,6 +293,152 @@ func (s *Store) prepareInstall(tmp string) (core.Pos, error) {
 		return core.Pos{}, err
 	}
 	return pos, nil
+}
+
+// SnapshotHolds reports whether a snapshot ending at snap (its last entry,
+// at its sender's commit point) holds the log entry at p, an entry above
+// the installing node's commit point, and if not, why: the reason its
+// quarantine record gives. history is the snapshot's epoch history
+// (EpochHistory), by which it tells the epoch of an entry its sender
+// compacted: a node is sent a snapshot when its log parts from the
+// sender's below the sender's retained log, so the entries in question
+// are mostly there. Two entries at one seq are the same entry exactly when
+// their epochs are (one Cortex per epoch, which never rewrites an entry;
+// rule 10's log matching), so:
+//
+//   - past snap.Seq: not in it;
+//   - at or below it, where the history tells the snapshot's epoch at
+//     that seq: held if the epochs are equal, divergent otherwise;
+//   - where it does not (a history that starts later: a store written
+//     before it kept one): held in snap's own epoch, divergent in a later
+//     one (a log's epochs never go down), and in an earlier one it may
+//     be held or not; such an entry is quarantined, since dropping an
+//     acknowledged local write loses it, while a replay is conditional on
+//     the entry's base and so is refused if the entry had been applied.
+//
+// The simulator's model store decides with this same function.
+func SnapshotHolds(snap core.Pos, history []core.Pos, p core.Pos) (held bool, reason string) {
+	at := "removed by a snapshot installed at " + snap.String()
+	if p.Seq > snap.Seq {
+		return false, at + ", which ends before it"
+	}
+	if e, ok := EpochAt(history, p.Seq); ok {
+		if e == p.Epoch {
+			return true, ""
+		}
+		return false, at + ", whose entry there is from epoch " + strconv.FormatUint(uint64(e), 10)
+	}
+	switch {
+	case p.Epoch == snap.Epoch:
+		return true, ""
+	case p.Epoch > snap.Epoch:
+		return false, at + ", whose entries there are from earlier epochs"
+	default:
+		return false, at + ", which may hold it (its epoch history does not reach back there)"
+	}
+}
+
+// EpochAt is the epoch of the entry at seq by an epoch history (sorted by
+// seq, as EpochHistory returns it): the epoch of the last record at or
+// below seq. It is not known below the first record.
+func EpochAt(history []core.Pos, seq core.Seq) (core.Epoch, bool) {
+	i, found := slices.BinarySearchFunc(history, seq, func(p core.Pos, s core.Seq) int { return cmp.Compare(p.Seq, s) })
+	if !found {
+		i--
+	}
+	if i < 0 {
+		return 0, false
+	}
+	return history[i].Epoch, true
+}
+
+// EpochHistory is the store's epoch history: one record (epoch, seq) per
+// change of epoch in its log, saying that the entries from seq on are of
+// that epoch, sorted by seq. It is written with the entries, cut back with
+// a truncation, kept by Prune (so it covers the compacted log too: one
+// record per epoch), and carried by a checkpoint, so a snapshot tells the
+// epoch of every entry it covers (SnapshotHolds). A store written before
+// the history was kept has it from its log base on.
+func (s *Store) EpochHistory() ([]core.Pos, error) {
+	if err := s.readable(); err != nil {
+		return nil, err
+	}
+	return s.epochHistory()
+}
+
+func (s *Store) epochHistory() ([]core.Pos, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{spaceEpochs}, UpperBound: []byte{spaceEpochs + 1}})
+	if err != nil {
+		return nil, err
+	}
+	var out []core.Pos
+	var derr error
+	err = scan(it, func(k, v []byte) bool {
+		if len(k) != 9 || len(v) != 8 {
+			derr = fmt.Errorf("store %s: epoch record %x=%x is malformed", s.dir, k, v)
+			return false
+		}
+		out = append(out, core.Pos{Epoch: core.Epoch(binary.BigEndian.Uint64(v)), Seq: core.Seq(binary.BigEndian.Uint64(k[1:]))})
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// quarantineUnheld writes into b (the prepared copy's batch) a quarantine
+// record for every entry of this node's log above its commit point that a
+// snapshot ending at snap, with epoch history history, may not hold
+// (SnapshotHolds): the record a truncation writes, with the entry's base
+// from its undo record. Entries at or below the commit point are
+// committed, so the snapshot, which ends at or past it, holds them.
+func (s *Store) quarantineUnheld(b *pebble.Batch, snap core.Pos, history []core.Pos, now int64) error {
+	from := max(s.hs.Commit.Seq, s.base.Seq) + 1
+	if from > s.last.Seq {
+		return nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, from), UpperBound: []byte{spaceLog + 1}})
+	if err != nil {
+		return err
+	}
+	var es []core.Entry
+	var derr error
+	err = scan(it, func(k, v []byte) bool {
+		e, err := decodeEntry(k, v)
+		if err != nil {
+			derr = err
+			return false
+		}
+		es = append(es, e)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("store %s: read log: %w", s.dir, err)
+	}
+	for _, e := range es {
+		held, reason := SnapshotHolds(snap, history, e.Pos)
+		if held {
+			continue
+		}
+		var u *engram.Undo
+		if e.Type == core.EntryData {
+			if u, err = undoOf(readKV{s}, e.Pos); err != nil {
+				return fmt.Errorf("store %s: quarantine before a snapshot: %w", s.dir, err)
+			}
+		}
+		qv, err := quarantineRecord(e, u, reason, now)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(quarantineKey(e.Pos), qv, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // capAtCommit rolls a checkpoint back to its sender's commit point. A

@@ -6,8 +6,9 @@
 // Key layout (one byte of keyspace, then the key; see docs/storage.md):
 //
 //	'd' ...                 data: engram.EngramKey and the vault states
+//	'e' seq(8, BE)          epoch history: the log's entries from seq on are of epoch(8)
 //	'l' seq(8, BE)          log entry: epoch(8) type(1) durability(1) payload
-//	'm' name                meta: hardstate, members, applied, maxepoch, base, snapshot, format
+//	'm' name                meta: hardstate, members, applied, maxepoch, base, snapshot, format, epochs
 //	'q' epoch(8) seq(8)     quarantined entry (JSON)
 //	'u' seq(8)              undo record of the data entry at seq (above commit)
 package store
@@ -36,6 +37,7 @@ import (
 
 // Keyspace prefixes.
 const (
+	spaceEpochs     = 'e'
 	spaceLog        = 'l'
 	spaceMeta       = 'm'
 	spaceQuarantine = 'q'
@@ -51,6 +53,9 @@ var (
 	metaMaxEpoch  = []byte("mmaxepoch")
 	metaBase      = []byte("mbase")
 	metaSnapshot  = []byte("msnapshot")
+	// metaEpochs marks a store that keeps the epoch history (see
+	// EpochHistory); one written before it had none is given one on open.
+	metaEpochs = []byte("mepochs")
 )
 
 // formatValue marks a MuninnDB store; a DB without it is refused.
@@ -141,6 +146,9 @@ type Store struct {
 	corrupt atomic.Pointer[error]
 	space   *spaceGuard
 	plog    *pebbleLog
+	// onInstallStep, set by tests, is called at each step of a snapshot
+	// install's swap (installStep).
+	onInstallStep func(step string)
 }
 
 // Open opens (creating if needed) the store in dir. An interrupted
@@ -396,6 +404,52 @@ func (s *Store) loadMeta(fresh bool) error {
 	}
 	if applied != s.last {
 		return fmt.Errorf("store %s: applied point %s does not match the last log entry %s: the store is damaged", s.dir, applied, s.last)
+	}
+	return s.startEpochHistory()
+}
+
+// startEpochHistory gives a store without an epoch history (a new one, or
+// one written before the history was kept) the history its retained log
+// shows: its base, and each change of epoch after it. Below the base it
+// knows nothing, and says nothing (EpochHistory).
+func (s *Store) startEpochHistory() error {
+	if _, ok, err := s.get(metaEpochs); err != nil || ok {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	prev := s.base
+	if prev.Seq > 0 {
+		b.Set(seqKey(spaceEpochs, prev.Seq), encodeEpoch(prev.Epoch), nil)
+	}
+	if s.last != s.base {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{spaceLog}, UpperBound: []byte{spaceLog + 1}})
+		if err != nil {
+			return err
+		}
+		var derr error
+		err = scan(it, func(k, v []byte) bool {
+			e, err := decodeEntry(k, v)
+			if err != nil {
+				derr = err
+				return false
+			}
+			if e.Pos.Epoch != prev.Epoch {
+				b.Set(seqKey(spaceEpochs, e.Pos.Seq), encodeEpoch(e.Pos.Epoch), nil)
+			}
+			prev = e.Pos
+			return true
+		})
+		if err == nil {
+			err = derr
+		}
+		if err != nil {
+			return fmt.Errorf("store %s: read log: %w", s.dir, err)
+		}
+	}
+	b.Set(metaEpochs, []byte{1}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store %s: %w", s.dir, err)
 	}
 	return nil
 }
