@@ -49,6 +49,10 @@ type Tick struct {
 	Writes   int64
 	Reads    int64
 	Errors   int64
+	// Missed counts open-loop operations not sent because too many were
+	// outstanding (Open: the run is open-loop).
+	Missed int64
+	Open   bool
 }
 
 // OpsPerSec is the interval's operation rate.
@@ -74,6 +78,9 @@ type LoadResult struct {
 	ErrorCount   int64            `json:"error_count"`
 	// ErrorSamples keeps one message per error code.
 	ErrorSamples map[string]string `json:"error_samples,omitempty"`
+	// Open is set for an open-loop run (RunOpenLoad): its latencies are
+	// from each operation's intended send time.
+	Open *OpenLoopResult `json:"open_loop,omitempty"`
 }
 
 type workerStats struct {

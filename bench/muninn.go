@@ -30,8 +30,14 @@ type Config struct {
 	// LagEvery is the replication-lag sampling period (50–100 ms).
 	LagEvery time.Duration `json:"lag_every_ns"`
 	// MaxOps bounds the run by count (0: DefaultMaxOps).
-	MaxOps int64  `json:"max_ops,omitempty"`
-	Token  string `json:"-"`
+	MaxOps int64 `json:"max_ops,omitempty"`
+	// Rate, when above 0, makes the run open-loop: Rate operations per
+	// second in total at fixed intervals, spread over Clients workers, with
+	// at most MaxOutstanding queued or in flight (0:
+	// DefaultMaxOutstanding). 0: closed loop.
+	Rate           float64 `json:"rate,omitempty"`
+	MaxOutstanding int     `json:"max_outstanding,omitempty"`
+	Token          string  `json:"-"`
 }
 
 // DefaultConfig is `muninn bench` with no flags.
@@ -73,6 +79,17 @@ func (c Config) Validate() error {
 	if c.LagEvery < 50*time.Millisecond || c.LagEvery > 100*time.Millisecond {
 		errs = append(errs, fmt.Sprintf("lag sampling every %s: use 50ms to 100ms", c.LagEvery))
 	}
+	switch {
+	case c.Rate != c.Rate || c.Rate < 0 || c.Rate > 1_000_000:
+		errs = append(errs, fmt.Sprintf("--rate %v: operations per second, up to 1000000 (0: closed loop)", c.Rate))
+	case c.Rate > 0 && c.Duration.Seconds()*c.Rate < 1:
+		errs = append(errs, fmt.Sprintf("--rate %v for %s schedules no operation", c.Rate, c.Duration))
+	}
+	if c.MaxOutstanding < 0 || c.MaxOutstanding > 1_000_000 {
+		errs = append(errs, fmt.Sprintf("--max-outstanding %d: use 1 to 1000000 (0: one second of --rate)", c.MaxOutstanding))
+	} else if c.MaxOutstanding > 0 && c.Rate == 0 {
+		errs = append(errs, "--max-outstanding goes only with --rate (an open loop)")
+	}
 	if c.Vault == "" {
 		errs = append(errs, "vault: required")
 	}
@@ -101,6 +118,7 @@ type Report struct {
 	Prefill int        `json:"prefill"`
 	Load    LoadResult `json:"load"`
 	Lag     LagReport  `json:"lag"`
+	CPU     CPUReport  `json:"cpu"`
 }
 
 // HTTPClient returns an HTTP client sized for n concurrent requests (the
@@ -188,8 +206,16 @@ func Run(ctx context.Context, cfg Config, progress func(Tick, int64)) (Report, e
 	}
 	rep.Target = Target{Addr: wc.Addr(), Cluster: info.ClusterEnabled, Cortex: info.Cortex, CortexAPI: info.CortexAPI, Epoch: info.Epoch}
 	readers := []*client.Client{}
+	var cpuTargets []cpuTarget
 	for _, m := range info.Members {
 		rep.Target.Members = append(rep.Target.Members, m.ID)
+		if m.API != "" {
+			role := m.Role
+			if role == "" {
+				role = m.Kind
+			}
+			cpuTargets = append(cpuTargets, cpuTarget{id: m.ID, role: role, api: m.API})
+		}
 		if m.Kind == "sentinel" || m.Learner || m.API == "" {
 			continue
 		}
@@ -199,6 +225,9 @@ func Run(ctx context.Context, cfg Config, progress func(Tick, int64)) (Report, e
 	if len(readers) == 0 {
 		readers = append(readers, wc)
 		rep.Target.ReadFrom = []string{wc.Addr()}
+	}
+	if len(cpuTargets) == 0 {
+		cpuTargets = []cpuTarget{{id: info.NodeID, role: info.Role, api: wc.Addr()}}
 	}
 
 	var callOpts []client.CallOption
@@ -260,19 +289,30 @@ func Run(ctx context.Context, cfg Config, progress func(Tick, int64)) (Report, e
 	if progress != nil {
 		prog = func(t Tick) { progress(t, sampler.takeMax()) }
 	}
-	rep.Load = RunLoad(ctx, LoadOptions{Clients: cfg.Clients, Duration: cfg.Duration, MaxOps: cfg.MaxOps, Progress: prog},
-		func(ctx context.Context, w int) (OpKind, error) {
-			r := rngs[w]
-			if cfg.Writes >= 1 || r.Float64() < cfg.Writes {
-				return OpWrite, write(ctx)
-			}
-			id, ok := pool.pick(r)
-			if !ok {
-				return OpRead, errNoIDs
-			}
-			_, err := readers[w%len(readers)].Get(ctx, cfg.Vault, id, callOpts...)
-			return OpRead, err
-		})
+	op := func(ctx context.Context, w int) (OpKind, error) {
+		r := rngs[w]
+		if cfg.Writes >= 1 || r.Float64() < cfg.Writes {
+			return OpWrite, write(ctx)
+		}
+		id, ok := pool.pick(r)
+		if !ok {
+			return OpRead, errNoIDs
+		}
+		_, err := readers[w%len(readers)].Get(ctx, cfg.Vault, id, callOpts...)
+		return OpRead, err
+	}
+	lo := LoadOptions{Clients: cfg.Clients, Duration: cfg.Duration, MaxOps: cfg.MaxOps, Progress: prog}
+	cpu := startCPU(ctx, hc, cfg.Token, cpuTargets)
+	if cfg.Rate > 0 {
+		rep.Load = RunOpenLoad(ctx, lo, OpenLoopOptions{Rate: cfg.Rate, MaxOutstanding: cfg.MaxOutstanding}, op)
+	} else {
+		rep.Load = RunLoad(ctx, lo, op)
+	}
+	// The end readings are taken even after an interrupt, so that a run
+	// stopped early still reports its CPU.
+	ectx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	rep.CPU = cpu.finish(ectx, int64(rep.Load.Write.Count), rep.Load.Ops)
+	cancelEnd()
 	stopSampler()
 	<-sdone
 	rep.Lag = sampler.report()

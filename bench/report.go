@@ -17,6 +17,9 @@ func ProgressLine(t Tick, maxLag int64) string {
 	fmt.Fprintf(&b, "[%3.0fs] %s ops/s (writes %s, reads %s)", t.Elapsed.Seconds(),
 		Thousands(int64(t.OpsPerSec()+0.5)), Thousands(t.Writes), Thousands(t.Reads))
 	fmt.Fprintf(&b, "  errors %s", Thousands(t.Errors))
+	if t.Open {
+		fmt.Fprintf(&b, "  missed %s", Thousands(t.Missed))
+	}
 	if maxLag >= 0 {
 		fmt.Fprintf(&b, "  lag max %dms", maxLag)
 	}
@@ -63,8 +66,12 @@ func (r Report) WriteText(w io.Writer) {
 	if cons == "bounded" {
 		cons = fmt.Sprintf("bounded (max_lag_ms %d)", c.MaxLagMs)
 	}
-	fmt.Fprintf(w, "  %d clients, %s, %d-byte values, %.0f%% writes (durability %s), reads %s over %d member(s)\n",
-		c.Clients, c.Duration, c.ValueSize, c.Writes*100, c.Durability, cons, len(r.Target.ReadFrom))
+	loop := fmt.Sprintf("%d clients", c.Clients)
+	if o := r.Load.Open; o != nil {
+		loop = fmt.Sprintf("open loop at %s ops/s on %d workers (at most %s outstanding)", Thousands(int64(o.Rate+0.5)), c.Clients, Thousands(int64(o.MaxOutstanding)))
+	}
+	fmt.Fprintf(w, "  %s, %s, %d-byte values, %.0f%% writes (durability %s), reads %s over %d member(s)\n",
+		loop, c.Duration, c.ValueSize, c.Writes*100, c.Durability, cons, len(r.Target.ReadFrom))
 	if r.Prefill > 0 {
 		fmt.Fprintf(w, "  prefill: %d writes before the run, for reads to find\n", r.Prefill)
 	}
@@ -77,7 +84,21 @@ func (r Report) WriteText(w io.Writer) {
 	fmt.Fprintln(tw, "latency\tcount\tp50\tp90\tp99\tp99.9\tmax\t")
 	fmt.Fprintln(tw, latencyRow("write", l.Write))
 	fmt.Fprintln(tw, latencyRow("read", l.Read))
+	if o := l.Open; o != nil {
+		fmt.Fprintln(tw, latencyRow("all, from send", o.Service))
+		fmt.Fprintln(tw, latencyRow("send delay", o.SendDelay))
+	}
 	tw.Flush()
+	if o := l.Open; o != nil {
+		fmt.Fprintf(w, "  (open loop: write and read latency run from each operation's intended send time, one every %s, so queueing behind a slow node counts;\n", o.Interval)
+		fmt.Fprintln(w, "   \"all, from send\" is what a closed loop would report; send delay = sent − intended)")
+		fmt.Fprintf(w, "schedule: %s scheduled, %s completed (%s/s), %s missed (not sent: %s already outstanding), %s unfinished at the end, %s late (sent > %s after their time)\n",
+			Thousands(o.Scheduled), Thousands(o.Completed), Thousands(int64(o.AchievedRate+0.5)), Thousands(o.Missed),
+			Thousands(int64(o.MaxOutstanding)), Thousands(o.Unfinished), Thousands(o.Late), o.LateAfter)
+		if o.Missed > 0 || o.Unfinished > 0 {
+			fmt.Fprintln(w, "  the node (or this load generator) did not keep up with the rate: lower --rate, or read the missed count as lost capacity")
+		}
+	}
 
 	fmt.Fprintln(w)
 	switch {
@@ -96,9 +117,68 @@ func (r Report) WriteText(w io.Writer) {
 		tw.Flush()
 		fmt.Fprintf(w, "  (%s)\n", r.Lag.Method)
 	}
+	r.CPU.writeText(w)
 	fmt.Fprintf(w, "\nerrors: %s\n", ErrorsLine(l.Errors))
 	codes := slices.Sorted(maps.Keys(l.ErrorSamples))
 	for _, code := range codes {
 		fmt.Fprintf(w, "  %s: %s\n", code, l.ErrorSamples[code])
 	}
+}
+
+// writeText prints the CPU table.
+func (c CPUReport) writeText(w io.Writer) {
+	if len(c.Nodes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nCPU per node over %s (%s writes acknowledged, %s operations):\n", c.Elapsed.Round(time.Millisecond), Thousands(c.Writes), Thousands(c.Ops))
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
+	// A per-operation column only when operations are not all writes
+	// (reads in the mix, or batches of several writes).
+	perOp := c.Ops != c.Writes
+	head := "member\trole\tCPU s\tcores\tCPU µs/write\t"
+	if perOp {
+		head += "CPU µs/op\t"
+	}
+	fmt.Fprintln(tw, head)
+	us := func(v float64, n int64) string {
+		if n == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", v)
+	}
+	row := func(n NodeCPU) {
+		if n.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t", n.ID, n.Role)
+		} else {
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%s\t", n.ID, n.Role, n.CPUSeconds, n.Cores, us(n.CPUUsPerWrite, c.Writes))
+		}
+		if perOp {
+			if n.Error != "" {
+				fmt.Fprint(tw, "-\t")
+			} else {
+				fmt.Fprintf(tw, "%s\t", us(n.CPUUsPerOp, c.Ops))
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	for _, n := range c.Nodes {
+		row(n)
+	}
+	if c.Client != nil {
+		row(*c.Client)
+	}
+	tw.Flush()
+	for _, n := range append(slices.Clone(c.Nodes), ptrOrZero(c.Client)) {
+		if n.Error != "" {
+			fmt.Fprintf(w, "  %s: %s\n", n.ID, n.Error)
+		}
+	}
+	fmt.Fprintf(w, "  (%s)\n", c.Method)
+}
+
+func ptrOrZero(n *NodeCPU) NodeCPU {
+	if n == nil {
+		return NodeCPU{}
+	}
+	return *n
 }

@@ -23,16 +23,18 @@ type BenchCmd struct {
 
 // BenchLoadCmd is `muninn bench [run]`.
 type BenchLoadCmd struct {
-	Addr        string        `help:"API address of a node (writes follow the Cortex; reads are spread over the data members)." default:"http://127.0.0.1:8475" env:"MUNINN_ADDR" placeholder:"URL"`
-	Clients     int           `help:"Concurrent closed-loop clients." default:"16"`
-	Duration    time.Duration `help:"How long to run." default:"10s"`
-	ValueSize   int           `name:"value-size" help:"Bytes of content per write." default:"256"`
-	Writes      float64       `help:"Fraction of operations that are writes (0 to 1; the rest are reads of engrams written earlier)." default:"1.0"`
-	Durability  string        `help:"Write durability: local or quorum." enum:"local,quorum" default:"local"`
-	Consistency string        `help:"Read consistency: eventual, bounded or strong." enum:"eventual,bounded,strong" default:"eventual"`
-	MaxLagMs    int64         `name:"max-lag-ms" help:"With --consistency bounded: the largest acceptable lag." default:"0"`
-	Vault       string        `help:"Vault to write to." default:"bench"`
-	JSON        bool          `help:"Print the report as JSON (progress still goes to stderr)."`
+	Addr           string        `help:"API address of a node (writes follow the Cortex; reads are spread over the data members)." default:"http://127.0.0.1:8475" env:"MUNINN_ADDR" placeholder:"URL"`
+	Clients        int           `help:"Concurrent clients: closed-loop clients, or with --rate the workers that send the scheduled operations." default:"16"`
+	Duration       time.Duration `help:"How long to run." default:"10s"`
+	ValueSize      int           `name:"value-size" help:"Bytes of content per write." default:"256"`
+	Writes         float64       `help:"Fraction of operations that are writes (0 to 1; the rest are reads of engrams written earlier)." default:"1.0"`
+	Durability     string        `help:"Write durability: local or quorum." enum:"local,quorum" default:"local"`
+	Consistency    string        `help:"Read consistency: eventual, bounded or strong." enum:"eventual,bounded,strong" default:"eventual"`
+	MaxLagMs       int64         `name:"max-lag-ms" help:"With --consistency bounded: the largest acceptable lag." default:"0"`
+	Vault          string        `help:"Vault to write to." default:"bench"`
+	Rate           float64       `help:"Open loop: operations per second in total, at fixed intervals, latency measured from each one's intended send time (0: closed loop)." default:"0"`
+	MaxOutstanding int           `name:"max-outstanding" help:"With --rate: operations queued or in flight at most; one due while that many are outstanding is missed (0: one second of --rate)." default:"0"`
+	JSON           bool          `help:"Print the report as JSON (progress still goes to stderr)."`
 }
 
 // interruptible returns a context cancelled on SIGINT/SIGTERM (or g.stop in
@@ -57,13 +59,18 @@ func (c BenchLoadCmd) Run(g *Globals) error {
 	cfg := bench.DefaultConfig()
 	cfg.Addr, cfg.Clients, cfg.Duration, cfg.ValueSize = c.Addr, c.Clients, c.Duration, c.ValueSize
 	cfg.Writes, cfg.Durability, cfg.Consistency, cfg.MaxLagMs, cfg.Vault = c.Writes, c.Durability, c.Consistency, c.MaxLagMs, c.Vault
+	cfg.Rate, cfg.MaxOutstanding = c.Rate, c.MaxOutstanding
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
 	ctx, cancel := g.interruptible()
 	defer cancel()
-	fmt.Fprintf(g.Err, "muninn bench: %d clients for %s against %s (durability %s, %.0f%% writes)\n",
-		cfg.Clients, cfg.Duration, cfg.Addr, cfg.Durability, cfg.Writes*100)
+	loop := fmt.Sprintf("%d clients", cfg.Clients)
+	if cfg.Rate > 0 {
+		loop = fmt.Sprintf("%g ops/s open loop on %d workers", cfg.Rate, cfg.Clients)
+	}
+	fmt.Fprintf(g.Err, "muninn bench: %s for %s against %s (durability %s, %.0f%% writes)\n",
+		loop, cfg.Duration, cfg.Addr, cfg.Durability, cfg.Writes*100)
 	rep, err := bench.Run(ctx, cfg, func(t bench.Tick, maxLag int64) {
 		fmt.Fprintln(g.Err, bench.ProgressLine(t, maxLag))
 	})
