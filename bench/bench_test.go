@@ -253,7 +253,11 @@ func TestRunStandalone(t *testing.T) {
 	}
 	var b bytes.Buffer
 	rep.WriteText(&b)
-	for _, want := range []string{"(standalone)", "throughput:", "write", "read", "p99.9", "replication lag: none", "errors: none"} {
+	// The node's /metrics has the process collector: its CPU is reported.
+	if len(rep.CPU.Nodes) != 1 || rep.CPU.Nodes[0].Error != "" || rep.CPU.Nodes[0].CPUSeconds <= 0 || rep.CPU.Writes != int64(l.Write.Count) {
+		t.Fatalf("cpu %+v", rep.CPU)
+	}
+	for _, want := range []string{"(standalone)", "throughput:", "write", "read", "p99.9", "replication lag: none", "errors: none", "CPU per node", "CPU µs/op"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
