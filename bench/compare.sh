@@ -9,7 +9,7 @@
 #                    [--markdown FILE] [--json FILE]
 #
 # Installs etcd-server, redis-server and redis-sentinel from the Debian
-# packages when they are missing (root or sudo; the packages' services are
+# packages when they are missing and asked for (--only) (root or sudo; the packages' services are
 # kept from starting by a temporary /usr/sbin/policy-rc.d). Every process
 # listens on 127.0.0.1 only and is stopped by its pid when this script
 # exits, however it exits.
@@ -63,10 +63,23 @@ trap 'exit 130' INT TERM
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
+# Only the servers of the systems asked for (--only) are installed.
+only=muninn,standalone,etcd,redis
+prev=""
+for a in "$@"; do
+  case "$a" in
+    --only=*) only=${a#--only=} ;;
+    *) if [ "$prev" = --only ]; then only=$a; fi ;;
+  esac
+  prev=$a
+done
+wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 need=()
-command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+if wants etcd; then command -v etcd >/dev/null 2>&1 || need+=(etcd-server); fi
+if wants redis; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]} (Debian packages; their services are not started)"
   if [ -e "$policy" ]; then cp -p "$policy" "$work/policy-rc.d.orig"; fi
@@ -80,7 +93,9 @@ fi
 
 echo "== building muninn and bench/compare"
 go build -o "$work/muninn" ./cmd/muninn
-go build -o "$work/compare" ./bench/compare
+# bench/compare is its own module (it carries etcd's client and its
+# dependencies, which the product's module does not): build it from there.
+(cd bench/compare && go build -o "$work/compare" .)
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$work/compare" --muninn "$work/muninn" --pidfile "$pidfile" --dir "$work/data" "$@" &

@@ -3,32 +3,46 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/muninndb/muninn/bench"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/status"
 )
 
 // etcdCluster is a 3-member etcd cluster on 127.0.0.1, spoken to through
-// its v3 JSON gateway (POST /v3/kv/put with base64 key and value).
+// etcd's own Go client (go.etcd.io/etcd/client/v3: gRPC over HTTP/2), as
+// an application would.
 type etcdCluster struct {
 	ps      *procs
 	members []*proc
 	client  []string // http://127.0.0.1:port
-	hc      *http.Client
+	// one holds a client per member, each with that member as its only
+	// endpoint, so a caller picks the member (the leader for the load).
+	one []*clientv3.Client
+}
+
+// newEtcdClient is a client of the one endpoint. Retries are cut to one
+// short one, so that a put to a dead or leaderless member fails within
+// its context instead of retrying on (the failover writer then moves on,
+// as the muninn and Redis writers do).
+func newEtcdClient(endpoint string, failFast bool) (*clientv3.Client, error) {
+	cfg := clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if failFast {
+		cfg.MaxUnaryRetries = 1
+		cfg.BackoffWaitBetween = 10 * time.Millisecond
+	}
+	return clientv3.New(cfg)
 }
 
 func startEtcd(ps *procs, n int) (*etcdCluster, error) {
-	ec := &etcdCluster{ps: ps, hc: bench.HTTPClient(64)}
+	ec := &etcdCluster{ps: ps}
 	var peers, initial []string
 	var clientPorts []int
 	for i := range n {
@@ -64,98 +78,83 @@ func startEtcd(ps *procs, n int) (*etcdCluster, error) {
 			return nil, err
 		}
 	}
+	// A client does not need its member up yet: it connects lazily.
+	for _, cu := range ec.client {
+		c, err := newEtcdClient(cu, true)
+		if err != nil {
+			ec.close()
+			return nil, err
+		}
+		ec.one = append(ec.one, c)
+	}
 	return ec, ec.waitHealthy(60 * time.Second)
 }
 
-func (ec *etcdCluster) post(ctx context.Context, url string, body any, out any) error {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(b))
-	if err != nil {
-		return err
+// close closes the clients (the processes are stopped by procs).
+func (ec *etcdCluster) close() {
+	for _, c := range ec.one {
+		c.Close()
 	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := ec.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		return etcdError{status: res.StatusCode, body: strings.TrimSpace(string(rb))}
-	}
-	if out != nil {
-		return json.Unmarshal(rb, out)
-	}
-	return nil
+	ec.one = nil
 }
 
-type etcdError struct {
-	status int
-	body   string
-}
+// etcdError gives an etcd client error a code for the report: etcd_ and
+// the gRPC status code (etcd_Unavailable, etcd_DeadlineExceeded, ...).
+type etcdError struct{ err error }
 
-func (e etcdError) Error() string     { return fmt.Sprintf("etcd: HTTP %d: %s", e.status, e.body) }
-func (e etcdError) ErrorCode() string { return "etcd_http_" + strconv.Itoa(e.status) }
-
-type etcdHeader struct {
-	MemberID string `json:"member_id"`
-	RaftTerm string `json:"raft_term"`
-	Revision string `json:"revision"`
+func (e etcdError) Error() string { return "etcd: " + e.err.Error() }
+func (e etcdError) Unwrap() error { return e.err }
+func (e etcdError) ErrorCode() string {
+	if errors.Is(e.err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	if errors.Is(e.err, context.Canceled) {
+		return "canceled"
+	}
+	if st, ok := status.FromError(e.err); ok {
+		return "etcd_" + st.Code().String()
+	}
+	return "etcd_other"
 }
 
 // put writes key=value through member i; it returns the raft term of the
 // answer.
 func (ec *etcdCluster) put(ctx context.Context, i int, key, value string) (uint64, error) {
-	var res struct {
-		Header etcdHeader `json:"header"`
-	}
-	err := ec.post(ctx, ec.client[i]+"/v3/kv/put", map[string]string{
-		"key": base64.StdEncoding.EncodeToString([]byte(key)), "value": base64.StdEncoding.EncodeToString([]byte(value)),
-	}, &res)
-	if err != nil {
-		return 0, err
-	}
-	term, _ := strconv.ParseUint(res.Header.RaftTerm, 10, 64)
-	return term, nil
+	return putTerm(ctx, ec.one[i], key, value)
 }
 
-// leader returns the index of the leader and its raft term.
+func putTerm(ctx context.Context, c *clientv3.Client, key, value string) (uint64, error) {
+	res, err := c.Put(ctx, key, value)
+	if err != nil {
+		return 0, etcdError{err}
+	}
+	return res.Header.GetRaftTerm(), nil
+}
+
+// leader returns the index of the leader and its raft term, from the
+// members' Status (maintenance API).
 func (ec *etcdCluster) leader(ctx context.Context) (int, uint64, error) {
+	ids := make([]uint64, len(ec.members))
+	var leader, term uint64
 	for i, m := range ec.members {
 		if !m.running() {
 			continue
 		}
-		var st struct {
-			Header   etcdHeader `json:"header"`
-			Leader   string     `json:"leader"`
-			RaftTerm string     `json:"raftTerm"`
-		}
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := ec.post(sctx, ec.client[i]+"/v3/maintenance/status", map[string]string{}, &st)
+		st, err := ec.one[i].Status(sctx, ec.client[i])
 		cancel()
-		if err != nil || st.Leader == "" || st.Leader == "0" {
+		if err != nil {
 			continue
 		}
-		term, _ := strconv.ParseUint(st.RaftTerm, 10, 64)
-		// Find the member whose id is the leader's.
-		for j, m2 := range ec.members {
-			if !m2.running() {
-				continue
-			}
-			var s2 struct {
-				Header etcdHeader `json:"header"`
-			}
-			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			err := ec.post(sctx, ec.client[j]+"/v3/maintenance/status", map[string]string{}, &s2)
-			cancel()
-			if err == nil && s2.Header.MemberID == st.Leader {
-				return j, term, nil
-			}
+		ids[i] = st.Header.GetMemberId()
+		if st.Leader != 0 && st.RaftTerm >= term {
+			leader, term = st.Leader, st.RaftTerm
 		}
-		_ = i
+	}
+	for i, id := range ids {
+		if leader != 0 && id == leader {
+			return i, term, nil
+		}
 	}
 	return -1, 0, fmt.Errorf("etcd: no leader found")
 }
@@ -186,19 +185,27 @@ func (ec *etcdCluster) waitHealthy(timeout time.Duration) error {
 	return fmt.Errorf("etcd: not healthy within %s (logs in %s)", timeout, ec.ps.dir)
 }
 
-// load runs the throughput workload: every client writes to the leader
-// (like a muninn client, which sends writes to the Cortex).
+// load runs the throughput workload: every worker puts to the leader (like
+// a muninn client, which sends writes to the Cortex), all through one
+// client with the default retry policy, the way an application shares
+// one etcd client: one gRPC connection (HTTP/2) carries the workers'
+// concurrent puts.
 func (ec *etcdCluster) load(ctx context.Context, o loadShape) (bench.LoadResult, error) {
 	li, _, err := ec.leader(ctx)
 	if err != nil {
 		return bench.LoadResult{}, err
 	}
+	c, err := newEtcdClient(ec.client[li], false)
+	if err != nil {
+		return bench.LoadResult{}, err
+	}
+	defer c.Close()
 	value := bench.Value(o.valueSize, 3)
 	seq := make([]int, o.clients)
 	return bench.RunLoad(ctx, bench.LoadOptions{Clients: o.clients, Duration: o.duration},
 		func(ctx context.Context, w int) (bench.OpKind, error) {
 			seq[w]++
-			_, err := ec.put(ctx, li, fmt.Sprintf("bench/%d/%d", w, seq[w]), value)
+			_, err := putTerm(ctx, c, fmt.Sprintf("bench/%d/%d", w, seq[w]), value)
 			return bench.OpWrite, err
 		}), nil
 }

@@ -191,9 +191,10 @@ func run(ctx context.Context, ps *procs, exe string, shape loadShape, failovers 
 		} else {
 			r.Durable = loadRun(r, "puts", func() (bench.LoadResult, error) { return ec.load(ctx, shape) })
 			killRuns(r, func() (time.Duration, error) { return ec.failover(ctx) })
-			r.Notes = append(r.Notes, "every put is committed by a majority and fsynced (etcd has no async mode); v3 JSON gateway over HTTP/1.1, puts sent to the leader; heartbeat 600 ms, election timeout 3000 ms (randomized up to 6 s)")
+			r.Notes = append(r.Notes, "every put is committed by a majority and fsynced (etcd has no async mode); etcd's Go client (go.etcd.io/etcd/client/v3, gRPC), one client shared by the workers, puts sent to the leader; heartbeat 600 ms, election timeout 3000 ms (randomized up to 6 s)")
 		}
 		if ec != nil {
+			ec.close()
 			ps.stop(ec.members)
 		}
 		settle()
