@@ -303,7 +303,13 @@ func markdown(o output, failovers int) string {
 	var b strings.Builder
 	m := o.Machine
 	fmt.Fprintf(&b, "Run %s on %d × %s (%s), load average %s at the start and %s at the end.\n", m.Date, m.CPUs, m.CPUModel, m.Kernel, m.LoadStart, m.LoadEnd)
-	fmt.Fprintf(&b, "Versions: %s; %s; %s.\n", m.Versions["muninn"], m.Versions["etcd"], m.Versions["redis"])
+	var vs []string
+	for _, k := range []string{"muninn", "etcd", "redis"} {
+		if v := m.Versions[k]; v != "" && v != "?" {
+			vs = append(vs, v)
+		}
+	}
+	fmt.Fprintf(&b, "Versions: %s.\n", strings.Join(vs, "; "))
 	fmt.Fprintf(&b, "Workload: %d closed-loop clients, %s per run, %d-byte values, writes only, every process on 127.0.0.1 (load generator included).\n\n",
 		o.Clients, time.Duration(o.Seconds*float64(time.Second)), o.Value)
 	var base *result
