@@ -17,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/apitypes"
 	"github.com/muninndb/muninn/shell/node"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -48,6 +50,10 @@ type Server struct {
 	lag  *lagTracker
 	// nonces of the signed forwarded requests accepted (replay guard).
 	nonces nonceSet
+	// writeObs are muninn_write_seconds by durability, looked up once.
+	writeObs map[core.Durability]prometheus.Observer
+	// nodeHeader is X-Muninn-Node's value.
+	nodeHeader []string
 }
 
 // New returns the API for node n.
@@ -71,10 +77,23 @@ func New(n *node.Node, opts Options) *Server {
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 		}},
-		lag: newLagTracker(n),
+		lag:        newLagTracker(n),
+		writeObs:   map[core.Durability]prometheus.Observer{},
+		nodeHeader: []string{string(n.ID())},
+	}
+	for _, d := range []core.Durability{core.Local, core.Quorum} {
+		s.writeObs[d] = n.Metrics().WriteSeconds.WithLabelValues(d.String())
 	}
 	s.routes()
 	return s
+}
+
+// writeObserver is muninn_write_seconds for durability d.
+func (s *Server) writeObserver(d core.Durability) prometheus.Observer {
+	if o, ok := s.writeObs[d]; ok {
+		return o
+	}
+	return s.n.Metrics().WriteSeconds.WithLabelValues(d.String())
 }
 
 // Close stops the background lag sampler. The node is not closed.
@@ -148,7 +167,7 @@ func (s *Server) routes() {
 // ServeHTTP serves the API. Every response names the node in X-Muninn-Node
 // (a forwarded response keeps the Cortex's).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set(apitypes.HeaderNode, string(s.n.ID()))
+	w.Header()[apitypes.HeaderNode] = s.nodeHeader // canonical already; never changed in place
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -26,11 +27,12 @@ func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
-	vault, err := vaultParam(r, req.Vault)
+	q := query(r)
+	vault, err := vaultFrom(q, req.Vault)
 	if err != nil {
 		return err
 	}
-	dur, err := durabilityParam(r)
+	dur, err := durabilityFrom(q)
 	if err != nil {
 		return err
 	}
@@ -60,11 +62,12 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
-	vault, err := vaultParam(r, req.Vault)
+	q := query(r)
+	vault, err := vaultFrom(q, req.Vault)
 	if err != nil {
 		return err
 	}
-	dur, err := durabilityParam(r)
+	dur, err := durabilityFrom(q)
 	if err != nil {
 		return err
 	}
@@ -112,27 +115,44 @@ func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) error {
 	return s.propose(w, r, body, cmd, dur, http.StatusOK)
 }
 
-// propose validates cmd, pre-checks it on the Cortex, writes it and
-// answers with its log position; a Lobe forwards the original request.
+// propose validates cmd, pre-checks an update or forget on the Cortex,
+// writes it and answers with its log position; a Lobe forwards the
+// original request.
 func (s *Server) propose(w http.ResponseWriter, r *http.Request, body []byte, cmd engram.Command, dur core.Durability, status int) error {
-	if err := cmd.Validate(); err != nil {
-		return badRequest("%v", err)
-	}
-	payload, err := engram.EncodeCommand(cmd)
+	payload, err := encodeCommand(cmd)
 	if err != nil {
-		return badRequest("%v", err)
-	}
-	if err := s.precheck(cmd, payload); err != nil {
 		return err
+	}
+	// A create is not pre-checked: the state machine refuses an id that
+	// exists when it applies the entry (409, a no-op entry), and the
+	// pre-check's store read cost every write for what only a retry or a
+	// client bug meets.
+	if cmd.Op != engram.OpWrite {
+		if err := s.precheck(cmd, payload); err != nil {
+			return err
+		}
 	}
 	start := time.Now()
 	pos, err := s.n.Write(r.Context(), payload, dur)
 	if err != nil {
 		return s.fail(w, r, body, err)
 	}
-	s.n.Metrics().WriteSeconds.WithLabelValues(dur.String()).Observe(time.Since(start).Seconds())
-	writeJSON(w, status, apitypes.WriteResult{ID: cmd.ID, Vault: cmd.Vault, Epoch: uint64(pos.Epoch), Seq: uint64(pos.Seq), Durability: dur.String()})
+	s.writeObserver(dur).Observe(time.Since(start).Seconds())
+	writeWriteResult(w, status, cmd.ID, cmd.Vault, pos, dur)
 	return nil
+}
+
+// encodeCommand validates and encodes cmd; an invalid one is a 400 naming
+// the field.
+func encodeCommand(cmd engram.Command) ([]byte, error) {
+	payload, err := engram.EncodeCommand(cmd)
+	if err != nil {
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // without EncodeCommand's "engram command: "
+		}
+		return nil, badRequest("%v", err)
+	}
+	return payload, nil
 }
 
 // precheck refuses, on the Cortex, a command the state machine would

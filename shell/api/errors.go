@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/apitypes"
@@ -31,16 +32,62 @@ func notFound(format string, args ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: apitypes.CodeNotFound, msg: fmt.Sprintf(format, args...)}
 }
 
+// Response header values, shared by every response: net/http never
+// changes a header value in place.
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
 		b, _ = json.Marshal(apitypes.ErrorBody{Error: apitypes.ErrorDetail{Code: apitypes.CodeInternal, Message: "encoding the response failed: " + err.Error()}})
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	writeBody(w, status, append(b, '\n'))
+}
+
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
+}
+
+// writeWriteResult writes apitypes.WriteResult{id, vault, pos, dur}, as
+// writeJSON would, without reflection: the answer of every write.
+func writeWriteResult(w http.ResponseWriter, status int, id, vault string, pos core.Pos, dur core.Durability) {
+	if !plainJSON(id) || !plainJSON(vault) {
+		writeJSON(w, status, apitypes.WriteResult{ID: id, Vault: vault, Epoch: uint64(pos.Epoch), Seq: uint64(pos.Seq), Durability: dur.String()})
+		return
+	}
+	b := make([]byte, 0, 96+len(id)+len(vault))
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","vault":"`...)
+	b = append(b, vault...)
+	b = append(b, `","epoch":`...)
+	b = strconv.AppendUint(b, uint64(pos.Epoch), 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, uint64(pos.Seq), 10)
+	b = append(b, `,"durability":"`...)
+	b = append(b, dur.String()...)
+	b = append(b, "\"}\n"...)
+	writeBody(w, status, b)
+}
+
+// plainJSON reports whether s is written in JSON as it is: printable ASCII
+// that encoding/json does not escape (ids and vault names are).
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= 0x7f, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
