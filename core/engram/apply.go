@@ -164,7 +164,7 @@ func ApplyCommand(kv KV, pos core.Pos, c Command) (Undo, error) {
 		return u, kv.Set(key, encodeScale(s.mul(c.Factor)))
 	}
 	key := EngramKey(c.Vault, c.ID)
-	old, err := loadRecord(kv, c.Vault, c.ID)
+	old, was, err := loadRecordKey(kv, c.Vault, c.ID, key)
 	if err != nil {
 		return Undo{}, err
 	}
@@ -227,9 +227,9 @@ func ApplyCommand(kv KV, pos core.Pos, c Command) (Undo, error) {
 	default:
 		return reject("unknown operation")
 	}
-	if err := u.record(kv, key); err != nil {
-		return Undo{}, err
-	}
+	// The key's value before this entry is what loadRecordKey read: no
+	// other command touches it in between.
+	u.Keys = append(u.Keys, UndoKey{Key: key, Existed: was != nil, Val: was})
 	return u, kv.Set(key, encodeRecord(r))
 }
 
@@ -258,4 +258,17 @@ func loadRecord(kv KV, vault, id string) (*record, error) {
 		return nil, err
 	}
 	return decodeRecord(vault, id, v)
+}
+
+// loadRecordKey is loadRecord of key (EngramKey(vault, id)) that also
+// returns a copy of the stored value (nil when there is none), for the
+// entry's Undo.
+func loadRecordKey(kv KV, vault, id string, key []byte) (*record, []byte, error) {
+	v, ok, err := kv.Get(key)
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	raw := bytes.Clone(v)
+	r, err := decodeRecord(vault, id, raw)
+	return r, raw, err
 }

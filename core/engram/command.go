@@ -121,8 +121,9 @@ func checkTags(tags []string) error {
 		if t == "" {
 			return fmt.Errorf("tags[%d]: empty tag", i)
 		}
-		if err := checkText(fmt.Sprintf("tags[%d]", i), t, MaxTagLen); err != nil {
-			return err
+		if len(t) > MaxTagLen || !utf8.ValidString(t) {
+			// The field's name is only formatted for the error.
+			return checkText(fmt.Sprintf("tags[%d]", i), t, MaxTagLen)
 		}
 	}
 	return nil
@@ -212,7 +213,11 @@ func EncodeCommand(c Command) ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("engram command: %w", err)
 	}
-	b := make([]byte, 0, 48+len(c.Vault)+len(c.Concept)+len(c.Content))
+	n := 48 + len(c.Vault) + len(c.ID) + len(c.Concept) + len(c.Content)
+	for _, t := range c.Tags {
+		n += 1 + len(t)
+	}
+	b := make([]byte, 0, n)
 	version := byte(commandVersion)
 	if c.If != nil {
 		version = replayVersion
@@ -295,8 +300,11 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	if set&FieldTags != 0 {
 		n := d.uvarint("tags", MaxTags)
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			c.Tags = append(c.Tags, d.string(fmt.Sprintf("tags[%d]", i), MaxTagLen))
+		if n > 0 {
+			c.Tags = make([]string, 0, n)
+		}
+		for i := 0; i < int(n) && d.err == nil; i++ {
+			c.Tags = append(c.Tags, d.stringAt("tags", i, MaxTagLen))
 		}
 	}
 	if set&FieldConfidence != 0 {

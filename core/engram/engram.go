@@ -166,7 +166,11 @@ type record struct {
 const recordVersion = 1
 
 func encodeRecord(r *record) []byte {
-	b := make([]byte, 0, 64+len(r.Concept)+len(r.Content))
+	n := 64 + len(r.Concept) + len(r.Content)
+	for _, t := range r.Tags {
+		n += 1 + len(t)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, recordVersion)
 	var flags byte
 	if r.Deleted {
@@ -190,9 +194,9 @@ func encodeRecord(r *record) []byte {
 
 // decodeRecord decodes a stored engram of vault with id.
 func decodeRecord(vault, id string, b []byte) (*record, error) {
-	d := decoder{b: b, what: "engram record " + vault + "/" + id}
+	d := decoder{b: b, what: "engram record", vault: vault, id: id}
 	if v := d.byte("version"); d.err == nil && v != recordVersion {
-		return nil, fmt.Errorf("%s: unknown version %d", d.what, v)
+		return nil, fmt.Errorf("%s: unknown version %d", d.name(), v)
 	}
 	r := &record{Engram: Engram{ID: id, Vault: vault}}
 	flags := d.byte("flags")
@@ -200,6 +204,9 @@ func decodeRecord(vault, id string, b []byte) (*record, error) {
 	r.Concept = d.string("concept", MaxConcept)
 	r.Content = d.string("content", MaxContent)
 	n := d.uvarint("tags", MaxTags)
+	if n > 0 {
+		r.Tags = make([]string, 0, n)
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		r.Tags = append(r.Tags, d.string("tag", MaxTagLen))
 	}
@@ -226,13 +233,36 @@ func appendString(b []byte, s string) []byte {
 type decoder struct {
 	b    []byte
 	what string
-	err  error
+	// vault and id, when set, name the record: "what vault/id" (the name
+	// is only built for an error).
+	vault, id string
+	err       error
+}
+
+// name is what the decoder reads, for messages.
+func (d *decoder) name() string {
+	if d.vault == "" && d.id == "" {
+		return d.what
+	}
+	return d.what + " " + d.vault + "/" + d.id
 }
 
 func (d *decoder) fail(field, format string, args ...any) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%s: %s: %s", d.what, field, fmt.Sprintf(format, args...))
+		d.err = fmt.Errorf("%s: %s: %s", d.name(), field, fmt.Sprintf(format, args...))
 	}
+}
+
+// failAt is fail for field[i] (i ≥ 0) or field, then suffix: the name is
+// only formatted when there is an error.
+func (d *decoder) failAt(field string, i int, suffix, format string, args ...any) {
+	if d.err != nil {
+		return
+	}
+	if i >= 0 {
+		field = fmt.Sprintf("%s[%d]", field, i)
+	}
+	d.fail(field+suffix, format, args...)
 }
 
 func (d *decoder) byte(field string) byte {
@@ -249,16 +279,21 @@ func (d *decoder) byte(field string) byte {
 }
 
 func (d *decoder) uvarint(field string, limit uint64) uint64 {
+	return d.uvarintAt(field, -1, "", limit)
+}
+
+// uvarintAt is uvarint of the field failAt names.
+func (d *decoder) uvarintAt(field string, i int, suffix string, limit uint64) uint64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
-		d.fail(field, "truncated or malformed varint")
+		d.failAt(field, i, suffix, "truncated or malformed varint")
 		return 0
 	}
 	if v > limit {
-		d.fail(field, "%d exceeds the limit of %d", v, limit)
+		d.failAt(field, i, suffix, "%d exceeds the limit of %d", v, limit)
 		return 0
 	}
 	d.b = d.b[n:]
@@ -279,16 +314,21 @@ func (d *decoder) varint(field string) int64 {
 }
 
 func (d *decoder) string(field string, limit int) string {
-	n := d.uvarint(field+" length", math.MaxUint32)
+	return d.stringAt(field, -1, limit)
+}
+
+// stringAt is string of field[i] (i ≥ 0) or field.
+func (d *decoder) stringAt(field string, i int, limit int) string {
+	n := d.uvarintAt(field, i, " length", math.MaxUint32)
 	if d.err != nil {
 		return ""
 	}
 	if n > uint64(limit) {
-		d.fail(field, "%d bytes exceeds the limit of %d bytes", n, limit)
+		d.failAt(field, i, "", "%d bytes exceeds the limit of %d bytes", n, limit)
 		return ""
 	}
 	if uint64(len(d.b)) < n {
-		d.fail(field, "truncated: %d bytes announced, %d left", n, len(d.b))
+		d.failAt(field, i, "", "truncated: %d bytes announced, %d left", n, len(d.b))
 		return ""
 	}
 	s := string(d.b[:n])
@@ -311,7 +351,7 @@ func (d *decoder) float(field string) float64 {
 
 func (d *decoder) finish() error {
 	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%s: %d trailing bytes", d.what, len(d.b))
+		d.err = fmt.Errorf("%s: %d trailing bytes", d.name(), len(d.b))
 	}
 	return d.err
 }
