@@ -61,22 +61,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, co
 	fctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	moved := make(chan core.NodeID, 1)
-	go func() {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-fctx.Done():
-				return
-			case <-t.C:
-				if snap := s.n.Status(); snap != nil && snap.Core.Cortex != "" && snap.Core.Cortex != cortex {
-					moved <- snap.Core.Cortex
-					cancel()
-					return
-				}
-			}
-		}
-	}()
+	if r.URL.Path != "/v1/cluster/failover" {
+		// (A failover moves the Cortex on purpose: its answer is awaited.)
+		defer s.onCortexMove(cortex, func(now core.NodeID) {
+			moved <- now
+			cancel()
+		})()
+	}
 	req, err := http.NewRequestWithContext(fctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
 		return &apiError{status: http.StatusInternalServerError, code: apitypes.CodeInternal, msg: fmt.Sprintf("building the forwarded request to %s: %v", url, err)}
@@ -112,6 +103,66 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, co
 	io.Copy(w, resp.Body)
 	s.log.Debug("api: forwarded to the cortex", "method", r.Method, "path", r.URL.Path, "cortex", cortex, "status", resp.StatusCode, "took", time.Since(start))
 	return nil
+}
+
+// moveGrace is how long a forwarded request may still be answered by the
+// old Cortex once this node sees another: an answer already on its way
+// (the old Cortex learns of the new one as this node does) is not cut off.
+const moveGrace = 50 * time.Millisecond
+
+// onCortexMove calls moved, once, when this node has seen a Cortex other
+// than cortex for moveGrace (the lag tracker's sampler watches, every
+// sampleEvery), until the returned stop is called. No goroutine or timer
+// waits per request: a callback is armed on the sampler's change context,
+// and re-armed when the change was to cortex itself or to none; a timer
+// runs only once the Cortex has moved.
+func (s *Server) onCortexMove(cortex core.NodeID, moved func(now core.NodeID)) (stop func()) {
+	var mu sync.Mutex
+	var unwatch func() bool // the armed callback
+	var timer *time.Timer   // once the Cortex has moved
+	done := false
+	// check starts the grace timer if the Cortex has moved, and reports
+	// whether it has.
+	check := func() bool {
+		snap := s.n.Status()
+		if snap == nil || snap.Core.Cortex == "" || snap.Core.Cortex == cortex {
+			return false
+		}
+		now := snap.Core.Cortex
+		mu.Lock()
+		defer mu.Unlock()
+		if !done && timer == nil {
+			timer = time.AfterFunc(moveGrace, func() { moved(now) })
+		}
+		return true
+	}
+	var arm func()
+	arm = func() {
+		changes := s.lag.cortexChanges()
+		mu.Lock()
+		defer mu.Unlock()
+		if done || timer != nil {
+			return
+		}
+		unwatch = context.AfterFunc(changes, func() {
+			if !check() {
+				arm()
+			}
+		})
+	}
+	arm()
+	check() // it may have moved before the callback was armed
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		if unwatch != nil {
+			unwatch()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
 }
 
 // forwardMAC is the signature of a forwarded request: HMAC-SHA256 with the

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -24,6 +25,13 @@ type lagTracker struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// The same sampling watches the Cortex this node follows, for
+	// forwarded requests (cortexChanges).
+	cmu     sync.Mutex
+	cortex  core.NodeID
+	changed context.Context
+	change  context.CancelFunc
+
 	mu      sync.Mutex
 	epoch   core.Epoch
 	samples []lagSample // ring, oldest at head
@@ -43,6 +51,7 @@ const (
 
 func newLagTracker(n *node.Node) *lagTracker {
 	t := &lagTracker{n: n, stop: make(chan struct{}), done: make(chan struct{}), samples: make([]lagSample, ringSize)}
+	t.changed, t.change = context.WithCancel(context.Background())
 	go t.run()
 	return t
 }
@@ -76,6 +85,7 @@ func (t *lagTracker) sample(now time.Time) {
 		return
 	}
 	st := snap.Core
+	t.watch(st.Cortex)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if st.Role != core.RoleCortex || st.Epoch != t.epoch {
@@ -85,6 +95,27 @@ func (t *lagTracker) sample(now time.Time) {
 		}
 	}
 	t.record(st.Last.Seq, now)
+}
+
+// watch notes the Cortex this node follows; a change ends the context
+// cortexChanges handed out.
+func (t *lagTracker) watch(c core.NodeID) {
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	if c == t.cortex {
+		return
+	}
+	t.cortex = c
+	t.change()
+	t.changed, t.change = context.WithCancel(context.Background())
+}
+
+// cortexChanges returns a context that ends the next time the sampler sees
+// the Cortex change (within sampleEvery of the node publishing it).
+func (t *lagTracker) cortexChanges() context.Context {
+	t.cmu.Lock()
+	defer t.cmu.Unlock()
+	return t.changed
 }
 
 // record notes seq at time now if it is new.
