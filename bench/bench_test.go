@@ -127,6 +127,11 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.MaxLagMs = 5 }, "only with --consistency bounded"},
 		{func(c *Config) { c.Consistency = "linear" }, `--consistency "linear"`},
 		{func(c *Config) { c.LagEvery = time.Second }, "50ms to 100ms"},
+		{func(c *Config) { c.Rate = -1 }, "--rate -1"},
+		{func(c *Config) { c.Rate = 0.05 }, "schedules no operation"},
+		{func(c *Config) { c.MaxOutstanding = 5 }, "goes only with --rate"},
+		{func(c *Config) { c.Batch = 1001 }, "--batch 1001"},
+		{func(c *Config) { c.Batch, c.ValueSize = 1000, 60000 }, "limit of a batch request"},
 	}
 	for _, tc := range cases {
 		c := DefaultConfig()

@@ -37,7 +37,11 @@ type Config struct {
 	// DefaultMaxOutstanding). 0: closed loop.
 	Rate           float64 `json:"rate,omitempty"`
 	MaxOutstanding int     `json:"max_outstanding,omitempty"`
-	Token          string  `json:"-"`
+	// Batch, when above 0, makes every write a batch of Batch engrams
+	// (POST /api/engrams/batch through client.WriteBatch). 0: one engram
+	// per request.
+	Batch int    `json:"batch,omitempty"`
+	Token string `json:"-"`
 }
 
 // DefaultConfig is `muninn bench` with no flags.
@@ -90,6 +94,12 @@ func (c Config) Validate() error {
 	} else if c.MaxOutstanding > 0 && c.Rate == 0 {
 		errs = append(errs, "--max-outstanding goes only with --rate (an open loop)")
 	}
+	switch {
+	case c.Batch < 0 || c.Batch > apitypes.MaxBatchItems:
+		errs = append(errs, fmt.Sprintf("--batch %d: use 1 to %d engrams per request (0: one write per request)", c.Batch, apitypes.MaxBatchItems))
+	case c.Batch > 0 && int64(c.Batch)*int64(c.ValueSize+batchItemOverhead) > apitypes.MaxBatchBody:
+		errs = append(errs, fmt.Sprintf("--batch %d of --value-size %d: more than the %d-byte limit of a batch request", c.Batch, c.ValueSize, apitypes.MaxBatchBody))
+	}
 	if c.Vault == "" {
 		errs = append(errs, "vault: required")
 	}
@@ -117,8 +127,41 @@ type Report struct {
 	Target  Target     `json:"target"`
 	Prefill int        `json:"prefill"`
 	Load    LoadResult `json:"load"`
-	Lag     LagReport  `json:"lag"`
-	CPU     CPUReport  `json:"cpu"`
+	// Engrams counts the engrams acknowledged written during the load
+	// (with --batch, several per write request), EngramsPerSec over the
+	// load's elapsed time.
+	Engrams       int64   `json:"engrams"`
+	EngramsPerSec float64 `json:"engrams_per_sec"`
+	// ItemErrors counts, by code, engrams that failed inside batches
+	// answered as a whole (the request succeeded; those engrams did not).
+	ItemErrors map[string]int64 `json:"item_errors,omitempty"`
+	Lag        LagReport        `json:"lag"`
+	CPU        CPUReport        `json:"cpu"`
+}
+
+// batchItemOverhead is a generous size of one batch item's JSON besides
+// its content (id, concept, quotes and commas).
+const batchItemOverhead = 128
+
+// itemErrors counts engrams that failed inside answered batches.
+type itemErrors struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (e *itemErrors) add(code string) {
+	e.mu.Lock()
+	if e.m == nil {
+		e.m = map[string]int64{}
+	}
+	e.m[code]++
+	e.mu.Unlock()
+}
+
+func (e *itemErrors) counts() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.m
 }
 
 // HTTPClient returns an HTTP client sized for n concurrent requests (the
@@ -244,19 +287,59 @@ func Run(ctx context.Context, cfg Config, progress func(Tick, int64)) (Report, e
 		// One random base per run; a counter prefix makes each value unique.
 		return Value(cfg.ValueSize, 1)
 	}()
-	write := func(ctx context.Context) error {
+	content := func() string {
 		n := seq.Add(1)
-		content := fmt.Sprintf("%016x", n)
-		if len(content) < cfg.ValueSize {
-			content += value[len(content):]
-		} else {
-			content = content[:cfg.ValueSize]
+		c := fmt.Sprintf("%016x", n)
+		if len(c) < cfg.ValueSize {
+			return c + value[len(c):]
 		}
-		id := client.NewID()
-		if _, err := wc.Write(ctx, apitypes.WriteRequest{Vault: cfg.Vault, ID: id, Concept: "bench", Content: content}, dur); err != nil {
+		return c[:cfg.ValueSize]
+	}
+	// engrams counts the engrams acknowledged while counting is on (the
+	// load, not the prefill).
+	var engrams atomic.Int64
+	var counting atomic.Bool
+	var itemErrs itemErrors
+	write := func(ctx context.Context) error {
+		if cfg.Batch == 0 {
+			id := client.NewID()
+			if _, err := wc.Write(ctx, apitypes.WriteRequest{Vault: cfg.Vault, ID: id, Concept: "bench", Content: content()}, dur); err != nil {
+				return err
+			}
+			if counting.Load() {
+				engrams.Add(1)
+			}
+			pool.add(id)
+			return nil
+		}
+		req := apitypes.BatchWriteRequest{Vault: cfg.Vault, Engrams: make([]apitypes.WriteRequest, cfg.Batch)}
+		for i := range req.Engrams {
+			req.Engrams[i] = apitypes.WriteRequest{ID: client.NewID(), Concept: "bench", Content: content()}
+		}
+		res, err := wc.WriteBatch(ctx, req, dur)
+		if err != nil {
 			return err
 		}
-		pool.add(id)
+		for i, r := range res.Results {
+			if r.Error != nil {
+				if counting.Load() {
+					itemErrs.add(r.Error.Code)
+				}
+				continue
+			}
+			if counting.Load() {
+				engrams.Add(1)
+			}
+			if i == 0 {
+				pool.add(r.ID) // one id per batch is plenty for reads
+			}
+		}
+		if res.Written == 0 && len(res.Results) > 0 && res.Results[0].Error != nil {
+			// Nothing in the batch was written: count the request failed,
+			// with its first engram's code.
+			e := res.Results[0].Error
+			return codedError{e.Code, fmt.Sprintf("batch of %d: none written: %s", len(res.Results), e.Message)}
+		}
 		return nil
 	}
 
@@ -303,6 +386,7 @@ func Run(ctx context.Context, cfg Config, progress func(Tick, int64)) (Report, e
 	}
 	lo := LoadOptions{Clients: cfg.Clients, Duration: cfg.Duration, MaxOps: cfg.MaxOps, Progress: prog}
 	cpu := startCPU(ctx, hc, cfg.Token, cpuTargets)
+	counting.Store(true)
 	if cfg.Rate > 0 {
 		rep.Load = RunOpenLoad(ctx, lo, OpenLoopOptions{Rate: cfg.Rate, MaxOutstanding: cfg.MaxOutstanding}, op)
 	} else {
@@ -311,7 +395,13 @@ func Run(ctx context.Context, cfg Config, progress func(Tick, int64)) (Report, e
 	// The end readings are taken even after an interrupt, so that a run
 	// stopped early still reports its CPU.
 	ectx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	rep.CPU = cpu.finish(ectx, int64(rep.Load.Write.Count), rep.Load.Ops)
+	counting.Store(false)
+	rep.Engrams = engrams.Load()
+	if s := rep.Load.Elapsed.Seconds(); s > 0 {
+		rep.EngramsPerSec = float64(rep.Engrams) / s
+	}
+	rep.ItemErrors = itemErrs.counts()
+	rep.CPU = cpu.finish(ectx, rep.Engrams, rep.Load.Ops)
 	cancelEnd()
 	stopSampler()
 	<-sdone

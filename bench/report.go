@@ -70,8 +70,12 @@ func (r Report) WriteText(w io.Writer) {
 	if o := r.Load.Open; o != nil {
 		loop = fmt.Sprintf("open loop at %s ops/s on %d workers (at most %s outstanding)", Thousands(int64(o.Rate+0.5)), c.Clients, Thousands(int64(o.MaxOutstanding)))
 	}
-	fmt.Fprintf(w, "  %s, %s, %d-byte values, %.0f%% writes (durability %s), reads %s over %d member(s)\n",
-		loop, c.Duration, c.ValueSize, c.Writes*100, c.Durability, cons, len(r.Target.ReadFrom))
+	batch := ""
+	if c.Batch > 0 {
+		batch = fmt.Sprintf(" in batches of %d", c.Batch)
+	}
+	fmt.Fprintf(w, "  %s, %s, %d-byte values, %.0f%% writes%s (durability %s), reads %s over %d member(s)\n",
+		loop, c.Duration, c.ValueSize, c.Writes*100, batch, c.Durability, cons, len(r.Target.ReadFrom))
 	if r.Prefill > 0 {
 		fmt.Fprintf(w, "  prefill: %d writes before the run, for reads to find\n", r.Prefill)
 	}
@@ -79,10 +83,18 @@ func (r Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nthroughput: %s ops/s (writes %s/s, reads %s/s): %s ops in %s\n",
 		Thousands(int64(l.OpsPerSec+0.5)), Thousands(int64(l.WritesPerSec+0.5)), Thousands(int64(l.ReadsPerSec+0.5)),
 		Thousands(l.Ops), l.Elapsed.Round(time.Millisecond))
+	if c.Batch > 0 {
+		fmt.Fprintf(w, "engrams: %s/s written: %s in %s batch requests of %d (POST /api/engrams/batch); not written in answered batches: %s\n",
+			Thousands(int64(r.EngramsPerSec+0.5)), Thousands(r.Engrams), Thousands(int64(l.Write.Count)), c.Batch, ErrorsLine(r.ItemErrors))
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "latency\tcount\tp50\tp90\tp99\tp99.9\tmax\t")
-	fmt.Fprintln(tw, latencyRow("write", l.Write))
+	wname := "write"
+	if c.Batch > 0 {
+		wname = fmt.Sprintf("write (batch of %d)", c.Batch)
+	}
+	fmt.Fprintln(tw, latencyRow(wname, l.Write))
 	fmt.Fprintln(tw, latencyRow("read", l.Read))
 	if o := l.Open; o != nil {
 		fmt.Fprintln(tw, latencyRow("all, from send", o.Service))

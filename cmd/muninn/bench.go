@@ -34,6 +34,7 @@ type BenchLoadCmd struct {
 	Vault          string        `help:"Vault to write to." default:"bench"`
 	Rate           float64       `help:"Open loop: operations per second in total, at fixed intervals, latency measured from each one's intended send time (0: closed loop)." default:"0"`
 	MaxOutstanding int           `name:"max-outstanding" help:"With --rate: operations queued or in flight at most; one due while that many are outstanding is missed (0: one second of --rate)." default:"0"`
+	Batch          int           `help:"Write N engrams per request (POST /api/engrams/batch through the Go client's WriteBatch); throughput is then also reported in engrams/s (0: one engram per request)." default:"0" placeholder:"N"`
 	JSON           bool          `help:"Print the report as JSON (progress still goes to stderr)."`
 }
 
@@ -59,7 +60,7 @@ func (c BenchLoadCmd) Run(g *Globals) error {
 	cfg := bench.DefaultConfig()
 	cfg.Addr, cfg.Clients, cfg.Duration, cfg.ValueSize = c.Addr, c.Clients, c.Duration, c.ValueSize
 	cfg.Writes, cfg.Durability, cfg.Consistency, cfg.MaxLagMs, cfg.Vault = c.Writes, c.Durability, c.Consistency, c.MaxLagMs, c.Vault
-	cfg.Rate, cfg.MaxOutstanding = c.Rate, c.MaxOutstanding
+	cfg.Rate, cfg.MaxOutstanding, cfg.Batch = c.Rate, c.MaxOutstanding, c.Batch
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -68,6 +69,9 @@ func (c BenchLoadCmd) Run(g *Globals) error {
 	loop := fmt.Sprintf("%d clients", cfg.Clients)
 	if cfg.Rate > 0 {
 		loop = fmt.Sprintf("%g ops/s open loop on %d workers", cfg.Rate, cfg.Clients)
+	}
+	if cfg.Batch > 0 {
+		loop += fmt.Sprintf(", batches of %d", cfg.Batch)
 	}
 	fmt.Fprintf(g.Err, "muninn bench: %s for %s against %s (durability %s, %.0f%% writes)\n",
 		loop, cfg.Duration, cfg.Addr, cfg.Durability, cfg.Writes*100)

@@ -32,6 +32,8 @@ func TestBenchArgumentErrors(t *testing.T) {
 		{[]string{"bench", "--rate", "0.5", "--duration", "1s"}, 2, "schedules no operation"},
 		{[]string{"bench", "--max-outstanding", "10"}, 2, "--max-outstanding goes only with --rate"},
 		{[]string{"bench", "--rate", "100", "--max-outstanding=-1"}, 2, "--max-outstanding -1"},
+		{[]string{"bench", "--batch", "5000"}, 2, "--batch 5000: use 1 to 1000"},
+		{[]string{"bench", "--batch", "1000", "--value-size", "65536"}, 2, "limit of a batch request"},
 		{[]string{"bench", "failover", "--nodes", "2"}, 2, "--nodes 2"},
 		{[]string{"bench", "failover", "--kills", "0", "--graceful", "0"}, 2, "nothing to measure"},
 		{[]string{"bench", "--addr", "http://127.0.0.1:1", "--duration", "1s"}, 1, "cannot reach http://127.0.0.1:1"},
@@ -93,7 +95,28 @@ func TestBenchFlags(t *testing.T) {
 		}
 	}
 	code, out, stderr = cli(t, "bench", "--addr", srv.URL, "--clients", "2", "--duration", "200ms")
-	if code != 0 || strings.Contains(out, "schedule:") || !strings.Contains(out, "CPU per node") {
+	if code != 0 || strings.Contains(out, "schedule:") || !strings.Contains(out, "CPU per node") || strings.Contains(out, "engrams:") {
 		t.Fatalf("closed loop: exit %d\n%s%s", code, out, stderr)
+	}
+
+	// --batch: every write request carries N engrams; engrams/s is
+	// reported and CPU is per engram (with a per-request column).
+	code, out, stderr = cli(t, "bench", "--addr", srv.URL, "--clients", "2", "--duration", "300ms", "--batch", "10", "--json")
+	if code != 0 || !strings.Contains(stderr, "batches of 10") {
+		t.Fatalf("bench --batch: exit %d\n%s", code, stderr)
+	}
+	rep = bench.Report{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Config.Batch != 10 || rep.Load.Write.Count == 0 || rep.Engrams != 10*int64(rep.Load.Write.Count) || rep.EngramsPerSec <= 0 ||
+		len(rep.ItemErrors) != 0 || rep.CPU.Writes != rep.Engrams || rep.CPU.Ops != int64(rep.Load.Write.Count) {
+		t.Fatalf("batch: %+v engrams %d (%v/s) item errors %v cpu %+v", rep.Config, rep.Engrams, rep.EngramsPerSec, rep.ItemErrors, rep.CPU)
+	}
+	code, out, stderr = cli(t, "bench", "--addr", srv.URL, "--clients", "2", "--duration", "300ms", "--batch", "10", "--rate", "50")
+	for _, want := range []string{"in batches of 10", "engrams: ", "write (batch of 10)", "CPU µs/op", "open loop at 50 ops/s"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("bench --batch --rate: exit %d, lacks %q:\n%s%s", code, want, out, stderr)
+		}
 	}
 }
