@@ -281,7 +281,9 @@ func (s *Store) Checkpoint() (*snapImage, error) {
 			}
 		}
 	}
-	c.uncappable = above && !below
+	// shell/store knows the membership at its base once it has pruned
+	// with the core's record of it, or from its bootstrap membership.
+	c.uncappable = above && !below && c.snapMembers == nil
 	if commit := c.hs.Commit.Seq; commit < c.Last().Seq && commit >= c.snap.Seq {
 		c.truncate(commit, "snapshot capped at the sender's commit point", 0)
 	}

@@ -89,7 +89,7 @@ func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, er
 }
 
 func (p *pebbleStore) Prune(c core.Compaction) error {
-	_, err := p.db().Prune(c.Upto.Seq)
+	_, err := p.db().PruneAt(c.Upto.Seq, c.Members)
 	return err
 }
 

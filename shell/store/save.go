@@ -120,6 +120,7 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 	kv := batchKV{b}
 	last := s.last
 	var rejects []rejection
+	var bootstrap core.Members
 	if t := rd.Truncate; t != nil {
 		var err error
 		if last, err = s.truncate(b, kv, t, rd.Now); err != nil {
@@ -185,6 +186,13 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 		if err := b.Set(metaMembers, core.EncodeMembers(rd.Members), nil); err != nil {
 			return nil, err
 		}
+		if s.base.Seq == 0 && s.last.Seq == 0 && s.baseMembers == nil && rd.Truncate == nil && len(rd.Entries) == 0 {
+			// A new node's bootstrap membership: the membership at base 0.
+			if err := b.Set(metaBaseMembers, core.EncodeMembers(rd.Members), nil); err != nil {
+				return nil, err
+			}
+			bootstrap = rd.Members
+		}
 	}
 	if maxEpoch != s.maxEpoch {
 		if err := b.Set(metaMaxEpoch, binary.BigEndian.AppendUint64(nil, uint64(maxEpoch)), nil); err != nil {
@@ -226,6 +234,9 @@ func (s *Store) SaveNoWait(rd SaveBatch, sync bool) (*Pending, error) {
 	s.hs, s.maxEpoch, s.last = hs, maxEpoch, last
 	if rd.Members != nil {
 		s.members = rd.Members
+	}
+	if bootstrap != nil {
+		s.baseMembers = bootstrap
 	}
 	return &Pending{s: s, b: b, synced: sync}, nil
 }

@@ -22,11 +22,20 @@ import (
 // member has is pruned, keeping a tail (the core's Ready.Compact already
 // keeps the tail; docs/protocol.md, rule 7). The dropped prefix's last position becomes the log base.
 // It returns the new base.
-func (s *Store) Prune(upTo core.Seq) (core.Pos, error) {
+func (s *Store) Prune(upTo core.Seq) (core.Pos, error) { return s.PruneAt(upTo, nil) }
+
+// PruneAt is Prune told the membership in force at upTo (the core's
+// core.Compaction), which it keeps as the membership at the new base: a
+// checkpoint capped below a later change then still knows its membership
+// (capAtCommit).
+func (s *Store) PruneAt(upTo core.Seq, members core.Members) (core.Pos, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
 		return core.Pos{}, err
+	}
+	if upTo > min(s.hs.Commit.Seq, s.last.Seq) {
+		members = nil // capped below: members is not the membership there
 	}
 	upTo = min(upTo, s.hs.Commit.Seq, s.last.Seq)
 	if upTo <= s.base.Seq {
@@ -51,12 +60,18 @@ func (s *Store) Prune(upTo core.Seq) (core.Pos, error) {
 	if upTo == s.last.Seq {
 		b.Set(metaApplied, encodePos(e.Pos), nil)
 	}
+	if members != nil {
+		b.Set(metaBaseMembers, core.EncodeMembers(members), nil)
+	}
 	// Not synced: a crash may bring the pruned entries back, which is
 	// harmless; they are pruned again.
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return core.Pos{}, fmt.Errorf("store %s: prune: %w", s.dir, err)
 	}
 	s.base = e.Pos
+	if members != nil {
+		s.baseMembers = members
+	}
 	return e.Pos, nil
 }
 
@@ -480,6 +495,13 @@ func (s *Store) capAtCommit() error {
 	}
 	if c.Seq > s.base.Seq && at.Seq != c.Seq {
 		return fmt.Errorf("snapshot: the entry at its commit point %s is missing", c)
+	}
+	if above && !below && s.baseMembers != nil {
+		// No change between the base and the cap: the membership at the
+		// base is the one at the cap (seed 15: without it, a Cortex whose
+		// commit lagged below an uncommitted change could send no
+		// snapshot, and the node it needed to commit never caught up).
+		members, below = s.baseMembers, true
 	}
 	if above && !below {
 		return fmt.Errorf("snapshot: its sender's membership changes above its commit point %s and the membership at that point is not in the copy; the Cortex sends another once the change commits", c)

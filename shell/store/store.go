@@ -49,10 +49,13 @@ var (
 	metaFormat    = []byte("mformat")
 	metaHardState = []byte("mhardstate")
 	metaMembers   = []byte("mmembers")
-	metaApplied   = []byte("mapplied")
-	metaMaxEpoch  = []byte("mmaxepoch")
-	metaBase      = []byte("mbase")
-	metaSnapshot  = []byte("msnapshot")
+	// metaBaseMembers: the membership in force at the log base, so a
+	// checkpoint can be capped below a change (capAtCommit).
+	metaBaseMembers = []byte("mbasemembers")
+	metaApplied     = []byte("mapplied")
+	metaMaxEpoch    = []byte("mmaxepoch")
+	metaBase        = []byte("mbase")
+	metaSnapshot    = []byte("msnapshot")
 	// metaEpochs marks a store that keeps the epoch history (see
 	// EpochHistory); one written before it had none is given one on open.
 	metaEpochs = []byte("mepochs")
@@ -140,8 +143,11 @@ type Store struct {
 	last     core.Pos       // last log entry (or base when the log is empty)
 	base     core.Pos       // the position just before the first retained entry
 	members  core.Members
-	snapshot core.Pos
-	identity uint64 // minted when the store is created; see Identity
+	// baseMembers: the membership in force at base (nil: not known, a store
+	// older than this record that has not pruned since).
+	baseMembers core.Members
+	snapshot    core.Pos
+	identity    uint64 // minted when the store is created; see Identity
 	// corrupt is set by Pebble's DataCorruption event (any goroutine).
 	corrupt atomic.Pointer[error]
 	space   *spaceGuard
@@ -354,6 +360,13 @@ func (s *Store) loadMeta(fresh bool) error {
 	} else if ok {
 		if s.members, err = core.DecodeMembers(v); err != nil {
 			return fmt.Errorf("store %s: meta members: %w", s.dir, err)
+		}
+	}
+	if v, ok, err := s.get(metaBaseMembers); err != nil {
+		return err
+	} else if ok {
+		if s.baseMembers, err = core.DecodeMembers(v); err != nil {
+			return fmt.Errorf("store %s: meta base members: %w", s.dir, err)
 		}
 	}
 	for _, p := range []struct {
