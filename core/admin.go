@@ -181,6 +181,7 @@ func (n *Node) SnapshotInstalled(now Time, pos Pos, epoch Epoch, ms Members) {
 		return
 	}
 	n.log = raftLog{snap: pos}
+	n.durable = pos.Seq
 	n.base = ms.Normalize()
 	n.recomputeMembers()
 	n.rd.Members = n.members

@@ -40,6 +40,18 @@ type Storage interface {
 	InstallSnapshot(dir string, accept func(Pos) error) (Installed, error)
 }
 
+// Pipeline is storage that applies a Ready at once and makes it durable
+// later, beside the caller's loop (shell/store's SaveNoWait; docs/protocol.md,
+// "Pipelined persistence"). With one, the driver never waits for an fsync:
+// it applies each Ready, sends what may go before the save is durable, and
+// leaves the rest of the Ready to Driver.Saved.
+type Pipeline interface {
+	// Apply writes step 1 of rd as Storage.Save does, visible to reads and
+	// to later saves when it returns, durable (when sync) only once the
+	// shell calls Driver.Saved for it. Errors as for Save.
+	Apply(rd *Ready, sync bool, rejected func(Pos, error)) error
+}
+
 // Installed is what a store holds after installing a snapshot.
 type Installed struct {
 	Pos       Pos       // the snapshot's last entry
@@ -136,6 +148,10 @@ const (
 	// CanaryDropQuarantine deletes truncated entries instead of keeping
 	// them in the quarantine.
 	CanaryDropQuarantine
+	// CanaryCountUnsaved tells the core its entries are durable as soon as
+	// they are applied, before the save completes: a Cortex then counts
+	// itself toward commits its disk may still lose.
+	CanaryCountUnsaved
 )
 
 // Driver carries out a core Node's Readys. Its zero value is not usable:
@@ -148,12 +164,28 @@ type Driver struct {
 	Log       Logger // nil: discarded
 	Kind      Kind   // this node's kind: sentinels store nothing
 	Canary    Canary
+	// Pipeline, when set, makes saves asynchronous (see Pipeline and
+	// Saved); nil: each Ready is saved, synced and finished in Drive.
+	Pipeline Pipeline
 
-	prevHS HardState // the hard state last persisted
+	prevHS  HardState // the hard state last persisted (with a Pipeline: applied)
+	savedHS HardState // the hard state last known durable
 	// rejected: entries the state machine refused, until their writes are
 	// answered.
 	rejected map[Pos]string
 	held     *held
+	// inflight: Readys applied or taken whose rest waits for Saved, oldest
+	// first; saving marks those the shell will call Saved for.
+	inflight []inflight
+	report   Pos // durable, not yet told to the core
+}
+
+// inflight is a Ready whose steps 2 to 5 wait for its save (or, without a
+// save of its own, for the saves taken before it).
+type inflight struct {
+	rd     Ready
+	saving bool // applied: the shell calls Saved once it is durable
+	commit Seq  // the commit point when the Ready was taken
 }
 
 // held is a Ready whose save the disk refused (see Held).
@@ -167,7 +199,7 @@ type held struct {
 
 // NewDriver returns a driver for n, whose persisted hard state is hs.
 func NewDriver(n *Node, hs HardState, s Storage, t Transport, r Replies) *Driver {
-	return &Driver{Node: n, Storage: s, Transport: t, Replies: r, prevHS: hs}
+	return &Driver{Node: n, Storage: s, Transport: t, Replies: r, prevHS: hs, savedHS: hs}
 }
 
 // Held reports whether a Ready is held for lack of disk space. A held
@@ -317,6 +349,9 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 	if d.held != nil {
 		return nil // the stream is sent again once the node answers
 	}
+	if len(d.inflight) > 0 {
+		return fmt.Errorf("driver: a snapshot install while %d saves are in flight (the shell waits for Saved first)", d.Pending())
+	}
 	var offered Pos
 	in, err := d.Storage.InstallSnapshot(dir, func(pos Pos) error {
 		offered = pos
@@ -346,7 +381,7 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 	if err := d.Storage.Save(&Ready{HardState: &mine}, true, nil); err != nil {
 		return fmt.Errorf("restoring the hard state after a snapshot: %w", err)
 	}
-	d.prevHS = mine
+	d.prevHS, d.savedHS = mine, mine
 	d.Node.SnapshotInstalled(now, in.Pos, mine.Epoch, in.Members)
 	d.logger().Info(fmt.Sprintf("installed snapshot from %s at %s", from, in.Pos))
 	return d.Drive(now)
@@ -359,34 +394,52 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 func (d *Driver) Drive(now Time) error {
 	for d.held == nil && d.Node.HasReady() {
 		rd := d.Node.Ready()
+		if rd.Truncate != nil && d.Pending() > 0 {
+			// A truncation waits for the saves in flight: their answers
+			// (append acknowledgements, local writes) go out once those
+			// entries are durable, and must not go out for entries that
+			// were never durable here, cut off before their fsync
+			// returned (docs/protocol.md, "Pipelined persistence"). The
+			// core keeps adding to this Ready meanwhile.
+			return nil
+		}
 		done, err := d.carryOut(now, &rd)
 		if err != nil || !done {
 			return err
 		}
 		d.Node.Advance()
+		d.reportDurable(now)
 	}
 	return nil
 }
 
-// carryOut does one Ready; done is false when it was held.
+// carryOut does one Ready; done is false when it was held. With a
+// Pipeline, steps 2 to 5 (but for what may go early) wait for Saved.
 func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 	// Reads first, from the state before this Ready (step 4's exception).
+	// With a Pipeline the state holds every earlier Ready applied, some
+	// perhaps not yet durable: a strong read is released only once all of
+	// it is committed, so durable on a quorum (docs/protocol.md, "Pipelined
+	// persistence").
 	if d.Canary != CanaryReadAfterSave {
 		d.answerReads(rd)
 	}
-	// Heartbeats, their answers and SDOWN reports depend on nothing
-	// persisted, and a slow fsync must not look like a dead Cortex (step 2's
-	// exception).
-	d.send(rd, func(m Message) bool {
-		return m.Type.Urgent() || (d.Canary == CanaryAppendAckBeforeSave && m.Type == MsgAppendResp)
-	})
+	d.send(rd, func(m Message) bool { return d.early(rd, m) })
 	if d.Canary == CanaryAckBeforeSave {
 		d.answer(rd)
 	}
-	// Step 1: persist.
+	// Step 1: persist (or, with a Pipeline, apply).
 	sync := rd.MustSync(d.prevHS)
-	if rd.HardState != nil || rd.Truncate != nil || len(rd.Entries) > 0 || rd.Members != nil {
-		if err := d.Storage.Save(rd, sync, d.noteRejected); err != nil {
+	commit := d.Node.Commit().Seq
+	saves := rd.HardState != nil || rd.Truncate != nil || len(rd.Entries) > 0 || rd.Members != nil
+	if saves {
+		var err error
+		if d.Pipeline != nil {
+			err = d.Pipeline.Apply(rd, sync, d.noteRejected)
+		} else {
+			err = d.Storage.Save(rd, sync, d.noteRejected)
+		}
+		if err != nil {
 			if errors.Is(err, ErrNoSpace) {
 				d.hold(now, rd, sync, err)
 				return false, nil
@@ -395,11 +448,105 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 		}
 	}
 	d.persisted(rd)
+	if d.Pipeline != nil && (saves || len(d.inflight) > 0) {
+		// Results and messages keep their order: a Ready without a save
+		// of its own still waits for the saves taken before it.
+		d.inflight = append(d.inflight, inflight{rd: *rd, saving: saves, commit: commit})
+		if d.Canary == CanaryCountUnsaved {
+			d.durable(now, rd)
+		}
+		return true, nil
+	}
+	d.complete(now, rd, commit)
+	return true, nil
+}
+
+// early reports whether m may be sent before rd's save is durable.
+// Heartbeats, their answers and SDOWN reports depend on nothing persisted,
+// and a slow fsync must not look like a dead Cortex (step 2's exception). A
+// Cortex's appends may go out while its own save runs: it counts itself
+// toward a commit only once the save is durable (rule 8, Persisted), as
+// the Raft thesis (§10.2.1) allows. Not while an epoch or a vote is still
+// unsaved, nor with a truncation: entries of an epoch this node's disk may
+// not keep must reach nobody (a restart would lead that epoch again with
+// another log).
+func (d *Driver) early(rd *Ready, m Message) bool {
+	switch {
+	case m.Type.Urgent():
+		return true
+	case m.Type == MsgAppendResp:
+		return d.Canary == CanaryAppendAckBeforeSave
+	case m.Type != MsgAppend || rd.Truncate != nil:
+		return false
+	}
+	hs := d.prevHS
+	if rd.HardState != nil {
+		hs = *rd.HardState
+	}
+	return hs.Epoch == d.savedHS.Epoch && hs.Vote == d.savedHS.Vote && hs.VoteStore == d.savedHS.VoteStore
+}
+
+// Pending is how many applied Readys wait for Saved.
+func (d *Driver) Pending() int {
+	n := 0
+	for _, f := range d.inflight {
+		if f.saving {
+			n++
+		}
+	}
+	return n
+}
+
+// Saved tells the driver that the oldest applied Ready is durable. The
+// shell calls it from its loop once for every Apply that returned nil, in
+// order, when that save's fsync has returned (an fsync that fails stops the
+// node instead). It carries out the rest of that Ready, and of the Readys
+// taken after it that had nothing to save, then drives the core again.
+func (d *Driver) Saved(now Time) error {
+	if len(d.inflight) == 0 || !d.inflight[0].saving {
+		return errors.New("driver: Saved called with no applied Ready waiting (the shell must call it once per successful Apply)")
+	}
+	for first := true; len(d.inflight) > 0 && (first || !d.inflight[0].saving); first = false {
+		f := d.inflight[0]
+		d.inflight[0] = inflight{}
+		d.inflight = d.inflight[1:]
+		d.complete(now, &f.rd, f.commit)
+	}
+	if len(d.inflight) == 0 {
+		d.inflight = nil
+	}
+	d.reportDurable(now)
+	return d.Drive(now)
+}
+
+// complete carries out the rest of a Ready once its save is durable.
+func (d *Driver) complete(now Time, rd *Ready, commit Seq) {
+	if rd.HardState != nil {
+		d.savedHS = *rd.HardState
+	}
+	if d.Canary != CanaryCountUnsaved {
+		d.durable(now, rd)
+	}
 	if d.Canary == CanaryReadAfterSave {
 		d.answerReads(rd)
 	}
-	d.finish(rd)
-	return true, nil
+	d.finish(rd, commit)
+}
+
+// durable notes how far the log is durable, for the core (rule 8). The core
+// hears it in reportDurable, once the Ready is advanced: what it answers
+// goes into its next Ready.
+func (d *Driver) durable(now Time, rd *Ready) {
+	if k := len(rd.Entries); k > 0 {
+		d.report = rd.Entries[k-1].Pos
+	}
+}
+
+func (d *Driver) reportDurable(now Time) {
+	if d.report != (Pos{}) {
+		d.Node.Persisted(now, d.report)
+		d.report = Pos{}
+	}
 }
 
 // persisted notes what step 1 wrote.
@@ -419,16 +566,16 @@ func (d *Driver) persisted(rd *Ready) {
 	}
 }
 
-// finish carries out steps 2 to 5 once step 1 is durable.
-func (d *Driver) finish(rd *Ready) {
+// finish carries out steps 2 to 5 once step 1 is durable. commit is the
+// commit point when the Ready was taken: every write at or below it has
+// had its answer by the end of this Ready.
+func (d *Driver) finish(rd *Ready, commit Seq) {
 	if c := rd.Compact; c != nil {
 		if err := d.Storage.Prune(*c); err != nil {
 			d.logger().Warn("log pruning failed; will retry at the next compaction", "err", err)
 		}
 	}
-	d.send(rd, func(m Message) bool {
-		return !m.Type.Urgent() && !(d.Canary == CanaryAppendAckBeforeSave && m.Type == MsgAppendResp)
-	})
+	d.send(rd, func(m Message) bool { return !d.early(rd, m) })
 	if d.Transport != nil {
 		for _, s := range rd.Snapshots {
 			d.Transport.SendSnapshot(s.To)
@@ -437,7 +584,7 @@ func (d *Driver) finish(rd *Ready) {
 	if d.Canary != CanaryAckBeforeSave {
 		d.answer(rd)
 	}
-	d.forgetRejected(d.Node.Commit().Seq)
+	d.forgetRejected(commit)
 	for _, e := range rd.Events {
 		d.Replies.Event(e)
 	}
@@ -495,6 +642,11 @@ func (d *Driver) retryHeld(now Time) error {
 	if now < h.next {
 		return nil
 	}
+	if len(d.inflight) > 0 {
+		// Saves applied before the held Ready finish first (Saved).
+		h.next = now + Time(HoldRetry)
+		return nil
+	}
 	if err := d.Storage.Save(&h.rd, h.sync, d.noteRejected); err != nil {
 		if errors.Is(err, ErrNoSpace) {
 			h.next = now + Time(HoldRetry)
@@ -505,8 +657,9 @@ func (d *Driver) retryHeld(now Time) error {
 	d.held = nil
 	d.logger().Info(fmt.Sprintf("disk space freed: stored the held entries after %s; resuming", time.Duration(now-h.since).Round(time.Millisecond)))
 	d.persisted(&h.rd)
-	d.finish(&h.rd)
+	d.complete(now, &h.rd, d.Node.Commit().Seq)
 	d.Node.Advance()
+	d.reportDurable(now)
 	return d.Drive(now)
 }
 

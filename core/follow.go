@@ -97,6 +97,7 @@ func (n *Node) truncate(s Seq, reason string) {
 	if len(removed) == 0 {
 		return
 	}
+	n.durable = min(n.durable, s)
 	// Entries of this very Ready are not persisted yet: they are simply not
 	// written, so they are not quarantined either, and a write of them that
 	// this Ready would acknowledge is answered with an error instead (it

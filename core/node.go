@@ -111,6 +111,12 @@ type Node struct {
 	adminWait  []pendingWrite // membership changes waiting for commit
 
 	rd Ready
+
+	// durable: the log's entries at or below it are persisted (the driver
+	// reports saves with Persisted). A Cortex sends its entries before its
+	// own save completes and counts itself toward a commit only up to here
+	// (rule 8; docs/protocol.md, "Pipelined persistence").
+	durable Seq
 }
 
 // New returns a node restored from r, at time now.
@@ -125,6 +131,7 @@ func New(cfg Config, r Restored, now Time) *Node {
 		peers: map[NodeID]*peerView{},
 	}
 	n.prevHS = n.hs
+	n.durable = n.log.lastSeq()
 	n.base = r.SnapMembers.Normalize()
 	if len(n.base) == 0 && r.Snap.Seq == 0 && len(r.Entries) == 0 {
 		n.base = cfg.Bootstrap.Normalize()
@@ -192,6 +199,25 @@ func (n *Node) Advance() {
 	}
 	n.rd = Ready{}
 }
+
+// Persisted tells the core that its log up to p is durable: the driver's
+// save of the Ready holding p completed. A Cortex may then count itself
+// toward committing those entries (rule 8). A p the log no longer holds
+// (truncated since it was handed out) changes nothing.
+func (n *Node) Persisted(now Time, p Pos) {
+	if p.Seq <= n.durable || !n.log.has(p) {
+		return
+	}
+	n.advanceClock(now)
+	n.durable = p.Seq
+	if n.role == RoleCortex {
+		n.advanceCommit()
+		n.completeReads()
+	}
+}
+
+// Durable is the last log position known persisted (see Persisted).
+func (n *Node) Durable() Seq { return n.durable }
 
 func (n *Node) flushHardState() {
 	if n.hs != n.prevHS && (n.rd.HardState == nil || *n.rd.HardState != n.hs) {

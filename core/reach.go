@@ -22,6 +22,14 @@ func (n *Node) reachable() (in, out []NodeID) {
 			continue
 		}
 		ok := n.peerCounts(m)
+		if pr := n.prog[m.ID]; !ok && pr != nil && pr.store == 0 && n.now < n.since.Add(n.cfg.Heartbeat) {
+			// Not heard from since this node became Cortex: which store it
+			// runs on is not known yet, and it may yet count. For one
+			// heartbeat (its first answer is a round trip away) a write
+			// waits for it instead of failing; the commit itself still
+			// counts only what answers (rule 16).
+			ok = true
+		}
 		if ok && m.ID != n.cfg.ID {
 			// It answers heartbeats, and stores what it is sent: a voter
 			// that leaves appends unanswered for a whole window (its disk
@@ -72,6 +80,9 @@ func (n *Node) reachDeadline() Time {
 			}
 			if t := pr.ackWait.Add(n.cfg.DownAfter()); pr.ackWait != 0 && t > n.now {
 				d = min(d, t)
+			}
+			if t := n.since.Add(n.cfg.Heartbeat); pr.store == 0 && t > n.now {
+				d = min(d, t) // the grace for a member not heard from yet
 			}
 		}
 	}

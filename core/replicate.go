@@ -252,7 +252,9 @@ func (n *Node) commitUnder(ms Members) Seq {
 		case !n.peerCounts(m):
 			matches = append(matches, 0) // another store: it counts once caught up (rule 16)
 		case m.ID == n.cfg.ID:
-			matches = append(matches, n.log.lastSeq())
+			// Only what its own save has made durable (rule 8): its
+			// appends went out before that save completed.
+			matches = append(matches, min(n.durable, n.log.lastSeq()))
 		case n.prog[m.ID] != nil:
 			matches = append(matches, n.prog[m.ID].match)
 		default:

@@ -44,6 +44,9 @@ func TestCanaries(t *testing.T) {
 		{Options{Canary: core.CanaryAppendAckBeforeSave}, []string{"[ack-before-durable]"}},
 		{Options{Canary: core.CanaryReadAfterSave}, []string{"[read-uncommitted]"}},
 		{Options{Canary: core.CanaryDropQuarantine}, []string{"[local-write-lost]"}},
+		// Pipelined saves: the core told an applied save is durable
+		// before its fsync returned.
+		{Options{Canary: core.CanaryCountUnsaved, Saves: "pipelined"}, []string{"[durable-overclaimed]"}},
 	}
 	for _, tc := range cases {
 		name := VariantName(tc.o)

@@ -4,10 +4,10 @@ import "github.com/muninndb/muninn/core"
 
 // onSend: Observers never vote, and neither do learners.
 func (c *Checkers) onSend(sn *SimNode, m core.Message) {
-	if m.Type == core.MsgAppendResp && !m.Reject && sn.st.Last().Less(m.Match) {
+	if m.Type == core.MsgAppendResp && !m.Reject && (sn.st.Last().Less(m.Match) || m.Match.Seq > sn.synced) {
 		// An acknowledgement promises the entries are on disk (the
 		// contract on core.Ready, step 1).
-		c.violate("ack-before-durable", false, sn.id, "answered an append up to "+m.Match.String()+" while the store's log ends at "+sn.st.Last().String())
+		c.violate("ack-before-durable", false, sn.id, "answered an append up to "+m.Match.String()+" while the store's log ends at "+sn.st.Last().String()+", synced up to "+itoa(uint64(sn.synced)))
 		return
 	}
 	if m.Type != core.MsgVoteResp || !m.Granted {

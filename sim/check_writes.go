@@ -124,8 +124,8 @@ func (c *Checkers) onWriteAnswered(sn *SimNode, r core.Result) {
 	if r.Pos.Seq <= sn.st.Base().Seq {
 		return
 	}
-	if e, ok := sn.st.EntryAt(r.Pos.Seq); !ok || e.Pos != r.Pos {
-		c.violate("ack-before-durable", false, sn.id, "write acknowledged at "+r.Pos.String()+" before its entry was stored (the store's log ends at "+sn.st.Last().String()+")")
+	if e, ok := sn.st.EntryAt(r.Pos.Seq); !ok || e.Pos != r.Pos || r.Pos.Seq > sn.synced {
+		c.violate("ack-before-durable", false, sn.id, "write acknowledged at "+r.Pos.String()+" before its entry was stored and synced (the store's log ends at "+sn.st.Last().String()+", synced up to "+itoa(uint64(sn.synced))+")")
 	}
 }
 

@@ -63,6 +63,16 @@ type SimNode struct {
 	// included.
 	ledSince int64
 	ledEpoch core.Epoch
+
+	// Pipelined saves (store_pipeline.go): applies waiting for their
+	// fsync, oldest first; synced is how far the log is durable; idle runs
+	// once none is in flight.
+	applies     []applied
+	applySeq    uint64
+	syncedApply uint64
+	synced      core.Seq
+	syncedEpoch core.Epoch
+	idle        []func()
 }
 
 // start runs a new process on the node's store: the core restored from
@@ -74,6 +84,11 @@ func (sn *SimNode) start() {
 	sh := simShell{sn}
 	sn.drv = core.NewDriver(sn.n, r.HardState, sh, sh, sh)
 	sn.drv.Kind, sn.drv.Canary = sn.spec.Kind, sn.w.opts.Canary
+	if sn.w.set.Fsync > 0 {
+		sn.drv.Pipeline = sh
+	}
+	sn.applies, sn.idle = nil, nil
+	sn.synced, sn.syncedEpoch = sn.st.Last().Seq, r.HardState.Epoch
 }
 
 // local converts global time to this node's clock.
@@ -207,6 +222,7 @@ func (sn *SimNode) drive(cause *core.Message) {
 		return
 	}
 	sn.w.chk.afterDrive(sn)
+	sn.w.chk.checkDurable(sn)
 	sn.schedule()
 }
 

@@ -99,6 +99,9 @@ func (r *Result) ReplayCommand() string {
 	if r.Options.Store == "pebble" {
 		s += " --store pebble"
 	}
+	if r.Options.Saves != "" {
+		s += " --saves " + r.Options.Saves
+	}
 	return s + " --trace"
 }
 

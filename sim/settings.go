@@ -115,6 +115,8 @@ type Options struct {
 	Store string
 	// Trace, when set, receives one line per delivered event.
 	Trace io.Writer
+	// Saves is "sync" or "pipelined" (Settings.Fsync); "": drawn per seed.
+	Saves string
 }
 
 // NodeSpec is one simulated node.
@@ -153,6 +155,10 @@ type Settings struct {
 	// MemberGap is the mean time between the operator's membership
 	// changes; 0: the membership stays the bootstrap one.
 	MemberGap time.Duration
+	// Fsync is how long a node's fsync takes: saves are pipelined (the
+	// driver applies a Ready, the sync completes this much later). 0: each
+	// save is synced before the driver goes on.
+	Fsync time.Duration
 }
 
 // DrawSettings draws the settings of seed.
@@ -216,6 +222,13 @@ func DrawSettings(seed uint64, o Options) Settings {
 				Rate: 1 + s.MaxDrift*(2*r.Float64()-1), Offset: int64(r.Between(0, 1000*time.Second))})
 		}
 	}
+	s.Fsync = fsyncTime(r)
+	switch o.Saves {
+	case "sync":
+		s.Fsync = 0
+	case "pipelined":
+		s.Fsync = max(s.Fsync, 100*time.Microsecond)
+	}
 	return s
 }
 
@@ -224,6 +237,7 @@ func (s Settings) String() string {
 	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe,disk)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d log_tail=%d",
 		s.Shape, s.Heartbeat.Milliseconds(), s.LatencyMin.Milliseconds(), s.LatencyMax.Milliseconds(), s.DupProb,
 		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.Weights[6], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds(), s.LogTail)
+	fmt.Fprintf(&b, " fsync_us=%d", s.Fsync.Microseconds())
 	b.WriteString(" clocks=")
 	for i, n := range s.Nodes {
 		if i > 0 {
@@ -255,6 +269,7 @@ var canaryNames = []struct {
 	{core.CanaryAppendAckBeforeSave, "append-ack-before-save"},
 	{core.CanaryReadAfterSave, "read-after-save"},
 	{core.CanaryDropQuarantine, "drop-quarantine"},
+	{core.CanaryCountUnsaved, "count-unsaved"},
 }
 
 // ParseVariant reads a --broken value: a protocol canary (ParseBroken) or
@@ -267,7 +282,7 @@ func ParseVariant(s string) (core.Broken, core.Canary, error) {
 	}
 	b, err := ParseBroken(s)
 	if err != nil {
-		return 0, 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion, no-store-check (protocol), ack-before-save, append-ack-before-save, read-after-save or drop-quarantine (driver)", s)
+		return 0, 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion, no-store-check (protocol), ack-before-save, append-ack-before-save, read-after-save, drop-quarantine or count-unsaved (driver)", s)
 	}
 	return b, core.CanaryNone, nil
 }

@@ -11,6 +11,18 @@ import (
 type simShell struct{ sn *SimNode }
 
 func (h simShell) Save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
+	if err := h.save(rd, sync, rejected); err != nil {
+		return err
+	}
+	if len(h.sn.applies) == 0 {
+		// The model's saves and Pebble's synced ones.
+		h.sn.synced, h.sn.syncedEpoch = h.sn.st.Last().Seq, h.sn.st.HardState().Epoch
+	}
+	return nil
+}
+
+// save writes rd to the store and tells the checkers.
+func (h simShell) save(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
 	sn := h.sn
 	chk := sn.w.chk
 	prev := sn.st.HardState()
@@ -46,6 +58,7 @@ func (h simShell) DiskFull() (bool, string)      { return h.sn.st.DiskFull() }
 func (h simShell) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	in, err := h.sn.st.InstallSnapshot(dir, accept)
 	if err == nil {
+		h.sn.synced, h.sn.syncedEpoch = h.sn.st.Last().Seq, h.sn.st.HardState().Epoch
 		h.sn.w.chk.onInstalled(h.sn, in)
 	}
 	return in, err

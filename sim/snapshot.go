@@ -79,6 +79,9 @@ func (s *snapshots) send(from *SimNode, to core.NodeID) {
 // installSnapshot has the driver install a streamed checkpoint.
 func (sn *SimNode) installSnapshot(from core.NodeID, img *snapImage) {
 	w := sn.w
+	if sn.whenIdle(func() { sn.installSnapshot(from, img) }) {
+		return // after the saves in flight, as the node's loop waits
+	}
 	dir, err := sn.st.Stage(img)
 	if err != nil {
 		if sn.disk.injected(err) {

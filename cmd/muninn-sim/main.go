@@ -32,8 +32,9 @@ const (
 type common struct {
 	Duration time.Duration `default:"60s" help:"Simulated length of the fault phase of each seed (a 2s warmup comes before it, healing and convergence after)."`
 	Faults   string        `default:"crash,partition,pause,loss,drift,handoff,wipe,disk" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, wipe (restart on an empty or older store), disk (a failed fsync, a full disk), all or none."`
-	Broken   string        `default:"none" help:"Canary variant: none; protocol: no-log-check (voters skip the up-to-date check), no-demotion (the Cortex never demotes itself), no-store-check (a wiped voter's vote counts); driver: ack-before-save, append-ack-before-save, read-after-save, drop-quarantine."`
+	Broken   string        `default:"none" help:"Canary variant: none; protocol: no-log-check (voters skip the up-to-date check), no-demotion (the Cortex never demotes itself), no-store-check (a wiped voter's vote counts); driver: ack-before-save, append-ack-before-save, read-after-save, drop-quarantine, count-unsaved (the core counts a pipelined save durable before its fsync)."`
 	Store    string        `default:"model" enum:"model,pebble" help:"Storage under each node: pebble (shell/store on Pebble over a crashable in-memory file system, the code users run) or model (a fast in-memory model)."`
+	Saves    string        `default:"drawn" enum:"drawn,sync,pipelined" help:"How nodes persist: pipelined (a Ready is applied at once and its fsync completes later, as the node runs), sync (each save synced before the driver goes on), or drawn per seed (a fifth sync)."`
 }
 
 func (c common) options() (sim.Options, error) {
@@ -52,7 +53,11 @@ func (c common) options() (sim.Options, error) {
 	if err != nil {
 		return sim.Options{}, fmt.Errorf("--store: %w", err)
 	}
-	return sim.Options{Duration: c.Duration, Faults: f, Broken: b, Canary: canary, Store: st}, nil
+	saves := c.Saves
+	if saves == "drawn" {
+		saves = ""
+	}
+	return sim.Options{Duration: c.Duration, Faults: f, Broken: b, Canary: canary, Store: st, Saves: saves}, nil
 }
 
 type runCmd struct {

@@ -32,8 +32,26 @@ func (s nodeStorage) Save(rd *core.Ready, sync bool, rejected func(core.Pos, err
 	return nil
 }
 
+// Apply is core.Pipeline: the Ready is applied now and its fsync waited for
+// by the syncer, beside the loop (persist.go).
+func (s nodeStorage) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, error)) error {
+	start := time.Now()
+	p, err := s.n.store.SaveNoWait(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: start.UnixMilli(), Rejected: rejected}, sync)
+	if err != nil {
+		if errors.Is(err, store.ErrNoSpace) {
+			return fmt.Errorf("%w: %w", core.ErrNoSpace, err)
+		}
+		return err
+	}
+	if t := rd.Truncate; t != nil {
+		s.n.metrics.quarantined.Add(float64(len(t.Removed)))
+	}
+	s.n.sync.add(p, start)
+	return nil
+}
+
 func (s nodeStorage) Prune(c core.Compaction) error {
-	_, err := s.n.store.Prune(c.Upto.Seq)
+	_, err := s.n.store.PruneAt(c.Upto.Seq, c.Members)
 	return err
 }
 

@@ -19,6 +19,7 @@ const maxBurst = 1024
 // messages, requests, snapshots and ticks.
 func (n *Node) loop() {
 	defer close(n.done)
+	defer n.sync.close()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -42,7 +43,25 @@ func (n *Node) loop() {
 		case r := <-n.reqs:
 			n.handle(r)
 			n.drain()
+		case <-n.sync.note:
+			if err := n.saved(); err != nil {
+				n.fail(err)
+				return
+			}
 		case s := <-n.snapIn:
+			// The store is replaced: no save may be half-done.
+			for n.drv.Pending() > 0 {
+				select {
+				case <-n.sync.note:
+					if err := n.saved(); err != nil {
+						n.fail(err)
+						return
+					}
+				case <-n.stop:
+					n.failWaiters()
+					return
+				}
+			}
 			err := n.drv.InstallSnapshot(n.now(), s.from, s.dir)
 			n.removeStaging(s.dir) // the store copied it, or it is refused: see staging.go
 			if err != nil {
@@ -62,6 +81,18 @@ func (n *Node) loop() {
 		}
 		n.syncPeers()
 	}
+}
+
+// saved hands the driver every save whose fsync completed; an fsync that
+// failed stops the node (after one, nothing in the WAL can be trusted).
+func (n *Node) saved() error {
+	k, err := n.sync.take()
+	for i := 0; i < k; i++ {
+		if e := n.drv.Saved(n.now()); e != nil {
+			return e
+		}
+	}
+	return err
 }
 
 // drain takes whatever else is already waiting, up to maxBurst inputs.

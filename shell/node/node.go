@@ -46,6 +46,7 @@ type Node struct {
 	waiters map[uint64]chan core.Result
 	serves  map[uint64]func()
 	drv     *core.Driver
+	sync    *syncer // fsyncs of applied Readys (persist.go)
 	ready   bool
 	peers   peerSync
 	staging staging
@@ -164,6 +165,8 @@ func Start(opts Options) (*Node, error) {
 	}, n.now())
 	n.drv = core.NewDriver(n.core, restored.HardState, nodeStorage{n}, nil, nodeReplies{n})
 	n.drv.Log, n.drv.Kind = n.log, opts.Kind
+	n.sync = newSyncer(n.metrics)
+	n.drv.Pipeline = nodeStorage{n}
 	if n.tr != nil {
 		n.drv.Transport = nodeTransport{n}
 	}
