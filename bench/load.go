@@ -63,9 +63,11 @@ func (t Tick) OpsPerSec() float64 {
 	return float64(t.Writes+t.Reads) / t.Interval.Seconds()
 }
 
-// LoadResult is what a closed-loop run measured. Latencies are of
-// successful operations; operations cut off by the end of the run are not
-// counted at all.
+// LoadResult is what a load run measured. Latencies are of successful
+// operations. In a closed loop (RunLoad) operations cut off by the end of
+// the run are not counted at all; in an open loop (RunOpenLoad, Open set)
+// latencies run from the intended send time and every scheduled operation
+// is accounted for in Open.
 type LoadResult struct {
 	Elapsed      time.Duration    `json:"elapsed_ns"`
 	Ops          int64            `json:"ops"`

@@ -1,7 +1,8 @@
 // Package bench measures a MuninnDB node or cluster the way a user would:
-// closed-loop load (`muninn bench`), replication lag sampled from the
-// Cortex's own measurements, and failover time against a cluster of
-// processes it starts itself (`muninn bench failover`). bench/compare runs
+// closed-loop or open-loop load (`muninn bench`, `--rate`), replication lag
+// sampled from the Cortex's own measurements, CPU per write of every node
+// from its /metrics, and failover time against a cluster of processes it
+// starts itself (`muninn bench failover`). bench/compare runs
 // the same workload shape against etcd and Redis Sentinel. See
 // docs/benchmarks.md.
 //
