@@ -100,6 +100,19 @@ func wipedVoter(t *testing.T) (c *cluster, ns []*node, a, b, cc *node, want []st
 	a = c.waitCortex(ns, 20*time.Second)
 	lobes := others(ns, a)
 	b, cc = lobes[0], lobes[1]
+	// Rule 16 protects through the membership's record of each store: c
+	// must hold the record of b's store before it goes down, or it knows
+	// nothing that tells a wiped b from the b that acknowledged the
+	// writes (docs/protocol.md, rule 16). The Cortex records the stores
+	// within a round trip or two of its election; wait for c to have it.
+	c.waitFor(cc.id+" to hold the record of "+b.id+"'s store", 20*time.Second, func() (bool, string) {
+		i, err := cc.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		m := memberOf(i, b.id)
+		return m != nil && m.Store != "", fmt.Sprintf("%+v", m)
+	})
 	cc.kill9()
 	want = writeN(t, client.New(a.url()), "wipe", "quorum", 50)
 	b.kill9()
