@@ -26,7 +26,7 @@ func (s *Server) handleWriteBatch(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	var req apitypes.BatchWriteRequest
-	if err := decodeJSON(body, &req); err != nil {
+	if err := decodeFast(body, &req, fastBatchRequest); err != nil {
 		return locateBatchError(body, err)
 	}
 	switch n := len(req.Engrams); {

@@ -71,12 +71,37 @@ func readAll(r io.Reader, b []byte) ([]byte, error) {
 // trailing data, invalid UTF-8 and keys given twice are errors naming what
 // was wrong.
 func decodeJSON(b []byte, dst any) error {
+	if err := checkBody(b); err != nil {
+		return err
+	}
+	return decodeStd(b, dst)
+}
+
+// decodeFast is decodeJSON trying fast first (fastjson.go): fast decodes
+// a plain body into dst and reports whether it did; otherwise encoding/json
+// decodes it into dst made zero again.
+func decodeFast[T any](b []byte, dst *T, fast func([]byte, *T) bool) error {
+	if err := checkBody(b); err != nil {
+		return err
+	}
+	if fast(b, dst) {
+		return nil
+	}
+	var zero T
+	*dst = zero
+	return decodeStd(b, dst)
+}
+
+// checkBody refuses an empty body and what checkJSON refuses.
+func checkBody(b []byte) error {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return badRequest("request body is empty: expected a JSON object")
 	}
-	if err := checkJSON(b); err != nil {
-		return err
-	}
+	return checkJSON(b)
+}
+
+// decodeStd decodes b into dst with encoding/json.
+func decodeStd(b []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {

@@ -24,7 +24,7 @@ func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req apitypes.WriteRequest
-	if err := decodeJSON(body, &req); err != nil {
+	if err := decodeFast(body, &req, fastWriteRequest); err != nil {
 		return err
 	}
 	q := query(r)
