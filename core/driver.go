@@ -450,8 +450,13 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 	d.persisted(rd)
 	if d.Pipeline != nil && (saves || len(d.inflight) > 0) {
 		// Results and messages keep their order: a Ready without a save
-		// of its own still waits for the saves taken before it.
-		d.inflight = append(d.inflight, inflight{rd: *rd, saving: saves, commit: commit})
+		// of its own still waits for the saves taken before it. Events
+		// promise nothing: they are reported now, so the log says what
+		// the node's status already shows.
+		d.events(rd)
+		kept := *rd
+		kept.Events = nil
+		d.inflight = append(d.inflight, inflight{rd: kept, saving: saves, commit: commit})
 		if d.Canary == CanaryCountUnsaved {
 			d.durable(now, rd)
 		}
@@ -585,6 +590,10 @@ func (d *Driver) finish(rd *Ready, commit Seq) {
 		d.answer(rd)
 	}
 	d.forgetRejected(commit)
+	d.events(rd)
+}
+
+func (d *Driver) events(rd *Ready) {
 	for _, e := range rd.Events {
 		d.Replies.Event(e)
 	}

@@ -119,7 +119,8 @@ func (k EventKind) String() string {
 //     and entries appended after a strong read completed (writes queued
 //     behind it) are not committed, so serving the read first is what keeps
 //     it linearizable.
-//  5. Events are logged and counted.
+//  5. Events are logged and counted (with a Pipeline, when the Ready is
+//     applied: they promise nothing).
 type Ready struct {
 	HardState *HardState // nil when unchanged
 	Truncate  *Truncation

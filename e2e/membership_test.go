@@ -61,9 +61,11 @@ func TestWipedVoterDoesNotVote(t *testing.T) {
 		m := memberOf(i, b.id)
 		return m != nil && !m.Rejoining && m.Store != "", fmt.Sprintf("%+v", m)
 	})
-	if a.countMsg("caught up on its new store") == 0 && cx.countMsg("caught up on its new store") == 0 {
-		t.Errorf("the Cortex's log does not say %s counts again", b.id)
-	}
+	// The log line comes with the event, once the entry recording the
+	// store is durable: a moment after the membership shows it.
+	c.waitFor("the Cortex's log to say "+b.id+" counts again", 10*time.Second, func() (bool, string) {
+		return a.countMsg("caught up on its new store") > 0 || cx.countMsg("caught up on its new store") > 0, "no \"caught up on its new store\" line"
+	})
 }
 
 // TestWipedVoterCaughtUp is the other order: the wiped Lobe returns while
