@@ -37,7 +37,7 @@ func newMetrics(id core.NodeID) *Metrics {
 		demotions:    prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_demotions_total", Help: "Quorum-loss self-demotions."}),
 		storeChanges: prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_store_changes_total", Help: "Members seen with another store than they counted with, or holding less than they acknowledged (rule 16)."}),
 		quarantined:  prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_quarantined_entries_total", Help: "Entries moved to the quarantine."}),
-		saveSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "muninn_store_save_seconds", Help: "Time to persist one Ready.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		saveSeconds:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "muninn_store_save_seconds", Help: "Time from applying a Ready to its fsync returning (pipelined saves).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		decayActive:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_decay_worker_active", Help: "1 while the Cortex-only decay worker runs."}),
 		WriteSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_write_seconds", Help: "Write latency by durability.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"durability"}),
 		ReadSeconds:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_read_seconds", Help: "Read latency by consistency.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"consistency"}),
