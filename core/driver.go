@@ -167,6 +167,11 @@ type Driver struct {
 	// Pipeline, when set, makes saves asynchronous (see Pipeline and
 	// Saved); nil: each Ready is saved, synced and finished in Drive.
 	Pipeline Pipeline
+	// MaxInflight bounds the applied Readys waiting for their fsync (0:
+	// no bound). While that many wait, a Ready with something to save is
+	// left to grow in the core (group commit: the writes arriving during
+	// an fsync go out as one batch); one with nothing to save is taken.
+	MaxInflight int
 
 	prevHS  HardState // the hard state last persisted (with a Pipeline: applied)
 	savedHS HardState // the hard state last known durable
@@ -394,6 +399,10 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 func (d *Driver) Drive(now Time) error {
 	for d.held == nil && d.Node.HasReady() {
 		rd := d.Node.Ready()
+		if d.MaxInflight > 0 && rd.saves() && d.Pending() >= d.MaxInflight {
+			// Group commit (see MaxInflight): Saved drives again.
+			return nil
+		}
 		if rd.Truncate != nil && d.Pending() > 0 {
 			// A truncation waits for the saves in flight: their answers
 			// (append acknowledgements, local writes) go out once those
@@ -431,7 +440,7 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 	// Step 1: persist (or, with a Pipeline, apply).
 	sync := rd.MustSync(d.prevHS)
 	commit := d.Node.Commit().Seq
-	saves := rd.HardState != nil || rd.Truncate != nil || len(rd.Entries) > 0 || rd.Members != nil
+	saves := rd.saves()
 	if saves {
 		var err error
 		if d.Pipeline != nil {

@@ -147,6 +147,11 @@ func (rd *Ready) Empty() bool {
 		rd.Compact == nil && len(rd.Messages) == 0 && len(rd.Snapshots) == 0 && len(rd.Results) == 0 && len(rd.Events) == 0
 }
 
+// saves reports whether step 1 has anything to persist.
+func (rd *Ready) saves() bool {
+	return rd.HardState != nil || rd.Truncate != nil || len(rd.Entries) > 0 || rd.Members != nil
+}
+
 // MustSync reports whether step 1 needs an fsync: a vote, an epoch or
 // entries. A Ready that only advances the commit point may be written
 // without one (the commit point is advisory and rides on the next sync),

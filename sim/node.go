@@ -85,7 +85,7 @@ func (sn *SimNode) start() {
 	sn.drv = core.NewDriver(sn.n, r.HardState, sh, sh, sh)
 	sn.drv.Kind, sn.drv.Canary = sn.spec.Kind, sn.w.opts.Canary
 	if sn.w.set.Fsync > 0 {
-		sn.drv.Pipeline = sh
+		sn.drv.Pipeline, sn.drv.MaxInflight = sh, sn.w.set.Inflight
 	}
 	sn.applies, sn.idle = nil, nil
 	sn.synced, sn.syncedEpoch = sn.st.Last().Seq, r.HardState.Epoch

@@ -52,7 +52,11 @@ func (h simShell) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, error
 	}
 	sn.applies = append(sn.applies, a)
 	inc := sn.incarnation
-	sn.w.after(sn.w.set.Fsync, func() {
+	delay := sn.w.set.Fsync
+	if !sync {
+		delay = 0 // nothing to wait for (the node's syncer answers at once)
+	}
+	sn.w.after(delay, func() {
 		if sn.incarnation == inc {
 			sn.saveDone()
 		}
