@@ -171,7 +171,12 @@ type Driver struct {
 	// no bound). While that many wait, a Ready with something to save is
 	// left to grow in the core (group commit: the writes arriving during
 	// an fsync go out as one batch); one with nothing to save is taken.
-	MaxInflight int
+	// Only for InflightWait: behind an fsync slower than that (a stalled
+	// or full disk) the next Ready goes through anyway, so its requests are
+	// answered (or refused for space) instead of waiting on the stall
+	// (container fill-disk: a write waited 2.3 s behind one).
+	MaxInflight  int
+	InflightWait time.Duration
 
 	prevHS  HardState // the hard state last persisted (with a Pipeline: applied)
 	savedHS HardState // the hard state last known durable
@@ -191,6 +196,7 @@ type inflight struct {
 	rd     Ready
 	saving bool // applied: the shell calls Saved once it is durable
 	commit Seq  // the commit point when the Ready was taken
+	at     Time // when it was taken
 }
 
 // held is a Ready whose save the disk refused (see Held).
@@ -334,6 +340,9 @@ func (d *Driver) NextDeadline() Time {
 	if d.held != nil {
 		return d.held.next
 	}
+	if at, ok := d.groupUntil(); ok && d.Node.HasReady() {
+		return min(at, d.Node.NextDeadline())
+	}
 	return d.Node.NextDeadline()
 }
 
@@ -399,9 +408,8 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 func (d *Driver) Drive(now Time) error {
 	for d.held == nil && d.Node.HasReady() {
 		rd := d.Node.Ready()
-		if d.MaxInflight > 0 && rd.saves() && d.Pending() >= d.MaxInflight {
-			// Group commit (see MaxInflight): Saved drives again.
-			return nil
+		if d.groupCommit(now, &rd) {
+			return nil // Saved, or Tick at NextDeadline, drives again
 		}
 		if rd.Truncate != nil && d.Pending() > 0 {
 			// A truncation waits for the saves in flight: their answers
@@ -465,7 +473,7 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 		d.events(rd)
 		kept := *rd
 		kept.Events = nil
-		d.inflight = append(d.inflight, inflight{rd: kept, saving: saves, commit: commit})
+		d.inflight = append(d.inflight, inflight{rd: kept, saving: saves, commit: commit, at: now})
 		if d.Canary == CanaryCountUnsaved {
 			d.durable(now, rd)
 		}
@@ -498,6 +506,30 @@ func (d *Driver) early(rd *Ready, m Message) bool {
 		hs = *rd.HardState
 	}
 	return hs.Epoch == d.savedHS.Epoch && hs.Vote == d.savedHS.Vote && hs.VoteStore == d.savedHS.VoteStore
+}
+
+// groupCommit reports whether rd waits for the saves in flight (see
+// MaxInflight).
+func (d *Driver) groupCommit(now Time, rd *Ready) bool {
+	until, ok := d.groupUntil()
+	return ok && rd.saves() && now < until
+}
+
+// groupUntil is until when a Ready with something to save waits, if the
+// pipeline is full.
+func (d *Driver) groupUntil() (Time, bool) {
+	if d.MaxInflight <= 0 || d.Pending() < d.MaxInflight {
+		return 0, false
+	}
+	for _, f := range d.inflight {
+		if f.saving {
+			if d.InflightWait <= 0 {
+				return Never, true
+			}
+			return f.at.Add(d.InflightWait), true
+		}
+	}
+	return 0, false
 }
 
 // Pending is how many applied Readys wait for Saved.

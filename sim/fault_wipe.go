@@ -87,6 +87,9 @@ func (w *World) discover(sn *SimNode) core.Members {
 	out := make(core.Members, len(ms))
 	for i, m := range ms {
 		out[i] = core.Member{ID: m.ID, Kind: m.Kind, Learner: m.Learner, Store: m.Store}
+		if sn.spec.Kind == core.KindSentinel {
+			out[i].Store = 0 // as shell/node/discover.go's storesForgotten
+		}
 	}
 	return out
 }

@@ -85,7 +85,7 @@ func (sn *SimNode) start() {
 	sn.drv = core.NewDriver(sn.n, r.HardState, sh, sh, sh)
 	sn.drv.Kind, sn.drv.Canary = sn.spec.Kind, sn.w.opts.Canary
 	if sn.w.set.Fsync > 0 {
-		sn.drv.Pipeline, sn.drv.MaxInflight = sh, sn.w.set.Inflight
+		sn.drv.Pipeline, sn.drv.MaxInflight, sn.drv.InflightWait = sh, sn.w.set.Inflight, 50*time.Millisecond
 	}
 	sn.applies, sn.idle = nil, nil
 	sn.synced, sn.syncedEpoch = sn.st.Last().Seq, r.HardState.Epoch

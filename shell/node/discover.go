@@ -44,7 +44,7 @@ func (n *Node) discover() (core.Members, error) {
 			if p.Connected {
 				if running, members := clusterRunning(client, p.APIAddr); running {
 					if _, ok := members.Get(n.opts.ID); ok {
-						return members, nil
+						return storesForgotten(members, n.opts.Kind), nil
 					}
 					n.log.Info(fmt.Sprintf("a cluster is already running (seen via %s); waiting to be added: run `muninn cluster add-node --node %s --kind %s` against the Cortex", p.ID, n.opts.ID, n.opts.Kind))
 					return nil, nil
@@ -121,4 +121,22 @@ func (n *Node) logSeeds() {
 			}
 		}
 	}
+}
+
+// storesForgotten: a Sentinel is sent no entries, so it never learns a
+// membership entry that records a store (its own new one, or a wiped
+// member's): with the stores discovered it would report itself, or that
+// member, uncounted forever. The records say nothing it acts on (it never
+// runs, and candidates, which do learn them, decide whether its vote
+// counts: rule 16), so it keeps none, as before stores were recorded. A data
+// node keeps them: it must not run until the Cortex has caught it up, and
+// it learns every later record.
+func storesForgotten(ms core.Members, kind core.Kind) core.Members {
+	if kind != core.KindSentinel {
+		return ms
+	}
+	for i := range ms {
+		ms[i].Store = 0
+	}
+	return ms
 }

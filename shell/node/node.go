@@ -169,7 +169,7 @@ func Start(opts Options) (*Node, error) {
 	n.drv.Pipeline = nodeStorage{n}
 	// One fsync in flight; the writes arriving meanwhile form the next
 	// batch (group commit), whose appends go out as soon as it is taken.
-	n.drv.MaxInflight = 1
+	n.drv.MaxInflight, n.drv.InflightWait = 1, 50*time.Millisecond
 	if n.tr != nil {
 		n.drv.Transport = nodeTransport{n}
 	}
