@@ -319,6 +319,10 @@ func (s *Store) InstallSnapshot(dir string, accept func(core.Pos) error) (core.I
 	if err := accept(img.snap); err != nil {
 		return core.Installed{}, err
 	}
+	if img.snap.Seq < s.hs.Commit.Seq {
+		// As shell/store, once the driver has accepted it.
+		return core.Installed{}, fmt.Errorf("model store: snapshot at %s is behind the local commit point %s", img.snap, s.hs.Commit)
+	}
 	if s.disk != nil && s.disk.full {
 		return core.Installed{}, fmt.Errorf("%w: the disk of %s has no room for a snapshot (%w)", core.ErrNoSpace, s.disk.node, errInjected)
 	}

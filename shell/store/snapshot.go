@@ -201,10 +201,7 @@ func (s *Store) InstallSnapshotAt(from string, now int64, accept func(core.Pos) 
 		fs.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
 	}
-	pos, err := s.prepareInstall(tmp, now)
-	if err == nil && accept != nil {
-		err = accept(pos)
-	}
+	pos, err := s.prepareInstall(tmp, now, accept)
 	if err != nil {
 		fs.RemoveAll(tmp)
 		return core.Pos{}, fmt.Errorf("store %s: install snapshot from %s: %w", s.dir, from, err)
@@ -250,7 +247,7 @@ func (s *Store) reopenAfter(err error) error {
 // carries its quarantine over, adding the entries of its log the snapshot
 // may not hold (quarantineUnheld), all in one synced batch: the copy
 // becomes the store only once they are in it.
-func (s *Store) prepareInstall(tmp string, now int64) (core.Pos, error) {
+func (s *Store) prepareInstall(tmp string, now int64, accept func(core.Pos) error) (core.Pos, error) {
 	opts := s.opts
 	// The copy keeps this node's identity (written below): mint none,
 	// which would also draw from a simulator's seeded NewIdentity.
@@ -264,6 +261,15 @@ func (s *Store) prepareInstall(tmp string, now int64) (core.Pos, error) {
 		return core.Pos{}, err
 	}
 	pos := snap.last
+	// The driver first (seed 301461): a node whose log already holds the
+	// snapshot's position declines it as not needed, and tells the Cortex
+	// so; refused below as behind the commit point, it answered with its
+	// compacted prefix, and the Cortex sent the same snapshot forever.
+	if accept != nil {
+		if err := accept(pos); err != nil {
+			return core.Pos{}, err
+		}
+	}
 	if pos.Seq < s.hs.Commit.Seq {
 		return core.Pos{}, fmt.Errorf("snapshot at %s is behind the local commit point %s", pos, s.hs.Commit)
 	}
