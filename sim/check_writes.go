@@ -59,8 +59,24 @@ func (c *Checkers) noteRemoved(node core.NodeID, st nodeStore) {
 func (c *Checkers) lostWithWipe(op *Op) bool { return onStores(c.wiped[op.Node], op) }
 
 // lostWithRemoval reports whether op was on the store of its node, which
-// was removed from the membership and stopped.
-func (c *Checkers) lostWithRemoval(op *Op) bool { return onStores(c.removed[op.Node], op) }
+// was removed from the membership: stopped (noteRemoved kept the store), or
+// not yet. The operator stops a removed node a moment after the removal
+// commits, and phase 2 may converge first (it ignores non-members), so a
+// node outside the final Cortex's membership that is not retired still
+// holds its store, and a local write only it had is excused the same way.
+func (c *Checkers) lostWithRemoval(cortex *SimNode, op *Op) bool {
+	if onStores(c.removed[op.Node], op) {
+		return true
+	}
+	sn := c.w.node(op.Node)
+	if sn == nil || sn.retired {
+		return false
+	}
+	if _, in := cortex.n.Members().Get(op.Node); in {
+		return false
+	}
+	return onStores([]nodeStore{sn.st}, op)
+}
 
 // onStores reports whether op's entry is in one of sts, in the log or the
 // quarantine.
@@ -106,7 +122,7 @@ func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 			c.w.stats.WipedLocal++
 			continue
 		}
-		if !found && c.lostWithRemoval(op) {
+		if !found && c.lostWithRemoval(cortex, op) {
 			c.w.stats.RemovedLocal++
 			continue
 		}
