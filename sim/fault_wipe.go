@@ -102,7 +102,7 @@ func (f *Faults) wipe() {
 		other.wiped = false
 	}
 	sn := f.target()
-	if !sn.up() {
+	if !sn.up() || f.wouldLeaveNoQuorum(sn) {
 		return
 	}
 	f.w.stats.Wipes++
@@ -138,4 +138,22 @@ func (f *Faults) wipe() {
 			}
 		})
 	})
+}
+
+// wouldLeaveNoQuorum: a wiped voter's vote does not count until a Cortex
+// has caught it up (rule 16), so in a membership whose other voters are not
+// a quorum no Cortex could ever be elected again: a double fault the model
+// does not draw. The operator keeps three voters, but a promotion lost in a
+// failover can leave two and a learner (seed 303042).
+func (f *Faults) wouldLeaveNoQuorum(sn *SimNode) bool {
+	for _, o := range f.w.nodes {
+		if !o.up() {
+			continue
+		}
+		ms := o.n.Members()
+		if m, ok := ms.Get(sn.id); ok && m.Voter() && ms.Voters()-1 < ms.Quorum() {
+			return true
+		}
+	}
+	return false
 }
