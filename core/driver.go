@@ -187,7 +187,8 @@ type Driver struct {
 	// inflight: Readys applied or taken whose rest waits for Saved, oldest
 	// first; saving marks those the shell will call Saved for.
 	inflight []inflight
-	report   Pos // durable, not yet told to the core
+	report   Pos  // durable, not yet told to the core
+	grouped  bool // Drive left a Ready for group commit (NextDeadline)
 }
 
 // inflight is a Ready whose steps 2 to 5 wait for its save (or, without a
@@ -197,12 +198,14 @@ type inflight struct {
 	saving bool // applied: the shell calls Saved once it is durable
 	commit Seq  // the commit point when the Ready was taken
 	at     Time // when it was taken
+	early  bool // its appends went out when it was taken (appendsEarly)
 }
 
 // held is a Ready whose save the disk refused (see Held).
 type held struct {
 	rd    Ready
 	sync  bool
+	early bool // its appends went out when it was taken
 	since Time
 	next  Time
 	err   error
@@ -214,9 +217,11 @@ func NewDriver(n *Node, hs HardState, s Storage, t Transport, r Replies) *Driver
 }
 
 // Held reports whether a Ready is held for lack of disk space. A held
-// Ready is not carried out in part: nothing of it goes out (not a vote, an
-// acknowledgement, a result, nor entries sent on) until its save succeeds,
-// and the core, which already counts it done, cannot take it back. So the
+// Ready is not carried out in part: nothing of it that its save vouches for
+// goes out (not a vote, an acknowledgement, a result) until its save
+// succeeds (what never waits for a save, heartbeats, SDOWN reports and a
+// Cortex's appends, which it counts only once durable, has gone), and the
+// core cannot take it back. So the
 // node behaves as if paused between persisting and sending: peers'
 // messages are dropped (as a lossy network would), every request is
 // answered at once, and the save is retried every HoldRetry from Tick. The
@@ -340,7 +345,10 @@ func (d *Driver) NextDeadline() Time {
 	if d.held != nil {
 		return d.held.next
 	}
-	if at, ok := d.groupUntil(); ok && d.Node.HasReady() {
+	if at, ok := d.groupUntil(); ok && d.grouped {
+		// Only when Drive left a Ready for group commit: a truncation
+		// waiting for the saves needs Saved, not a timer (a timer past
+		// due would spin the loop through a stalled fsync; review).
 		return min(at, d.Node.NextDeadline())
 	}
 	return d.Node.NextDeadline()
@@ -406,9 +414,11 @@ func (d *Driver) InstallSnapshot(now Time, from NodeID, dir string) error {
 // of that Ready may go out. A Ready refused for space is held instead
 // (Held) and Drive returns nil.
 func (d *Driver) Drive(now Time) error {
+	d.grouped = false
 	for d.held == nil && d.Node.HasReady() {
 		rd := d.Node.Ready()
-		if d.groupCommit(now, &rd) {
+		d.grouped = d.groupCommit(now, &rd)
+		if d.grouped {
 			return nil // Saved, or Tick at NextDeadline, drives again
 		}
 		if rd.Truncate != nil && d.Pending() > 0 {
@@ -441,7 +451,8 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 	if d.Canary != CanaryReadAfterSave {
 		d.answerReads(rd)
 	}
-	d.send(rd, func(m Message) bool { return d.early(rd, m) })
+	ae := d.appendsEarly(rd)
+	d.send(rd, func(m Message) bool { return d.early(m, ae) })
 	if d.Canary == CanaryAckBeforeSave {
 		d.answer(rd)
 	}
@@ -458,7 +469,7 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 		}
 		if err != nil {
 			if errors.Is(err, ErrNoSpace) {
-				d.hold(now, rd, sync, err)
+				d.hold(now, rd, sync, ae, err)
 				return false, nil
 			}
 			return false, err
@@ -473,13 +484,13 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 		d.events(rd)
 		kept := *rd
 		kept.Events = nil
-		d.inflight = append(d.inflight, inflight{rd: kept, saving: saves, commit: commit, at: now})
+		d.inflight = append(d.inflight, inflight{rd: kept, saving: saves, commit: commit, at: now, early: ae})
 		if d.Canary == CanaryCountUnsaved {
 			d.durable(now, rd)
 		}
 		return true, nil
 	}
-	d.complete(now, rd, commit)
+	d.complete(now, rd, commit, ae)
 	return true, nil
 }
 
@@ -492,13 +503,23 @@ func (d *Driver) carryOut(now Time, rd *Ready) (done bool, err error) {
 // unsaved, nor with a truncation: entries of an epoch this node's disk may
 // not keep must reach nobody (a restart would lead that epoch again with
 // another log).
-func (d *Driver) early(rd *Ready, m Message) bool {
+//
+// appendsEarly decides it for a Ready's appends once, when the Ready is
+// taken: decided again at Saved, against the hard state saved by then, the
+// appends were sent twice or not at all (review: a lone voter's first
+// append to a learner waited for the retransmit).
+func (d *Driver) early(m Message, appends bool) bool {
 	switch {
 	case m.Type.Urgent():
 		return true
 	case m.Type == MsgAppendResp:
 		return d.Canary == CanaryAppendAckBeforeSave
-	case m.Type != MsgAppend || rd.Truncate != nil:
+	}
+	return m.Type == MsgAppend && appends
+}
+
+func (d *Driver) appendsEarly(rd *Ready) bool {
+	if rd.Truncate != nil {
 		return false
 	}
 	hs := d.prevHS
@@ -521,11 +542,13 @@ func (d *Driver) groupUntil() (Time, bool) {
 	if d.MaxInflight <= 0 || d.Pending() < d.MaxInflight {
 		return 0, false
 	}
-	for _, f := range d.inflight {
-		if f.saving {
-			if d.InflightWait <= 0 {
-				return Never, true
-			}
+	if d.InflightWait <= 0 {
+		return Never, true
+	}
+	// From the newest save in flight: behind a stalled fsync one more
+	// Ready goes through each InflightWait, not all of them (review).
+	for i := len(d.inflight) - 1; i >= 0; i-- {
+		if f := d.inflight[i]; f.saving {
 			return f.at.Add(d.InflightWait), true
 		}
 	}
@@ -556,17 +579,23 @@ func (d *Driver) Saved(now Time) error {
 		f := d.inflight[0]
 		d.inflight[0] = inflight{}
 		d.inflight = d.inflight[1:]
-		d.complete(now, &f.rd, f.commit)
+		d.complete(now, &f.rd, f.commit, f.early)
 	}
 	if len(d.inflight) == 0 {
 		d.inflight = nil
 	}
-	d.reportDurable(now)
+	if d.held == nil {
+		// While a Ready is held the core's Ready is taken but not
+		// advanced: what Persisted would add to it (answers, released
+		// writes) would be dropped by the Advance after the retry
+		// (review). retryHeld reports it after its Advance.
+		d.reportDurable(now)
+	}
 	return d.Drive(now)
 }
 
 // complete carries out the rest of a Ready once its save is durable.
-func (d *Driver) complete(now Time, rd *Ready, commit Seq) {
+func (d *Driver) complete(now Time, rd *Ready, commit Seq, early bool) {
 	if rd.HardState != nil {
 		d.savedHS = *rd.HardState
 	}
@@ -576,7 +605,7 @@ func (d *Driver) complete(now Time, rd *Ready, commit Seq) {
 	if d.Canary == CanaryReadAfterSave {
 		d.answerReads(rd)
 	}
-	d.finish(rd, commit)
+	d.finish(rd, commit, early)
 }
 
 // durable notes how far the log is durable, for the core (rule 8). The core
@@ -615,13 +644,13 @@ func (d *Driver) persisted(rd *Ready) {
 // finish carries out steps 2 to 5 once step 1 is durable. commit is the
 // commit point when the Ready was taken: every write at or below it has
 // had its answer by the end of this Ready.
-func (d *Driver) finish(rd *Ready, commit Seq) {
+func (d *Driver) finish(rd *Ready, commit Seq, early bool) {
 	if c := rd.Compact; c != nil {
 		if err := d.Storage.Prune(*c); err != nil {
 			d.logger().Warn("log pruning failed; will retry at the next compaction", "err", err)
 		}
 	}
-	d.send(rd, func(m Message) bool { return !d.early(rd, m) })
+	d.send(rd, func(m Message) bool { return !d.early(m, early) })
 	if d.Transport != nil {
 		for _, s := range rd.Snapshots {
 			d.Transport.SendSnapshot(s.To)
@@ -671,7 +700,7 @@ func (d *Driver) answer(rd *Ready) {
 // answered now with unknown_outcome: the entries are held, not refused, and
 // are applied if the save succeeds later (seed 5046: answered 507, a
 // definite refusal, such a write later showed up in reads).
-func (d *Driver) hold(now Time, rd *Ready, sync bool, err error) {
+func (d *Driver) hold(now Time, rd *Ready, sync, early bool, err error) {
 	d.logger().Error("the store refused this node's next entries: the disk filled past half its reserve from elsewhere. "+
 		"The node holds them unsent and takes no requests until space is freed, then resumes on its own", "err", err)
 	msg := fmt.Sprintf("%v; the node was storing this request's outcome when the disk filled: it is held until space is freed and may still be applied, so read it back before retrying", err)
@@ -682,7 +711,7 @@ func (d *Driver) hold(now Time, rd *Ready, sync bool, err error) {
 			d.Replies.Answer(Result{ID: r.ID, Kind: r.Kind, Err: &Error{Code: CodeUnknownOutcome, Msg: msg}})
 		}
 	}
-	d.held = &held{rd: kept, sync: sync, since: now, next: now + Time(HoldRetry), err: err}
+	d.held = &held{rd: kept, sync: sync, early: early, since: now, next: now + Time(HoldRetry), err: err}
 }
 
 // retryHeld retries a held Ready's save once it is due; once it succeeds
@@ -707,7 +736,7 @@ func (d *Driver) retryHeld(now Time) error {
 	d.held = nil
 	d.logger().Info(fmt.Sprintf("disk space freed: stored the held entries after %s; resuming", time.Duration(now-h.since).Round(time.Millisecond)))
 	d.persisted(&h.rd)
-	d.complete(now, &h.rd, d.Node.Commit().Seq)
+	d.complete(now, &h.rd, d.Node.Commit().Seq, h.early)
 	d.Node.Advance()
 	d.reportDurable(now)
 	return d.Drive(now)

@@ -96,8 +96,22 @@ func (n *Node) learnCommit(c Pos) {
 // sent a message carrying cortexLast. Only a message the Cortex sent within
 // its lease counts (rule 12): past it a rival may lead, and what the old
 // Cortex had says nothing about freshness.
+//
+// "Holds" means what a read served now would see: the driver serves a read
+// from the state before the Ready that answers it, so entries of the Ready
+// not yet taken do not count (with pipelined saves a group commit, or a
+// truncation waiting for saves in flight, keeps it untaken a while:
+// container CI, a bounded read on a node catching up missed a write
+// acknowledged 3 s earlier).
 func (n *Node) noteFresh(cortexLast Pos) {
-	if n.log.lastSeq() >= cortexLast.Seq && n.log.has(cortexLast) {
+	if n.rd.Truncate != nil {
+		return
+	}
+	last := n.log.lastSeq()
+	if k := len(n.rd.Entries); k > 0 {
+		last = n.rd.Entries[0].Pos.Seq - 1
+	}
+	if last >= cortexLast.Seq && n.log.has(cortexLast) {
 		n.freshAt = n.now
 	}
 }

@@ -41,7 +41,9 @@ type Checkers struct {
 	ackedAt    map[core.Pos]*Op
 
 	failover *failoverWatch // check_liveness.go
-	demote   map[core.NodeID]*demoteWatch
+	// stalledUntil: the end of the latest fsync stall (check_liveness.go).
+	stalledUntil int64
+	demote       map[core.NodeID]*demoteWatch
 	// lastReach[cortex,voter]: until when the two could last exchange
 	// messages; reachUp: whether they could at the last evaluation. Kept
 	// for every pair of nodes: the voters are whatever the Cortex's

@@ -33,14 +33,24 @@ func FailoverBound(hb time.Duration) time.Duration { return core.MissedBeats*hb 
 
 func (c *Checkers) watching() bool { return c.failover != nil }
 
+// noteStall records an fsync that stalls until at (store_pipeline.go).
+func (c *Checkers) noteStall(at int64) { c.stalledUntil = max(c.stalledUntil, at) }
+
 func (c *Checkers) armFailover(from core.NodeID, epoch core.Epoch) {
 	bound := FailoverBound(c.w.set.Heartbeat)
 	fw := &failoverWatch{from: from, epoch: epoch, at: c.w.now, deadline: c.w.now + int64(bound)}
 	c.failover = fw
 	c.w.at(fw.deadline, func() {
-		if c.failover == fw {
-			c.violate("failover-time", true, from, "no new Cortex within "+bound.String()+" of the Cortex crashing with a connected quorum")
+		if c.failover != fw {
+			return
 		}
+		if c.stalledUntil >= fw.at {
+			// An fsync stalled during the window: votes wait for their
+			// save, so this was not a clean failover.
+			c.failover = nil
+			return
+		}
+		c.violate("failover-time", true, from, "no new Cortex within "+bound.String()+" of the Cortex crashing with a connected quorum")
 	})
 }
 

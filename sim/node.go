@@ -73,6 +73,7 @@ type SimNode struct {
 	synced      core.Seq
 	syncedEpoch core.Epoch
 	idle        []func()
+	lastSaveAt  int64 // when the last apply's fsync completes
 }
 
 // start runs a new process on the node's store: the core restored from
@@ -87,7 +88,7 @@ func (sn *SimNode) start() {
 	if sn.w.set.Fsync > 0 {
 		sn.drv.Pipeline, sn.drv.MaxInflight, sn.drv.InflightWait = sh, sn.w.set.Inflight, 50*time.Millisecond
 	}
-	sn.applies, sn.idle = nil, nil
+	sn.applies, sn.idle, sn.lastSaveAt = nil, nil, 0
 	sn.synced, sn.syncedEpoch = sn.st.Last().Seq, r.HardState.Epoch
 }
 

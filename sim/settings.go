@@ -162,6 +162,9 @@ type Settings struct {
 	// Inflight is the driver's MaxInflight under pipelined saves: 1 (as
 	// the node runs) or 0 (no bound), drawn.
 	Inflight int
+	// StallProb is the chance that a synced save's fsync stalls for
+	// 0.1–2 s (pipelined saves only).
+	StallProb float64
 }
 
 // DrawSettings draws the settings of seed.
@@ -230,6 +233,7 @@ func DrawSettings(seed uint64, o Options) Settings {
 	if r.Chance(0.25) {
 		s.Inflight = 0 // no bound: deeper pipelines
 	}
+	s.StallProb = stallProb(r)
 	switch o.Saves {
 	case "sync":
 		s.Fsync = 0
@@ -244,7 +248,7 @@ func (s Settings) String() string {
 	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe,disk)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d log_tail=%d",
 		s.Shape, s.Heartbeat.Milliseconds(), s.LatencyMin.Milliseconds(), s.LatencyMax.Milliseconds(), s.DupProb,
 		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.Weights[6], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds(), s.LogTail)
-	fmt.Fprintf(&b, " fsync_us=%d inflight=%d", s.Fsync.Microseconds(), s.Inflight)
+	fmt.Fprintf(&b, " fsync_us=%d inflight=%d stall=%.2f", s.Fsync.Microseconds(), s.Inflight, s.StallProb)
 	b.WriteString(" clocks=")
 	for i, n := range s.Nodes {
 		if i > 0 {

@@ -53,10 +53,22 @@ func (h simShell) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, error
 	sn.applies = append(sn.applies, a)
 	inc := sn.incarnation
 	delay := sn.w.set.Fsync
-	if !sync {
+	switch {
+	case !sync:
 		delay = 0 // nothing to wait for (the node's syncer answers at once)
+	case sn.w.set.StallProb > 0 && sn.w.rngFault.Chance(sn.w.set.StallProb):
+		// A stalled fsync (a busy or filling disk): past the driver's
+		// InflightWait, so Readys go through behind it.
+		delay = sn.w.rngFault.Between(100*time.Millisecond, 2*time.Second)
+		sn.w.record("fsync-stall", sn.id, uint64(delay.Milliseconds()), 0, nil)
 	}
-	sn.w.after(delay, func() {
+	// Completions in order, as the node's syncer waits for them.
+	at := max(sn.w.now+int64(delay), sn.lastSaveAt)
+	sn.lastSaveAt = at
+	if delay > sn.w.set.Fsync {
+		sn.w.chk.noteStall(at)
+	}
+	sn.w.at(at, func() {
 		if sn.incarnation == inc {
 			sn.saveDone()
 		}
@@ -125,6 +137,15 @@ func (c *Checkers) checkDurable(sn *SimNode) {
 	if d := sn.n.Durable(); d > sn.synced {
 		c.violate("durable-overclaimed", false, sn.id, "the core counts its log durable up to "+itoa(uint64(d))+" but the store has synced only up to "+itoa(uint64(sn.synced)))
 	}
+}
+
+// stallProb draws how often a synced save's fsync stalls: never for most
+// seeds, 2% of synced saves for a quarter of them.
+func stallProb(r *Rand) float64 {
+	if r.Chance(0.25) {
+		return 0.02
+	}
+	return 0
 }
 
 // fsyncTime draws a node's fsync latency: 0 (synchronous saves, no
