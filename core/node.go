@@ -47,6 +47,7 @@ type progress struct {
 	reported     Seq    // the last seq the peer reported (heartbeat answers, refusals)
 	ackWait      Time   // since when appends to it went unanswered (0: none)
 	snapshotAt   Time
+	backAt       Time // when a refusal last stepped next back (rule 7)
 }
 
 type pendingWrite struct {

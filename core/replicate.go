@@ -173,10 +173,15 @@ func (n *Node) stepAppendResp(m Message) {
 				back = pr.match + 1 // an answer older than the match
 			}
 		}
-		if back < pr.next {
+		if back < pr.next && m.SentAt >= pr.backAt {
 			pr.next = back
 			pr.inflight = 0
+			pr.backAt = n.now
 		}
+		// (A refusal of an append sent before the last step back is
+		// stale: the appends sent since answer for themselves. Acting on
+		// each sent the same appends again, each refused in turn: a storm
+		// that grew without bound, model seed 23784.)
 	} else {
 		pr.snapshot = false
 		pr.ackWait = 0 // it stores what it is sent
