@@ -28,6 +28,7 @@ func (s nodeStorage) Save(rd *core.Ready, sync bool, rejected func(core.Pos, err
 	s.n.metrics.saveSeconds.Observe(time.Since(start).Seconds())
 	if t := rd.Truncate; t != nil {
 		s.n.metrics.quarantined.Add(float64(len(t.Removed)))
+		s.n.noteTruncation(t)
 	}
 	return nil
 }
@@ -45,6 +46,7 @@ func (s nodeStorage) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, er
 	}
 	if t := rd.Truncate; t != nil {
 		s.n.metrics.quarantined.Add(float64(len(t.Removed)))
+		s.n.noteTruncation(t)
 	}
 	s.n.sync.add(p, start)
 	return nil
@@ -60,10 +62,12 @@ func (s nodeStorage) Admit(n int) error { return s.n.store.Admit(n) }
 func (s nodeStorage) DiskFull() (bool, string) { return s.n.store.DiskFull() }
 
 func (s nodeStorage) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
+	before := s.n.quarantinedNow()
 	pos, err := s.n.store.InstallSnapshotIf(dir, accept)
 	if err != nil {
 		return core.Installed{}, err
 	}
+	s.n.noteInstallQuarantine(before)
 	r, err := s.n.store.Load()
 	if err != nil {
 		return core.Installed{}, fmt.Errorf("reading installed snapshot: %w", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/mbp"
 )
 
 // maxBurst bounds how many queued inputs one turn takes before carrying out
@@ -22,6 +23,10 @@ func (n *Node) loop() {
 	defer n.sync.close()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var hints <-chan mbp.Hint // crash hints (rule 18); none standalone
+	if n.tr != nil {
+		hints = n.tr.Hints()
+	}
 	for {
 		if err := n.drv.Drive(n.now()); err != nil {
 			n.fail(err)
@@ -70,6 +75,13 @@ func (n *Node) loop() {
 			}
 		case to := <-n.snapFail:
 			n.drv.SnapshotFailed(n.now(), to)
+		case h, ok := <-hints:
+			if !ok {
+				hints = nil
+				break
+			}
+			n.hint(h)
+			n.drain()
 		case <-timer.C:
 			// Take what arrived first: after a stall the Cortex's heartbeats
 			// may be waiting, and must count before timeouts are judged.
@@ -153,6 +165,7 @@ func (n *Node) publish() {
 		snap.Joining = true
 	}
 	n.status.Store(snap)
+	n.events.observe(st, snap.APIAddrs)
 	if !n.ready && st.Cortex != "" && st.Role != core.RoleCandidate {
 		// Ready once the node serves: it is Cortex or knows who is.
 		n.ready = true

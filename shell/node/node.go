@@ -40,6 +40,7 @@ type Node struct {
 	status     atomic.Pointer[Snapshot]
 	nextID     atomic.Uint64
 	metrics    *Metrics
+	events     *EventHub
 
 	// loop-owned
 	core    *core.Node
@@ -130,7 +131,14 @@ func Start(opts Options) (*Node, error) {
 		bootstrap = core.Members{{ID: opts.ID, Kind: core.KindAuto}}
 	}
 	if opts.Cluster {
-		n.log.Info(fmt.Sprintf("cluster mode enabled, node_id=%s", opts.ID))
+		// The seed's line, with the settings that decide failover.
+		cc := core.Config{Heartbeat: opts.Heartbeat, LeaseTTL: opts.LeaseTTL, Priority: opts.Priority}.WithDefaults()
+		prio := cc.Priority
+		if opts.NeverCortex || opts.Kind != core.KindAuto {
+			prio = 0
+		}
+		n.log.Info(fmt.Sprintf("cluster mode enabled, node_id=%s", opts.ID), "priority", prio,
+			"heartbeat_ms", cc.Heartbeat.Milliseconds(), "lease_ttl", cc.LeaseTTL, "down_after", cc.DownAfter())
 		if err := n.startTransport(); err != nil {
 			st.Close()
 			return nil, err
@@ -148,6 +156,7 @@ func Start(opts Options) (*Node, error) {
 	rand.Read(seed[:])
 	cfg := core.Config{
 		ID: opts.ID, Kind: opts.Kind, Heartbeat: opts.Heartbeat, LeaseTTL: opts.LeaseTTL,
+		Priority: opts.Priority, NeverCortex: opts.NeverCortex && opts.Cluster,
 		Seed: binary.LittleEndian.Uint64(seed[:]), Bootstrap: bootstrap,
 		Store: st.Identity(), Addr: opts.AdvertiseAddr,
 	}.WithDefaults()
@@ -174,6 +183,7 @@ func Start(opts Options) (*Node, error) {
 		n.drv.Transport = nodeTransport{n}
 	}
 	n.decay = newDecayWorker(n)
+	n.events = newEventHub(string(opts.ID))
 	n.publish()
 	go n.loop()
 	return n, nil
@@ -199,6 +209,8 @@ func (n *Node) startTransport() error {
 		// A member heartbeats every member: a connection silent for the
 		// SDOWN window is the one a restarted peer lost.
 		LivenessWindow: core.Config{Heartbeat: n.opts.Heartbeat, LeaseTTL: n.opts.LeaseTTL}.WithDefaults().DownAfter(),
+		// A crash hint's redial is refused at once or not at all.
+		HintDialTimeout: min(n.opts.Heartbeat/2, mbp.DefaultHintDialTimeout),
 	})
 	if err := n.tr.Listen(); err != nil {
 		return fmt.Errorf("listen on cluster.bind_addr %s: %w", n.opts.BindAddr, err)
@@ -239,6 +251,7 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.endStopped()
 		<-n.done
+		n.events.close()
 		n.bg.Wait()
 		n.staging.close()
 		n.closeIO()
