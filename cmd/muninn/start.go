@@ -81,6 +81,7 @@ func nodeOptions(cfg config.Config, apiURL string, log *slog.Logger) node.Option
 		o.BindAddr = cl.BindAddr
 		o.AdvertiseAddr = cl.Advertise()
 		o.Seeds = cl.PeerSeeds()
+		o.Priority, o.NeverCortex = cl.Priority, cl.NeverCortex()
 	}
 	return o
 }

@@ -40,6 +40,7 @@ const (
 	DefaultForwardWaitMS  = 5000 // cluster.forward_wait_ms
 	DefaultDecayIntervalS = 60   // cluster.decay_interval_s
 	DefaultDecayFactor    = 0.95 // cluster.decay_factor
+	DefaultPriority       = core.DefaultPriority
 )
 
 // Limits checked by Validate.
@@ -47,6 +48,7 @@ const (
 	MinHeartbeatMS    = 10
 	MaxHeartbeatMS    = 60000
 	MaxLeaseTTL       = 3600               // seconds
+	MaxPriority       = core.MaxPriority   // cluster.priority; 0 is never Cortex
 	MaxForwardWaitMS  = 3_600_000          // one hour
 	MaxDecayIntervalS = 7 * 86400          // one week
 	MaxSnapshotRateMB = 1_000_000          // 1 TB/s: effectively unlimited
@@ -96,6 +98,9 @@ type Cluster struct {
 	Secret string `yaml:"cluster_secret,omitempty" json:"cluster_secret,omitempty"`
 	// Role is auto, sentinel or observer (cluster.role). See Kind.
 	Role string `yaml:"role" json:"role"`
+	// Priority ranks equally up-to-date candidates for Cortex, lower first;
+	// 0 never runs (cluster.priority). See NeverCortex.
+	Priority int `yaml:"priority" json:"priority"`
 	// LeaseTTLSeconds is cluster.lease_ttl. See LeaseTTL.
 	LeaseTTLSeconds int `yaml:"lease_ttl" json:"lease_ttl"`
 	// HeartbeatMS is cluster.heartbeat_ms. See Heartbeat.
@@ -141,6 +146,7 @@ func Default() Config {
 		Cluster: Cluster{
 			BindAddr:        DefaultBindAddr,
 			Role:            DefaultRole,
+			Priority:        DefaultPriority,
 			LeaseTTLSeconds: DefaultLeaseTTL,
 			HeartbeatMS:     DefaultHeartbeatMS,
 			SnapshotRateMB:  DefaultSnapshotRateMB,
@@ -160,6 +166,17 @@ func (c Cluster) Heartbeat() time.Duration {
 func (c Cluster) LeaseTTL() time.Duration {
 	return time.Duration(c.LeaseTTLSeconds) * time.Second
 }
+
+// DownAfter is the SDOWN window cluster.lease_ttl sets: a Cortex silent
+// this long is taken for down, min(3 × heartbeat_ms, lease_ttl) (core's
+// rule, so the log and the API show what the core does).
+func (c Cluster) DownAfter() time.Duration {
+	return core.Config{Heartbeat: c.Heartbeat(), LeaseTTL: c.LeaseTTL()}.DownAfter()
+}
+
+// NeverCortex reports cluster.priority 0: the node votes and holds data
+// but never runs for Cortex.
+func (c Cluster) NeverCortex() bool { return c.Priority == 0 }
 
 // ForwardWait is cluster.forward_wait_ms as a duration.
 func (c Cluster) ForwardWait() time.Duration {
@@ -340,6 +357,7 @@ func (c Cluster) LogValue() slog.Value {
 		slog.String("seeds", strings.Join(r.Seeds, ",")),
 		slog.String("cluster_secret", r.Secret),
 		slog.String("role", r.Role),
+		slog.Int("priority", r.Priority),
 		slog.Int("lease_ttl", r.LeaseTTLSeconds),
 		slog.Int("heartbeat_ms", r.HeartbeatMS),
 		slog.Int("snapshot_rate_mb", r.SnapshotRateMB),

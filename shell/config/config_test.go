@@ -92,6 +92,9 @@ func TestDefaults(t *testing.T) {
 	if cl.Kind() != core.KindAuto || cl.TLS.Enabled() {
 		t.Fatalf("kind %v tls %v", cl.Kind(), cl.TLS)
 	}
+	if cl.Priority != 100 || core.DefaultPriority != 100 || cl.NeverCortex() || MaxPriority != core.MaxPriority {
+		t.Fatalf("priority default %d", cl.Priority)
+	}
 	// The defaults agree with core's.
 	if cl.Heartbeat() != core.DefaultHeartbeat || cl.LeaseTTL() != core.DefaultLeaseTTL {
 		t.Fatalf("defaults disagree with core: %v %v", cl.Heartbeat(), cl.LeaseTTL())
@@ -233,6 +236,8 @@ func sampleValues(path string) []string {
 		return []string{"sentinel", "observer", "auto"}
 	case "cluster.lease_ttl":
 		return []string{"11", "12", "13"}
+	case "cluster.priority":
+		return []string{"10", "0", "1000"}
 	case "cluster.heartbeat_ms":
 		return []string{"100", "200", "300"}
 	case "cluster.snapshot_rate_mb", "cluster.forward_wait_ms", "cluster.decay_interval_s":
@@ -282,6 +287,7 @@ func TestEnv(t *testing.T) {
 		"MUNINN_CLUSTER_LEASE_TTL=12",
 		"MUNINN_CLUSTER_HEARTBEAT_MS=500",
 		"MUNINN_CLUSTER_ROLE=observer",
+		"MUNINN_CLUSTER_PRIORITY=7",
 		"MUNINN_CLUSTER_ADVERTISE_ADDR=10.0.1.99:8474",
 		"MUNINN_CLUSTER_SNAPSHOT_RATE_MB=50",
 		"MUNINN_CLUSTER_FORWARD_WAIT_MS=250",
@@ -306,7 +312,7 @@ func TestEnv(t *testing.T) {
 	cl := c.Cluster
 	want := Cluster{
 		Enabled: true, NodeID: "muninn-01", BindAddr: "10.0.1.10:8474", AdvertiseAddr: "10.0.1.99:8474",
-		Seeds: []string{"a:8474", "b:8474"}, Secret: goodSecret, Role: "observer", LeaseTTLSeconds: 12,
+		Seeds: []string{"a:8474", "b:8474"}, Secret: goodSecret, Role: "observer", Priority: 7, LeaseTTLSeconds: 12,
 		HeartbeatMS: 500, SnapshotRateMB: 50, ForwardWaitMS: 250, DecayIntervalS: 30, DecayFactor: 0.5,
 	}
 	if !reflect.DeepEqual(cl, want) {
@@ -324,7 +330,7 @@ func TestEnv(t *testing.T) {
 		"cluster.enabled": "MUNINN_CLUSTER_ENABLED", "cluster.node_id": "MUNINN_CLUSTER_NODE_ID",
 		"cluster.bind_addr": "MUNINN_CLUSTER_BIND_ADDR", "cluster.seeds": "MUNINN_CLUSTER_SEEDS",
 		"cluster.cluster_secret": "MUNINN_CLUSTER_SECRET", "cluster.lease_ttl": "MUNINN_CLUSTER_LEASE_TTL",
-		"cluster.heartbeat_ms": "MUNINN_CLUSTER_HEARTBEAT_MS",
+		"cluster.heartbeat_ms": "MUNINN_CLUSTER_HEARTBEAT_MS", "cluster.priority": "MUNINN_CLUSTER_PRIORITY",
 	}
 	for p, e := range seedNames {
 		if EnvVar(p) != e {
@@ -429,9 +435,18 @@ func TestErrors(t *testing.T) {
 		{name: "heartbeat negative", yaml: "cluster:\n  heartbeat_ms: -1000\n", want: []string{"cluster.heartbeat_ms = -1000", "out of range"}},
 		{name: "lease zero", yaml: "cluster:\n  lease_ttl: 0\n", want: []string{"cluster.lease_ttl = 0", "between 1 and 3600 seconds"}},
 		{name: "lease negative", yaml: "cluster:\n  lease_ttl: -5\n", want: []string{"cluster.lease_ttl = -5", "out of range"}},
-		{name: "lease vs heartbeat", yaml: "cluster:\n  heartbeat_ms: 5000\n  lease_ttl: 10\n",
-			want: []string{"cluster.lease_ttl = 10 (line 3 of f.yaml) is shorter than 3 × cluster.heartbeat_ms = 5000", "raise cluster.lease_ttl to at least 15 or lower cluster.heartbeat_ms"}, key: "cluster.lease_ttl"},
-		{name: "lease vs heartbeat rounding", flags: map[string]string{"cluster.heartbeat_ms": "1001", "cluster.lease_ttl": "3"}, want: []string{"at least 4"}},
+		{name: "lease vs heartbeat", yaml: "cluster:\n  heartbeat_ms: 6000\n  lease_ttl: 10\n",
+			want: []string{"cluster.lease_ttl = 10 (line 3 of f.yaml) is shorter than 2 × cluster.heartbeat_ms = 6000 (12000 ms)", "taken for down between two heartbeats",
+				"raise cluster.lease_ttl to at least 12 or lower cluster.heartbeat_ms to at most 5000"}, key: "cluster.lease_ttl"},
+		{name: "lease vs heartbeat rounding", flags: map[string]string{"cluster.heartbeat_ms": "1001", "cluster.lease_ttl": "2"}, want: []string{"at least 3", "at most 1000"}},
+		{name: "lease just under 2 beats", env: []string{"MUNINN_CLUSTER_HEARTBEAT_MS=501", "MUNINN_CLUSTER_LEASE_TTL=1"},
+			want: []string{"cluster.lease_ttl = 1 (from MUNINN_CLUSTER_LEASE_TTL) is shorter than 2 × cluster.heartbeat_ms = 501 (1002 ms)", "at least 2", "at most 500"}, key: "cluster.lease_ttl"},
+		{name: "priority negative", yaml: "cluster:\n  priority: -1\n", want: []string{"cluster.priority = -1 (line 2 of f.yaml) is out of range", "between 0 and 1000 (default 100)", "0 never does"}, key: "cluster.priority"},
+		{name: "priority too high", env: []string{"MUNINN_CLUSTER_PRIORITY=1001"}, want: []string{"cluster.priority = 1001 (from MUNINN_CLUSTER_PRIORITY) is out of range"}, key: "cluster.priority"},
+		{name: "priority not a number", flags: map[string]string{"cluster.priority": "high"}, want: []string{`cluster.priority = "high" (from flag cluster.priority) is not a whole number: write a whole number, e.g. 100`}, key: "cluster.priority"},
+		{name: "priority list", yaml: "cluster:\n  priority: [1]\n", want: []string{"cluster.priority at line 2 of f.yaml must be a whole number, found a list"}},
+		{name: "priority 0 alone", yaml: "cluster:\n  enabled: true\n  node_id: n1\n  priority: 0\n  cluster_secret: " + goodSecret + "\n",
+			want: []string{"cluster.priority = 0 (line 4 of f.yaml) needs cluster.seeds", "never becomes Cortex cannot start a cluster on its own", "set cluster.priority between 1 and 1000"}, key: "cluster.priority"},
 		{name: "snapshot rate", yaml: "cluster:\n  snapshot_rate_mb: 0\n", want: []string{"cluster.snapshot_rate_mb = 0", "out of range"}},
 		{name: "forward wait", yaml: "cluster:\n  forward_wait_ms: -1\n", want: []string{"cluster.forward_wait_ms = -1", "out of range"}},
 		{name: "decay interval", yaml: "cluster:\n  decay_interval_s: 0\n", want: []string{"cluster.decay_interval_s = 0", "out of range"}},
@@ -584,7 +599,19 @@ func TestValid(t *testing.T) {
 			return c.Cluster.Heartbeat() == 10*time.Millisecond
 		}},
 		"boundaries high":       {yaml: "cluster:\n  heartbeat_ms: 60000\n  lease_ttl: 180\n", check: func(c Config) bool { return c.Cluster.LeaseTTL() == 3*time.Minute }},
-		"lease exactly 3 beats": {flags: map[string]string{"cluster.heartbeat_ms": "1000", "cluster.lease_ttl": "3"}, check: func(c Config) bool { return true }},
+		"lease exactly 3 beats": {flags: map[string]string{"cluster.heartbeat_ms": "1000", "cluster.lease_ttl": "3"}, check: func(c Config) bool { return c.Cluster.DownAfter() == 3*time.Second }},
+		// lease_ttl caps the SDOWN window; the core refuses less than two beats.
+		"lease exactly 2 beats": {flags: map[string]string{"cluster.heartbeat_ms": "1000", "cluster.lease_ttl": "2"}, check: func(c Config) bool { return c.Cluster.DownAfter() == 2*time.Second }},
+		"lease 2 beats of 500ms": {env: []string{"MUNINN_CLUSTER_HEARTBEAT_MS=500", "MUNINN_CLUSTER_LEASE_TTL=1"}, check: func(c Config) bool { return c.Cluster.DownAfter() == time.Second }},
+		"lease caps the window": {yaml: "cluster:\n  heartbeat_ms: 5000\n  lease_ttl: 10\n", check: func(c Config) bool {
+			return c.Cluster.DownAfter() == 10*time.Second && c.Cluster.Heartbeat() == 5*time.Second
+		}},
+		"default window is 3 beats": {check: func(c Config) bool { return c.Cluster.DownAfter() == 3*time.Second }},
+		"priority 0 with seeds": {yaml: clusterBase + "  priority: 0\n", check: func(c Config) bool {
+			return c.Cluster.NeverCortex() && c.Cluster.Priority == 0 && len(c.Warnings()) == 0
+		}},
+		"priority bounds": {env: []string{"MUNINN_CLUSTER_PRIORITY=1000"}, check: func(c Config) bool { return c.Cluster.Priority == 1000 && !c.Cluster.NeverCortex() }},
+		"priority 1":      {yaml: clusterBase + "  priority: 1\n", check: func(c Config) bool { return c.Cluster.Priority == 1 && len(c.Warnings()) == 0 }},
 		"ipv6": {yaml: "http_addr: \"[::1]:8475\"\ncluster:\n  bind_addr: \"[fd00::1]:8474\"\n  seeds: [\"[fd00::2]:8474\"]\n", check: func(c Config) bool {
 			return c.AdvertiseHTTP == "http://[::1]:8475"
 		}},
@@ -670,6 +697,10 @@ func TestWarnings(t *testing.T) {
 	}{
 		{[]string{"MUNINN_CLUSTER_SEEDS=a:1"}, "seeds are ignored"},
 		{[]string{"MUNINN_CLUSTER_ROLE=sentinel"}, "role is ignored"},
+		{[]string{"MUNINN_CLUSTER_PRIORITY=0"}, "cluster.priority is 0 but cluster.enabled is false: the priority is ignored in standalone mode"},
+		{[]string{"MUNINN_CLUSTER_ENABLED=1", "MUNINN_CLUSTER_NODE_ID=s", "MUNINN_CLUSTER_SECRET=" + goodSecret, "MUNINN_CLUSTER_ROLE=sentinel",
+			"MUNINN_CLUSTER_BIND_ADDR=10.0.0.1:8474", "MUNINN_CLUSTER_SEEDS=10.0.0.2:8474", "MUNINN_CLUSTER_PRIORITY=5"},
+			"cluster.priority is 5 but cluster.role is sentinel: a sentinel never becomes Cortex, so the priority is ignored"},
 		{[]string{"MUNINN_CLUSTER_ENABLED=1", "MUNINN_CLUSTER_NODE_ID=n", "MUNINN_CLUSTER_SECRET= " + goodSecret + "\n"}, "whitespace"},
 		{[]string{"MUNINN_CLUSTER_ENABLED=1", "MUNINN_CLUSTER_NODE_ID=n", "MUNINN_CLUSTER_SECRET=" + goodSecret,
 			"MUNINN_CLUSTER_BIND_ADDR=10.0.0.1:8474", "MUNINN_CLUSTER_SEEDS=10.0.0.2:8474", "MUNINN_HTTP_ADDR=127.0.0.1:8475"}, "advertise_http"},

@@ -40,6 +40,7 @@ var keys = []*key{
 	{path: "cluster.seeds", ptr: func(c *Config) any { return &c.Cluster.Seeds }},
 	{path: "cluster.cluster_secret", secret: true, ptr: func(c *Config) any { return &c.Cluster.Secret }},
 	{path: "cluster.role", ptr: func(c *Config) any { return &c.Cluster.Role }},
+	{path: "cluster.priority", ptr: func(c *Config) any { return &c.Cluster.Priority }},
 	{path: "cluster.lease_ttl", unit: "seconds", ptr: func(c *Config) any { return &c.Cluster.LeaseTTLSeconds }},
 	{path: "cluster.heartbeat_ms", unit: "milliseconds", ptr: func(c *Config) any { return &c.Cluster.HeartbeatMS }},
 	{path: "cluster.snapshot_rate_mb", unit: "MB/s (10^6 bytes per second)", ptr: func(c *Config) any { return &c.Cluster.SnapshotRateMB }},

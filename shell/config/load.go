@@ -363,6 +363,9 @@ func want(k *key) string {
 	case *bool:
 		return "true or false"
 	case *int:
+		if k.unit == "" {
+			return "a whole number"
+		}
 		return "a whole number of " + k.unit
 	case *float64:
 		return "a number"
@@ -419,7 +422,11 @@ func (l *loader) set(k *key, raw, src string) {
 			if _, derr := time.ParseDuration(t); derr == nil {
 				hint = "duration units are not accepted; "
 			}
-			bad("is not a whole number: %swrite the number of %s, e.g. %d", hint, k.unit, def)
+			what := "the number of " + k.unit
+			if k.unit == "" {
+				what = "a whole number"
+			}
+			bad("is not a whole number: %swrite %s, e.g. %d", hint, what, def)
 			return
 		}
 		*p = n

@@ -172,9 +172,15 @@ func (c Config) validate(from map[string]string, secrets []string) []*FieldError
 	switch {
 	case cl.LeaseTTLSeconds <= 0 || cl.LeaseTTLSeconds > MaxLeaseTTL:
 		v.bad("cluster.lease_ttl", "is out of range: set it between 1 and %d seconds (default %d)", MaxLeaseTTL, DefaultLeaseTTL)
-	case hbOK && int64(cl.LeaseTTLSeconds)*1000 < 3*int64(cl.HeartbeatMS):
-		need := (3*cl.HeartbeatMS + 999) / 1000
-		v.bad("cluster.lease_ttl", "is shorter than 3 × cluster.heartbeat_ms = %d (%d ms): a leader would be evicted before 3 heartbeats can be missed; raise cluster.lease_ttl to at least %d or lower cluster.heartbeat_ms", cl.HeartbeatMS, 3*cl.HeartbeatMS, need)
+	case hbOK && int64(cl.LeaseTTLSeconds)*1000 < 2*int64(cl.HeartbeatMS):
+		// The core's rule: lease_ttl caps the SDOWN window, which must
+		// span two heartbeats or a live Cortex is taken for down between
+		// two of them.
+		need := (2*cl.HeartbeatMS + 999) / 1000
+		v.bad("cluster.lease_ttl", "is shorter than 2 × cluster.heartbeat_ms = %d (%d ms): a live Cortex would be taken for down between two heartbeats; raise cluster.lease_ttl to at least %d or lower cluster.heartbeat_ms to at most %d", cl.HeartbeatMS, 2*cl.HeartbeatMS, need, cl.LeaseTTLSeconds*500)
+	}
+	if cl.Priority < 0 || cl.Priority > MaxPriority {
+		v.bad("cluster.priority", "is out of range: set it between 0 and %d (default %d); among equally up-to-date candidates the lower number becomes Cortex first, and 0 never does", MaxPriority, DefaultPriority)
 	}
 	if cl.SnapshotRateMB <= 0 || cl.SnapshotRateMB > MaxSnapshotRateMB {
 		v.bad("cluster.snapshot_rate_mb", "is out of range: set it between 1 and %d MB/s (default %d)", MaxSnapshotRateMB, DefaultSnapshotRateMB)
@@ -260,6 +266,9 @@ func (v *validator) clusterMode() {
 	if k := cl.Kind(); k != core.KindAuto && len(peers) == 0 {
 		v.bad("cluster.role", "needs cluster.seeds: a %s cannot start a cluster on its own; list the data nodes in cluster.seeds", k)
 	}
+	if cl.Kind() == core.KindAuto && cl.NeverCortex() && len(peers) == 0 {
+		v.bad("cluster.priority", "needs cluster.seeds: a node that never becomes Cortex cannot start a cluster on its own; list the other data nodes in cluster.seeds, or set cluster.priority between 1 and %d (default %d)", MaxPriority, DefaultPriority)
+	}
 }
 
 // Warnings lists advice that is not an error: settings that are allowed but
@@ -274,7 +283,14 @@ func (c Config) Warnings() []string {
 		if cl.Kind() != core.KindAuto {
 			w = append(w, fmt.Sprintf("cluster.role is %s but cluster.enabled is false: the role is ignored in standalone mode", cl.Kind()))
 		}
+		if cl.Priority != DefaultPriority {
+			w = append(w, fmt.Sprintf("cluster.priority is %d but cluster.enabled is false: the priority is ignored in standalone mode", cl.Priority))
+		}
 		return w
+	}
+	if k := cl.Kind(); k != core.KindAuto && cl.Priority != DefaultPriority {
+		// Warned, not refused: a config shared by every node may set it.
+		w = append(w, fmt.Sprintf("cluster.priority is %d but cluster.role is %s: a %s never becomes Cortex, so the priority is ignored; remove cluster.priority from its config", cl.Priority, k, k))
 	}
 	if h, _, err := net.SplitHostPort(cl.Advertise()); err == nil && isUnspecified(h) {
 		w = append(w, fmt.Sprintf("cluster.bind_addr %s names no host, so other nodes cannot be told how to reach this one: set cluster.bind_addr to this node's LAN IP (or set cluster.advertise_addr) before adding nodes", quoteValue(cl.Advertise(), c.secretValues())))

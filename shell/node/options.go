@@ -33,8 +33,12 @@ type Options struct {
 	// TLS, when set, wraps MBP in mutual TLS (cluster.tls).
 	TLS *mbp.TLSFiles
 
-	Heartbeat      time.Duration
-	LeaseTTL       time.Duration
+	Heartbeat time.Duration
+	LeaseTTL  time.Duration
+	// Priority is cluster.priority, 0 meaning the default; NeverCortex is
+	// cluster.priority 0 (cluster mode only: standalone is its own Cortex).
+	Priority       int
+	NeverCortex    bool
 	SnapshotRateMB int
 	// ForwardWait bounds how long a write waits for a Cortex to be known.
 	ForwardWait time.Duration
