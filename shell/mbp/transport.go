@@ -85,6 +85,9 @@ type Config struct {
 	// (see LoadTLS) under the HMAC handshake. Listen and Connect report a
 	// file that cannot be loaded.
 	TLS *TLSFiles
+	// HintDialTimeout bounds the redial that makes a closed control
+	// connection a crash hint (hint.go); default DefaultHintDialTimeout.
+	HintDialTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -99,6 +102,7 @@ func (c Config) withDefaults() Config {
 	def(&c.BackoffMin, DefaultBackoffMin)
 	def(&c.BackoffMax, DefaultBackoffMax)
 	def(&c.LivenessWindow, DefaultLivenessWindow)
+	def(&c.HintDialTimeout, DefaultHintDialTimeout)
 	c.MaxFrame = checkLimit(c.MaxFrame)
 	if c.QueueLen <= 0 {
 		c.QueueLen = DefaultQueueLen
@@ -155,6 +159,7 @@ type Transport struct {
 	tlsErr  error       // loading cluster.tls failed
 	recv    chan core.Message
 	events  chan PeerEvent
+	hints   chan Hint
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -228,7 +233,7 @@ func New(cfg Config) *Transport {
 	}
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger.With("component", "mbp", "node", string(cfg.ID)), zc: zc, limiter: lim,
-		recv: make(chan core.Message, cfg.RecvLen), events: make(chan PeerEvent, 256),
+		recv: make(chan core.Message, cfg.RecvLen), events: make(chan PeerEvent, 256), hints: make(chan Hint, hintBacklog),
 		ctx: ctx, cancel: cancel,
 		peers: map[core.NodeID]*peer{}, dials: map[string]bool{}, pending: map[net.Conn]struct{}{},
 		snaps: map[string]*progress{},
@@ -378,6 +383,10 @@ func (t *Transport) serve(nc net.Conn) {
 func (t *Transport) logRefusal(remote string, err error) {
 	switch {
 	case t.ctx.Err() != nil:
+	case errors.Is(err, io.EOF):
+		// Closed before its first byte: a port probe, such as a peer's
+		// crash-hint redial (hint.go) or a load balancer's check.
+		t.log.Debug("mbp connection closed before its handshake", "remote", remote)
 	case errors.Is(err, ErrTLS):
 		t.log.Warn("mbp connection refused: TLS failed, check cluster.tls (cert, key, ca) on both nodes", "remote", remote, "err", err)
 	case t.tls == nil && looksLikeTLS(err):
@@ -608,6 +617,9 @@ func refuseLate(nc net.Conn, reason string) {
 }
 
 // detach forgets c; the peer is down unless another connection replaced it.
+// A connection the peer closed or reset may be a crash: probeCrash redials
+// at once to tell (rule 18). One replaced by another (attach), or closed
+// by us (Close, a write deadline), is not.
 func (t *Transport) detach(c *conn, err error) {
 	c.close()
 	t.mu.Lock()
@@ -621,9 +633,18 @@ func (t *Transport) detach(c *conn, err error) {
 	p.q.reset()
 	t.emit(PeerEvent{Peer: t.infoLocked(p), Up: false})
 	closing := t.closed
+	probe := ""
+	if !closing && closedByPeer(err) {
+		if probe = hintAddr(p.hello.MBPAddr, c.nc.RemoteAddr()); probe != "" {
+			t.wg.Add(1)
+		}
+	}
 	t.mu.Unlock()
 	if !closing {
 		t.log.Info("mbp peer disconnected", "peer", string(p.id), "err", err)
+	}
+	if probe != "" {
+		go t.probeCrash(p.id, probe, err)
 	}
 }
 
@@ -832,6 +853,7 @@ func (t *Transport) Close() error {
 	t.zc.Close()
 	close(t.recv)
 	close(t.events)
+	close(t.hints)
 	return nil
 }
 

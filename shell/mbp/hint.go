@@ -1,0 +1,108 @@
+package mbp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+)
+
+// DefaultHintDialTimeout bounds the redial that tells a crash from a
+// partition (rule 18); the node passes min(heartbeat/2, this).
+const DefaultHintDialTimeout = 250 * time.Millisecond
+
+// hintBacklog bounds the hints waiting for the node; more are dropped (the
+// SDOWN window still catches a crash).
+const hintBacklog = 64
+
+// Hint is a crash hint (docs/protocol.md, rule 18): the control connection
+// to Peer closed or was reset, and an immediate redial of the address it
+// advertised was refused. A crashed process looks like that (its kernel
+// closed its sockets and nothing listens); a frozen process, a partition or
+// a dead host are silent instead, and are left to the SDOWN window.
+type Hint struct {
+	Peer core.NodeID
+	Why  string
+}
+
+// Hints delivers crash hints; it is closed by Close. A consumer that falls
+// hintBacklog behind loses some.
+func (t *Transport) Hints() <-chan Hint { return t.hints }
+
+// closedByPeer reports whether a control connection's error says the other
+// end closed or reset it: EOF, a reset, a broken pipe. Our own Close
+// (net.ErrClosed), a deadline, a keepalive timeout and bad frames are not.
+func closedByPeer(err error) bool {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// probeCrash dials addr once, at once: only a refusal (nothing listens
+// where the peer advertised itself) makes the closed connection a hint. A
+// successful connect (the peer restarted, or closed just this connection),
+// a timeout or any other error is not one. A plain TCP connect is enough;
+// the peer's listener takes the probe's EOF for a port probe (logRefusal).
+func (t *Transport) probeCrash(id core.NodeID, addr string, cause error) {
+	defer t.wg.Done()
+	d := net.Dialer{Timeout: t.cfg.HintDialTimeout}
+	nc, err := d.DialContext(t.ctx, "tcp", addr)
+	if err == nil {
+		nc.Close()
+		t.log.Debug("mbp peer closed its connection but its listener answers: not a crash hint", "peer", string(id), "addr", addr, "cause", cause)
+		return
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) || t.ctx.Err() != nil {
+		t.log.Debug("mbp peer closed its connection; the redial was not refused: not a crash hint", "peer", string(id), "addr", addr, "err", err)
+		return
+	}
+	h := Hint{Peer: id, Why: fmt.Sprintf("its connection closed (%s) and a redial of %s was refused", shortCause(cause), addr)}
+	select {
+	case t.hints <- h:
+	default:
+		t.log.Warn("mbp crash hint dropped: the node is not taking hints", "peer", string(id))
+	}
+}
+
+// shortCause names what ended a connection in a word or two.
+func shortCause(err error) string {
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, syscall.EPIPE):
+		return "broken pipe"
+	case errors.Is(err, syscall.ECONNABORTED):
+		return "aborted"
+	}
+	return "EOF"
+}
+
+// hintAddr is where to redial a peer: the MBP address it advertised, with
+// the connection's remote host when that address names none (":8474",
+// "0.0.0.0:8474"): dialing it as given would reach this host, and a
+// refusal here would say nothing about the peer. "" when there is none.
+func hintAddr(advertised string, remote net.Addr) string {
+	host, port, err := net.SplitHostPort(advertised)
+	if err != nil || port == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return advertised
+	}
+	ta, ok := remote.(*net.TCPAddr)
+	if !ok || ta == nil {
+		return ""
+	}
+	return net.JoinHostPort(ta.IP.String(), port)
+}
