@@ -205,6 +205,11 @@ type Member struct {
 	// it counts toward no quorum until it has caught up (rule 16).
 	Store     string `json:"store,omitempty"`
 	Rejoining bool   `json:"rejoining,omitempty"`
+	// Priority is the member's cluster.priority as this node knows it:
+	// among equally up-to-date candidates the lower runs for Cortex first,
+	// 0 never does. Omitted when unknown (a peer not heard from yet) and
+	// for Sentinels and Observers, which never run.
+	Priority *int `json:"priority,omitempty"`
 }
 
 // Info answers GET /v1/cluster/info.
@@ -228,6 +233,16 @@ type Info struct {
 	Handoff      string   `json:"handoff,omitempty"`
 	Members      []Member `json:"members"`
 	UptimeMs     int64    `json:"uptime_ms"`
+	// HeartbeatMs is cluster.heartbeat_ms. DownAfterMs is the SDOWN window,
+	// min(3 × heartbeat_ms, lease_ttl): a Cortex silent this long is taken
+	// for down. LeaseMs is the Cortex's read lease (half a heartbeat).
+	HeartbeatMs int64 `json:"heartbeat_ms"`
+	DownAfterMs int64 `json:"down_after_ms"`
+	LeaseMs     int64 `json:"lease_ms"`
+	// LeaseWaitMs: this node is a Cortex elected on crash hints and commits
+	// nothing until the old Cortex's lease has run out, this long from now
+	// (0 when it does not wait).
+	LeaseWaitMs int64 `json:"lease_wait_ms"`
 }
 
 // Health values.
@@ -284,6 +299,9 @@ type Status struct {
 	Health       string         `json:"health"`
 	Reason       string         `json:"reason,omitempty"`
 	Members      []MemberStatus `json:"members"`
+	// LeaseWaitMs is Info's: how long the answering Cortex still waits out
+	// its predecessor's lease before committing (0 when it does not).
+	LeaseWaitMs int64 `json:"lease_wait_ms"`
 }
 
 // MemberStatus is one member's row of Status.
