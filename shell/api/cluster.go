@@ -23,6 +23,7 @@ type view struct {
 	st     core.Status
 	now    core.Time     // the node's clock now (not at publish)
 	window time.Duration // the SDOWN window: 3 heartbeats, capped by lease_ttl
+	cfg    core.Config   // the timing settings (heartbeat, lease_ttl), with defaults
 	peers  map[core.NodeID]core.PeerStatus
 	conn   map[core.NodeID]bool
 	wall   time.Time
@@ -31,10 +32,12 @@ type view struct {
 func (s *Server) view() view {
 	snap := s.n.Status()
 	o := s.n.Options()
+	cfg := core.Config{Heartbeat: o.Heartbeat, LeaseTTL: o.LeaseTTL}.WithDefaults()
 	v := view{
 		snap: snap, st: snap.Core, wall: time.Now(),
 		now:    core.Time(time.Since(snap.Started)),
-		window: core.Config{Heartbeat: o.Heartbeat, LeaseTTL: o.LeaseTTL}.WithDefaults().DownAfter(),
+		window: cfg.DownAfter(),
+		cfg:    cfg,
 		peers:  map[core.NodeID]core.PeerStatus{},
 		conn:   map[core.NodeID]bool{},
 	}
@@ -75,6 +78,36 @@ func (v view) heardAgo(id core.NodeID) (time.Duration, bool) {
 func (v view) echoFresh(id core.NodeID) bool {
 	p, ok := v.peers[id]
 	return ok && p.Echo != 0 && v.now.Sub(p.Echo) <= v.window
+}
+
+// priority is a member's cluster.priority as this node knows it, or nil
+// when it does not: Sentinels and Observers never run, and a peer's
+// priority reads 0 until its first heartbeat, so a peer not heard from, or
+// a Cortex (which runs, so is not 0) reporting 0, is unknown. A heard
+// Lobe's 0 is what it said, or (within its first heartbeat, or from a
+// version without priorities) what the core also takes it for.
+func (v view) priority(m core.Member) *int {
+	if m.Kind != core.KindAuto {
+		return nil
+	}
+	if m.ID == v.self() {
+		return ptr(int(v.st.Priority))
+	}
+	p, ok := v.peers[m.ID]
+	if !ok || p.Seen == 0 || (p.Priority == 0 && m.ID == v.st.Cortex) {
+		return nil
+	}
+	return ptr(int(p.Priority))
+}
+
+// leaseWait is how long this Cortex, elected on crash hints, still waits
+// out its predecessor's lease before committing (rule 18); 0 when it does
+// not.
+func (v view) leaseWait() time.Duration {
+	if v.st.CommitFloor == 0 {
+		return 0
+	}
+	return max(v.st.CommitFloor.Sub(v.now), 0)
 }
 
 // memberHealth is one member's health as this node sees it.
@@ -244,7 +277,7 @@ func (s *Server) members(v view) []apitypes.Member {
 	}
 	for _, m := range v.st.Members {
 		am := apitypes.Member{ID: string(m.ID), Kind: m.Kind.String(), Learner: m.Learner,
-			Role: v.role(m), API: v.snap.APIAddrs[m.ID], MBP: mbp[m.ID]}
+			Role: v.role(m), API: v.snap.APIAddrs[m.ID], MBP: mbp[m.ID], Priority: v.priority(m)}
 		if m.Addr != "" {
 			am.MBP = m.Addr
 		}
@@ -271,6 +304,8 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 		LastSeq: uint64(st.Last.Seq), LastEpoch: uint64(st.Last.Epoch), CommitSeq: uint64(st.Commit.Seq),
 		Quorum: st.Quorum, WriteQuorum: st.WriteQ, Joining: v.snap.Joining, Handoff: string(st.Handoff),
 		Members: s.members(v), UptimeMs: time.Since(v.snap.Started).Milliseconds(),
+		HeartbeatMs: v.cfg.Heartbeat.Milliseconds(), DownAfterMs: v.window.Milliseconds(),
+		LeaseMs: v.cfg.Lease().Milliseconds(), LeaseWaitMs: msCeil(v.leaseWait()),
 	}
 	if st.Cortex != "" {
 		// The Cortex's epoch is its fencing token; a follower knows it as
@@ -283,6 +318,10 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 
 func ptr[T any](v T) *T { return &v }
 
+// msCeil rounds up to a millisecond, so a wait still under way never
+// reads 0.
+func msCeil(d time.Duration) int64 { return int64((d + time.Millisecond - 1) / time.Millisecond) }
+
 // status computes GET /v1/cluster/status from this node's view. On the
 // Cortex every data member's last seq is its match and its lag comes from
 // the lag tracker; elsewhere only this node's own lag is known (its
@@ -294,6 +333,7 @@ func (s *Server) status(v view) apitypes.Status {
 		NodeID: string(st.ID), View: "local", Cortex: string(st.Cortex), Epoch: uint64(st.Epoch),
 		LastSeq: uint64(st.Last.Seq), CommitSeq: uint64(st.Commit.Seq), Quorum: st.Quorum,
 		Health: h.Status, Reason: h.Reason, Members: []apitypes.MemberStatus{},
+		LeaseWaitMs: msCeil(v.leaseWait()),
 	}
 	if st.Cortex != "" {
 		out.FencingToken = uint64(st.Epoch)

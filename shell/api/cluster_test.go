@@ -50,6 +50,13 @@ func freePort(t *testing.T) string {
 // as seeds, with a fast heartbeat, and waits for one Cortex all agree on.
 func startCluster(t *testing.T, kinds ...core.Kind) []*member {
 	t.Helper()
+	return startClusterWith(t, nil, kinds...)
+}
+
+// startClusterWith is startCluster with each node's options adjusted by
+// tweak (when not nil) before it starts.
+func startClusterWith(t *testing.T, tweak func(i int, o *node.Options), kinds ...core.Kind) []*member {
+	t.Helper()
 	ms := make([]*member, len(kinds))
 	mbp := make([]string, len(kinds))
 	sw := make([]*swap, len(kinds))
@@ -65,11 +72,15 @@ func startCluster(t *testing.T, kinds ...core.Kind) []*member {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			ms[i].n, errs[i] = node.Start(node.Options{
+			o := node.Options{
 				ID: core.NodeID(ms[i].id), Kind: kinds[i], DataDir: t.TempDir(), Cluster: true,
 				Secret: []byte("0123456789abcdef-api-test"), BindAddr: mbp[i], APIAddr: ms[i].url, Seeds: mbp,
 				Heartbeat: 100 * time.Millisecond, ForwardWait: 3 * time.Second,
-			})
+			}
+			if tweak != nil {
+				tweak(i, &o)
+			}
+			ms[i].n, errs[i] = node.Start(o)
 		}(i)
 	}
 	wg.Wait()
