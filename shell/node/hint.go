@@ -15,10 +15,10 @@ func (n *Node) hint(h mbp.Hint) {
 	after := n.core.Status()
 	switch {
 	case !before.SDown && after.SDown:
-		n.log.Info(fmt.Sprintf("crash hint: cortex %s %s; taken for SDOWN at once", h.Peer, h.Why), "epoch", after.Epoch)
+		n.log.Info(fmt.Sprintf("crash hint: cortex %s: %s; taken for SDOWN at once", h.Peer, h.Why), "epoch", after.Epoch)
 	case before.Cortex == h.Peer && after.SDown:
-		n.log.Info(fmt.Sprintf("crash hint: cortex %s %s; already SDOWN", h.Peer, h.Why), "epoch", after.Epoch)
+		n.log.Info(fmt.Sprintf("crash hint: cortex %s: %s; already SDOWN", h.Peer, h.Why), "epoch", after.Epoch)
 	default:
-		n.log.Info(fmt.Sprintf("crash hint: %s %s; not the cortex this voter follows, ignored", h.Peer, h.Why))
+		n.log.Info(fmt.Sprintf("crash hint: %s: %s; ignored (only the Cortex a voter follows is taken for down)", h.Peer, h.Why))
 	}
 }
