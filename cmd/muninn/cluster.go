@@ -114,8 +114,7 @@ func (InfoCmd) Run(g *Globals) error {
 			Status apitypes.Status `json:"status"`
 		}{info, st})
 	}
-	infoTable(g.Out, st)
-	infoSummary(g.Out, info)
+	printInfo(g.Out, info, st)
 	return nil
 }
 
