@@ -54,6 +54,8 @@ type Server struct {
 	writeObs map[core.Durability]prometheus.Observer
 	// nodeHeader is X-Muninn-Node's value.
 	nodeHeader []string
+	// streams ends open event streams on Close (events.go).
+	streams *streams
 }
 
 // New returns the API for node n.
@@ -80,6 +82,7 @@ func New(n *node.Node, opts Options) *Server {
 		lag:        newLagTracker(n),
 		writeObs:   map[core.Durability]prometheus.Observer{},
 		nodeHeader: []string{string(n.ID())},
+		streams:    newStreams(),
 	}
 	for _, d := range []core.Durability{core.Local, core.Quorum} {
 		s.writeObs[d] = n.Metrics().WriteSeconds.WithLabelValues(d.String())
@@ -96,8 +99,12 @@ func (s *Server) writeObserver(d core.Durability) prometheus.Observer {
 	return s.n.Metrics().WriteSeconds.WithLabelValues(d.String())
 }
 
-// Close stops the background lag sampler. The node is not closed.
-func (s *Server) Close() { s.lag.close() }
+// Close stops the background lag sampler and ends the open event
+// streams. The node is not closed.
+func (s *Server) Close() {
+	s.streams.close()
+	s.lag.close()
+}
 
 // handler is an endpoint that returns its error instead of writing it.
 type handler func(w http.ResponseWriter, r *http.Request) error
@@ -137,6 +144,7 @@ func (s *Server) routes() {
 	s.route("/v1/cluster/health", methods{"GET": s.handleHealth})
 	s.route("/v1/cluster/info", methods{"GET": s.handleInfo})
 	s.route("/v1/cluster/status", methods{"GET": s.handleStatus})
+	s.route("/v1/cluster/events", methods{"GET": s.handleEvents})
 	s.route("/v1/cluster/failover", methods{"POST": s.handleFailover})
 	s.route("/v1/cluster/members", methods{"POST": s.handleAddMember})
 	s.route("/v1/cluster/members/{id}", methods{"DELETE": s.handleRemoveMember})

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"log"
 	"log/slog"
 	"net"
@@ -65,13 +66,21 @@ func NewHTTPServer(h http.Handler, limits Limits, logger *slog.Logger) *http.Ser
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &http.Server{
+	// Shutdown waits for handlers to return; an event stream returns when
+	// this channel, in every request's context, is closed.
+	shut := make(chan struct{})
+	base := context.WithValue(context.Background(), shutdownKey{}, (<-chan struct{})(shut))
+	srv := &http.Server{
 		Handler:           bodyDeadline(h, l.Body),
 		ReadHeaderTimeout: l.ReadHeader,
 		IdleTimeout:       l.Idle,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		ErrorLog:          log.New(slogWriter{logger}, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	var once sync.Once
+	srv.RegisterOnShutdown(func() { once.Do(func() { close(shut) }) })
+	return srv
 }
 
 // bodyDeadline sets a read deadline of d on the connection for a request
