@@ -138,7 +138,7 @@ func Start(opts Options) (*Node, error) {
 			prio = 0
 		}
 		n.log.Info(fmt.Sprintf("cluster mode enabled, node_id=%s", opts.ID), "priority", prio,
-			"heartbeat_ms", cc.Heartbeat.Milliseconds(), "lease_ttl", cc.LeaseTTL, "down_after", cc.DownAfter())
+			"heartbeat_ms", cc.Heartbeat.Milliseconds(), "lease_ttl", cc.LeaseTTL.String(), "down_after", cc.DownAfter().String())
 		if err := n.startTransport(); err != nil {
 			st.Close()
 			return nil, err
