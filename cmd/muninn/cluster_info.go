@@ -32,7 +32,7 @@ func printInfo(w io.Writer, info apitypes.Info, st apitypes.Status) {
 		return
 	}
 	if info.DownAfterMs > 0 {
-		fmt.Fprintf(w, "Failure detection: a Cortex silent for %s is taken for down (heartbeat %s; cluster.lease_ttl caps it); read lease %s.\n",
+		fmt.Fprintf(w, "Failure detection: a Cortex silent for %s is taken for down (3 heartbeats of %s, or cluster.lease_ttl if shorter); read lease %s.\n",
 			fmtLag(info.DownAfterMs), fmtLag(info.HeartbeatMs), fmtLag(info.LeaseMs))
 	}
 	if wait := max(info.LeaseWaitMs, st.LeaseWaitMs); wait > 0 {

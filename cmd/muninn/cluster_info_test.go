@@ -36,7 +36,7 @@ func TestInfoPriorityColumn(t *testing.T) {
 		"muninn-03     lobe       10,419     2ms\n" +
 		"sentinel-01   sentinel   —          —\n" +
 		"\nCortex: muninn-01   Epoch: 3   Fencing token: 3   Members: 4 (quorum 3)   Mode: cluster\n" +
-		"Failure detection: a Cortex silent for 3.0s is taken for down (heartbeat 1.0s; cluster.lease_ttl caps it); read lease 500ms.\n"
+		"Failure detection: a Cortex silent for 3.0s is taken for down (3 heartbeats of 1.0s, or cluster.lease_ttl if shorter); read lease 500ms.\n"
 	if b.String() != want {
 		t.Fatalf("defaults: got\n%s\nwant\n%s", b.String(), want)
 	}
