@@ -54,20 +54,38 @@ func closedByPeer(err error) bool {
 // successful connect (the peer restarted, or closed just this connection),
 // a timeout or any other error is not one. A plain TCP connect is enough;
 // the peer's listener takes the probe's EOF for a port probe (logRefusal).
+//
+// One exception: a connect the listener then resets or closes before
+// saying anything counts as refused. A killed process's kernel closes its
+// sockets one by one, so our connection may be reset before its listener
+// is closed, and the redial then lands in a listener that is going away:
+// its queue is reset with it. A live MBP listener never closes a silent
+// connection that soon (it waits for our hello for its handshake timeout).
 func (t *Transport) probeCrash(id core.NodeID, addr string, cause error) {
 	defer t.wg.Done()
-	d := net.Dialer{Timeout: t.cfg.HintDialTimeout}
+	timeout := t.cfg.HintDialTimeout
+	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(t.ctx, "tcp", addr)
+	how := "refused"
 	if err == nil {
+		_ = nc.SetReadDeadline(time.Now().Add(timeout))
+		_, rerr := nc.Read(make([]byte, 1))
 		nc.Close()
-		t.log.Debug("mbp peer closed its connection but its listener answers: not a crash hint", "peer", string(id), "addr", addr, "cause", cause)
-		return
+		if !closedByPeer(rerr) {
+			t.log.Debug("mbp peer closed its connection but its listener answers: not a crash hint", "peer", string(id), "addr", addr, "cause", cause)
+			return
+		}
+		ended := "reset"
+		if !errors.Is(rerr, syscall.ECONNRESET) {
+			ended = "closed"
+		}
+		err, how = syscall.ECONNREFUSED, "accepted and at once "+ended+" (its listener was closing)"
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) || t.ctx.Err() != nil {
 		t.log.Debug("mbp peer closed its connection; the redial was not refused: not a crash hint", "peer", string(id), "addr", addr, "err", err)
 		return
 	}
-	h := Hint{Peer: id, Why: fmt.Sprintf("its connection closed (%s) and a redial of %s was refused", shortCause(cause), addr)}
+	h := Hint{Peer: id, Why: fmt.Sprintf("its connection closed (%s) and a redial of %s was %s", shortCause(cause), addr, how)}
 	select {
 	case t.hints <- h:
 	default:

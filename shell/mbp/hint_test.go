@@ -219,3 +219,40 @@ func TestHintAddr(t *testing.T) {
 		}
 	}
 }
+
+// closingListener accepts connections and resets each at once, saying
+// nothing: what a probe meets in the listener of a process being killed
+// (its accept queue is reset with it).
+func closingListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for i := 0; i < 100; i++ {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = nc.(*net.TCPConn).SetLinger(0)
+			nc.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A redial accepted by a listener that is going away, and reset before a
+// word, counts as refused: the peer's kernel closed our connection before
+// its listener.
+func TestHintListenerClosing(t *testing.T) {
+	leakCheck(t)
+	a, _ := newTestTransport(t, "node-a", testSecret)
+	dying := closingListener(t)
+	nc := rawPeer(t, a, "node-b", dying)
+	nc.Close()
+	expectHint(t, a, "node-b", "EOF", dying, "at once reset")
+}
