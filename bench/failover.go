@@ -24,6 +24,10 @@ type FailoverConfig struct {
 	HeartbeatMs int    `json:"heartbeat_ms"`
 	Kills       int    `json:"kills"`
 	Graceful    int    `json:"graceful"`
+	// Stops SIGSTOPs the Cortex for StopFor (default 2 s), then SIGCONTs
+	// it: a frozen process, which must not be taken for a crash.
+	Stops   int           `json:"stops"`
+	StopFor time.Duration `json:"stop_for_ns"`
 	// Local adds a second writer with local durability.
 	Local bool `json:"local_writer"`
 	// Keep keeps the data directories and logs.
@@ -49,8 +53,14 @@ func (c FailoverConfig) Validate() error {
 	if c.Graceful < 0 || c.Graceful > 100 {
 		errs = append(errs, fmt.Sprintf("--graceful %d: use 0 to 100", c.Graceful))
 	}
-	if c.Kills == 0 && c.Graceful == 0 {
-		errs = append(errs, "nothing to measure: --kills and --graceful are both 0")
+	if c.Stops < 0 || c.Stops > 100 {
+		errs = append(errs, fmt.Sprintf("--stop %d: use 0 to 100", c.Stops))
+	}
+	if c.StopFor != 0 && (c.StopFor < 100*time.Millisecond || c.StopFor > time.Minute) {
+		errs = append(errs, fmt.Sprintf("--stop-for %s: use 100ms to 1m", c.StopFor))
+	}
+	if c.Kills == 0 && c.Graceful == 0 && c.Stops == 0 {
+		errs = append(errs, "nothing to measure: --kills, --graceful and --stop are all 0")
 	}
 	if c.Exe == "" {
 		errs = append(errs, "the muninn binary to start is not known")
@@ -74,7 +84,38 @@ type KillResult struct {
 	FirstWrite time.Duration `json:"first_write_ns"`
 	// FirstLocalWrite is the same for the local writer.
 	FirstLocalWrite time.Duration `json:"first_local_write_ns,omitempty"`
-	TimedOut        bool          `json:"timed_out"`
+	// Event is kill → the first subscriber of GET /v1/cluster/events on a
+	// surviving node receives cortex_changed (or elected) naming a new
+	// Cortex; EventType says which. 0 when the endpoint is absent.
+	Event     time.Duration `json:"event_ns,omitempty"`
+	EventType string        `json:"event_type,omitempty"`
+	// Writes and Failed count the writes (every writer) that completed
+	// from the kill to the end of the trial, and those that returned an
+	// error to the client, ambiguous or not.
+	Writes   int  `json:"writes"`
+	Failed   int  `json:"failed_writes"`
+	TimedOut bool `json:"timed_out"`
+}
+
+// StopResult is one SIGSTOP of the Cortex, resumed with SIGCONT.
+type StopResult struct {
+	N        int    `json:"n"`
+	Victim   string `json:"victim"`
+	OldEpoch uint64 `json:"old_epoch"`
+	// StoppedFor is SIGSTOP → SIGCONT as sent.
+	StoppedFor time.Duration `json:"stopped_for_ns"`
+	// NewEpoch is the highest epoch a node reports once the cluster is
+	// healthy again, a second after SIGCONT at least; Election is whether
+	// it moved (a frozen Cortex within the SDOWN window should not).
+	NewEpoch uint64 `json:"new_epoch"`
+	Election bool   `json:"election"`
+	Cortex   string `json:"cortex_after"`
+	// Pause is the longest gap between acknowledged quorum writes from
+	// the SIGSTOP until the cluster was checked.
+	Pause  time.Duration `json:"pause_ns"`
+	Writes int           `json:"writes"`
+	Failed int           `json:"failed_writes"`
+	Error  string        `json:"error,omitempty"`
 }
 
 // HandoffResult is one graceful failover.
@@ -98,9 +139,12 @@ type WriteCounts struct {
 	Acked      int    `json:"acked"`
 	// Failed writes returned an error to the writer (not acknowledged;
 	// they may or may not have been applied, and are not "lost").
-	Failed   int              `json:"failed"`
-	Errors   map[string]int64 `json:"errors"`
-	Survived int              `json:"survived"`
+	Failed int `json:"failed"`
+	// Ambiguous of the failed: the client could not know whether they
+	// took effect (client.ErrAmbiguous).
+	Ambiguous int              `json:"ambiguous"`
+	Errors    map[string]int64 `json:"errors"`
+	Survived  int              `json:"survived"`
 	// Quarantined: acknowledged, absent from the cluster, and in a node's
 	// quarantine (GET /v1/cluster/quarantine): the documented fate of a local
 	// write the Cortex acknowledged but did not replicate before dying.
@@ -114,17 +158,29 @@ type WriteCounts struct {
 type FailoverReport struct {
 	Config FailoverConfig `json:"config"`
 	// Bound is the target for kill → first write: 3 × heartbeat + 100 ms.
-	Bound        time.Duration   `json:"bound_ns"`
-	Kills        []KillResult    `json:"kills"`
-	KillToWrite  Summary         `json:"kill_to_first_write"`
-	KillToElect  Summary         `json:"kill_to_elected"`
+	Bound            time.Duration `json:"bound_ns"`
+	Kills            []KillResult  `json:"kills"`
+	KillToWrite      Summary       `json:"kill_to_first_write"`
+	KillToLocalWrite Summary       `json:"kill_to_first_local_write"`
+	KillToElect      Summary       `json:"kill_to_elected"`
+	// KillToEvent: kill → a subscriber of GET /v1/cluster/events on a
+	// survivor hears of the new Cortex; EventsNote says why it is empty.
+	KillToEvent  Summary         `json:"kill_to_event"`
+	EventsNote   string          `json:"events_note,omitempty"`
 	MinToWrite   time.Duration   `json:"kill_to_first_write_min_ns"`
+	Stops        []StopResult    `json:"stops"`
+	StopPause    Summary         `json:"stop_pause"`
+	StopElection int             `json:"stop_elections"`
 	Handoffs     []HandoffResult `json:"handoffs"`
 	HandoffPause Summary         `json:"handoff_pause"`
 	Quorum       WriteCounts     `json:"quorum_writes"`
 	Local        *WriteCounts    `json:"local_writes,omitempty"`
-	Dir          string          `json:"dir,omitempty"`
-	Error        string          `json:"error,omitempty"`
+	// Writes and Failed total every writer over the whole run: writes
+	// completed, and those that returned an error (ambiguous or not).
+	Writes int    `json:"writes"`
+	Failed int    `json:"failed_writes"`
+	Dir    string `json:"dir,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 type ackRec struct {
@@ -140,11 +196,13 @@ type timedWriter struct {
 	vault string
 	every time.Duration
 
-	mu       sync.Mutex
-	acks     []ackRec
-	attempts int
-	failed   int
-	errs     map[string]int64
+	mu        sync.Mutex
+	acks      []ackRec
+	fails     []time.Time // when each failed write returned
+	attempts  int
+	failed    int
+	ambiguous int
+	errs      map[string]int64
 }
 
 func (w *timedWriter) run(ctx context.Context) {
@@ -169,6 +227,10 @@ func (w *timedWriter) run(ctx context.Context) {
 		w.attempts++
 		if err != nil {
 			w.failed++
+			w.fails = append(w.fails, now)
+			if errors.Is(err, client.ErrAmbiguous) {
+				w.ambiguous++
+			}
 			w.errs[ErrorCode(err)]++
 		} else {
 			w.acks = append(w.acks, ackRec{at: now, id: id, epoch: res.Epoch})
@@ -212,7 +274,36 @@ func (w *timedWriter) maxGap(from, to time.Time) time.Duration {
 func (w *timedWriter) counts() WriteCounts {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return WriteCounts{Durability: w.dur, Attempted: w.attempts, Acked: len(w.acks), Failed: w.failed, Errors: maps.Clone(w.errs)}
+	return WriteCounts{Durability: w.dur, Attempted: w.attempts, Acked: len(w.acks), Failed: w.failed, Ambiguous: w.ambiguous, Errors: maps.Clone(w.errs)}
+}
+
+// completedIn counts the writes that returned in [from, to], and those of
+// them that failed.
+func (w *timedWriter) completedIn(from, to time.Time) (writes, failed int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in := func(t time.Time) bool { return !t.Before(from) && !t.After(to) }
+	for _, a := range w.acks {
+		if in(a.at) {
+			writes++
+		}
+	}
+	for _, f := range w.fails {
+		if in(f) {
+			writes++
+			failed++
+		}
+	}
+	return writes, failed
+}
+
+// completedIn sums timedWriter.completedIn over writers.
+func completedIn(ws []*timedWriter, from, to time.Time) (writes, failed int) {
+	for _, w := range ws {
+		n, f := w.completedIn(from, to)
+		writes, failed = writes+n, failed+f
+	}
+	return writes, failed
 }
 
 func (c FailoverConfig) logf(format string, args ...any) {
@@ -230,6 +321,9 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 	}
 	if cfg.WriteEvery == 0 {
 		cfg.WriteEvery = 10 * time.Millisecond
+	}
+	if cfg.StopFor == 0 {
+		cfg.StopFor = 2 * time.Second
 	}
 	hb := time.Duration(cfg.HeartbeatMs) * time.Millisecond
 	pc, err := NewProcCluster(cfg.Exe, cfg.Nodes, cfg.HeartbeatMs, false)
@@ -271,6 +365,8 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 	}
 	qw := writers[0]
 	time.Sleep(time.Second)
+	events := &eventsProbe{}
+	defer func() { rep.EventsNote = events.note }()
 
 	for k := 1; k <= cfg.Kills; k++ {
 		if err := pc.WaitHealthy(ctx, 60*time.Second); err != nil {
@@ -282,15 +378,25 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 			return fail(err)
 		}
 		kr := KillResult{N: k, Victim: pc.Nodes[idx].ID, OldEpoch: info.Epoch}
+		watch := events.watch(ctx, pc, idx, info.Epoch)
 		t0, err := pc.Kill(idx)
 		if err != nil {
+			watch.stop()
 			return fail(err)
 		}
 		deadline := t0.Add(30 * time.Second)
-		var elected, wrote, wroteLocal bool
-		for time.Now().Before(deadline) && ctx.Err() == nil && (!elected || !wrote || (cfg.Local && !wroteLocal)) {
+		var elected, wrote, wroteLocal, evented bool
+		// The event is waited for at most 10 s: a stream that broke must
+		// not hold up the run.
+		waitEvent := func() bool { return watch != nil && !evented && time.Since(t0) < 10*time.Second }
+		for time.Now().Before(deadline) && ctx.Err() == nil && (!elected || !wrote || (cfg.Local && !wroteLocal) || waitEvent()) {
 			if !elected && pc.NewCortexSince(ctx, idx, info.Epoch) {
 				elected, kr.Elected = true, time.Since(t0)
+			}
+			if watch != nil && !evented {
+				if at, typ, ok := watch.first(); ok {
+					evented, kr.Event, kr.EventType = true, at.Sub(t0), typ
+				}
 			}
 			if !wrote {
 				if at, ok := qw.firstAckAfter(t0, info.Epoch); ok {
@@ -304,16 +410,30 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		events.done(watch, cfg)
 		kr.TimedOut = !wrote
+		kr.Writes, kr.Failed = completedIn(writers, t0, time.Now())
 		rep.Kills = append(rep.Kills, kr)
-		cfg.logf("kill %d/%d: SIGKILL %s (Cortex, epoch %d): new Cortex named after %s, first quorum write after %s%s",
-			k, cfg.Kills, kr.Victim, kr.OldEpoch, Ms(kr.Elected), Ms(kr.FirstWrite), map[bool]string{true: " (TIMED OUT)"}[kr.TimedOut])
+		ev := ""
+		if evented {
+			ev = fmt.Sprintf(", %s event after %s", kr.EventType, Ms(kr.Event))
+		}
+		cfg.logf("kill %d/%d: SIGKILL %s (Cortex, epoch %d): new Cortex named after %s%s, first quorum write after %s, %d of %d writes failed%s",
+			k, cfg.Kills, kr.Victim, kr.OldEpoch, Ms(kr.Elected), ev, Ms(kr.FirstWrite), kr.Failed, kr.Writes, map[bool]string{true: " (TIMED OUT)"}[kr.TimedOut])
 		if ctx.Err() != nil {
 			return fail(ctx.Err())
 		}
 		if err := pc.Start(idx); err != nil {
 			return fail(err)
 		}
+	}
+
+	for n := 1; n <= cfg.Stops; n++ {
+		sr, err := stopTrial(ctx, cfg, pc, writers, n)
+		if err != nil {
+			return fail(err)
+		}
+		rep.Stops = append(rep.Stops, sr)
 	}
 
 	for g := 1; g <= cfg.Graceful; g++ {
@@ -402,17 +522,36 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 		} else {
 			rep.Local = &wc
 		}
+		rep.Writes += wc.Attempted
+		rep.Failed += wc.Failed
 	}
 
-	var toWrite, toElect, pauses []time.Duration
+	var toWrite, toLocal, toElect, toEvent, pauses, stopPauses []time.Duration
 	for _, k := range rep.Kills {
 		if !k.TimedOut {
 			toWrite = append(toWrite, k.FirstWrite)
 		}
+		if k.FirstLocalWrite > 0 {
+			toLocal = append(toLocal, k.FirstLocalWrite)
+		}
 		if k.Elected > 0 {
 			toElect = append(toElect, k.Elected)
 		}
+		if k.Event > 0 {
+			toEvent = append(toEvent, k.Event)
+		}
 	}
+	for _, s := range rep.Stops {
+		if s.Error == "" {
+			stopPauses = append(stopPauses, s.Pause)
+		}
+		if s.Election {
+			rep.StopElection++
+		}
+	}
+	rep.KillToLocalWrite = Summarize(toLocal)
+	rep.KillToEvent = Summarize(toEvent)
+	rep.StopPause = Summarize(stopPauses)
 	for _, h := range rep.Handoffs {
 		if h.Error == "" {
 			pauses = append(pauses, h.Pause)
@@ -471,24 +610,69 @@ func (r *FailoverReport) WriteText(w io.Writer) {
 	fmt.Fprintf(w, " every %s\n\n", c.WriteEvery)
 	if len(r.Kills) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "kill\tvictim\tepoch\tnew Cortex named\tfirst quorum write\tfirst local write\t")
+		fmt.Fprintln(tw, "kill\tvictim\tepoch\tnew Cortex named\tevent received\tfirst quorum write\tfirst local write\tfailed/writes\t")
 		for _, k := range r.Kills {
 			fw := Ms(k.FirstWrite)
 			if k.TimedOut {
 				fw = "timed out"
 			}
-			lw := "-"
+			lw, ev := "-", "-"
 			if k.FirstLocalWrite > 0 {
 				lw = Ms(k.FirstLocalWrite)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t\n", k.N, k.Victim, k.OldEpoch, Ms(k.Elected), fw, lw)
+			if k.Event > 0 {
+				ev = Ms(k.Event)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%d/%d\t\n", k.N, k.Victim, k.OldEpoch, Ms(k.Elected), ev, fw, lw, k.Failed, k.Writes)
 		}
 		tw.Flush()
-		s := r.KillToWrite
-		fmt.Fprintf(w, "\nkill → first acknowledged quorum write: min %s, median %s, p99 %s, max %s (target ≤ 3 × heartbeat + 100ms = %s)\n",
-			Ms(r.MinToWrite), Ms(s.P50), Ms(s.P99), Ms(s.Max), Ms(r.Bound))
-		e := r.KillToElect
-		fmt.Fprintf(w, "kill → a survivor names the new Cortex:  median %s, max %s\n", Ms(e.P50), Ms(e.Max))
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "from the kill to\tn\tmin\tp50\tp90\tp99\tmax\t")
+		row := func(what string, s Summary, lo time.Duration) {
+			if s.Count == 0 {
+				return
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", what, s.Count, Ms(lo), Ms(s.P50), Ms(s.P90), Ms(s.P99), Ms(s.Max))
+		}
+		mins := func(pick func(KillResult) time.Duration) time.Duration {
+			var m time.Duration
+			for _, k := range r.Kills {
+				if d := pick(k); d > 0 && (m == 0 || d < m) {
+					m = d
+				}
+			}
+			return m
+		}
+		row("a survivor names the new Cortex", r.KillToElect, mins(func(k KillResult) time.Duration { return k.Elected }))
+		row("a cluster event announces it", r.KillToEvent, mins(func(k KillResult) time.Duration { return k.Event }))
+		row("first acknowledged quorum write", r.KillToWrite, r.MinToWrite)
+		row("first acknowledged local write", r.KillToLocalWrite, mins(func(k KillResult) time.Duration { return k.FirstLocalWrite }))
+		tw.Flush()
+		fmt.Fprintf(w, "target for the first quorum write: ≤ 3 × heartbeat + 100ms = %s\n", Ms(r.Bound))
+		if r.EventsNote != "" {
+			fmt.Fprintf(w, "note: %s\n", r.EventsNote)
+		}
+	}
+	if len(r.Stops) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "stop\tvictim\tepoch\tstopped for\telection\tepoch after\twrite pause\tfailed/writes\t")
+		for _, s := range r.Stops {
+			el := "no"
+			if s.Election {
+				el = "YES"
+			}
+			p := Ms(s.Pause)
+			if s.Error != "" {
+				p += " (" + s.Error + ")"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\t%d/%d\t\n", s.N, s.Victim, s.OldEpoch, Ms(s.StoppedFor), el, s.NewEpoch, p, s.Failed, s.Writes)
+		}
+		tw.Flush()
+		sp := r.StopPause
+		fmt.Fprintf(w, "SIGSTOP of the Cortex for %s: %d of %d stops caused an election; write pause p50 %s, p90 %s, max %s\n",
+			Ms(c.StopFor), r.StopElection, len(r.Stops), Ms(sp.P50), Ms(sp.P90), Ms(sp.Max))
 	}
 	if len(r.Handoffs) > 0 {
 		fmt.Fprintln(w)
@@ -506,14 +690,15 @@ func (r *FailoverReport) WriteText(w io.Writer) {
 			Ms(r.HandoffPause.P50), Ms(r.HandoffPause.Max))
 	}
 	counts := func(wc WriteCounts) {
-		fmt.Fprintf(w, "%s writes: %d attempted, %d acknowledged, %d failed (%s); of the acknowledged: %d present, %d quarantined, %d LOST\n",
-			wc.Durability, wc.Attempted, wc.Acked, wc.Failed, ErrorsLine(wc.Errors), wc.Survived, wc.Quarantined, wc.Lost)
+		fmt.Fprintf(w, "%s writes: %d attempted, %d acknowledged, %d failed, %d of them ambiguous (%s); of the acknowledged: %d present, %d quarantined, %d LOST\n",
+			wc.Durability, wc.Attempted, wc.Acked, wc.Failed, wc.Ambiguous, ErrorsLine(wc.Errors), wc.Survived, wc.Quarantined, wc.Lost)
 	}
 	fmt.Fprintln(w)
 	counts(r.Quorum)
 	if r.Local != nil {
 		counts(*r.Local)
 	}
+	fmt.Fprintf(w, "failed writes as the Go client saw them, over the whole run: %d of %d\n", r.Failed, r.Writes)
 	if r.Dir != "" {
 		fmt.Fprintf(w, "data and logs kept in %s\n", r.Dir)
 	}

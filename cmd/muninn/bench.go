@@ -18,7 +18,7 @@ import (
 // processes it starts itself). See docs/benchmarks.md.
 type BenchCmd struct {
 	Load     BenchLoadCmd     `cmd:"" name:"run" default:"withargs" help:"Measure throughput, latency and replication lag of a running node or cluster (the default: muninn bench [flags])."`
-	Failover BenchFailoverCmd `cmd:"" help:"Start a cluster of muninn processes on 127.0.0.1, SIGKILL its Cortex repeatedly under writes, and report failover times and lost writes."`
+	Failover BenchFailoverCmd `cmd:"" help:"Start a cluster of muninn processes on 127.0.0.1, SIGKILL (and with --stop SIGSTOP) its Cortex repeatedly under writes, and report failover times, failed and lost writes."`
 }
 
 // BenchLoadCmd is `muninn bench [run]`.
@@ -98,13 +98,15 @@ func (c BenchLoadCmd) Run(g *Globals) error {
 
 // BenchFailoverCmd is `muninn bench failover`.
 type BenchFailoverCmd struct {
-	Nodes       int  `help:"Cluster size (data voters)." default:"3"`
-	HeartbeatMs int  `name:"heartbeat-ms" help:"cluster.heartbeat_ms of the nodes (the Cortex is down after 3 missed heartbeats)." default:"1000"`
-	Kills       int  `help:"How many times to SIGKILL the Cortex (restarting it after each)." default:"5"`
-	Graceful    int  `help:"How many graceful handoffs (POST /v1/cluster/failover) to time after the kills." default:"3"`
-	Local       bool `help:"Also write with local durability and count local writes lost to the kills (quarantined on the old Cortex)." default:"true" negatable:""`
-	JSON        bool `help:"Print the report as JSON (progress still goes to stderr)."`
-	Keep        bool `help:"Keep the nodes' data directories and logs (printed at the end)."`
+	Nodes       int           `help:"Cluster size (data voters)." default:"3"`
+	HeartbeatMs int           `name:"heartbeat-ms" help:"cluster.heartbeat_ms of the nodes (the Cortex is down after 3 missed heartbeats)." default:"1000"`
+	Kills       int           `help:"How many times to SIGKILL the Cortex (restarting it after each)." default:"5"`
+	Graceful    int           `help:"How many graceful handoffs (POST /v1/cluster/failover) to time after the kills." default:"3"`
+	Stop        int           `help:"How many times to SIGSTOP the Cortex for --stop-for, then SIGCONT it, after the kills: reports whether that caused an election and how long writes paused." default:"0" placeholder:"N"`
+	StopFor     time.Duration `name:"stop-for" help:"How long each --stop freezes the Cortex." default:"2s"`
+	Local       bool          `help:"Also write with local durability and count local writes lost to the kills (quarantined on the old Cortex)." default:"true" negatable:""`
+	JSON        bool          `help:"Print the report as JSON (progress still goes to stderr)."`
+	Keep        bool          `help:"Keep the nodes' data directories and logs (printed at the end)."`
 }
 
 func (c BenchFailoverCmd) Run(g *Globals) error {
@@ -113,7 +115,7 @@ func (c BenchFailoverCmd) Run(g *Globals) error {
 		return fmt.Errorf("finding this binary to start the nodes: %w", err)
 	}
 	cfg := bench.FailoverConfig{Exe: exe, Nodes: c.Nodes, HeartbeatMs: c.HeartbeatMs, Kills: c.Kills,
-		Graceful: c.Graceful, Local: c.Local, Keep: c.Keep, Log: g.Err}
+		Graceful: c.Graceful, Stops: c.Stop, StopFor: c.StopFor, Local: c.Local, Keep: c.Keep, Log: g.Err}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}

@@ -36,6 +36,7 @@ func TestBenchArgumentErrors(t *testing.T) {
 		{[]string{"bench", "--batch", "1000", "--value-size", "65536"}, 2, "limit of a batch request"},
 		{[]string{"bench", "failover", "--nodes", "2"}, 2, "--nodes 2"},
 		{[]string{"bench", "failover", "--kills", "0", "--graceful", "0"}, 2, "nothing to measure"},
+		{[]string{"bench", "failover", "--stop", "1", "--stop-for", "10ms"}, 2, "--stop-for 10ms: use 100ms to 1m"},
 		{[]string{"bench", "--addr", "http://127.0.0.1:1", "--duration", "1s"}, 1, "cannot reach http://127.0.0.1:1"},
 	}
 	for _, c := range cases {
