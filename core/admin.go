@@ -20,9 +20,14 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 	in, _ := n.reachable()
 	if target == "" {
 		var best Seq
+		var bestPrio uint16
 		for _, m := range n.members {
-			if pr := n.prog[m.ID]; m.DataVoter() && pr != nil && slices.Contains(in, m.ID) && (target == "" || pr.match > best) {
-				target, best = m.ID, pr.match
+			pr, prio := n.prog[m.ID], n.peerPriority(m.ID)
+			if !m.DataVoter() || pr == nil || prio == 0 || !slices.Contains(in, m.ID) {
+				continue
+			}
+			if target == "" || pr.match > best || pr.match == best && prio < bestPrio {
+				target, best, bestPrio = m.ID, pr.match, prio
 			}
 		}
 		if target == "" {
@@ -32,6 +37,10 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 	}
 	if m, ok := n.members.Get(target); !ok || !m.DataVoter() || target == n.cfg.ID {
 		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is not another data voter of this cluster; pick a Lobe from muninn cluster info", target))
+		return
+	}
+	if n.peerPriority(target) == 0 {
+		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s has cluster.priority 0 (never Cortex); pick another Lobe from muninn cluster info", target))
 		return
 	}
 	if !slices.Contains(in, target) {
@@ -47,9 +56,24 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 	n.maybeTimeoutNow()
 }
 
+// peerPriority is a member's cluster.priority as its messages said (0:
+// never Cortex, or nothing heard from it yet).
+func (n *Node) peerPriority(id NodeID) uint16 {
+	if p := n.peers[id]; p != nil {
+		return p.priority
+	}
+	return 0
+}
+
 func (n *Node) maybeTimeoutNow() {
 	x := n.xfer
 	if x == nil || x.sent {
+		return
+	}
+	if n.now < n.commitFloor {
+		// Elected on crash hints: an older Cortex's lease may still run,
+		// and a sanctioned vote waits out none (rule 18). Tick hands off
+		// once it has passed.
 		return
 	}
 	if pr := n.prog[x.target]; pr != nil && pr.match == n.log.lastSeq() {
@@ -68,7 +92,7 @@ func (n *Node) abortTransfer(why string) {
 }
 
 func (n *Node) stepTimeoutNow(m Message) {
-	if m.Epoch != n.hs.Epoch || m.From != n.cortex || !n.isDataVoter() || n.role == RoleCortex {
+	if m.Epoch != n.hs.Epoch || m.From != n.cortex || !n.mayRun() || n.role == RoleCortex {
 		return
 	}
 	n.campaign(true)

@@ -16,6 +16,8 @@ const (
 	DefaultBatchSize   = 100                     // entries per batch
 	DefaultMaxInflight = 8                       // unacknowledged appends per peer
 	DefaultLogTail     = 10000                   // entries kept below every member's match
+	DefaultPriority    = 100                     // cluster.priority
+	MaxPriority        = 1000                    // cluster.priority
 )
 
 // Config is a node's static configuration.
@@ -24,9 +26,16 @@ type Config struct {
 	Kind Kind
 	// Heartbeat is cluster.heartbeat_ms.
 	Heartbeat time.Duration
-	// LeaseTTL is cluster.lease_ttl: it caps the SDOWN window, so a dead
-	// Cortex is never in charge longer than this, whatever Heartbeat is.
+	// LeaseTTL is cluster.lease_ttl: it caps the SDOWN window, so a silent
+	// Cortex is never in charge longer than this, whatever Heartbeat is. It
+	// is at least two heartbeats (Validate).
 	LeaseTTL time.Duration
+	// Priority is cluster.priority among equally fresh candidates: lower
+	// runs first (rule 4). 0 here means DefaultPriority; NeverCortex is
+	// cluster.priority 0.
+	Priority int
+	// NeverCortex: this data voter votes and holds data but never runs.
+	NeverCortex bool
 	// QuorumLoss is how long a Cortex keeps going without a quorum's echo.
 	QuorumLoss time.Duration
 	// BatchDelay and BatchSize are the replication batching rule.
@@ -64,6 +73,9 @@ const (
 	// BrokenNoStoreCheck: a member counts whatever store it reports, so a
 	// wiped voter votes (rule 16).
 	BrokenNoStoreCheck
+	// BrokenTrustHint: a crash hint starts an election at once, without
+	// ODOWN, and votes report no lease to wait out (rule 18).
+	BrokenTrustHint
 )
 
 // WithDefaults fills zero fields with the defaults.
@@ -73,6 +85,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.Priority == 0 {
+		c.Priority = DefaultPriority
 	}
 	if c.QuorumLoss == 0 {
 		c.QuorumLoss = DefaultQuorumLoss
@@ -103,8 +118,11 @@ func (c Config) Validate() error {
 	if c.Heartbeat < time.Millisecond {
 		return fmt.Errorf("heartbeat %v is below 1ms: set cluster.heartbeat_ms >= 1", c.Heartbeat)
 	}
-	if c.LeaseTTL < c.Heartbeat {
-		return fmt.Errorf("lease_ttl %v is below the heartbeat %v: raise cluster.lease_ttl", c.LeaseTTL, c.Heartbeat)
+	if c.LeaseTTL < 2*c.Heartbeat {
+		return fmt.Errorf("lease_ttl %v is below two heartbeats (%v): a Cortex would be taken for dead between two heartbeats; raise cluster.lease_ttl or lower cluster.heartbeat_ms", c.LeaseTTL, 2*c.Heartbeat)
+	}
+	if c.Priority < 1 || c.Priority > MaxPriority {
+		return fmt.Errorf("priority %d is out of range: use 1 to %d (or NeverCortex for cluster.priority 0)", c.Priority, MaxPriority)
 	}
 	return nil
 }
@@ -114,5 +132,15 @@ func (c Config) DownAfter() time.Duration {
 	return min(MissedBeats*c.Heartbeat, c.LeaseTTL)
 }
 
+// Lease is how long after a quorum's echo of its send time the Cortex may
+// serve strong reads alone (rule 12), and so how long a Cortex elected on
+// crash hints waits before it commits (rule 18): half a heartbeat, so that
+// wait fits in a fast failover. The Cortex beats every LeaseBeat to keep it.
+func (c Config) Lease() time.Duration { return min(c.Heartbeat/2, c.DownAfter()) }
+
+// LeaseBeat is the Cortex's heartbeat period: a lease renewed every
+// LeaseBeat never lapses between heartbeats on a healthy cluster.
+func (c Config) LeaseBeat() time.Duration { return max(c.Lease()/2, time.Millisecond) }
+
 // DriftMargin is subtracted from leases: clocks may run up to 5% apart.
-func (c Config) DriftMargin() time.Duration { return c.DownAfter() / 10 }
+func (c Config) DriftMargin() time.Duration { return c.Lease() / 10 }

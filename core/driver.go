@@ -785,3 +785,12 @@ type nopLogger struct{}
 func (nopLogger) Info(string, ...any)  {}
 func (nopLogger) Warn(string, ...any)  {}
 func (nopLogger) Error(string, ...any) {}
+
+// Hint reports a crash hint for peer (Node.Hint, rule 18). Like Step, the
+// caller then calls Drive.
+func (d *Driver) Hint(now Time, peer NodeID, why string) {
+	if d.held != nil {
+		return
+	}
+	d.Node.Hint(now, peer, why)
+}

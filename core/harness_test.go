@@ -182,7 +182,11 @@ func (c *tcluster) noteEvent(t *tnode, e Event) {
 		c.cortexOf[e.Epoch] = t.id
 		c.logf("%s elected cortex epoch=%d (received %d/%d votes)", t.id, e.Epoch, e.Votes, e.Voters)
 	case EventSDown:
-		c.logf("%s sdown: no heartbeat from cortex %s", t.id, orUnknown(e.Node))
+		if e.Detail != "" {
+			c.logf("%s sdown: cortex %s (%s)", t.id, orUnknown(e.Node), e.Detail)
+		} else {
+			c.logf("%s sdown: no heartbeat from cortex %s", t.id, orUnknown(e.Node))
+		}
 	case EventODown:
 		c.logf("%s odown: %d/%d voters report the cortex down", t.id, e.Votes, e.Voters)
 	case EventElectionStarted:

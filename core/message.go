@@ -1,6 +1,9 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // MsgType is the kind of a protocol message.
 type MsgType uint8
@@ -97,6 +100,14 @@ type Message struct {
 	// SDOWN window (heartbeats from followers): voters that cannot reach
 	// each other are a failover risk the Cortex reports.
 	Unheard []NodeID
+	// Priority is the sender's cluster.priority (heartbeats, sdown, vote):
+	// among equally fresh candidates the lower runs first; 0 never runs
+	// (rule 4).
+	Priority uint16
+	// LeaseWait (vote-resp, granted): how long the lease of a Cortex this
+	// voter echoed may still run. A Cortex elected on crash hints commits
+	// nothing before it has waited that out (rule 18).
+	LeaseWait time.Duration
 }
 
 func (m Message) String() string {
@@ -123,6 +134,9 @@ func (m Message) String() string {
 		}
 	case MsgVoteResp:
 		s += fmt.Sprintf(" granted=%v", m.Granted)
+		if m.LeaseWait > 0 {
+			s += fmt.Sprintf(" lease-wait=%v", m.LeaseWait)
+		}
 	}
 	return s
 }

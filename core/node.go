@@ -30,6 +30,7 @@ type peerView struct {
 	store    uint64   // the store identity it last reported (rule 16)
 	addr     string   // its MBP address, as the driver last saw it
 	unheard  []NodeID // voters it reported not hearing
+	priority uint16   // its cluster.priority, from its messages (0: never runs, or unknown)
 }
 
 // progress is the Cortex's view of one peer's replication.
@@ -88,9 +89,15 @@ type Node struct {
 	// echoAt is the latest send time (the Cortex's clock) of what this
 	// follower has heard from its Cortex: answers that are not echoes
 	// carry it, so the Cortex never takes them for older than they are.
-	echoAt     Time
-	sdown      bool
-	odown      bool
+	echoAt Time
+	sdown  bool
+	odown  bool
+	// hinted: the Cortex's connection reset and a redial was refused
+	// (rule 18), and nothing has been heard from it since.
+	hinted bool
+	// echoedAt is when this node last answered a Cortex: that Cortex's
+	// lease may count on it until echoedAt + Lease (rule 18).
+	echoedAt   Time
 	reportDue  Time
 	electionAt Time
 	electEnd   Time
@@ -105,11 +112,15 @@ type Node struct {
 	since      Time // when this node became Cortex
 	epochStart Seq  // the seq of its epoch-start entry
 	leaseFloor Time
-	writes     []pendingWrite
-	reads      []pendingRead
-	held       []heldWrite // writes queued behind strong reads
-	xfer       *transfer
-	adminWait  []pendingWrite // membership changes waiting for commit
+	// commitFloor: a Cortex elected on crash hints commits nothing before
+	// it, when every lease the old Cortex could hold has run out (rule 18).
+	// While a candidate, the latest such end its granted votes reported.
+	commitFloor Time
+	writes      []pendingWrite
+	reads       []pendingRead
+	held        []heldWrite // writes queued behind strong reads
+	xfer        *transfer
+	adminWait   []pendingWrite // membership changes waiting for commit
 
 	rd Ready
 
@@ -119,6 +130,9 @@ type Node struct {
 	// (rule 8; docs/protocol.md, "Pipelined persistence").
 	durable Seq
 }
+
+// longAgo is a Time before any real event.
+const longAgo Time = -1 << 62
 
 // New returns a node restored from r, at time now.
 func New(cfg Config, r Restored, now Time) *Node {
@@ -146,11 +160,14 @@ func New(cfg Config, r Restored, now Time) *Node {
 		// A fresh node has never had a Cortex, and a lone voter's lease is
 		// its own: nothing to wait out.
 		n.lastHeard = now.Add(-cfg.DownAfter())
+		n.echoedAt = longAgo
 	} else {
 		// A restarted voter may have acknowledged a Cortex's heartbeat just
 		// before it crashed; that Cortex's lease counts on it staying quiet
-		// for a whole SDOWN window, so it waits one out (rule 5).
+		// for a whole SDOWN window, so it waits one out (rule 5), and a
+		// vote it grants on a crash hint reports a whole lease (rule 18).
 		n.lastHeard = now
+		n.echoedAt = now
 	}
 	n.hbDue = now
 	n.reportDue = Never
@@ -255,6 +272,9 @@ func (n *Node) isDataVoter() bool {
 	return ok && m.DataVoter() && n.counts(m, n.cfg.Store)
 }
 
+// mayRun: a data voter runs for Cortex unless cluster.priority is 0 (rule 4).
+func (n *Node) mayRun() bool { return !n.cfg.NeverCortex && n.isDataVoter() }
+
 func (n *Node) peer(id NodeID) *peerView {
 	p := n.peers[id]
 	if p == nil {
@@ -286,7 +306,19 @@ func (n *Node) send(m Message) {
 	m.Epoch = n.hs.Epoch
 	m.Kind = n.cfg.Kind
 	m.Role = n.role
+	if m.Type == MsgHeartbeat || m.Type == MsgSDown || m.Type == MsgVote {
+		m.Priority = n.priority()
+	}
 	n.rd.Messages = append(n.rd.Messages, m)
+}
+
+// priority is this node's cluster.priority as its messages carry it: 0 for
+// a node that never runs (rule 4).
+func (n *Node) priority() uint16 {
+	if n.cfg.NeverCortex || n.cfg.Kind != KindAuto {
+		return 0
+	}
+	return uint16(n.cfg.Priority)
 }
 
 // random returns a pseudo-random duration in [0, d), from the seeded source.

@@ -313,6 +313,12 @@ func (n *Node) advanceCommit() {
 	if c <= n.hs.Commit.Seq {
 		return
 	}
+	if n.now < n.commitFloor {
+		// Elected on crash hints: the old Cortex may still hold a lease
+		// and serve reads that must not miss what we would commit (rule
+		// 18). Tick commits once commitFloor passes.
+		return
+	}
 	e, ok := n.log.epochAt(c)
 	if !ok || e != n.hs.Epoch {
 		return // earlier epochs' entries commit only with one of ours

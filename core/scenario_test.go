@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,8 +82,21 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 		*cp = newCluster(ms, dur(t, val(d, "hb", "1000ms")), dur(t, val(d, "latency", "1ms")), 1)
 		var tail int
 		fmt.Sscan(val(d, "log-tail", "0"), &tail)
+		prio := map[NodeID]int{}
+		for _, kv := range vals(d, "priority") {
+			// priority=(n2:0,n3:10): cluster.priority, 0 = never Cortex.
+			id, v, _ := strings.Cut(kv, ":")
+			p, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("%s: priority %q: want id:number", d.Pos, kv)
+			}
+			prio[NodeID(id)] = p
+		}
 		for _, tn := range (*cp).nodes {
 			tn.cfg.LogTail = tail
+			if p, ok := prio[tn.id]; ok {
+				tn.cfg.Priority, tn.cfg.NeverCortex = p, p == 0
+			}
 			tn.n = New(tn.cfg, Restored{}, 0)
 		}
 		return ""
@@ -90,6 +104,18 @@ func runCommand(t *testing.T, cp **tcluster, d *datadriven.TestData) string {
 		c.runUntil(c.now.Add(dur(t, val(d, "for", "1s"))))
 	case "crash":
 		c.crash(NodeID(d.CmdArgs[0].Key))
+	case "hint":
+		// hint about=n1 to=(n2,n3): their connections to n1 reset and a
+		// redial was refused (rule 18), true or not.
+		about := NodeID(val(d, "about", ""))
+		to := toIDs(vals(d, "to"))
+		c.logf("crash hint about %s to %v", about, to)
+		for _, id := range to {
+			if tn := c.node(id); tn.up {
+				tn.n.Hint(c.now, about, "")
+				c.process(tn)
+			}
+		}
 	case "restart":
 		c.restart(NodeID(d.CmdArgs[0].Key))
 	case "wipe":

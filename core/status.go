@@ -24,6 +24,9 @@ type PeerStatus struct {
 	Addr string
 	// Unheard lists the voters the peer reported not hearing from.
 	Unheard []NodeID
+	// Priority is the peer's cluster.priority as it last said (0: never
+	// Cortex, or not heard from yet).
+	Priority uint16
 }
 
 // Status is a snapshot of the node's protocol state, for APIs and checkers.
@@ -53,6 +56,11 @@ type Status struct {
 	// CommitBlocked says why the Cortex cannot commit now (rule 17): ""
 	// when it can, or on other nodes.
 	CommitBlocked string
+	// Priority is this node's cluster.priority (0: never Cortex).
+	Priority uint16
+	// CommitFloor: elected on crash hints, this Cortex commits nothing
+	// before it (rule 18); 0 when it does not wait.
+	CommitFloor Time
 }
 
 // Status returns the node's state at its current time.
@@ -62,10 +70,13 @@ func (n *Node) Status() Status {
 		Cortex: n.cortex, Last: n.log.last(), Commit: n.hs.Commit, Snap: n.log.snap,
 		SDown: n.sdown, ODown: n.odown, Members: n.Members(),
 		Quorum: n.members.Quorum(), WriteQ: n.members.WriteQuorum(),
-		Store: n.cfg.Store, StoreCounts: n.selfCounts(),
+		Store: n.cfg.Store, StoreCounts: n.selfCounts(), Priority: n.priority(),
 	}
 	if n.role == RoleCortex {
 		s.LeaseUntil = n.leaseUntil()
+		if n.commitFloor > n.now {
+			s.CommitFloor = n.commitFloor
+		}
 		if err := n.commitBlocked(); err != nil {
 			s.CommitBlocked = err.Msg
 		}
@@ -81,7 +92,7 @@ func (n *Node) Status() Status {
 		}
 		ps := PeerStatus{ID: m.ID, Kind: m.Kind, Learner: m.Learner, Addr: m.Addr, Counts: true}
 		if p := n.peers[m.ID]; p != nil {
-			ps.Seen, ps.Last, ps.Role, ps.Store = p.seenAt, p.last, p.role, p.store
+			ps.Seen, ps.Last, ps.Role, ps.Store, ps.Priority = p.seenAt, p.last, p.role, p.store, p.priority
 			ps.Unheard = slices.Clone(p.unheard)
 			ps.Counts = n.counts(m, p.store)
 			if ps.Addr == "" {

@@ -10,6 +10,14 @@ func (n *Node) Step(now Time, m Message) {
 	}
 	p := n.peer(m.From)
 	p.kind, p.seenAt, p.hasSeen, p.epoch, p.role, p.store = m.Kind, n.now, true, m.Epoch, m.Role, m.Store
+	if m.Type == MsgHeartbeat || m.Type == MsgSDown || m.Type == MsgVote {
+		p.priority = m.Priority
+	}
+	if m.Role == RoleCortex {
+		// A Cortex does not take itself for down, whatever it reported
+		// before it won: a stale report must not make ODOWN (rule 3).
+		p.down = false
+	}
 	switch m.Type {
 	case MsgHeartbeat:
 		n.stepHeartbeat(m, p)
@@ -41,7 +49,8 @@ func (n *Node) heardCortex(m Message) {
 		n.echoAt = 0 // another Cortex, another clock
 	}
 	n.echoAt = max(n.echoAt, m.SentAt)
-	n.lastHeard = n.now
+	n.lastHeard, n.echoedAt = n.now, n.now
+	n.hinted = false
 	n.electionAt = Never
 	if n.sdown {
 		n.sdown = false

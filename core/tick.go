@@ -61,6 +61,9 @@ func (n *Node) NextDeadline() Time {
 		if n.xfer != nil {
 			d = min(d, n.xfer.deadline)
 		}
+		if n.commitFloor > n.now {
+			d = min(d, n.commitFloor)
+		}
 		return min(d, n.reachDeadline())
 	}
 	if !n.sdown {
@@ -98,6 +101,9 @@ func (n *Node) broadcastHeartbeat() {
 		n.send(hb)
 	}
 	n.hbDue = n.now.Add(n.cfg.Heartbeat)
+	if n.role == RoleCortex {
+		n.hbDue = n.now.Add(n.cfg.LeaseBeat())
+	}
 }
 
 func (n *Node) tickCortex() {
@@ -111,6 +117,11 @@ func (n *Node) tickCortex() {
 	}
 	if n.now >= n.hbDue {
 		n.broadcastHeartbeat()
+	}
+	if n.commitFloor != 0 && n.now >= n.commitFloor {
+		n.commitFloor = 0
+		n.advanceCommit()
+		n.maybeTimeoutNow()
 	}
 	for _, m := range n.members {
 		if pr := n.prog[m.ID]; pr != nil && pr.inflight > 0 && n.now >= pr.lastSend.Add(n.resendAfter()) {
@@ -165,7 +176,7 @@ func (n *Node) tickFollower() {
 	}
 	if n.role != RoleCandidate && n.now >= n.electionAt {
 		n.electionAt = Never
-		if n.odown && n.sdown && n.isDataVoter() {
+		if n.odown && n.sdown && n.mayRun() {
 			n.campaign(false)
 		}
 	}
@@ -205,13 +216,13 @@ func (n *Node) checkODown() {
 		}
 		if m.ID == n.cfg.ID {
 			count++
-		} else if p := n.peers[m.ID]; p != nil && n.reportValid(p) {
+		} else if p := n.peers[m.ID]; p != nil && m.ID != n.cortex && n.reportValid(p) {
 			count++
 		}
 	}
 	was := n.odown
 	n.odown = count >= n.members.Quorum()
-	if n.odown && was && n.electionAt == Never && n.role != RoleCandidate && n.isDataVoter() {
+	if n.odown && was && n.electionAt == Never && n.role != RoleCandidate && n.mayRun() {
 		// A rival's higher epoch ended our candidacy (becomeFollower) while
 		// the Cortex stays down: without this nothing would ever run again.
 		n.electionAt = n.now.Add(n.cfg.Heartbeat/4 + n.random(n.cfg.Heartbeat) + time.Duration(n.rank())*n.stagger())
@@ -222,7 +233,7 @@ func (n *Node) checkODown() {
 	if n.hs.Epoch > 0 || n.cortex != "" {
 		n.event(Event{Kind: EventODown, Node: n.cortex, Votes: count, Voters: n.members.Voters()})
 	}
-	if !n.isDataVoter() || n.role == RoleCandidate {
+	if !n.mayRun() || n.role == RoleCandidate {
 		return
 	}
 	if n.hs.Vote != "" && n.hs.Vote != n.cfg.ID && n.electionAt != Never {
@@ -236,13 +247,17 @@ func (n *Node) checkODown() {
 
 func (n *Node) stagger() time.Duration { return n.cfg.Heartbeat / 4 }
 
-// rank is this node's place among the live data voters, best first: highest
-// (epoch, seq), then lowest id (rule 4). Rank 0 runs at once.
+// rank is this node's place among the live data voters that may run, best
+// first: highest (epoch, seq), then lowest cluster.priority, then lowest id
+// (rule 4). Rank 0 runs at once. Freshness comes first, so a preference
+// never costs a committed write.
 func (n *Node) rank() int {
 	mine := n.log.last()
 	r := 0
 	for _, m := range n.members {
-		if m.ID == n.cfg.ID || !m.DataVoter() {
+		if m.ID == n.cfg.ID || !m.DataVoter() || n.sdown && m.ID == n.cortex {
+			// The Cortex we take for down is no rival, however recently a
+			// crash hint says we heard it (rule 18).
 			continue
 		}
 		p := n.peers[m.ID]
@@ -252,7 +267,10 @@ func (n *Node) rank() int {
 		if p == nil || !(n.reportValid(p) || p.hasSeen && n.now < p.seenAt.Add(n.cfg.DownAfter())) {
 			continue
 		}
-		if mine.Less(p.last) || (p.last == mine && m.ID < n.cfg.ID) {
+		if p.priority == 0 {
+			continue // never runs, or not heard yet
+		}
+		if mine.Less(p.last) || p.last == mine && (p.priority < n.priority() || p.priority == n.priority() && m.ID < n.cfg.ID) {
 			r++
 		}
 	}
@@ -297,10 +315,11 @@ func (n *Node) quorumContact(floor Time, grace bool) Time {
 
 // leaseUntil is when the Cortex's lease ends: a quorum of voters echoed a
 // heartbeat sent at t, so none of them votes before t + DownAfter on its own
-// clock (rules 1 and 5); the drift margin covers clocks running apart. Only
-// echoes of heartbeats sent since leaseFloor count.
+// clock (rules 1 and 5), and a Cortex elected on crash hints commits nothing
+// before t + Lease (rule 18); the drift margin covers clocks running apart.
+// Only echoes of heartbeats sent since leaseFloor count.
 func (n *Node) leaseUntil() Time {
-	return n.quorumContact(n.leaseFloor, false).Add(n.cfg.DownAfter() - n.cfg.DriftMargin())
+	return n.quorumContact(n.leaseFloor, false).Add(n.cfg.Lease() - n.cfg.DriftMargin())
 }
 
 func (n *Node) demote() {

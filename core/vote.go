@@ -13,6 +13,11 @@ func (n *Node) campaign(handoff bool) {
 	n.votes = map[NodeID]bool{n.cfg.ID: true}
 	n.refusals = map[NodeID]bool{}
 	n.setRole(RoleCandidate)
+	n.commitFloor = 0
+	if !handoff {
+		// A handoff's Cortex gave up its lease first (rule 14).
+		n.commitFloor = n.now.Add(n.leaseWait())
+	}
 	n.electionAt = Never
 	n.electEnd = n.now.Add(n.cfg.Heartbeat)
 	n.event(Event{Kind: EventElectionStarted, Node: n.cfg.ID})
@@ -25,9 +30,22 @@ func (n *Node) campaign(handoff bool) {
 }
 
 // considersCortexDown is the condition for an ordinary vote (rule 5): no
-// word from a Cortex for a whole SDOWN window.
+// word from a Cortex for a whole SDOWN window, or a crash hint since the
+// last word (rule 18).
 func (n *Node) considersCortexDown() bool {
-	return n.role != RoleCortex && n.now >= n.lastHeard.Add(n.cfg.DownAfter())
+	return n.role != RoleCortex && (n.hinted || n.now >= n.lastHeard.Add(n.cfg.DownAfter()))
+}
+
+// leaseWait is how long the lease of a Cortex this node last answered may
+// still run: a vote granted now must make its candidate wait that out
+// before committing (rule 18). It is 0 after a whole SDOWN window.
+func (n *Node) leaseWait() time.Duration {
+	left := n.echoedAt.Add(n.cfg.Lease()).Sub(n.now)
+	if left <= 0 || n.cfg.Broken == BrokenTrustHint {
+		return 0
+	}
+	// The drift margin: this clock may run slower than the old Cortex's.
+	return left + n.cfg.DriftMargin()
 }
 
 func (n *Node) stepVote(m Message, p *peerView) {
@@ -97,7 +115,7 @@ func (n *Node) stepVote(m Message, p *peerView) {
 			n.becomeFollower(m.Epoch, "")
 		}
 		refuse()
-		if n.odown && n.isDataVoter() {
+		if n.odown && n.mayRun() {
 			// Our log is ahead of this candidate's: run by rank now rather
 			// than after a fresh random wait, or a behind candidate that
 			// retries fast starves the one that can win (seed 44: a
@@ -121,7 +139,11 @@ func (n *Node) stepVote(m Message, p *peerView) {
 	n.hs.Vote, n.hs.VoteStore = m.From, m.Store
 	// Give the candidate its election time before running ourselves.
 	n.electionAt = n.now.Add(n.cfg.Heartbeat + n.random(n.cfg.Heartbeat/2))
-	n.send(Message{Type: MsgVoteResp, To: m.From, Granted: true})
+	resp := Message{Type: MsgVoteResp, To: m.From, Granted: true}
+	if !m.Handoff {
+		resp.LeaseWait = n.leaseWait()
+	}
+	n.send(resp)
 }
 
 // upToDate is rule 5's log check: a data node compares last positions, a
@@ -158,6 +180,8 @@ func (n *Node) stepVoteResp(m Message) {
 		return
 	}
 	n.votes[m.From] = true
+	// Waited from receipt: the voter measured it before sending (rule 18).
+	n.commitFloor = max(n.commitFloor, n.now.Add(m.LeaseWait))
 	n.checkWon()
 }
 

@@ -104,6 +104,7 @@ func (c *Checkers) afterDrive(sn *SimNode) {
 			sn.ledEpoch, sn.ledSince = sn.n.Epoch(), c.w.now
 			c.checkQuorumAcksOn(sn)
 		}
+		c.checkLeaseOverlap(sn)
 	}
 	if d := c.demote[sn.id]; d != nil && (sn.n.Role() != core.RoleCortex || sn.n.Epoch() != d.epoch) {
 		c.resolveDemotion(sn, d)

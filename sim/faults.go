@@ -68,6 +68,8 @@ func (f *Faults) inject() {
 		f.wipe()
 	case 6:
 		f.diskFault()
+	case 7:
+		f.lie()
 	}
 }
 
@@ -79,14 +81,36 @@ func (f *Faults) target() *SimNode {
 	return f.w.nodes[f.r.Intn(len(f.w.nodes))]
 }
 
-func (f *Faults) crash() { f.crashNode(f.target())() }
+// crash kills a process. Most of the time it is the process alone (kill
+// -9, a panic): its host's kernel resets its connections and refuses
+// redials, so its peers get crash hints (rule 18). Otherwise the host dies
+// with it: silence, as for a partition.
+func (f *Faults) crash() {
+	sn := f.target()
+	if f.r.Chance(0.6) {
+		f.crashNow(sn)
+		return
+	}
+	f.hostCrash(sn)
+}
 
 // crashNode returns a fault that crashes sn and restarts it later.
 func (f *Faults) crashNode(sn *SimNode) func() {
 	return func() { f.crashNow(sn) }
 }
 
-func (f *Faults) crashNow(sn *SimNode) {
+// hostCrash is a crash its peers cannot tell from a partition.
+func (f *Faults) hostCrash(sn *SimNode) {
+	if sn.up() {
+		f.w.stats.HostCrashes++
+	}
+	f.crashWith(sn, false)
+}
+
+// crashNow crashes sn's process: peers connected to it get crash hints.
+func (f *Faults) crashNow(sn *SimNode) { f.crashWith(sn, true) }
+
+func (f *Faults) crashWith(sn *SimNode, hints bool) {
 	if !sn.up() {
 		return
 	}
@@ -94,6 +118,9 @@ func (f *Faults) crashNow(sn *SimNode) {
 	wasCortex := sn.live() && sn.n.Role() == core.RoleCortex
 	epoch := sn.n.Epoch()
 	clean := wasCortex && f.clean(sn)
+	if hints {
+		f.resets(sn)
+	}
 	sn.crash()
 	if clean {
 		f.w.chk.armFailover(sn.id, epoch)

@@ -16,6 +16,9 @@ type Network struct {
 	w       *World
 	idx     map[core.NodeID]int
 	blocked [][]int // blocked[from][to]: number of cuts in force
+	// lastAt[from][to] is when the last message in flight on the link
+	// arrives: a reset reaches the peer after it, as on a TCP stream.
+	lastAt  [][]int64
 	loss    float64 // current loss probability (loss episodes)
 	sent    uint64
 	dropped uint64
@@ -27,8 +30,10 @@ func newNetwork(w *World) *Network {
 		n.idx[sn.id] = i
 	}
 	n.blocked = make([][]int, len(w.nodes))
+	n.lastAt = make([][]int64, len(w.nodes))
 	for i := range n.blocked {
 		n.blocked[i] = make([]int, len(w.nodes))
+		n.lastAt[i] = make([]int64, len(w.nodes))
 	}
 	return n
 }
@@ -72,9 +77,18 @@ func (n *Network) send(m core.Message) {
 	}
 	for c := 0; c < copies; c++ {
 		d := n.w.rngNet.Between(n.w.set.LatencyMin, n.w.set.LatencyMax)
+		i, j := n.idx[m.From], n.idx[m.To]
+		n.lastAt[i][j] = max(n.lastAt[i][j], n.w.now+int64(d))
 		msg := copyMessage(m)
 		n.w.after(d, func() { n.deliver(msg) })
 	}
+}
+
+// resetAt is when a reset of the link from -> to, sent now, reaches to:
+// after what is in flight on it.
+func (n *Network) resetAt(from, to core.NodeID) int64 {
+	d := n.w.rngNet.Between(n.w.set.LatencyMin, n.w.set.LatencyMax)
+	return max(n.w.now+int64(d), n.lastAt[n.idx[from]][n.idx[to]]+1)
 }
 
 func (n *Network) deliver(m core.Message) {

@@ -48,9 +48,11 @@ type SimNode struct {
 
 	pending     map[uint64]reqCB
 	incarnation int
-	maxEpoch    core.Epoch
-	downAt      int64
-	wiped       bool // restarted on a regressed store, not yet seen rejoined
+	// commitSeen is the last commit point checkLeaseOverlap saw.
+	commitSeen core.Pos
+	maxEpoch   core.Epoch
+	downAt     int64
+	wiped      bool // restarted on a regressed store, not yet seen rejoined
 
 	// Membership (workload_members.go). routed: clients send to it (the
 	// bootstrap members, and added nodes once promoted). fresh: it runs on

@@ -16,15 +16,18 @@ type Stats struct {
 	Ops, Acked, AckedLocal, AckedQuorum, Unknown, Failed int
 	// LostLocal counts acknowledged local writes a failover cut off; each
 	// was found in a quarantine (else it is a violation).
-	LostLocal    int
-	Elections    int
-	Crashes      int
-	Pauses       int
-	Partitions   int
-	LossEpisodes int
-	Handoffs     int
-	Wipes        int
-	SlotsChecked int // reused ids whose final state was checked (check_slots.go)
+	LostLocal int
+	Elections int
+	Crashes   int
+	// HostCrashes counts the crashes that gave no crash hints; Lies the
+	// lying hints (fault_hint.go).
+	HostCrashes, Lies int
+	Pauses            int
+	Partitions        int
+	LossEpisodes      int
+	Handoffs          int
+	Wipes             int
+	SlotsChecked      int // reused ids whose final state was checked (check_slots.go)
 	// Replays of quarantined register writes, and how many applied.
 	Replays, ReplaysApplied int
 	// WipedLocal counts acknowledged local writes excused because the

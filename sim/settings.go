@@ -10,7 +10,7 @@ import (
 )
 
 // FaultSet selects fault classes.
-type FaultSet uint8
+type FaultSet uint16
 
 const (
 	FaultCrash FaultSet = 1 << iota
@@ -24,13 +24,16 @@ const (
 	FaultWipe
 	// FaultDisk fails a node's next fsync, or fills its disk for a while.
 	FaultDisk
-	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff | FaultWipe | FaultDisk
+	// FaultLie gives voters crash hints about a Cortex that still runs
+	// (rule 18), half the time while cutting it off from them.
+	FaultLie
+	AllFaults = FaultCrash | FaultPartition | FaultPause | FaultLoss | FaultDrift | FaultHandoff | FaultWipe | FaultDisk | FaultLie
 )
 
 var faultNames = []struct {
 	f    FaultSet
 	name string
-}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}, {FaultWipe, "wipe"}, {FaultDisk, "disk"}}
+}{{FaultCrash, "crash"}, {FaultPartition, "partition"}, {FaultPause, "pause"}, {FaultLoss, "loss"}, {FaultDrift, "drift"}, {FaultHandoff, "handoff"}, {FaultWipe, "wipe"}, {FaultDisk, "disk"}, {FaultLie, "lie"}}
 
 // ParseFaults reads a comma-separated list of fault classes ("all", "none").
 func ParseFaults(s string) (FaultSet, error) {
@@ -52,7 +55,7 @@ func ParseFaults(s string) (FaultSet, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("unknown fault %q: use crash, partition, pause, loss, drift, handoff, wipe, disk, all or none", p)
+			return 0, fmt.Errorf("unknown fault %q: use crash, partition, pause, loss, drift, handoff, wipe, disk, lie, all or none", p)
 		}
 	}
 	return f, nil
@@ -82,8 +85,10 @@ func ParseBroken(s string) (core.Broken, error) {
 		return core.BrokenNoDemotion, nil
 	case "no-store-check":
 		return core.BrokenNoStoreCheck, nil
+	case "trust-hint":
+		return core.BrokenTrustHint, nil
 	}
-	return 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion or no-store-check", s)
+	return 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion, no-store-check or trust-hint", s)
 }
 
 // BrokenName is the --broken spelling of b.
@@ -95,6 +100,8 @@ func BrokenName(b core.Broken) string {
 		return "no-demotion"
 	case core.BrokenNoStoreCheck:
 		return "no-store-check"
+	case core.BrokenTrustHint:
+		return "trust-hint"
 	}
 	return "none"
 }
@@ -139,8 +146,8 @@ type Settings struct {
 	DupProb                float64
 	// FaultGap is the mean time between injected faults.
 	FaultGap time.Duration
-	// Weights of crash, partition, pause, loss, handoff, wipe, disk.
-	Weights  [7]float64
+	// Weights of crash, partition, pause, loss, handoff, wipe, disk, lie.
+	Weights  [8]float64
 	MaxDrift float64
 	LossMax  float64
 	Clients  int
@@ -198,7 +205,7 @@ func DrawSettings(seed uint64, o Options) Settings {
 		}
 		return 0.2 + r.Float64()
 	}
-	s.Weights = [7]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3, on(FaultWipe) / 2, on(FaultDisk) / 2}
+	s.Weights = [8]float64{on(FaultCrash), on(FaultPartition), on(FaultPause), on(FaultLoss), on(FaultHandoff) / 3, on(FaultWipe) / 2, on(FaultDisk) / 2, on(FaultLie) / 2}
 	s.LossMax = 0.05 + 0.25*r.Float64()
 	if o.Faults&FaultDrift != 0 {
 		s.MaxDrift = 0.01 * r.Float64()
@@ -245,9 +252,9 @@ func DrawSettings(seed uint64, o Options) Settings {
 
 func (s Settings) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe,disk)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d log_tail=%d",
+	fmt.Fprintf(&b, "shape=%s heartbeat_ms=%d latency_ms=%d-%d dup=%.3f fault_gap_ms=%d weights(crash,partition,pause,loss,handoff,wipe,disk,lie)=%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f loss_max=%.2f drift_max=%.4f clients=%d think_ms=%d log_tail=%d",
 		s.Shape, s.Heartbeat.Milliseconds(), s.LatencyMin.Milliseconds(), s.LatencyMax.Milliseconds(), s.DupProb,
-		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.Weights[6], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds(), s.LogTail)
+		s.FaultGap.Milliseconds(), s.Weights[0], s.Weights[1], s.Weights[2], s.Weights[3], s.Weights[4], s.Weights[5], s.Weights[6], s.Weights[7], s.LossMax, s.MaxDrift, s.Clients, s.Think.Milliseconds(), s.LogTail)
 	fmt.Fprintf(&b, " fsync_us=%d inflight=%d stall=%.2f", s.Fsync.Microseconds(), s.Inflight, s.StallProb)
 	b.WriteString(" clocks=")
 	for i, n := range s.Nodes {

@@ -31,8 +31,8 @@ const (
 
 type common struct {
 	Duration time.Duration `default:"60s" help:"Simulated length of the fault phase of each seed (a 2s warmup comes before it, healing and convergence after)."`
-	Faults   string        `default:"crash,partition,pause,loss,drift,handoff,wipe,disk" help:"Fault classes the swarm draws from: crash, partition, pause, loss, drift, handoff, wipe (restart on an empty or older store), disk (a failed fsync, a full disk), all or none."`
-	Broken   string        `default:"none" help:"Canary variant: none; protocol: no-log-check (voters skip the up-to-date check), no-demotion (the Cortex never demotes itself), no-store-check (a wiped voter's vote counts); driver: ack-before-save, append-ack-before-save, read-after-save, drop-quarantine, count-unsaved (the core counts a pipelined save durable before its fsync)."`
+	Faults   string        `default:"crash,partition,pause,loss,drift,handoff,wipe,disk,lie" help:"Fault classes the swarm draws from: crash (a process crash with crash hints, or a silent host crash), partition, pause (a freeze: silence, connections open), loss, drift, handoff, wipe (restart on an empty or older store), disk (a failed fsync, a full disk), lie (crash hints about a Cortex that still runs, half the time while cutting it off), all or none."`
+	Broken   string        `default:"none" help:"Canary variant: none; protocol: no-log-check (voters skip the up-to-date check), no-demotion (the Cortex never demotes itself), no-store-check (a wiped voter's vote counts), trust-hint (a crash hint starts an election at once and the new Cortex waits out no lease); driver: ack-before-save, append-ack-before-save, read-after-save, drop-quarantine, count-unsaved (the core counts a pipelined save durable before its fsync)."`
 	Store    string        `default:"model" enum:"model,pebble" help:"Storage under each node: pebble (shell/store on Pebble over a crashable in-memory file system, the code users run) or model (a fast in-memory model)."`
 	Saves    string        `default:"drawn" enum:"drawn,sync,pipelined" help:"How nodes persist: pipelined (a Ready is applied at once and its fsync completes later, as the node runs), sync (each save synced before the driver goes on), or drawn per seed (a fifth sync)."`
 }
@@ -224,6 +224,8 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 		st.Elections += s.Elections
 		st.Crashes += s.Crashes
 		st.Pauses += s.Pauses
+		st.HostCrashes += s.HostCrashes
+		st.Lies += s.Lies
 		st.Partitions += s.Partitions
 		st.LossEpisodes += s.LossEpisodes
 		st.Handoffs += s.Handoffs
@@ -275,7 +277,7 @@ func printSummary(out io.Writer, results []*sim.Result, wall time.Duration) {
 	row("failover (clean)", pct(failovers))
 	row("self-demotion", pct(demotions))
 	row("elections", fmt.Sprint(st.Elections))
-	row("faults", fmt.Sprintf("crash=%d pause=%d partition=%d loss=%d handoff=%d wipe=%d disk-error=%d disk-full=%d", st.Crashes, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs, st.Wipes, st.DiskErrors, st.DiskFulls))
+	row("faults", fmt.Sprintf("crash=%d (host %d) lie=%d pause=%d partition=%d loss=%d handoff=%d wipe=%d disk-error=%d disk-full=%d", st.Crashes, st.HostCrashes, st.Lies, st.Pauses, st.Partitions, st.LossEpisodes, st.Handoffs, st.Wipes, st.DiskErrors, st.DiskFulls))
 	row("storage stops", fmt.Sprintf("%d (nodes stopped by a failed save, then restarted on what their disk kept)", st.StorageStops))
 	row("client ops", fmt.Sprintf("%d (acked writes local=%d quorum=%d, unknown=%d, failed=%d)", st.Ops, st.AckedLocal, st.AckedQuorum, st.Unknown, st.Failed))
 	row("reused ids checked", fmt.Sprintf("%d (created, forgotten and created again concurrently; final state = last acknowledged operation)", st.SlotsChecked))

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/muninndb/muninn/core"
 )
@@ -11,6 +12,10 @@ import (
 // MaxEntries bounds the entries of one decoded message. The core batches
 // 100 entries by default; this is the hard ceiling a peer may send.
 const MaxEntries = 10000
+
+// maxLeaseWaitUs bounds a vote's lease wait: a lease is half a heartbeat,
+// and cluster.heartbeat_ms is at most a minute.
+const maxLeaseWaitUs = uint64(time.Hour / time.Microsecond)
 
 // minEntryLen is the smallest encoding of one entry: two one-byte varints
 // for its position, type, durability and a one-byte payload length.
@@ -28,7 +33,8 @@ const (
 
 // EncodeMessage encodes m. Layout (docs/wire.md): type, from, to, epoch,
 // kind, role, sent_at, cortex, last, commit, prev, match, hint, store,
-// flags, unheard, entries. Strings are a uvarint length and bytes; integers are varints;
+// flags, unheard, entries, then priority and lease_wait (µs) when either is
+// set. Strings are a uvarint length and bytes; integers are varints;
 // positions are two uvarints (epoch, seq).
 func EncodeMessage(m core.Message) []byte {
 	n := 64 + len(m.From) + len(m.To) + len(m.Cortex)
@@ -78,6 +84,12 @@ func AppendMessage(dst []byte, m core.Message) []byte {
 		b = append(b, byte(e.Type), byte(e.Durability))
 		b = binary.AppendUvarint(b, uint64(len(e.Payload)))
 		b = append(b, e.Payload...)
+	}
+	// Trailing fields, added after the first release: a decoder of that
+	// release rejects them, a newer one reads their absence as zero.
+	if m.Priority != 0 || m.LeaseWait != 0 {
+		b = binary.AppendUvarint(b, uint64(m.Priority))
+		b = binary.AppendUvarint(b, uint64(max(m.LeaseWait, 0)/time.Microsecond))
 	}
 	return b
 }
@@ -164,6 +176,18 @@ func DecodeMessage(b []byte) (core.Message, error) {
 			if d.err != nil {
 				break
 			}
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		if p := d.uvarint("priority"); d.err == nil && p > core.MaxPriority {
+			d.fail("priority %d, limit %d", p, core.MaxPriority)
+		} else {
+			m.Priority = uint16(p)
+		}
+		if w := d.uvarint("lease wait"); d.err == nil && w > maxLeaseWaitUs {
+			d.fail("lease wait %d µs, limit %d", w, maxLeaseWaitUs)
+		} else {
+			m.LeaseWait = time.Duration(w) * time.Microsecond
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/muninndb/muninn/core"
 	"pgregory.net/rapid"
@@ -42,6 +43,9 @@ func genMessage(t *rapid.T) core.Message {
 		Granted: rapid.Bool().Draw(t, "granted"),
 		Store:   rapid.Uint64().Draw(t, "store"),
 		Leased:  rapid.Bool().Draw(t, "leased"),
+		// Priority and LeaseWait are trailing fields: absent when both are 0.
+		Priority:  uint16(rapid.IntRange(0, core.MaxPriority).Draw(t, "priority")),
+		LeaseWait: time.Duration(rapid.Int64Range(0, int64(time.Minute/time.Microsecond)).Draw(t, "lease wait us")) * time.Microsecond,
 	}
 	for range rapid.IntRange(0, 5).Draw(t, "unheard") {
 		m.Unheard = append(m.Unheard, genID(t, "unheard id"))
@@ -100,7 +104,9 @@ func TestDecodeMessageRefusals(t *testing.T) {
 		{"empty", "truncated", nil},
 		{"type 0", "unknown message type 0", mutate(func(b []byte) []byte { b[0] = 0; return b })},
 		{"type 99", "unknown message type 99", mutate(func(b []byte) []byte { b[0] = 99; return b })},
-		{"trailing", "1 trailing bytes", append(append([]byte(nil), ok...), 0)},
+		{"trailing", "1 trailing bytes", append(append([]byte(nil), ok...), 0, 0, 0)},
+		{"priority", "priority 1001, limit 1000", append(append([]byte(nil), ok...), 0xe9, 0x07, 0)},
+		{"half trailer", "bad lease wait", append(append([]byte(nil), ok...), 1)},
 		{"long id", "limit 128", EncodeMessage(core.Message{Type: core.MsgVote, From: core.NodeID(long)})},
 		{"too many entries", "10001 entries, limit 10000", many},
 		{"bad kind", "unknown kind 7", EncodeMessage(core.Message{Type: core.MsgVote, Kind: 7})},

@@ -20,7 +20,7 @@ import (
 // Version is the protocol version carried in every frame header. It is the
 // first byte on the wire, so a stray HTTP client ("G") or TLS hello (0x16)
 // on 8474 is refused at once as an unknown version.
-const Version byte = 2
+const Version byte = 3
 
 // HeaderLen is the size of the fixed frame header: version, type, flags and
 // a big-endian uint32 payload length.
