@@ -102,6 +102,16 @@ type Client struct {
 	cortex  string   // the Cortex's API URL, once known
 	known   []string // endpoints to try: base first, then learned ones
 	learned bool
+
+	// The event watcher (WithEvents, events_watch.go): epoch is the
+	// newest epoch it adopted a Cortex of; wake ends when it adopts one,
+	// waking the retries waiting in their backoff.
+	events  bool
+	watch   *watcher
+	epoch   uint64
+	wake    context.Context
+	wakeNow context.CancelFunc
+	ownHC   bool // hc is the client's own (Close closes its idle connections)
 }
 
 // Option configures a Client.
@@ -139,9 +149,14 @@ func New(addr string, opts ...Option) *Client {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}}, budget: DefaultRetryBudget}
+	own := c.hc
 	c.known = []string{c.base}
 	for _, o := range opts {
 		o(c)
+	}
+	c.ownHC = c.hc == own
+	if c.events {
+		c.startWatcher()
 	}
 	return c
 }
@@ -449,7 +464,12 @@ func (c *Client) do(ctx context.Context, cl call, out any) (outcome, error) {
 	if !cl.until.IsZero() {
 		budget = time.Until(cl.until)
 	}
-	if err := retry.Do(ctx, retry.Request(budget), attempt); err != nil {
+	// A new Cortex announced by the event watcher ends the backoff wait
+	// at once (events_watch.go).
+	err := c.retryWoken(ctx, budget, func(wctx context.Context, budget time.Duration) error {
+		return retry.Do(wctx, retry.Request(budget), attempt)
+	})
+	if err != nil {
 		return oc.fail(cl, err)
 	}
 	return oc, nil
