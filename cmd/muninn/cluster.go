@@ -20,7 +20,7 @@ type ClusterCmd struct {
 	Addr    string        `help:"API address of the node to ask (default http://localhost:8475)." default:"http://localhost:8475" env:"MUNINN_ADDR" placeholder:"URL"`
 	JSON    bool          `help:"Print the API's JSON instead of tables."`
 	Token   string        `help:"Admin token (the node's admin_token), for failover, add-node, remove-node, enable, disable and quarantine --replay/--drop." env:"MUNINN_ADMIN_TOKEN" placeholder:"TOKEN"`
-	Timeout time.Duration `help:"Give up after this long." default:"30s"`
+	Timeout time.Duration `help:"Give up after this long (default 30s; watch: run until Ctrl-C)." placeholder:"30s"`
 
 	Info       InfoCmd       `cmd:"" help:"Show cluster state: current Cortex, epoch, fencing token, member list."`
 	Status     StatusCmd     `cmd:"" help:"Per-node health, replication lag, and last sequence number."`
@@ -31,6 +31,7 @@ type ClusterCmd struct {
 	Enable     EnableCmd     `cmd:"" help:"Enable cluster mode on a running standalone node."`
 	Disable    DisableCmd    `cmd:"" help:"Disable cluster mode (node continues as standalone)."`
 	Quarantine QuarantineCmd `cmd:"" help:"List, export, replay or drop writes a failover quarantined on this node."`
+	Watch      WatchCmd      `cmd:"" help:"Print the node's cluster events as they happen (elections, Cortex changes, members), until Ctrl-C."`
 	Fenced     FencedCmd     `cmd:"" hidden:"" help:"Deprecated alias of quarantine."`
 }
 
@@ -44,8 +45,19 @@ func (g *Globals) client() *client.Client {
 	return client.New(g.clus.Addr, client.WithToken(g.clus.Token))
 }
 
+// defaultTimeout is --timeout's default, for every cluster command but
+// watch, which runs until Ctrl-C.
+const defaultTimeout = 30 * time.Second
+
+func (c *ClusterCmd) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return defaultTimeout
+}
+
 func (g *Globals) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), g.clus.Timeout)
+	return context.WithTimeout(context.Background(), g.clus.timeout())
 }
 
 func (g *Globals) printJSON(v any) error {
@@ -88,7 +100,7 @@ func (g *Globals) explain(err error) error {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s did not answer within %s", g.clus.Addr, g.clus.Timeout)
+		return fmt.Errorf("%s did not answer within %s", g.clus.Addr, g.clus.timeout())
 	}
 	return fmt.Errorf("cannot reach %s: %v (is muninn running there? set --addr or MUNINN_ADDR)", g.clus.Addr, err)
 }
