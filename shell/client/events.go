@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/muninndb/muninn/shell/apitypes"
@@ -33,11 +34,13 @@ type Event struct {
 // the last event id it saw.
 const EventDisconnected = "disconnected"
 
+// eventsIdle ends a stream that sent nothing, not even a ping (every
+// 15 s), for this long: a dead connection or a proxy that buffers. A
+// variable for tests.
+var eventsIdle = 45 * time.Second
+
 // Event stream timings.
 const (
-	// eventsIdle ends a stream that sent nothing, not even a ping (every
-	// 15 s), for this long: a dead connection or a proxy that buffers.
-	eventsIdle = 45 * time.Second
 	// eventsHeaders bounds the wait for a stream's answer.
 	eventsHeaders = 5 * time.Second
 	// eventsRedialMin and eventsRedialMax bound the wait between
@@ -163,7 +166,12 @@ func (c *Client) stream(ctx context.Context, base, last string, opened func(), f
 	}
 	// Neither the answer nor, later, a line (a ping at least every 15 s)
 	// may take longer than its bound.
+	var streaming atomic.Bool
 	idle := time.AfterFunc(eventsHeaders, func() {
+		if streaming.Load() {
+			cancel(fmt.Errorf("%s sent nothing, not even a ping, for %s", base, eventsIdle))
+			return
+		}
 		cancel(fmt.Errorf("no answer from %s within %s", base, eventsHeaders))
 	})
 	defer idle.Stop()
@@ -183,6 +191,7 @@ func (c *Client) stream(ctx context.Context, base, last string, opened func(), f
 		return "", fmt.Errorf("%s answered %q, not an event stream (a node without GET /v1/cluster/events, or a proxy in between)", base, ct)
 	}
 	opened()
+	streaming.Store(true)
 	idle.Reset(eventsIdle)
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)

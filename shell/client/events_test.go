@@ -94,6 +94,34 @@ func TestEventsResume(t *testing.T) {
 	}
 }
 
+// TestEventsSilentStream: a stream that sends nothing, not even a ping (a
+// proxy that buffers, a dead connection), is reopened.
+func TestEventsSilentStream(t *testing.T) {
+	defer func(d time.Duration) { eventsIdle = d }(eventsIdle)
+	eventsIdle = 200 * time.Millisecond
+	var conns atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		sseHeaders(w)
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	x, cancel := contextWithCancel(t)
+	defer cancel()
+	ch, err := New(srv.URL).Events(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := <-ch
+	if e.Type != EventDisconnected || !strings.Contains(e.Reason, "sent nothing, not even a ping") {
+		t.Fatalf("first event of a silent stream: %+v", e)
+	}
+	waitFor(t, "a second connection", func() bool { return conns.Load() >= 2 })
+	cancel()
+	for range ch {
+	}
+}
+
 // TestEventsNotServed: a node without the endpoint answers the first
 // connection with an error.
 func TestEventsNotServed(t *testing.T) {
