@@ -601,7 +601,7 @@ func TestValid(t *testing.T) {
 		"boundaries high":       {yaml: "cluster:\n  heartbeat_ms: 60000\n  lease_ttl: 180\n", check: func(c Config) bool { return c.Cluster.LeaseTTL() == 3*time.Minute }},
 		"lease exactly 3 beats": {flags: map[string]string{"cluster.heartbeat_ms": "1000", "cluster.lease_ttl": "3"}, check: func(c Config) bool { return c.Cluster.DownAfter() == 3*time.Second }},
 		// lease_ttl caps the SDOWN window; the core refuses less than two beats.
-		"lease exactly 2 beats": {flags: map[string]string{"cluster.heartbeat_ms": "1000", "cluster.lease_ttl": "2"}, check: func(c Config) bool { return c.Cluster.DownAfter() == 2*time.Second }},
+		"lease exactly 2 beats":  {flags: map[string]string{"cluster.heartbeat_ms": "1000", "cluster.lease_ttl": "2"}, check: func(c Config) bool { return c.Cluster.DownAfter() == 2*time.Second }},
 		"lease 2 beats of 500ms": {env: []string{"MUNINN_CLUSTER_HEARTBEAT_MS=500", "MUNINN_CLUSTER_LEASE_TTL=1"}, check: func(c Config) bool { return c.Cluster.DownAfter() == time.Second }},
 		"lease caps the window": {yaml: "cluster:\n  heartbeat_ms: 5000\n  lease_ttl: 10\n", check: func(c Config) bool {
 			return c.Cluster.DownAfter() == 10*time.Second && c.Cluster.Heartbeat() == 5*time.Second
