@@ -55,19 +55,20 @@ func closedByPeer(err error) bool {
 // a timeout or any other error is not one. A plain TCP connect is enough;
 // the peer's listener takes the probe's EOF for a port probe (logRefusal).
 //
-// One exception: a connect the listener then resets or closes before
-// saying anything counts as refused. A killed process's kernel closes its
-// sockets one by one, so our connection may be reset before its listener
-// is closed, and the redial then lands in a listener that is going away:
-// its queue is reset with it. A live MBP listener never closes a silent
-// connection that soon (it waits for our hello for its handshake timeout).
+// A killed process's kernel closes its sockets one by one, so our
+// connection may be reset before its listener is closed, and the redial
+// then meets a listener going away: the connect is reset during the TCP
+// handshake, or accepted into the listener's queue and reset with it. Both
+// count as refused. A live MBP listener does neither: it completes the
+// handshake and waits for our hello for its handshake timeout.
 func (t *Transport) probeCrash(id core.NodeID, addr string, cause error) {
 	defer t.wg.Done()
 	timeout := t.cfg.HintDialTimeout
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(t.ctx, "tcp", addr)
-	how := "refused"
-	if err == nil {
+	how := ""
+	switch {
+	case err == nil:
 		_ = nc.SetReadDeadline(time.Now().Add(timeout))
 		_, rerr := nc.Read(make([]byte, 1))
 		nc.Close()
@@ -75,13 +76,16 @@ func (t *Transport) probeCrash(id core.NodeID, addr string, cause error) {
 			t.log.Debug("mbp peer closed its connection but its listener answers: not a crash hint", "peer", string(id), "addr", addr, "cause", cause)
 			return
 		}
-		ended := "reset"
-		if !errors.Is(rerr, syscall.ECONNRESET) {
-			ended = "closed"
+		how = "accepted and at once closed (its listener was closing)"
+		if errors.Is(rerr, syscall.ECONNRESET) {
+			how = "accepted and at once reset (its listener was closing)"
 		}
-		err, how = syscall.ECONNREFUSED, "accepted and at once "+ended+" (its listener was closing)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		how = "refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		how = "reset (its listener was closing)"
 	}
-	if !errors.Is(err, syscall.ECONNREFUSED) || t.ctx.Err() != nil {
+	if how == "" || t.ctx.Err() != nil {
 		t.log.Debug("mbp peer closed its connection; the redial was not refused: not a crash hint", "peer", string(id), "addr", addr, "err", err)
 		return
 	}
