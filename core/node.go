@@ -52,8 +52,9 @@ type progress struct {
 }
 
 type pendingWrite struct {
-	id  uint64
-	pos Pos
+	id    uint64
+	pos   Pos
+	local bool // a local write held until commitFloor (rule 18)
 }
 
 type pendingRead struct {

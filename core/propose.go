@@ -34,6 +34,12 @@ func (n *Node) Propose(now Time, id uint64, payload []byte, d Durability) {
 
 func (n *Node) proposeNow(id uint64, payload []byte, d Durability) {
 	pos := n.appendLocal(Entry{Type: EntryData, Durability: d, Payload: payload})
+	if d == Local && n.now < n.commitFloor {
+		// Elected on crash hints: the old Cortex may still serve lease
+		// reads that would miss it (rule 18). Answered at commitFloor.
+		n.writes = append(n.writes, pendingWrite{id: id, pos: pos, local: true})
+		return
+	}
 	if d == Local || pos.Seq <= n.hs.Commit.Seq {
 		n.result(id, ResultWrite, pos, nil)
 		return

@@ -121,6 +121,7 @@ func (n *Node) tickCortex() {
 	if n.commitFloor != 0 && n.now >= n.commitFloor {
 		n.commitFloor = 0
 		n.advanceCommit()
+		n.answerHeldLocal()
 		n.maybeTimeoutNow()
 	}
 	for _, m := range n.members {
@@ -144,6 +145,20 @@ func (n *Node) tickCortex() {
 	}
 	n.completeReads()
 	n.answerBlocked()
+}
+
+// answerHeldLocal answers the local writes held until commitFloor: they
+// are persisted here, which is all local durability promises (rule 8).
+func (n *Node) answerHeldLocal() {
+	kept := n.writes[:0]
+	for _, w := range n.writes {
+		if w.local {
+			n.result(w.id, ResultWrite, w.pos, nil)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	n.writes = kept
 }
 
 func (n *Node) tickFollower() {

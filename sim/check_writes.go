@@ -137,6 +137,7 @@ func (c *Checkers) checkFinalWrites(cortex *SimNode) {
 // onWriteAnswered: a write is acknowledged only once its entry is on this
 // node's disk (the contract on core.Ready, steps 1 and 4).
 func (c *Checkers) onWriteAnswered(sn *SimNode, r core.Result) {
+	c.onWriteAcked(sn, r)
 	if r.Pos.Seq <= sn.st.Base().Seq {
 		return
 	}
