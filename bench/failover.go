@@ -30,6 +30,9 @@ type FailoverConfig struct {
 	StopFor time.Duration `json:"stop_for_ns"`
 	// Local adds a second writer with local durability.
 	Local bool `json:"local_writer"`
+	// Events: the writers follow the cluster event stream
+	// (client.WithEvents) instead of only retrying.
+	Events bool `json:"client_events"`
 	// Keep keeps the data directories and logs.
 	Keep bool `json:"keep"`
 	// WriteEvery is the writers' period (default 10 ms).
@@ -349,7 +352,7 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 
 	urls := pc.URLs()
 	newWriter := func(dur string) *timedWriter {
-		c := client.New(urls[0], client.WithEndpoints(urls...), client.WithHTTPClient(HTTPClient(4)), client.WithRetryBudget(30*time.Second))
+		c := client.New(urls[0], client.WithEndpoints(urls...), client.WithHTTPClient(HTTPClient(4)), client.WithRetryBudget(30*time.Second), client.WithEvents(cfg.Events))
 		return &timedWriter{c: c, dur: dur, vault: "failover-" + dur, every: cfg.WriteEvery, errs: map[string]int64{}}
 	}
 	wctx, stopWriters := context.WithCancel(ctx)
@@ -465,6 +468,9 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverReport, error) 
 
 	stopWriters()
 	wg.Wait()
+	for _, w := range writers {
+		w.c.Close()
+	}
 
 	// What survived: list each writer's vault on the Cortex (strong reads)
 	// and every node's quarantine.

@@ -105,6 +105,7 @@ type BenchFailoverCmd struct {
 	Stop        int           `help:"How many times to SIGSTOP the Cortex for --stop-for, then SIGCONT it, after the kills: reports whether that caused an election and how long writes paused." default:"0" placeholder:"N"`
 	StopFor     time.Duration `name:"stop-for" help:"How long each --stop freezes the Cortex." default:"2s"`
 	Local       bool          `help:"Also write with local durability and count local writes lost to the kills (quarantined on the old Cortex)." default:"true" negatable:""`
+	Events      bool          `help:"The writers' Go clients follow GET /v1/cluster/events (client.WithEvents) and move to a new Cortex on its event; --no-events polls and backs off as a client behind a proxy would." default:"true" negatable:""`
 	JSON        bool          `help:"Print the report as JSON (progress still goes to stderr)."`
 	Keep        bool          `help:"Keep the nodes' data directories and logs (printed at the end)."`
 }
@@ -115,7 +116,7 @@ func (c BenchFailoverCmd) Run(g *Globals) error {
 		return fmt.Errorf("finding this binary to start the nodes: %w", err)
 	}
 	cfg := bench.FailoverConfig{Exe: exe, Nodes: c.Nodes, HeartbeatMs: c.HeartbeatMs, Kills: c.Kills,
-		Graceful: c.Graceful, Stops: c.Stop, StopFor: c.StopFor, Local: c.Local, Keep: c.Keep, Log: g.Err}
+		Graceful: c.Graceful, Stops: c.Stop, StopFor: c.StopFor, Local: c.Local, Events: c.Events, Keep: c.Keep, Log: g.Err}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
