@@ -1,9 +1,12 @@
 package sim
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -24,6 +27,13 @@ type pebbleStore struct {
 	st      *store.Store
 	rejects int
 	snaps   int // checkpoints and stagings made, for unique dir names
+	// walFailed is the injected fsync failure that hit this store's
+	// write-ahead log. Pebble's log writer keeps that error and panics on
+	// it at its next WAL rotation (DB.rotateWAL), so once it is set no
+	// write reaches Pebble again: the store must have failed the save or
+	// sync it hit (and refuses every write since, as it does), and the
+	// node stops and reopens on what its disk kept (storageFailed).
+	walFailed error
 }
 
 const pebbleDir = "/db"
@@ -52,7 +62,7 @@ func (p *pebbleStore) open(identity func() uint64) error {
 	}
 	p.w.pebbles = append(p.w.pebbles, p)
 	st, err := store.Open(pebbleDir, store.Options{
-		FS:            faultFS{FS: p.mem, disk: p.disk},
+		FS:            faultFS{FS: p.mem, disk: p.disk, failed: &p.walFailed},
 		NewIdentity:   identity,
 		Deterministic: true,
 		CacheSize:     1 << 20,
@@ -72,23 +82,52 @@ func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, er
 	// Only a synced save's own fsync: a failure Pebble's WAL writer met
 	// syncing in the background, after an unsynced save returned, would
 	// stay behind unseen, and Pebble panics on it at its next WAL rotation
-	// (soak seed range 200001.., not deterministic).
+	// (soak seed range 200001.., not deterministic). Not the sync of a log
+	// closed at a rotation inside the save either (faultFile).
+	if err := p.writable(); err != nil {
+		return err
+	}
 	p.disk.saving = sync
 	defer func() { p.disk.saving = false }()
-	err := p.db().Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
+	err := p.saw(p.db().Save(store.SaveBatch{HardState: rd.HardState, Truncate: rd.Truncate, Entries: rd.Entries, Members: rd.Members, Now: p.disk.now(),
 		Rejected: func(pos core.Pos, why error) {
 			p.rejects++
 			if rejected != nil {
 				rejected(pos, why)
 			}
-		}}, sync)
+		}}, sync))
 	if errors.Is(err, store.ErrNoSpace) {
 		return fmt.Errorf("%w: %w", core.ErrNoSpace, err)
 	}
 	return err
 }
 
+// writable refuses every write once an injected fsync failure has hit the
+// store's log (walFailed): the real node stops on the failed save, and a
+// write reaching Pebble after it could only panic there.
+func (p *pebbleStore) writable() error {
+	if p.walFailed != nil {
+		return fmt.Errorf("sim: the write-ahead log failed to sync, the node must stop: %w", p.walFailed)
+	}
+	return nil
+}
+
+// saw checks that a write the store made through its log saw the fsync
+// failure injected while it ran, if any: a store that acknowledged a write
+// whose sync failed is a bug (an acknowledged write may be lost), reported
+// as one; the write then fails, so that the node stops.
+func (p *pebbleStore) saw(err error) error {
+	if err != nil || p.walFailed == nil {
+		return err
+	}
+	p.w.chk.violate("storage-unseen-failure", false, p.disk.node, "the store acknowledged a write although an fsync of its write-ahead log failed meanwhile: "+p.walFailed.Error())
+	return p.writable()
+}
+
 func (p *pebbleStore) Prune(c core.Compaction) error {
+	if err := p.writable(); err != nil {
+		return err
+	}
 	_, err := p.db().PruneAt(c.Upto.Seq, c.Members)
 	return err
 }
@@ -104,6 +143,9 @@ func (p *pebbleStore) DiskFull() (bool, string) { return p.db().DiskFull() }
 
 func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	defer p.mem.RemoveAll(dir)
+	if err := p.writable(); err != nil {
+		return core.Installed{}, err
+	}
 	pos, err := p.db().InstallSnapshotAt(dir, p.disk.now(), accept)
 	if err != nil {
 		return core.Installed{}, err
@@ -115,7 +157,12 @@ func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (
 	return core.Installed{Pos: pos, HardState: r.HardState, Members: r.Members}, nil
 }
 
-func (p *pebbleStore) DropQuarantine(pos core.Pos) (bool, error) { return p.db().DropQuarantine(pos) }
+func (p *pebbleStore) DropQuarantine(pos core.Pos) (bool, error) {
+	if err := p.writable(); err != nil {
+		return false, err
+	}
+	return p.db().DropQuarantine(pos)
+}
 
 func (p *pebbleStore) HardState() core.HardState {
 	hs, _, _ := p.db().State()
@@ -226,6 +273,9 @@ func (p *pebbleStore) reidentify(id uint64) error {
 // Checkpoint takes a checkpoint on the node's file system and reads its
 // files, in sorted order, for the stream.
 func (p *pebbleStore) Checkpoint() (*snapImage, error) {
+	if err := p.writable(); err != nil {
+		return nil, err
+	}
 	p.snaps++
 	dir := "/snapshot-out/" + itoa(uint64(p.snaps))
 	defer p.mem.RemoveAll(dir)
@@ -281,17 +331,23 @@ func (p *pebbleStore) Stage(img *snapImage) (string, error) {
 }
 
 // faultFS is the node's file system with its disk faults: an armed sync
-// failure hits the next sync of a write-ahead log (a save's fsync).
+// failure hits the next sync of a write-ahead log that a save waits for (a
+// save's fsync), and is recorded in failed.
 type faultFS struct {
 	vfs.FS
-	disk *diskFaults
+	disk   *diskFaults
+	failed *error
 }
 
 func (f faultFS) wrap(file vfs.File, name string, err error) (vfs.File, error) {
 	if err != nil || !strings.HasSuffix(name, ".log") {
 		return file, err
 	}
-	return faultFile{File: file, disk: f.disk}, nil
+	ff := &faultFile{File: file, fs: f}
+	if n, err := strconv.ParseUint(strings.TrimSuffix(f.PathBase(name), ".log"), 10, 32); err == nil {
+		ff.eof = eofTrailer(uint32(n))
+	}
+	return ff, nil
 }
 
 func (f faultFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
@@ -309,27 +365,80 @@ func (f faultFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs
 	return f.wrap(file, name, err)
 }
 
+// faultFile is a write-ahead log. An armed sync failure hits a sync a save
+// waits for (Pebble's log writer syncs for the synced commits queued; the
+// error reaches the store's Save or Sync, which fails and refuses every
+// later write), never the sync of a log being closed: a commit that fills
+// the memtable closes the current log inside the commit, before writing
+// its batch to the next one (DB.rotateWAL), and Pebble panics if that sync
+// fails ("it is possible we lost a write"), a fatal error the process does
+// not survive. On a real disk that is a crash, which the crash fault
+// covers; the armed failure then hits the save's own sync, in the new log.
+// Where memtables fill varies from run to run (Pebble draws skiplist
+// heights from math/rand), so a seed whose fault met a rotation panicked
+// in some replays only (seed 100429 with --store pebble, at 7d454b3). A
+// log is being closed when the last thing written to it is its EOF
+// trailer.
 type faultFile struct {
 	vfs.File
-	disk *diskFaults
+	fs faultFS
+	// eof is the EOF trailer Pebble writes when it closes this log (nil if
+	// the name is not a log number); closing: the last write ended with it.
+	eof     []byte
+	closing bool
 }
 
-func (f faultFile) Sync() error {
-	if err := f.disk.walSyncFails(); err != nil {
+// eofTrailer is the EOF trailer of log n (record.LogWriter.emitEOFTrailer):
+// a recyclable full chunk header with no checksum, no payload and the next
+// log's number, which readers take as the end of the log.
+func eofTrailer(n uint32) []byte {
+	b := make([]byte, walRecycleHeader)
+	b[6] = 5 // recyclable full chunk
+	binary.LittleEndian.PutUint32(b[7:], n+1)
+	return b
+}
+
+// walRecycleHeader is the size of a recyclable chunk header: checksum(4)
+// length(2) type(1) log number(4).
+const walRecycleHeader = 11
+
+func (f *faultFile) Write(p []byte) (int, error) {
+	// Looked at before the write: under Pebble's invariants (race builds)
+	// MemFS flips the bytes it was given once it has copied them.
+	closing := f.eof != nil && bytes.HasSuffix(p, f.eof)
+	n, err := f.File.Write(p)
+	f.closing = closing && n == len(p)
+	return n, err
+}
+
+// fails consumes an armed sync failure, unless this sync closes the log.
+func (f *faultFile) fails() error {
+	if f.closing {
+		return nil
+	}
+	err := f.fs.disk.walSyncFails()
+	if err != nil {
+		*f.fs.failed = err
+	}
+	return err
+}
+
+func (f *faultFile) Sync() error {
+	if err := f.fails(); err != nil {
 		return err
 	}
 	return f.File.Sync()
 }
 
-func (f faultFile) SyncData() error {
-	if err := f.disk.walSyncFails(); err != nil {
+func (f *faultFile) SyncData() error {
+	if err := f.fails(); err != nil {
 		return err
 	}
 	return f.File.SyncData()
 }
 
-func (f faultFile) SyncTo(length int64) (bool, error) {
-	if err := f.disk.walSyncFails(); err != nil {
+func (f *faultFile) SyncTo(length int64) (bool, error) {
+	if err := f.fails(); err != nil {
 		return false, err
 	}
 	return f.File.SyncTo(length)

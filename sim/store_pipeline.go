@@ -32,9 +32,12 @@ func (s *Store) Sync() error { return s.disk.beforeSave(true) }
 
 // Sync on Pebble: one WAL fsync, which an armed fsync failure hits.
 func (p *pebbleStore) Sync() error {
+	if err := p.writable(); err != nil {
+		return err
+	}
 	p.disk.saving = true
 	defer func() { p.disk.saving = false }()
-	return p.db().Sync()
+	return p.saw(p.db().Sync())
 }
 
 // Apply is core.Pipeline: the save goes to the store unsynced, and its

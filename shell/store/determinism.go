@@ -11,9 +11,11 @@ import (
 // Pebble flushes in the background once its immutable memtables add up to
 // half of it: 32 MiB written since the last open, which a simulated run never
 // reaches. (Memtables still rotate as they fill — 256 KiB, then doubling —
-// but a rotation happens inside the commit that filled the memtable: it
-// closes and syncs the WAL and starts the next one at a point set by the
-// saves alone.)
+// inside the commit that filled the memtable: it closes and syncs the WAL
+// and starts the next one. Which commit that is is not set by the saves
+// alone: the memtable's skiplist draws node heights from math/rand, so the
+// point moves by a few entries from run to run, and with it which unsynced
+// saves the closing sync makes durable.)
 const deterministicMemTable = 64 << 20
 
 // deterministicOptions sets up Pebble for Options.Deterministic: nothing
