@@ -48,3 +48,40 @@ func TestStaleVoterAnswersReport(t *testing.T) {
 	}
 	t.Fatalf("no Cortex in 20 s: a %s epoch %d, d %s epoch %d", nodes["a"].Role(), nodes["a"].Epoch(), nodes["d"].Role(), nodes["d"].Epoch())
 }
+
+// TestUnpromotedLearnerAnswersReport: seed 102453 (Pebble). j was promoted
+// while it was down: it still takes itself for a learner of {a, j, c},
+// while c knows {a, j, c} with j a voter. a is wiped and down; c needs j's
+// SDOWN report for ODOWN, and j, a learner in its own eyes, reports to no
+// one. It must answer c's report so c can run and win with j's vote.
+func TestUnpromotedLearnerAnswersReport(t *testing.T) {
+	mk := func(id NodeID, ms Members, last Seq) *Node {
+		return New(Config{ID: id, Kind: KindAuto, Seed: 9},
+			Restored{HardState: HardState{Epoch: 1}, Snap: Pos{Epoch: 1, Seq: last}, SnapMembers: ms}, 0)
+	}
+	nodes := map[NodeID]*Node{
+		"j": mk("j", Members{{ID: "a", Kind: KindAuto}, {ID: "c", Kind: KindAuto}, {ID: "j", Kind: KindAuto, Learner: true}}, 5),
+		"c": mk("c", Members{{ID: "a", Kind: KindAuto}, {ID: "c", Kind: KindAuto}, {ID: "j", Kind: KindAuto}}, 9),
+	}
+	var queue []Message
+	for now := Time(0); now < Time(20*time.Second); now = now.Add(10 * time.Millisecond) {
+		in := queue
+		queue = nil
+		for _, m := range in {
+			if n := nodes[m.To]; n != nil {
+				n.Step(now, m)
+			}
+		}
+		for _, id := range []NodeID{"c", "j"} {
+			n := nodes[id]
+			n.Tick(now)
+			rd := n.Ready()
+			queue = append(queue, rd.Messages...)
+			n.Advance()
+		}
+		if nodes["c"].Role() == RoleCortex {
+			return
+		}
+	}
+	t.Fatalf("no Cortex in 20 s: j %s epoch %d, c %s epoch %d", nodes["j"].Role(), nodes["j"].Epoch(), nodes["c"].Role(), nodes["c"].Epoch())
+}

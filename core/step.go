@@ -132,14 +132,19 @@ func (n *Node) stepSDown(m Message, p *peerView) {
 	if n.role != RoleCortex {
 		n.checkODown()
 	}
-	if _, member := n.members.Get(m.From); m.Down && !member && n.sdown && n.isVoter() {
-		// The sender's membership lists us as a voter, ours does not list it:
-		// it holds a newer membership we missed (an addition while we were
-		// cut off). Our report() never reaches it, so answer its report, or
+	sm, member := n.members.Get(m.From)
+	if m.Down && n.sdown && n.cfg.Kind != KindObserver && (!n.isVoter() || !member || !sm.Voter()) {
+		// The memberships disagree: the sender's lists us as a voter (else
+		// it would not report to us), ours does not list it as one, or not
+		// us. One of us missed a change (an addition, or a learner's
+		// promotion, while down or cut off), so our report() never reaches
+		// it: answer its report, or
 		// it never sees ODOWN and cannot run, though it may hold the only
 		// copy of committed entries (seed 200351: a re-added node with the
 		// newest log never ran, while the voters it needed campaigned
-		// forever with a stale log and a vote that does not count).
+		// forever with a stale log and a vote that does not count; seed 426
+		// on Pebble: the same with a promoted learner; seed 102453: a
+		// promoted learner that crashed before it heard of its promotion).
 		n.send(Message{Type: MsgSDown, To: m.From, Down: true, Last: n.log.last()})
 	}
 }
