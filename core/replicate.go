@@ -156,11 +156,18 @@ func (n *Node) stepAppendResp(m Message) {
 		pr.inflight--
 	}
 	if m.Reject {
-		pr.reported = m.Hint.Seq
+		if m.SentAt >= pr.backAt {
+			pr.reported = m.Hint.Seq
+		}
 		// Step back to where the logs may agree (rule 7).
 		back := m.Hint.Seq + 1
 		if e, ok := n.log.epochAt(m.Hint.Seq); ok && e != m.Hint.Epoch && m.Hint.Seq > 0 {
-			back = m.Hint.Seq
+			// The peer's entries up to the hint are of epochs at most
+			// the hint's; ours of a later epoch cannot match them, so
+			// skip them all at once, not one entry per round trip
+			// (model seed 7983: a Lobe with 100 divergent entries never
+			// caught up, the resend timer undoing the walk back).
+			back = n.log.hintBefore(m.Hint.Seq-1, m.Hint.Epoch).Seq + 1
 		}
 		if back <= pr.match {
 			if m.SentAt > pr.matchAt {
