@@ -125,6 +125,9 @@ func Start(opts Options) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
+	// The seed's recovery step "find the node with the highest seq" reads
+	// this line and the one at stop (muninn cluster recover asks the same).
+	n.log.Info("store opened: " + positionText(st))
 	fresh := restored.HardState.Epoch == 0 && len(restored.Entries) == 0 && restored.Base.Seq == 0
 	var bootstrap core.Members
 	if !opts.Cluster {
@@ -255,8 +258,16 @@ func (n *Node) Close() error {
 		n.bg.Wait()
 		n.staging.close()
 		n.closeIO()
+		n.log.Info("stopped: " + positionText(n.store))
 	})
 	return nil
+}
+
+// positionText is the store's last log position and commit point as the
+// start and stop lines give them (read from memory: valid after Close).
+func positionText(st *store.Store) string {
+	hs, last, _ := st.State()
+	return fmt.Sprintf("last epoch=%d seq=%d commit=%d", last.Epoch, last.Seq, hs.Commit.Seq)
 }
 
 func (n *Node) closeIO() {
