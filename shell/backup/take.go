@@ -1,0 +1,231 @@
+package backup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/store"
+)
+
+// StoreDir is where a node keeps its store below its data directory
+// (node.Start opens <data_dir>/db).
+const StoreDir = "db"
+
+// Take checkpoints st into dir (which must not exist, on the store's file
+// system: the checkpoint is hard links) and returns its manifest. Writes
+// wait only while the checkpoint is made (hard links and a WAL flush);
+// the hashing reads the checkpoint's immutable files.
+func Take(st *store.Store, dir, node string) (Manifest, error) {
+	p, err := st.CheckpointForBackup(dir)
+	if err != nil {
+		return Manifest{}, err
+	}
+	m := Manifest{
+		Format: Version, Created: time.Now().UTC(), SourceNode: node,
+		SourceStore: fmt.Sprintf("%016x", p.Identity),
+		Position:    pos(p.Last), Commit: pos(p.Commit), Epoch: uint64(p.Epoch),
+	}
+	for _, mb := range p.Members {
+		m.Members = append(m.Members, Member{ID: string(mb.ID), Kind: mb.Kind.String(), Learner: mb.Learner})
+	}
+	if err := describe(&m, dir); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+func pos(p core.Pos) Pos { return Pos{Epoch: uint64(p.Epoch), Seq: uint64(p.Seq)} }
+
+// OpenStopped opens the store of a stopped node's data directory,
+// refusing a directory with no store and one a running node holds.
+func OpenStopped(dataDir string) (*store.Store, error) {
+	dir := filepath.Join(dataDir, StoreDir)
+	if _, err := os.Stat(filepath.Join(dir, "MUNINN-STORE")); err != nil {
+		return nil, fmt.Errorf("%s holds no muninn store (no %s): pass the node's data_dir", dataDir, filepath.Join(StoreDir, "MUNINN-STORE"))
+	}
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock") {
+			return nil, fmt.Errorf("%s is in use (Pebble's LOCK is held): a node is running on it; stop it first, or back it up online with --addr: %w", dataDir, err)
+		}
+		return nil, err
+	}
+	return st, nil
+}
+
+// Read checks the backup at path (a tar.zst file or a backup directory),
+// writing its files under dst when dst != "" (see Decode).
+func Read(path, dst string, o ReadOptions) (Manifest, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Manifest{}, err
+	}
+	var m Manifest
+	if fi.IsDir() {
+		m, err = DecodeDir(path, dst, o)
+	} else {
+		f, ferr := os.Open(path)
+		if ferr != nil {
+			return Manifest{}, ferr
+		}
+		m, err = Decode(f, dst, o)
+		f.Close()
+	}
+	if err != nil {
+		return m, fmt.Errorf("backup %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Opened is what opening a backup's checkpoint as a store found.
+type Opened struct {
+	Last     Pos
+	Members  []Member
+	Identity uint64
+}
+
+// openCheck opens the store in dir (a checkpoint just extracted) and
+// checks it holds the position the manifest says; standalone, when set,
+// makes it a single voter (see makeStandalone).
+func openCheck(dir string, m Manifest, standalone bool) (Opened, error) {
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		return Opened{}, fmt.Errorf("the checkpoint does not open as a store: %w", err)
+	}
+	defer st.Close()
+	_, last, _ := st.State()
+	if pos(last) != m.Position {
+		return Opened{}, fmt.Errorf("the checkpoint ends at %s, the manifest says %s", pos(last), m.Position)
+	}
+	if standalone {
+		if err := makeStandalone(st, m); err != nil {
+			return Opened{}, err
+		}
+	}
+	o := Opened{Last: m.Position, Identity: st.Identity()}
+	for _, mb := range st.Members() {
+		o.Members = append(o.Members, Member{ID: string(mb.ID), Kind: mb.Kind.String(), Learner: mb.Learner})
+	}
+	return o, nil
+}
+
+// makeStandalone leaves a restored store with one voter, so it starts as
+// a standalone node: a membership of several (a cluster's backup) gets a
+// membership entry, as a Cortex would append it, naming the source node
+// alone; a standalone node started on it then adopts the data under its
+// own id (node.adoptStandalone). A store with no epoch yet is left as is.
+func makeStandalone(st *store.Store, m Manifest) error {
+	hs, last, _ := st.State()
+	ms := st.Members()
+	if hs.Epoch == 0 || (len(ms) == 1 && !ms[0].Learner) {
+		return nil
+	}
+	id := core.NodeID(m.SourceNode)
+	if id == "" && len(ms) > 0 {
+		id = ms[0].ID
+	}
+	if id == "" {
+		id = "standalone"
+	}
+	newMs := core.Members{{ID: id, Kind: core.KindAuto}}
+	e := core.Entry{Pos: core.Pos{Epoch: max(hs.Epoch, last.Epoch), Seq: last.Seq + 1}, Type: core.EntryMembership, Payload: core.EncodeMembers(newMs)}
+	hs.Vote, hs.VoteStore = "", 0
+	if err := st.Save(store.SaveBatch{HardState: &hs, Entries: []core.Entry{e}, Members: newMs, Now: time.Now().UnixMilli()}, true); err != nil {
+		return fmt.Errorf("make the restored store a single voter: %w", err)
+	}
+	return nil
+}
+
+// Verify reads the whole backup at path, checking every checksum, then
+// opens its checkpoint as a store in a temporary directory (removed
+// after) to prove it opens at the manifest's position.
+func Verify(path string, o ReadOptions) (Manifest, error) {
+	tmp, err := os.MkdirTemp("", "muninn-verify-")
+	if err != nil {
+		return Manifest{}, err
+	}
+	defer os.RemoveAll(tmp)
+	m, err := Read(path, filepath.Join(tmp, StoreDir), o)
+	if err != nil {
+		return m, err
+	}
+	if _, err := openCheck(filepath.Join(tmp, StoreDir), m, false); err != nil {
+		return m, fmt.Errorf("backup %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Restore restores the backup at path as the data directory dataDir,
+// which must not exist or be empty. It extracts into a temporary sibling,
+// checking every checksum, opens the store there (which mints a new store
+// identity: the checkpoint carries none), makes it a single voter, and
+// only then renames it into place: on any error the sibling is removed
+// and dataDir is untouched.
+func Restore(path, dataDir string, o ReadOptions) (Manifest, Opened, error) {
+	if err := CheckEmpty(dataDir); err != nil {
+		return Manifest{}, Opened{}, err
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return Manifest{}, Opened{}, err
+	}
+	tmp := abs + ".restore-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return Manifest{}, Opened{}, fmt.Errorf("create %s: %w", tmp, err)
+	}
+	m, op, err := func() (Manifest, Opened, error) {
+		m, err := Read(path, filepath.Join(tmp, StoreDir), o)
+		if err != nil {
+			return m, Opened{}, err
+		}
+		op, err := openCheck(filepath.Join(tmp, StoreDir), m, true)
+		if err != nil {
+			return m, op, fmt.Errorf("backup %s: %w", path, err)
+		}
+		if err := syncDirs(tmp); err != nil {
+			return m, op, err
+		}
+		// An empty target directory is replaced.
+		if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return m, op, err
+		}
+		if err := os.Rename(tmp, abs); err != nil {
+			return m, op, err
+		}
+		return m, op, syncDir(filepath.Dir(abs))
+	}()
+	if err != nil {
+		os.RemoveAll(tmp)
+		return m, op, err
+	}
+	return m, op, nil
+}
+
+// CheckEmpty refuses a restore target that holds anything.
+func CheckEmpty(dataDir string) error {
+	fi, err := os.Lstat(dataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory: restore into a new, empty data directory", dataDir)
+	}
+	ents, err := os.ReadDir(dataDir)
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("%s is not empty (it holds %s): restore into a new, empty data directory, or move this one aside first; a restore never overwrites data", dataDir, ents[0].Name())
+	}
+	return nil
+}
