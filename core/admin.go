@@ -113,7 +113,7 @@ func (n *Node) AddMember(now Time, id uint64, m Member) {
 		return
 	}
 	if _, ok := n.members.Get(m.ID); ok {
-		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is already a member", m.ID))
+		n.confirmThen(id, errorf(CodeBadRequest, "", "%s is already a member", m.ID))
 		return
 	}
 	if len(n.members) >= MaxMembers {
@@ -137,7 +137,7 @@ func (n *Node) RemoveMember(now Time, id uint64, node NodeID) {
 		return
 	}
 	if _, ok := n.members.Get(node); !ok {
-		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is not a member", node))
+		n.confirmThen(id, errorf(CodeBadRequest, "", "%s is not a member", node))
 		return
 	}
 	var ms Members
@@ -147,6 +147,22 @@ func (n *Node) RemoveMember(now Time, id uint64, node NodeID) {
 		}
 	}
 	n.proposeMembers(id, ms)
+}
+
+// confirmThen gives an admin answer read from the membership once this
+// Cortex knows it still leads (its lease, or a quorum round, as a strong
+// read): a retry after an unknown outcome takes "not a member" as done, and
+// a deposed Cortex's membership may be stale (model seed 7033: a Cortex
+// whose handoff target had won while it was cut off answered "not a member"
+// for a node the new Cortex's membership still held, and the operator
+// stopped a voter).
+func (n *Node) confirmThen(id uint64, err *Error) {
+	r := pendingRead{id: id, at: n.now, index: n.log.lastSeq(), lease: n.now < n.leaseUntil(), admin: err}
+	if !r.lease {
+		n.broadcastHeartbeat()
+	}
+	n.reads = append(n.reads, r)
+	n.completeReads()
 }
 
 func (n *Node) canChange() *Error {

@@ -62,6 +62,17 @@ type pendingRead struct {
 	at    Time // reads need echoes of heartbeats sent at or after at
 	index Seq  // and commit at or beyond index
 	lease bool // the lease already covered it
+	// admin: not a read but an admin answer read from the membership
+	// (confirmThen), given once the Cortex knows it still leads.
+	admin *Error
+}
+
+// kind is the Result kind its answer takes.
+func (r pendingRead) kind() ResultKind {
+	if r.admin != nil {
+		return ResultAdmin
+	}
+	return ResultRead
 }
 
 type transfer struct {
@@ -396,7 +407,7 @@ func (n *Node) stepDownCleanup(kind EventKind, why string) {
 		n.result(w.id, ResultWrite, Pos{}, errorf(CodeUnknownOutcome, "", "the Cortex stepped down before the write reached a quorum (%s); it may or may not survive: read it back", why))
 	}
 	for _, r := range n.reads {
-		n.result(r.id, ResultRead, Pos{}, errorf(CodeNotCortex, "", "the Cortex stepped down (%s); retry the read", why))
+		n.result(r.id, r.kind(), Pos{}, errorf(CodeNotCortex, "", "the Cortex stepped down (%s); retry", why))
 	}
 	n.failHeld(errorf(CodeNoCortex, "", "the Cortex stepped down (%s) before the write was logged; retry it", why))
 	for _, a := range n.adminWait {

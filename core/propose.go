@@ -164,9 +164,12 @@ func (n *Node) completeReads() {
 		// receipt: everything in it must be committed, not just what was
 		// there when the read came, or a read can see a write that a
 		// failover later removes.
-		if confirmed && n.hs.Commit.Seq >= r.index && n.hs.Commit.Seq >= n.log.lastSeq() {
+		switch {
+		case confirmed && r.admin != nil:
+			n.result(r.id, ResultAdmin, Pos{}, r.admin)
+		case confirmed && n.hs.Commit.Seq >= r.index && n.hs.Commit.Seq >= n.log.lastSeq():
 			n.result(r.id, ResultRead, n.hs.Commit, nil)
-		} else {
+		default:
 			kept = append(kept, r)
 		}
 	}

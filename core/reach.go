@@ -108,9 +108,9 @@ func (n *Node) answerBlocked() {
 	for _, r := range n.reads {
 		switch {
 		case blocked != nil:
-			n.result(r.id, ResultRead, Pos{}, blocked)
+			n.result(r.id, r.kind(), Pos{}, blocked)
 		case n.now >= r.at.Add(n.cfg.DownAfter()):
-			n.result(r.id, ResultRead, Pos{}, errorf(CodeQuorumUnavailable, "", "no commit within %s: the strong read cannot be confirmed; retry it", n.cfg.DownAfter()))
+			n.result(r.id, r.kind(), Pos{}, errorf(CodeQuorumUnavailable, "", "no commit within %s: this Cortex cannot confirm it still leads; retry", n.cfg.DownAfter()))
 		default:
 			kept = append(kept, r)
 		}
