@@ -32,6 +32,7 @@ type ClusterCmd struct {
 	Disable    DisableCmd    `cmd:"" help:"Disable cluster mode (node continues as standalone)."`
 	Quarantine QuarantineCmd `cmd:"" help:"List, export, replay or drop writes a failover quarantined on this node."`
 	Watch      WatchCmd      `cmd:"" help:"Print the node's cluster events as they happen (elections, Cortex changes, members), until Ctrl-C."`
+	Recover    RecoverCmd    `cmd:"" help:"Ask every node (--addr URL, --data-dir DIR; repeat each) for its last position; name the freshest and say what losing the others costs (exit status 2: no quorum runs)."`
 	Fenced     FencedCmd     `cmd:"" hidden:"" help:"Deprecated alias of quarantine."`
 }
 
