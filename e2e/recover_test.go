@@ -48,7 +48,7 @@ func TestClusterRecoverSurvey(t *testing.T) {
 	if code != 2 {
 		t.Fatalf("exit %d, want 2 (no quorum runs)", code)
 	}
-	if !regexp.MustCompile(`Freshest data node: (` + dead[0].id + "|" + dead[1].id + `) \(last \d+\.\d+, commit \d+; stopped`).MatchString(out) ||
+	if !regexp.MustCompile(`Freshest data node: (`+dead[0].id+"|"+dead[1].id+`) \(last \d+\.\d+, commit \d+; stopped`).MatchString(out) ||
 		!strings.Contains(out, "Running voters: 1 of 3 ("+lagging.id+"): no quorum") ||
 		!strings.Contains(out, "starting them again gives a quorum") {
 		t.Errorf("the survey does not name a dead node as the freshest, or misjudges the quorum")
