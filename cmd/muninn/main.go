@@ -32,6 +32,8 @@ type CLI struct {
 	Start   StartCmd   `cmd:"" help:"Run a MuninnDB node (standalone by default; cluster mode from the config)."`
 	Cluster ClusterCmd `cmd:"" help:"Inspect and operate a cluster through a node's API."`
 	Bench   BenchCmd   `cmd:"" help:"Measure throughput, latency, replication lag and failover time (see docs/benchmarks.md)."`
+	Backup  BackupCmd  `cmd:"" help:"Take a backup of a node (online, or from a stopped node's data directory), or verify one (docs/backup.md)."`
+	Restore RestoreCmd `cmd:"" help:"Restore a backup into a new data directory, as a standalone node (docs/backup.md)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

@@ -60,7 +60,7 @@ func takeFile(t testing.TB, st *store.Store) (Manifest, []byte) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := Encode(&buf, m, ck); err != nil {
+	if err := Encode(&buf, m, ck, nil); err != nil {
 		t.Fatal(err)
 	}
 	return m, buf.Bytes()
@@ -113,6 +113,9 @@ func TestRoundTripFileAndDir(t *testing.T) {
 		rs, err := store.Open(filepath.Join(target, StoreDir), store.Options{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if ms := rs.Members(); len(ms) != 1 || ms[0].Store != rs.Identity() {
+			t.Fatalf("restored membership %+v, want one voter bound to the new store %x", ms, rs.Identity())
 		}
 		for i := range 300 {
 			if _, ok, err := rs.Get("v", engramID(uint64(i))); !ok || err != nil {

@@ -116,25 +116,32 @@ func openCheck(dir string, m Manifest, standalone bool) (Opened, error) {
 	return o, nil
 }
 
-// makeStandalone leaves a restored store with one voter, so it starts as
-// a standalone node: a membership of several (a cluster's backup) gets a
-// membership entry, as a Cortex would append it, naming the source node
-// alone; a standalone node started on it then adopts the data under its
-// own id (node.adoptStandalone). A store with no epoch yet is left as is.
+// makeStandalone leaves a restored store with one voter bound to its new
+// store identity, so it starts as a standalone node: it appends a
+// membership entry, as a Cortex would, naming one voter (the source
+// node, or the single member there was) with the restored store's
+// identity. Without it the membership still records the source store for
+// that member (rule 16), and the node, reporting its new identity, would
+// not count toward its own quorum and never run. A standalone node
+// started under another id then adopts the data (node.adoptStandalone).
+// A store with no epoch yet (never written) is left as is.
 func makeStandalone(st *store.Store, m Manifest) error {
 	hs, last, _ := st.State()
 	ms := st.Members()
-	if hs.Epoch == 0 || (len(ms) == 1 && !ms[0].Learner) {
+	if hs.Epoch == 0 {
 		return nil
 	}
 	id := core.NodeID(m.SourceNode)
+	if len(ms) == 1 {
+		id = ms[0].ID
+	}
 	if id == "" && len(ms) > 0 {
 		id = ms[0].ID
 	}
 	if id == "" {
 		id = "standalone"
 	}
-	newMs := core.Members{{ID: id, Kind: core.KindAuto}}
+	newMs := core.Members{{ID: id, Kind: core.KindAuto, Store: st.Identity()}}
 	e := core.Entry{Pos: core.Pos{Epoch: max(hs.Epoch, last.Epoch), Seq: last.Seq + 1}, Type: core.EntryMembership, Payload: core.EncodeMembers(newMs)}
 	hs.Vote, hs.VoteStore = "", 0
 	if err := st.Save(store.SaveBatch{HardState: &hs, Entries: []core.Entry{e}, Members: newMs, Now: time.Now().UnixMilli()}, true); err != nil {

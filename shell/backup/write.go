@@ -44,7 +44,8 @@ func describe(m *Manifest, dir string) error {
 // Encode writes the backup of the checkpoint in dir, described by m, to w
 // as a zstd-compressed tar stream: MANIFEST.json, then the files in the
 // manifest's order. A file whose size changed since m was made fails.
-func Encode(w io.Writer, m Manifest, dir string) error {
+// progress, if set, is told the file bytes sent so far of m.TotalBytes.
+func Encode(w io.Writer, m Manifest, dir string, progress func(done, total int64)) error {
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return err
@@ -64,6 +65,7 @@ func Encode(w io.Writer, m Manifest, dir string) error {
 	if _, err := tw.Write(mb); err != nil {
 		return err
 	}
+	var done int64
 	for _, fi := range m.Files {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: fi.Path, Size: fi.Size, Mode: 0o644, ModTime: mod, Format: tar.FormatPAX}); err != nil {
 			return err
@@ -72,7 +74,7 @@ func Encode(w io.Writer, m Manifest, dir string) error {
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(tw, io.LimitReader(f, fi.Size+1))
+		n, err := io.Copy(tw, &progressReader{r: io.LimitReader(f, fi.Size+1), done: &done, total: m.TotalBytes, fn: progress})
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", fi.Path, err)
@@ -133,4 +135,27 @@ func EncodeDir(dst string, m Manifest, dir string) error {
 		return fmt.Errorf("write backup directory %s: %w", dst, err)
 	}
 	return nil
+}
+
+// FinishDir completes a backup directory whose files were written into
+// tmp (Decode with dst = tmp): it adds MANIFEST.json, syncs, and renames
+// tmp to dst, which must not exist.
+func FinishDir(tmp, dst string, m Manifest) error {
+	mb, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := writeFile(filepath.Join(tmp, ManifestName), bytesReader(mb)); err != nil {
+		return err
+	}
+	if err := syncDirs(tmp); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%s already exists: choose a new path, or remove it first", dst)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
 }
