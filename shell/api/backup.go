@@ -57,7 +57,7 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Muninn-Backup-Position", m.Position.String())
 	w.WriteHeader(http.StatusOK)
 	cw := &countWriter{w: w}
-	if err := backup.Encode(cw, m, filepath.Join(tmp, "checkpoint")); err != nil {
+	if err := backup.Encode(cw, m, filepath.Join(tmp, "checkpoint"), nil); err != nil {
 		// The status is sent: the client sees the stream break off, which
 		// its reader reports as truncated.
 		s.log.Warn("backup: stream ended early", "err", err, "sent_bytes", cw.n, "position", m.Position.String())
