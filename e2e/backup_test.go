@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/client"
+)
+
+// TestBackupRestore: a standalone node under a steady write load is backed
+// up online (`muninn backup --addr`), the backup verified and restored
+// into a new data directory, and a node started on it holds every write
+// acknowledged before the backup began. A restore into a non-empty
+// directory and of a corrupted backup are refused, creating nothing.
+func TestBackupRestore(t *testing.T) {
+	c := newCluster(t, 0, 0)
+	src := c.add("source")
+	src.standalone = true
+	src.start()
+	c.waitFor("the node to serve", 20*time.Second, func() (bool, string) {
+		r, err := src.raw("POST", "/api/engrams", apitypes.WriteRequest{Vault: "warmup", Content: "warmup"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == http.StatusCreated, fmt.Sprintf("HTTP %d %s", r.status, r.body)
+	})
+	w := startWriter(t, client.New(src.url()), "load", "local", 2*time.Millisecond)
+	c.waitAcks(w, 200, 20*time.Second)
+
+	before, _ := w.snapshot()
+	out := filepath.Join(c.dir, "b.tar.zst")
+	stdout, stderr, code := cli(t, "backup", "--addr", src.url(), "--out", out)
+	if code != 0 || !strings.Contains(stdout, "backup written: "+out) || !strings.Contains(stdout, "position ") {
+		t.Fatalf("backup: exit %d\n%s%s", code, stdout, stderr)
+	}
+	c.waitAcks(w, 20, 10*time.Second) // the load went on through the backup
+	w.stop()
+	if left, _ := filepath.Glob(out + ".partial*"); len(left) > 0 {
+		t.Fatalf("backup left %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(src.dir, "data", "backup-tmp")); !os.IsNotExist(err) {
+		t.Fatalf("the node kept its backup checkpoint: %v", err)
+	}
+
+	stdout, stderr, code = cli(t, "backup", "verify", out)
+	if code != 0 || !strings.Contains(stdout, "is good") {
+		t.Fatalf("verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// Refused: a non-empty target, left as it was.
+	busy := filepath.Join(c.dir, "busy")
+	os.MkdirAll(busy, 0o755)
+	os.WriteFile(filepath.Join(busy, "keep"), []byte("x"), 0o644)
+	_, stderr, code = cli(t, "restore", "--from", out, "--data-dir", busy)
+	if code == 0 || !strings.Contains(stderr, busy+" is not empty") {
+		t.Fatalf("restore into a non-empty dir: exit %d, %s", code, stderr)
+	}
+	if ents, _ := os.ReadDir(busy); len(ents) != 1 {
+		t.Fatalf("the refused restore changed %s: %d entries", busy, len(ents))
+	}
+
+	// Refused: a corrupted backup, nothing created.
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(c.dir, "bad.tar.zst")
+	b[len(b)/2] ^= 0x5a
+	os.WriteFile(bad, b, 0o644)
+	badTarget := filepath.Join(c.dir, "bad-restore")
+	_, stderr, code = cli(t, "restore", "--from", bad, "--data-dir", badTarget)
+	if code == 0 || !strings.Contains(stderr, bad) {
+		t.Fatalf("restore of a corrupted backup: exit %d, %s", code, stderr)
+	}
+	if left, _ := filepath.Glob(badTarget + "*"); len(left) > 0 {
+		t.Fatalf("the refused restore created %v", left)
+	}
+	if _, stderr, code = cli(t, "backup", "verify", bad); code == 0 || !strings.Contains(stderr, bad) {
+		t.Fatalf("verify of a corrupted backup: exit %d, %s", code, stderr)
+	}
+
+	// Restore and start: every write acknowledged before the backup.
+	dst := c.add("restored")
+	dst.standalone = true
+	stdout, stderr, code = cli(t, "restore", "--from", out, "--data-dir", filepath.Join(dst.dir, "data"))
+	if code != 0 || !strings.Contains(stdout, "new store identity") || !strings.Contains(stdout, "muninn start --data-dir") {
+		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
+	}
+	dst.start()
+	c.waitFor("the restored node to serve", 20*time.Second, func() (bool, string) {
+		r, err := dst.raw("POST", "/api/engrams", apitypes.WriteRequest{Vault: "after", Content: "after restore"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == http.StatusCreated, fmt.Sprintf("HTTP %d %s", r.status, r.body)
+	})
+	got, err := dst.listIDs("load", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAcked(t, "the restored node", before, got)
+	if len(before) < 200 {
+		t.Fatalf("only %d writes before the backup", len(before))
+	}
+	si, di := src.mustInfo(), dst.mustInfo()
+	if len(di.Members) != 1 || di.Members[0].Store == "" || di.Members[0].Store == si.Members[0].Store {
+		t.Fatalf("restored membership %+v, source %+v: want one voter with a new store identity", di.Members, si.Members)
+	}
+
+	// Offline: refused while the node runs (its LOCK), then taken from
+	// the stopped node's data directory and verified.
+	off := filepath.Join(c.dir, "offline.tar.zst")
+	_, stderr, code = cli(t, "backup", "--data-dir", filepath.Join(src.dir, "data"), "--out", off)
+	if code == 0 || !strings.Contains(stderr, "a node is running on it") {
+		t.Fatalf("offline backup of a running node: exit %d, %s", code, stderr)
+	}
+	if _, err := os.Stat(off); !os.IsNotExist(err) {
+		t.Fatalf("a refused backup created %s", off)
+	}
+	src.signal(syscall.SIGTERM)
+	src.waitExit(10 * time.Second)
+	stdout, stderr, code = cli(t, "backup", "--data-dir", filepath.Join(src.dir, "data"), "--out", off)
+	if code != 0 || !strings.Contains(stdout, "backup written: "+off) {
+		t.Fatalf("offline backup: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if stdout, stderr, code = cli(t, "backup", "verify", off); code != 0 {
+		t.Fatalf("verify offline backup: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
