@@ -25,11 +25,12 @@ type BackupCmd struct {
 
 // BackupTakeCmd is `muninn backup --addr URL|--data-dir DIR --out FILE`.
 type BackupTakeCmd struct {
-	Addr    string `help:"API address of the node to back up online (e.g. http://localhost:8475)." env:"MUNINN_ADDR" placeholder:"URL" xor:"source"`
-	DataDir string `name:"data-dir" help:"Data directory (data_dir) of a stopped node to back up offline." placeholder:"DIR" xor:"source"`
-	Out     string `help:"Where to write the backup (a .tar.zst file; with --dir, a directory). Must not exist." required:"" placeholder:"FILE"`
-	Dir     bool   `help:"Write a plain directory (MANIFEST.json and the checkpoint's files) instead of one tar.zst file."`
-	Token   string `help:"Admin token (the node's admin_token) for --addr." env:"MUNINN_ADMIN_TOKEN" placeholder:"TOKEN"`
+	Addr    string  `help:"API address of the node to back up online (e.g. http://localhost:8475)." env:"MUNINN_ADDR" placeholder:"URL" xor:"source"`
+	DataDir string  `name:"data-dir" help:"Data directory (data_dir) of a stopped node to back up offline." placeholder:"DIR" xor:"source"`
+	Out     string  `help:"Where to write the backup (a .tar.zst file; with --dir, a directory). Must not exist." required:"" placeholder:"FILE"`
+	Dir     bool    `help:"Write a plain directory (MANIFEST.json and the checkpoint's files) instead of one tar.zst file."`
+	Token   string  `help:"Admin token (the node's admin_token) for --addr." env:"MUNINN_ADMIN_TOKEN" placeholder:"TOKEN"`
+	RateMB  float64 `name:"rate-mb" help:"With --addr: the node streams at most this many MB/s of store files, leaving CPU and disk to writes (0: as fast as it can)." default:"0" placeholder:"MB/S"`
 }
 
 func (c *BackupTakeCmd) Run(g *Globals) error {
@@ -87,7 +88,11 @@ func (c *BackupTakeCmd) online(tmp string, p *progress) (backup.Manifest, error)
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	req, err := http.NewRequest("GET", base+"/v1/admin/backup", nil)
+	u := base + "/v1/admin/backup"
+	if c.RateMB > 0 {
+		u += "?rate_mb=" + strconv.FormatFloat(c.RateMB, 'f', -1, 64)
+	}
+	req, err := http.NewRequest("GET", u, nil)
 	if err != nil {
 		return backup.Manifest{}, usageError{fmt.Errorf("--addr %q: %v", c.Addr, err)}
 	}

@@ -31,6 +31,14 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkAdmin(r, nil); err != nil {
 		return err
 	}
+	var rate float64 // MB/s of store files streamed; 0: unlimited
+	if v := r.URL.Query().Get("rate_mb"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return badRequest("rate_mb=%q: want a number of MB/s (0: unlimited)", v)
+		}
+		rate = f
+	}
 	dataDir := s.n.Options().DataDir
 	if _, busy := backupsRunning.LoadOrStore(dataDir, true); busy {
 		return &apiError{status: http.StatusConflict, code: apitypes.CodeConflict,
@@ -46,8 +54,13 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	start := time.Now()
-	m, err := backup.Take(s.n.Store(), filepath.Join(tmp, "checkpoint"), string(s.n.ID()))
+	ck := filepath.Join(tmp, "checkpoint")
+	m, err := backup.Checkpoint(s.n.Store(), ck, string(s.n.ID()))
 	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	took := time.Since(start)
+	if err := backup.Describe(&m, ck); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	h := w.Header()
@@ -57,14 +70,14 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Muninn-Backup-Position", m.Position.String())
 	w.WriteHeader(http.StatusOK)
 	cw := &countWriter{w: w}
-	if err := backup.Encode(cw, m, filepath.Join(tmp, "checkpoint"), nil); err != nil {
+	if err := backup.Encode(cw, m, ck, throttle(rate)); err != nil {
 		// The status is sent: the client sees the stream break off, which
 		// its reader reports as truncated.
 		s.log.Warn("backup: stream ended early", "err", err, "sent_bytes", cw.n, "position", m.Position.String())
 		panic(http.ErrAbortHandler)
 	}
-	s.log.Info(fmt.Sprintf("backup streamed: %d files, %d bytes (%d compressed) at %s in %s",
-		len(m.Files), m.TotalBytes, cw.n, m.Position, time.Since(start).Round(time.Millisecond)))
+	s.log.Info(fmt.Sprintf("backup streamed: %d files, %d bytes (%d compressed) at %s in %s (checkpoint %s)",
+		len(m.Files), m.TotalBytes, cw.n, m.Position, time.Since(start).Round(time.Millisecond), took.Round(time.Microsecond)))
 	return nil
 }
 
@@ -77,4 +90,20 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n += int64(n)
 	return n, err
+}
+
+// throttle returns an Encode progress function that sleeps to keep the
+// stream at or below mbps MB/s of store bytes (nil: unlimited), leaving
+// CPU and disk to the write path on a busy node.
+func throttle(mbps float64) func(done, total int64) {
+	if mbps <= 0 {
+		return nil
+	}
+	start := time.Now()
+	return func(done, _ int64) {
+		due := time.Duration(float64(done) / (mbps * 1e6) * float64(time.Second))
+		if d := due - time.Since(start); d > time.Millisecond {
+			time.Sleep(d)
+		}
+	}
 }

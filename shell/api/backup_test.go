@@ -32,6 +32,13 @@ func TestBackupEndpoint(t *testing.T) {
 		t.Fatalf("the backup checkpoint was left behind: %v", err)
 	}
 
+	// A throttled backup is the same backup; a bad rate is refused.
+	r = e.do("GET", "/v1/admin/backup?rate_mb=50", "")
+	if _, err := backup.Decode(bytes.NewReader(r.body), "", backup.ReadOptions{}); r.status != 200 || err != nil {
+		t.Fatalf("throttled backup: %d %v", r.status, err)
+	}
+	expect(t, e.do("GET", "/v1/admin/backup?rate_mb=fast", ""), 400, "bad_request")
+
 	// Admin only, and one at a time.
 	d := expect(t, adminReq(e, "GET", "/v1/admin/backup", "", "10.0.0.7:41000"), 403, "forbidden")
 	if !strings.Contains(d.Message, "admin_token") {

@@ -23,6 +23,19 @@ const StoreDir = "db"
 // wait only while the checkpoint is made (hard links and a WAL flush);
 // the hashing reads the checkpoint's immutable files.
 func Take(st *store.Store, dir, node string) (Manifest, error) {
+	m, err := Checkpoint(st, dir, node)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := Describe(&m, dir); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+// Checkpoint is Take's first step: the checkpoint, and a manifest with
+// its position and membership but no files yet (Describe adds them).
+func Checkpoint(st *store.Store, dir, node string) (Manifest, error) {
 	p, err := st.CheckpointForBackup(dir)
 	if err != nil {
 		return Manifest{}, err
@@ -34,9 +47,6 @@ func Take(st *store.Store, dir, node string) (Manifest, error) {
 	}
 	for _, mb := range p.Members {
 		m.Members = append(m.Members, Member{ID: string(mb.ID), Kind: mb.Kind.String(), Learner: mb.Learner})
-	}
-	if err := describe(&m, dir); err != nil {
-		return Manifest{}, err
 	}
 	return m, nil
 }

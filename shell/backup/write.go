@@ -16,9 +16,9 @@ import (
 	"github.com/muninndb/muninn/shell/store"
 )
 
-// describe fills m.Files and m.TotalBytes from the checkpoint in dir,
+// Describe fills m.Files and m.TotalBytes from the checkpoint in dir,
 // hashing every file (sorted order, as store.CheckpointFiles gives it).
-func describe(m *Manifest, dir string) error {
+func Describe(m *Manifest, dir string) error {
 	names, err := store.CheckpointFiles(vfs.Default, dir)
 	if err != nil {
 		return fmt.Errorf("list checkpoint %s: %w", dir, err)
