@@ -135,7 +135,10 @@ func (c *BackupTakeCmd) online(tmp string, p *progress) (backup.Manifest, error)
 	if err == nil {
 		// What the decoder did not need to read (padding) still belongs
 		// to the file.
-		_, err = io.Copy(io.Discard, tee)
+		var n int64
+		if n, err = io.Copy(io.Discard, io.LimitReader(tee, 1<<20+1)); err == nil && n > 1<<20 {
+			err = errors.New("more than 1 MiB after the end of the backup stream: not a muninn node, or a damaged answer")
+		}
 	}
 	if err != nil {
 		return m, fmt.Errorf("backup from %s: %w", base, err)

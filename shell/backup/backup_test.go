@@ -202,6 +202,25 @@ func TestBadInput(t *testing.T) {
 			m.TotalBytes++
 		}, nil), "missing file zz-extra"},
 		{"not a backup", []byte("hello"), "stream"},
+		{"symlink entry", rewrite(t, good, nil, func(h *tar.Header, body []byte) []byte {
+			if h.Name == first {
+				h.Typeflag, h.Linkname = tar.TypeSymlink, "/etc/passwd"
+				return nil
+			}
+			return body
+		}), "not a regular file"},
+		{"trailing data", func() []byte {
+			zr, _ := zstd.NewReader(bytes.NewReader(good))
+			defer zr.Close()
+			var plain bytes.Buffer
+			plain.ReadFrom(zr)
+			plain.Write(make([]byte, 2<<20))
+			var out bytes.Buffer
+			zw, _ := zstd.NewWriter(&out)
+			zw.Write(plain.Bytes())
+			zw.Close()
+			return out.Bytes()
+		}(), "after the archive's end"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -13,6 +13,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// maxTrailing bounds what may follow the tar archive's end.
+const maxTrailing = 1 << 20
+
 // ReadOptions observe a read.
 type ReadOptions struct {
 	// OnManifest is called once the manifest is read and validated.
@@ -86,9 +89,12 @@ func Decode(r io.Reader, dst string, o ReadOptions) (Manifest, error) {
 	} else if err != io.EOF {
 		return m, streamErr("the end of the archive", err)
 	}
-	// The rest of the zstd frame: its end and checksum.
-	if _, err := io.Copy(io.Discard, zr); err != nil {
+	// The rest of the zstd frame: its end and checksum (bounded: nothing
+	// but the tar's zero blocks belongs there).
+	if n, err := io.Copy(io.Discard, io.LimitReader(zr, maxTrailing+1)); err != nil {
 		return m, streamErr("the end of the stream", err)
+	} else if n > maxTrailing {
+		return m, fmt.Errorf("more than %d bytes of data after the archive's end: not a muninn backup, or damaged", maxTrailing)
 	}
 	if dst != "" {
 		if err := syncDirs(dst); err != nil {
