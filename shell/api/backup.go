@@ -31,6 +31,12 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkAdmin(r, nil); err != nil {
 		return err
 	}
+	if r.Method == http.MethodHead {
+		// No body to send: take no backup.
+		w.Header().Set("Content-Type", "application/zstd")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
 	var rate float64 // MB/s of store files streamed; 0: unlimited
 	if v := r.URL.Query().Get("rate_mb"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
