@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -75,8 +76,8 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Muninn-Backup-Bytes", strconv.FormatInt(m.TotalBytes, 10))
 	h.Set("X-Muninn-Backup-Position", m.Position.String())
 	w.WriteHeader(http.StatusOK)
-	cw := &countWriter{w: w}
-	if err := backup.Encode(cw, m, ck, throttle(rate)); err != nil {
+	cw := &countWriter{w: w, ctx: r.Context()}
+	if err := backup.Encode(cw, m, ck, throttle(r.Context(), rate)); err != nil {
 		// The status is sent: the client sees the stream break off, which
 		// its reader reports as truncated.
 		s.log.Warn("backup: stream ended early", "err", err, "sent_bytes", cw.n, "position", m.Position.String())
@@ -87,12 +88,18 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// countWriter counts what it sends and stops once the client is gone
+// (the request's context ends), so the checkpoint is removed at once.
 type countWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n int64
+	w   interface{ Write([]byte) (int, error) }
+	ctx context.Context
+	n   int64
 }
 
 func (c *countWriter) Write(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("the client went away: %w", err)
+	}
 	n, err := c.w.Write(b)
 	c.n += int64(n)
 	return n, err
@@ -101,7 +108,7 @@ func (c *countWriter) Write(b []byte) (int, error) {
 // throttle returns an Encode progress function that sleeps to keep the
 // stream at or below mbps MB/s of store bytes (nil: unlimited), leaving
 // CPU and disk to the write path on a busy node.
-func throttle(mbps float64) func(done, total int64) {
+func throttle(ctx context.Context, mbps float64) func(done, total int64) {
 	if mbps <= 0 {
 		return nil
 	}
@@ -109,7 +116,12 @@ func throttle(mbps float64) func(done, total int64) {
 	return func(done, _ int64) {
 		due := time.Duration(float64(done) / (mbps * 1e6) * float64(time.Second))
 		if d := due - time.Since(start); d > time.Millisecond {
-			time.Sleep(d)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done(): // the next write fails
+			}
+			t.Stop()
 		}
 	}
 }

@@ -2,11 +2,16 @@ package api
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/muninndb/muninn/shell/backup"
 )
@@ -49,5 +54,50 @@ func TestBackupEndpoint(t *testing.T) {
 	backupsRunning.Delete(dir)
 	if !strings.Contains(d.Message, "already running") {
 		t.Fatal(d.Message)
+	}
+}
+
+// TestBackupClientGone: a client that hangs up mid-stream ends the
+// backup: its checkpoint is removed and the next backup may run.
+func TestBackupClientGone(t *testing.T) {
+	dir := t.TempDir()
+	e := standaloneIn(t, dir, Options{})
+	// About 2 MB of store that does not compress, at 50 KB/s: the stream
+	// would last far longer than the test waits, while its first zstd
+	// block comes after a few seconds.
+	raw := make([]byte, 15<<10)
+	for range 50 {
+		rand.Read(raw)
+		expect(t, e.do("POST", "/api/engrams", fmt.Sprintf(`{"content":"%s"}`, base64.StdEncoding.EncodeToString(raw))), 201, "")
+	}
+	res, err := http.Get(e.srv.URL + "/v1/admin/backup?rate_mb=0.05")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	if _, err := io.ReadFull(res.Body, make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, e.do("GET", "/v1/admin/backup", ""), 409, "conflict")
+	if _, err := os.Stat(filepath.Join(dir, backupTmp)); err != nil {
+		t.Fatalf("no checkpoint while the backup runs: %v", err)
+	}
+	res.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, busy := backupsRunning.Load(dir)
+		_, err := os.Stat(filepath.Join(dir, backupTmp))
+		if !busy && os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the client left: running %v, checkpoint %v", busy, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := e.do("GET", "/v1/admin/backup", ""); r.status != 200 {
+		t.Fatalf("the next backup: %d %s", r.status, r.body)
 	}
 }
