@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBackupCommandRefusals(t *testing.T) {
@@ -30,5 +31,25 @@ func TestBackupCommandRefusals(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("refused commands left %v", ents[0].Name())
+	}
+}
+
+func TestBackupProgressLine(t *testing.T) {
+	var b bytes.Buffer
+	p := &progress{w: &b, on: true, start: time.Now().Add(-10 * time.Second), verb: "backup"}
+	p.update(100<<20, 400<<20) // 10 MiB/s, 300 MiB to go: 30 s
+	if got := b.String(); !strings.Contains(got, "backup 100.0 MiB of 400.0 MiB (25%)") || !strings.Contains(got, "10.0 MiB/s") || !strings.Contains(got, "ETA 30s") {
+		t.Fatalf("progress line %q", got)
+	}
+	b.Reset()
+	p.update(101<<20, 400<<20) // within 200 ms of the last: not printed
+	if b.Len() != 0 {
+		t.Fatalf("printed again at once: %q", b.String())
+	}
+	off := newProgress(&b, "backup") // not a terminal
+	off.update(1, 2)
+	off.end()
+	if b.Len() != 0 {
+		t.Fatalf("progress on a non-terminal: %q", b.String())
 	}
 }
