@@ -298,3 +298,18 @@ func TestOpenStoppedRefusesRunning(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestSymlinkedDirInDirRefused(t *testing.T) {
+	src := t.TempDir()
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "f"), []byte("x"), 0o644)
+	if err := os.Symlink(outside, filepath.Join(src, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	m := Manifest{Format: Version, TotalBytes: 1, Files: []File{{Path: "sub/f", Size: 1, SHA256: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}}}
+	b, _ := json.Marshal(m)
+	os.WriteFile(filepath.Join(src, ManifestName), b, 0o644)
+	if _, err := DecodeDir(src, "", ReadOptions{}); err == nil || !strings.Contains(err.Error(), "symlinks are refused") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -135,6 +136,9 @@ func DecodeDir(src, dst string, o ReadOptions) (Manifest, error) {
 	}
 	var done int64
 	for _, want := range m.Files {
+		if err := realDirs(src, want.Path); err != nil {
+			return m, err
+		}
 		f, err := openRegular(filepath.Join(src, filepath.FromSlash(want.Path)))
 		if errors.Is(err, os.ErrNotExist) {
 			return m, fmt.Errorf("missing file %s", want.Path)
@@ -244,4 +248,22 @@ func (c *countReader) Read(b []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
+}
+
+// realDirs refuses a path below src whose parent directories are not all
+// real directories (a symlink there would lead outside the backup).
+func realDirs(src, p string) error {
+	parts := strings.Split(p, "/")
+	dir := src
+	for _, part := range parts[:len(parts)-1] {
+		dir = filepath.Join(dir, part)
+		fi, err := os.Lstat(dir)
+		if err != nil {
+			return fmt.Errorf("missing file %s: %w", p, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: %s is not a directory (%s): symlinks are refused", p, dir, fi.Mode().Type())
+		}
+	}
+	return nil
 }
