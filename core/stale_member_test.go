@@ -26,6 +26,13 @@ func TestStaleVoterAnswersReport(t *testing.T) {
 		"a": mk("a", auto("a", "b", "c"), 5),
 		"d": mk("d", auto("a", "b", "d"), 9),
 	}
+	untilCortex(t, nodes, []NodeID{"a", "d"}, "d")
+}
+
+// untilCortex runs nodes (in order, messages delivered one tick later) for
+// up to 20 s until want is Cortex.
+func untilCortex(t *testing.T, nodes map[NodeID]*Node, order []NodeID, want NodeID) {
+	t.Helper()
 	var queue []Message
 	for now := Time(0); now < Time(20*time.Second); now = now.Add(10 * time.Millisecond) {
 		in := queue
@@ -35,18 +42,20 @@ func TestStaleVoterAnswersReport(t *testing.T) {
 				n.Step(now, m)
 			}
 		}
-		for _, id := range []NodeID{"a", "d"} {
+		for _, id := range order {
 			n := nodes[id]
 			n.Tick(now)
-			rd := n.Ready()
-			queue = append(queue, rd.Messages...)
+			queue = append(queue, n.Ready().Messages...)
 			n.Advance()
 		}
-		if nodes["d"].Role() == RoleCortex {
+		if nodes[want].Role() == RoleCortex {
 			return
 		}
 	}
-	t.Fatalf("no Cortex in 20 s: a %s epoch %d, d %s epoch %d", nodes["a"].Role(), nodes["a"].Epoch(), nodes["d"].Role(), nodes["d"].Epoch())
+	for _, id := range order {
+		t.Errorf("%s: %s epoch %d", id, nodes[id].Role(), nodes[id].Epoch())
+	}
+	t.Fatalf("%s not Cortex in 20 s", want)
 }
 
 // TestUnpromotedLearnerAnswersReport: seed 102453 (Pebble). j was promoted
@@ -63,25 +72,5 @@ func TestUnpromotedLearnerAnswersReport(t *testing.T) {
 		"j": mk("j", Members{{ID: "a", Kind: KindAuto}, {ID: "c", Kind: KindAuto}, {ID: "j", Kind: KindAuto, Learner: true}}, 5),
 		"c": mk("c", Members{{ID: "a", Kind: KindAuto}, {ID: "c", Kind: KindAuto}, {ID: "j", Kind: KindAuto}}, 9),
 	}
-	var queue []Message
-	for now := Time(0); now < Time(20*time.Second); now = now.Add(10 * time.Millisecond) {
-		in := queue
-		queue = nil
-		for _, m := range in {
-			if n := nodes[m.To]; n != nil {
-				n.Step(now, m)
-			}
-		}
-		for _, id := range []NodeID{"c", "j"} {
-			n := nodes[id]
-			n.Tick(now)
-			rd := n.Ready()
-			queue = append(queue, rd.Messages...)
-			n.Advance()
-		}
-		if nodes["c"].Role() == RoleCortex {
-			return
-		}
-	}
-	t.Fatalf("no Cortex in 20 s: j %s epoch %d, c %s epoch %d", nodes["j"].Role(), nodes["j"].Epoch(), nodes["c"].Role(), nodes["c"].Epoch())
+	untilCortex(t, nodes, []NodeID{"c", "j"}, "c")
 }

@@ -51,17 +51,9 @@ func Decode(r io.Reader, dst string, o ReadOptions) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, streamErr(ManifestName, err)
 	}
-	m, err := decodeManifest(mb)
+	m, err := begin(mb, dst, o)
 	if err != nil {
-		return Manifest{}, err
-	}
-	if o.OnManifest != nil {
-		o.OnManifest(m)
-	}
-	if dst != "" {
-		if err := os.Mkdir(dst, 0o755); err != nil {
-			return m, err
-		}
+		return m, err
 	}
 	var done int64
 	for _, want := range m.Files {
@@ -122,17 +114,9 @@ func DecodeDir(src, dst string, o ReadOptions) (Manifest, error) {
 	if len(mb) > MaxManifestBytes {
 		return Manifest{}, fmt.Errorf("%s is larger than the %d bytes this binary accepts", ManifestName, MaxManifestBytes)
 	}
-	m, err := decodeManifest(mb)
+	m, err := begin(mb, dst, o)
 	if err != nil {
-		return Manifest{}, err
-	}
-	if o.OnManifest != nil {
-		o.OnManifest(m)
-	}
-	if dst != "" {
-		if err := os.Mkdir(dst, 0o755); err != nil {
-			return m, err
-		}
+		return m, err
 	}
 	var done int64
 	for _, want := range m.Files {
@@ -266,4 +250,22 @@ func realDirs(src, p string) error {
 		}
 	}
 	return nil
+}
+
+// begin decodes the manifest, reports it, and creates dst (when set), which
+// must not exist.
+func begin(mb []byte, dst string, o ReadOptions) (Manifest, error) {
+	m, err := decodeManifest(mb)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if o.OnManifest != nil {
+		o.OnManifest(m)
+	}
+	if dst != "" {
+		if err := os.Mkdir(dst, 0o755); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
 }
