@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,12 @@ import (
 // links. One backup at a time per data directory, so a leftover one (a
 // crash mid-backup) is stale and removed by the next.
 const backupTmp = "backup-tmp"
+
+// backupWriteTimeout bounds one write of a backup stream: a client that
+// stops reading but keeps its connection open would otherwise hold the
+// one-backup slot and the checkpoint (whose hard links pin old store
+// files on disk) forever. A variable for tests.
+var backupWriteTimeout = 30 * time.Second
 
 // backupsRunning holds the data directories with a backup under way.
 var backupsRunning sync.Map
@@ -41,7 +48,7 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	var rate float64 // MB/s of store files streamed; 0: unlimited
 	if v := r.URL.Query().Get("rate_mb"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 {
+		if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 			return badRequest("rate_mb=%q: want a number of MB/s (0: unlimited)", v)
 		}
 		rate = f
@@ -76,7 +83,8 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Muninn-Backup-Bytes", strconv.FormatInt(m.TotalBytes, 10))
 	h.Set("X-Muninn-Backup-Position", m.Position.String())
 	w.WriteHeader(http.StatusOK)
-	cw := &countWriter{w: w, ctx: r.Context()}
+	cw := &countWriter{w: w, ctx: r.Context(), rc: http.NewResponseController(w)}
+	defer cw.rc.SetWriteDeadline(time.Time{}) // the connection may serve another request
 	if err := backup.Encode(cw, m, ck, throttle(r.Context(), rate)); err != nil {
 		// The status is sent: the client sees the stream break off, which
 		// its reader reports as truncated.
@@ -89,16 +97,21 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) error {
 }
 
 // countWriter counts what it sends and stops once the client is gone
-// (the request's context ends), so the checkpoint is removed at once.
+// (the request's context ends) or stops reading (a write takes longer
+// than backupWriteTimeout), so the checkpoint is removed at once.
 type countWriter struct {
 	w   interface{ Write([]byte) (int, error) }
 	ctx context.Context
+	rc  *http.ResponseController // nil: no write deadline
 	n   int64
 }
 
 func (c *countWriter) Write(b []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, fmt.Errorf("the client went away: %w", err)
+	}
+	if c.rc != nil {
+		_ = c.rc.SetWriteDeadline(time.Now().Add(backupWriteTimeout))
 	}
 	n, err := c.w.Write(b)
 	c.n += int64(n)

@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +44,9 @@ func TestBackupEndpoint(t *testing.T) {
 	if _, err := backup.Decode(bytes.NewReader(r.body), "", backup.ReadOptions{}); r.status != 200 || err != nil {
 		t.Fatalf("throttled backup: %d %v", r.status, err)
 	}
-	expect(t, e.do("GET", "/v1/admin/backup?rate_mb=fast", ""), 400, "bad_request")
+	for _, bad := range []string{"fast", "-1", "NaN", "Inf", "1e400"} {
+		expect(t, e.do("GET", "/v1/admin/backup?rate_mb="+bad, ""), 400, "bad_request")
+	}
 
 	// Admin only, and one at a time.
 	d := expect(t, adminReq(e, "GET", "/v1/admin/backup", "", "10.0.0.7:41000"), 403, "forbidden")
@@ -96,6 +100,62 @@ func TestBackupClientGone(t *testing.T) {
 			t.Fatalf("10 s after the client left: running %v, checkpoint %v", busy, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if r := e.do("GET", "/v1/admin/backup", ""); r.status != 200 {
+		t.Fatalf("the next backup: %d %s", r.status, r.body)
+	}
+}
+
+// TestBackupClientStuck: a client that keeps its connection open but stops
+// reading does not hold the backup forever: a write that cannot proceed
+// within backupWriteTimeout ends it, its checkpoint is removed and the
+// next backup may run.
+func TestBackupClientStuck(t *testing.T) {
+	old := backupWriteTimeout
+	backupWriteTimeout = 200 * time.Millisecond
+	defer func() { backupWriteTimeout = old }()
+	dir := t.TempDir()
+	e := standaloneIn(t, dir, Options{})
+	// About 4 MB of store that does not compress: more than the socket
+	// buffers of a client that reads nothing (its receive buffer is 4 KB).
+	raw := make([]byte, 15<<10)
+	for range 270 {
+		rand.Read(raw)
+		expect(t, e.do("POST", "/api/engrams", fmt.Sprintf(`{"content":"%s"}`, base64.StdEncoding.EncodeToString(raw))), 201, "")
+	}
+	d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	nc, err := d.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := io.WriteString(nc, "GET /v1/admin/backup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The backup starts; the client never reads.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, busy := backupsRunning.Load(dir); busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backup never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		_, busy := backupsRunning.Load(dir)
+		_, err := os.Stat(filepath.Join(dir, backupTmp))
+		if !busy && os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the client stopped reading: running %v, checkpoint %v", busy, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if r := e.do("GET", "/v1/admin/backup", ""); r.status != 200 {
 		t.Fatalf("the next backup: %d %s", r.status, r.body)
