@@ -199,6 +199,11 @@ func (h *EventHub) helloLocked() Event {
 // its numbers mean nothing here), or one older than the ring (the whole
 // ring is replayed).
 func (h *EventHub) resumeLocked(lastID string) (*Event, []Event) {
+	if len(lastID) > maxEventID {
+		// Not one of ours (those are <16 hex>-<seq>): echo a bounded
+		// prefix, so a hostile header costs little under the node's lock.
+		lastID = lastID[:maxEventID] + "..."
+	}
 	boot, n, err := parseEventID(lastID)
 	reset := func(why string) *Event {
 		e := apitypes.ClusterEvent{Boot: h.boot, Source: h.source, Time: h.now(), Type: apitypes.EventReset,
@@ -226,6 +231,10 @@ func (h *EventHub) resumeLocked(lastID string) (*Event, []Event) {
 	}
 	return nil, out
 }
+
+// maxEventID bounds a last event id taken from a client: ours are at
+// most 37 bytes (16 hex digits, a dash, a uint64).
+const maxEventID = 64
 
 // parseEventID splits "<boot>-<seq>".
 func parseEventID(id string) (string, uint64, error) {

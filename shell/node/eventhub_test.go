@@ -304,3 +304,27 @@ func TestNodeEvents(t *testing.T) {
 		t.Fatal("the subscription outlived the node")
 	}
 }
+
+// TestEventHubHostileLastID: a huge or malformed last event id is answered
+// with a bounded reset, not echoed whole.
+func TestEventHubHostileLastID(t *testing.T) {
+	h := newEventHub("n1")
+	emitN(h, 3)
+	for _, id := range []string{
+		strings.Repeat("x", 60<<10) + "-1",
+		h.Boot() + "-" + strings.Repeat("9", 60<<10),
+		h.Boot() + "--1", "-", "\n-\n", h.Boot() + "-18446744073709551616",
+	} {
+		s, err := h.Subscribe(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Reset == nil || len(s.Replay) != 0 {
+			t.Fatalf("id of %d bytes: reset %v, replay %v", len(id), s.Reset, seqs(s.Replay))
+		}
+		if len(s.Reset.Data) > 1024 || len(s.Reset.LastEventID) > maxEventID+3 {
+			t.Fatalf("id of %d bytes: a reset of %d bytes echoes %d", len(id), len(s.Reset.Data), len(s.Reset.LastEventID))
+		}
+		s.Close()
+	}
+}
