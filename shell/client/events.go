@@ -39,6 +39,10 @@ const EventDisconnected = "disconnected"
 // variable for tests.
 var eventsIdle = 45 * time.Second
 
+// maxEventData bounds one event's data (a line, or the lines of one
+// event together): a cluster event is well under a kilobyte.
+const maxEventData = 1 << 20
+
 // Event stream timings.
 const (
 	// eventsHeaders bounds the wait for a stream's answer.
@@ -194,7 +198,7 @@ func (c *Client) stream(ctx context.Context, base, last string, opened func(), f
 	streaming.Store(true)
 	idle.Reset(eventsIdle)
 	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	sc.Buffer(make([]byte, 0, 4096), maxEventData)
 	var id, typ string
 	var data strings.Builder
 	for sc.Scan() {
@@ -229,6 +233,9 @@ func (c *Client) stream(ctx context.Context, base, last string, opened func(), f
 		case "event":
 			typ = value
 		case "data":
+			if data.Len()+len(value) >= maxEventData {
+				return last, fmt.Errorf("%s sent an event of more than %d bytes of data: not a cluster event (a proxy in between?)", base, maxEventData)
+			}
 			if data.Len() > 0 {
 				data.WriteByte('\n')
 			}

@@ -350,3 +350,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestEventsDataBound: a stream whose event never ends (data lines with no
+// blank line) is cut off at maxEventData instead of filling memory.
+func TestEventsDataBound(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sseHeaders(w)
+		sseWrite(w, apitypes.ClusterEvent{ID: "b-1", Type: apitypes.EventHello})
+		line := "data: " + strings.Repeat("x", 64<<10) + "\n"
+		for range 3 * maxEventData / len(line) {
+			if _, err := io.WriteString(w, line); err != nil {
+				return
+			}
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	ctx, cancel := contextWithCancel(t)
+	defer cancel()
+	ch, err := New(srv.URL).Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-ch:
+			if e.Type != EventDisconnected {
+				continue
+			}
+			if !strings.Contains(e.Reason, "more than") {
+				t.Fatalf("disconnected: %s", e.Reason)
+			}
+			return
+		case <-timeout:
+			t.Fatal("the client kept reading an event that never ends")
+		}
+	}
+}
