@@ -61,8 +61,14 @@ func closedByPeer(err error) bool {
 // handshake, or accepted into the listener's queue and reset with it. Both
 // count as refused. A live MBP listener does neither: it completes the
 // handshake and waits for our hello for its handshake timeout.
-func (t *Transport) probeCrash(id core.NodeID, addr string, cause error) {
+func (t *Transport) probeCrash(p *peer, addr string, cause error) {
 	defer t.wg.Done()
+	defer func() {
+		t.mu.Lock()
+		p.probing = false
+		t.mu.Unlock()
+	}()
+	id := p.id
 	timeout := t.cfg.HintDialTimeout
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(t.ctx, "tcp", addr)

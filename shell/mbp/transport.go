@@ -185,6 +185,9 @@ type peer struct {
 	conn  *conn         // guarded by Transport.mu; nil when disconnected
 	down  chan struct{} // closed when the peer disconnects
 	since time.Time
+	// probing: a crash-hint redial of this peer is under way (guarded by
+	// Transport.mu): a peer that flaps gets one probe at a time.
+	probing bool
 
 	sent, received, dropped atomic.Uint64
 }
@@ -634,8 +637,9 @@ func (t *Transport) detach(c *conn, err error) {
 	t.emit(PeerEvent{Peer: t.infoLocked(p), Up: false})
 	closing := t.closed
 	probe := ""
-	if !closing && closedByPeer(err) {
+	if !closing && !p.probing && closedByPeer(err) {
 		if probe = hintAddr(p.hello.MBPAddr, c.nc.RemoteAddr()); probe != "" {
+			p.probing = true
 			t.wg.Add(1)
 		}
 	}
@@ -644,7 +648,7 @@ func (t *Transport) detach(c *conn, err error) {
 		t.log.Info("mbp peer disconnected", "peer", string(p.id), "err", err)
 	}
 	if probe != "" {
-		go t.probeCrash(p.id, probe, err)
+		go t.probeCrash(p, probe, err)
 	}
 }
 
