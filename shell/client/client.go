@@ -80,6 +80,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/core/engram"
 	"github.com/muninndb/muninn/shell/apitypes"
 	"github.com/muninndb/muninn/shell/retry"
@@ -172,8 +173,13 @@ func normalize(addr string) string {
 	return addr
 }
 
+// maxKnown bounds the endpoints a client learns (from cluster info, refusals
+// and events): a cluster has at most core.MaxMembers members, and a hostile
+// or confused node must not grow the list without end.
+const maxKnown = 2 * core.MaxMembers
+
 func (c *Client) addKnown(u string) {
-	if u != "" && !slices.Contains(c.known, u) {
+	if u != "" && len(c.known) < maxKnown && !slices.Contains(c.known, u) {
 		c.known = append(c.known, u)
 	}
 }

@@ -749,3 +749,15 @@ func TestAdminAmbiguous(t *testing.T) {
 		t.Fatalf("add member refused: %v", err)
 	}
 }
+
+// TestKnownBounded: endpoints learned from nodes are capped, whatever a
+// node announces.
+func TestKnownBounded(t *testing.T) {
+	c := New("http://127.0.0.1:1")
+	for i := range 10 * maxKnown {
+		c.addKnown(fmt.Sprintf("http://127.0.0.1:%d", 2+i))
+	}
+	if len(c.known) != maxKnown {
+		t.Fatalf("known has %d endpoints, want the cap %d", len(c.known), maxKnown)
+	}
+}
