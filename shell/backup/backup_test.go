@@ -313,3 +313,27 @@ func TestSymlinkedDirInDirRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestVerifyExtractsNextToBackup: verify unpacks next to the backup (a
+// tmpfs /tmp may not hold a large store), and removes what it unpacked.
+func TestVerifyExtractsNextToBackup(t *testing.T) {
+	st := fillStore(t, filepath.Join(t.TempDir(), "src"), 50, 100)
+	defer st.Close()
+	_, b := takeFile(t, st)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "b.tar.zst")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	during := -1
+	if _, err := Verify(file, ReadOptions{OnManifest: func(Manifest) {
+		m, _ := filepath.Glob(filepath.Join(dir, ".muninn-verify-*"))
+		during = len(m)
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := filepath.Glob(filepath.Join(dir, ".muninn-verify-*"))
+	if during != 1 || len(after) != 0 {
+		t.Fatalf("verify's temp dirs next to the backup: %d during, %d after; want 1 and 0", during, len(after))
+	}
+}

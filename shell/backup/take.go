@@ -162,9 +162,15 @@ func makeStandalone(st *store.Store, m Manifest) error {
 
 // Verify reads the whole backup at path, checking every checksum, then
 // opens its checkpoint as a store in a temporary directory (removed
-// after) to prove it opens at the manifest's position.
+// after) to prove it opens at the manifest's position. The directory is
+// made next to the backup, where there is room for it (a tmpfs /tmp may
+// not hold a large store), or in the system's temp dir if that fails (a
+// read-only medium).
 func Verify(path string, o ReadOptions) (Manifest, error) {
-	tmp, err := os.MkdirTemp("", "muninn-verify-")
+	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(path)), ".muninn-verify-")
+	if err != nil {
+		tmp, err = os.MkdirTemp("", "muninn-verify-")
+	}
 	if err != nil {
 		return Manifest{}, err
 	}
