@@ -89,21 +89,7 @@ func TestBackupClientGone(t *testing.T) {
 		t.Fatalf("no checkpoint while the backup runs: %v", err)
 	}
 	res.Body.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, busy := backupsRunning.Load(dir)
-		_, err := os.Stat(filepath.Join(dir, backupTmp))
-		if !busy && os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("10 s after the client left: running %v, checkpoint %v", busy, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if r := e.do("GET", "/v1/admin/backup", ""); r.status != 200 {
-		t.Fatalf("the next backup: %d %s", r.status, r.body)
-	}
+	backupReleased(t, e, dir, 10*time.Second, "the client left")
 }
 
 // TestBackupClientStuck: a client that keeps its connection open but stops
@@ -145,7 +131,14 @@ func TestBackupClientStuck(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	deadline = time.Now().Add(20 * time.Second)
+	backupReleased(t, e, dir, 20*time.Second, "the client stopped reading")
+}
+
+// backupReleased waits until the backup of the node in dir has ended and
+// its checkpoint is gone, then checks the next backup runs.
+func backupReleased(t *testing.T, e *env, dir string, within time.Duration, after string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		_, busy := backupsRunning.Load(dir)
 		_, err := os.Stat(filepath.Join(dir, backupTmp))
@@ -153,9 +146,9 @@ func TestBackupClientStuck(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("20 s after the client stopped reading: running %v, checkpoint %v", busy, err)
+			t.Fatalf("%v after %s: running %v, checkpoint %v", within, after, busy, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	if r := e.do("GET", "/v1/admin/backup", ""); r.status != 200 {
 		t.Fatalf("the next backup: %d %s", r.status, r.body)
