@@ -25,7 +25,6 @@ func (f *Faults) resets(sn *SimNode) {
 		if p == sn || !p.up() || !w.net.linkUp(sn.id, p.id) || !w.net.linkUp(p.id, sn.id) {
 			continue
 		}
-		p := p
 		w.at(w.net.resetAt(sn.id, p.id), func() {
 			if sn.n == nil && sn.incarnation == inc+1 {
 				p.hint(sn.id)
@@ -77,7 +76,6 @@ func (f *Faults) lie() {
 	}
 	w.chk.topologyChanged()
 	for _, sn := range to {
-		sn := sn
 		w.at(w.net.resetAt(c.id, sn.id), func() { sn.hint(c.id) })
 	}
 }
