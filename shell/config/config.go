@@ -41,6 +41,8 @@ const (
 	DefaultDecayIntervalS = 60   // cluster.decay_interval_s
 	DefaultDecayFactor    = 0.95 // cluster.decay_factor
 	DefaultPriority       = core.DefaultPriority
+	// DefaultArchiveIntervalMS is backup.archive_interval_ms.
+	DefaultArchiveIntervalMS = 1000
 )
 
 // Limits checked by Validate.
@@ -55,7 +57,10 @@ const (
 	MinSecretLen      = 16                 // bytes, for cluster_secret and admin_token
 	MaxNodeIDLen      = ident.MaxNodeIDLen // cluster.node_id: [A-Za-z0-9._-], not starting with '.'
 	MaxFileSize       = 1 << 20            // a config file larger than this is refused
-	redacted          = "[REDACTED]"
+	// backup.archive_interval_ms bounds.
+	MinArchiveIntervalMS = 10
+	MaxArchiveIntervalMS = 3_600_000
+	redacted             = "[REDACTED]"
 )
 
 // Config is a node's configuration. The YAML tags are the file's keys; a
@@ -77,6 +82,25 @@ type Config struct {
 	AdminToken string `yaml:"admin_token,omitempty" json:"admin_token,omitempty"`
 	// Cluster is the cluster: section.
 	Cluster Cluster `yaml:"cluster" json:"cluster"`
+	// Backup is the backup: section.
+	Backup Backup `yaml:"backup" json:"backup"`
+}
+
+// Backup is the backup: section: continuous log archiving
+// (docs/backup.md, "Continuous archiving").
+type Backup struct {
+	// ArchiveDir, when set, makes every data node write its committed log
+	// entries there in segment files (backup.archive_dir). Not inside
+	// data_dir.
+	ArchiveDir string `yaml:"archive_dir,omitempty" json:"archive_dir,omitempty"`
+	// ArchiveIntervalMS is how often the archiver writes a segment of what
+	// was committed since its last one (backup.archive_interval_ms).
+	ArchiveIntervalMS int `yaml:"archive_interval_ms" json:"archive_interval_ms"`
+}
+
+// ArchiveInterval is backup.archive_interval_ms as a duration.
+func (b Backup) ArchiveInterval() time.Duration {
+	return time.Duration(b.ArchiveIntervalMS) * time.Millisecond
 }
 
 // Cluster is the cluster: section.
@@ -154,6 +178,7 @@ func Default() Config {
 			DecayIntervalS:  DefaultDecayIntervalS,
 			DecayFactor:     DefaultDecayFactor,
 		},
+		Backup: Backup{ArchiveIntervalMS: DefaultArchiveIntervalMS},
 	}
 }
 
@@ -343,6 +368,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", r.LogLevel),
 		slog.String("admin_token", r.AdminToken),
 		slog.Any("cluster", r.Cluster),
+		slog.String("backup.archive_dir", r.Backup.ArchiveDir),
+		slog.Int("backup.archive_interval_ms", r.Backup.ArchiveIntervalMS),
 	)
 }
 

@@ -16,7 +16,7 @@ type key struct {
 }
 
 // sections are the keys that hold mappings of other keys.
-var sections = map[string]bool{"cluster": true, "cluster.tls": true}
+var sections = map[string]bool{"cluster": true, "cluster.tls": true, "backup": true}
 
 // envOverride maps a key to an environment variable that does not follow
 // the MUNINN_ + PATH scheme (the product documentation names it so).
@@ -50,6 +50,8 @@ var keys = []*key{
 	{path: "cluster.tls.cert", ptr: func(c *Config) any { return &c.Cluster.TLS.Cert }},
 	{path: "cluster.tls.key", ptr: func(c *Config) any { return &c.Cluster.TLS.Key }},
 	{path: "cluster.tls.ca", ptr: func(c *Config) any { return &c.Cluster.TLS.CA }},
+	{path: "backup.archive_dir", ptr: func(c *Config) any { return &c.Backup.ArchiveDir }},
+	{path: "backup.archive_interval_ms", unit: "milliseconds", ptr: func(c *Config) any { return &c.Backup.ArchiveIntervalMS }},
 }
 
 var (

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -195,6 +196,7 @@ func (c Config) validate(from map[string]string, secrets []string) []*FieldError
 		v.bad("cluster.decay_factor", "is out of range: set it above 0 and below 1 (default %g; each interval multiplies activations by it)", DefaultDecayFactor)
 	}
 	v.tls()
+	v.backup()
 
 	if cl.Enabled {
 		v.clusterMode()
@@ -223,6 +225,38 @@ func (v *validator) tls() {
 			v.bad(p, "is a directory: give the path of a PEM file")
 		}
 	}
+}
+
+// backup checks the backup: section.
+func (v *validator) backup() {
+	b := v.c.Backup
+	if b.ArchiveIntervalMS < MinArchiveIntervalMS || b.ArchiveIntervalMS > MaxArchiveIntervalMS {
+		v.bad("backup.archive_interval_ms", "is out of range: set it between %d and %d milliseconds (default %d)", MinArchiveIntervalMS, MaxArchiveIntervalMS, DefaultArchiveIntervalMS)
+	}
+	if b.ArchiveDir == "" {
+		return
+	}
+	if strings.ContainsRune(b.ArchiveDir, 0) {
+		v.bad("backup.archive_dir", "contains a NUL byte: use a plain path")
+		return
+	}
+	if inside(b.ArchiveDir, v.c.DataDir) {
+		v.bad("backup.archive_dir", "is inside data_dir %s: the archive must outlive the node's data (a wiped or restored data directory would take it along); use a directory outside it, ideally on another disk or a mounted share", strconv.Quote(v.c.DataDir))
+	}
+}
+
+// inside reports whether path is dir or below it (both made absolute and
+// clean; symlinks are not followed).
+func inside(path, dir string) bool {
+	if dir == "" {
+		return false
+	}
+	p, err1 := filepath.Abs(path)
+	d, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return p == d || strings.HasPrefix(p, d+string(filepath.Separator)) || d == string(filepath.Separator)
 }
 
 func (v *validator) clusterMode() {
@@ -276,6 +310,9 @@ func (v *validator) clusterMode() {
 func (c Config) Warnings() []string {
 	var w []string
 	cl := c.Cluster
+	if c.Backup.ArchiveDir != "" && cl.Enabled && cl.Kind() == core.KindSentinel {
+		w = append(w, "backup.archive_dir is set but cluster.role is sentinel: a Sentinel holds no log to archive, so it archives nothing; the data nodes do")
+	}
 	if !cl.Enabled {
 		if len(cl.Seeds) > 0 {
 			w = append(w, "cluster.seeds is set but cluster.enabled is false: the seeds are ignored until cluster mode is enabled")
