@@ -26,8 +26,9 @@ import (
 //     the documented way (without db/IDENTITY, so it rejoins as a new
 //     store), start it. The same expectations as wipe.
 //   - corrupt-wal: kill -9 a Lobe (a data node, not the Cortex), invert
-//     16 bytes in the middle of its newest db/*.log, start it: the process
-//     must exit non-zero and its log name the file. Then the operator's fix
+//     16 bytes in the middle of the part of its newest db/*.log where
+//     damage is provably not a torn tail (walProvenTo), start it: the process must exit non-zero and its log
+//     name the file. Then the operator's fix
 //     (wipe the data directory, start it) and the expectations of wipe.
 //   - fill-disk: fill the filesystem of a node's data directory (the
 //     Cortex half of the time) until it is full; heal by removing the
@@ -67,9 +68,12 @@ type Storage struct {
 	// 16 bytes inverted at WALOffset. Exited: the process stopped by
 	// itself within the bound (after ExitAfter, with ExitCode); LogLine is
 	// the first line of its log naming the file.
-	WAL       string        `json:"wal,omitempty"`
-	WALSize   int64         `json:"wal_size,omitempty"`
-	WALOffset int64         `json:"wal_offset,omitempty"`
+	WAL       string `json:"wal,omitempty"`
+	WALSize   int64  `json:"wal_size,omitempty"`
+	WALOffset int64  `json:"wal_offset,omitempty"`
+	// WALProven is how far damage to the log is provably not a torn
+	// tail: the damage is put at half of it (walProvenTo).
+	WALProven int64         `json:"wal_proven,omitempty"`
 	Exited    bool          `json:"exited,omitempty"`
 	ExitCode  int           `json:"exit_code,omitempty"`
 	ExitAfter time.Duration `json:"exit_after_ns,omitempty"`
@@ -122,6 +126,10 @@ const (
 	// corruptExitWithin: a node started on a damaged log must have exited
 	// by then.
 	corruptExitWithin = 15 * time.Second
+	// corruptSyncedWait bounds the wait for the target's log to hold
+	// corruptSyncedMin bytes where damage is provable before it is killed.
+	corruptSyncedWait = 3 * time.Second
+	corruptSyncedMin  = 1 << 10
 	// rssGrowthBound: a node with a full disk may grow its resident
 	// memory by this much at most.
 	rssGrowthBound = 256 << 20
@@ -319,6 +327,21 @@ func (s *segment) corruptWAL(ctx context.Context, st *Storage, cortex string, ep
 	c := s.c
 	dir, id := c.data.dir(st.Node), c.containers[st.Node]
 	st.OldStore, _ = readStoreIdentity(dir)
+	// Damage must land where a later record proves it is not a torn tail:
+	// give a log that was just started (a restart, a rotation) a moment to
+	// hold some (walProvenTo).
+	for deadline := time.Now().Add(corruptSyncedWait); time.Now().Before(deadline); {
+		if wal, _, err := newestWAL(dir, 64); err == nil {
+			if proven, err := walProvenTo(wal); err == nil && proven >= corruptSyncedMin {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	if err := s.kill(ctx, st.Node); err != nil {
 		return err
 	}
@@ -326,8 +349,16 @@ func (s *segment) corruptWAL(ctx context.Context, st *Storage, cortex string, ep
 	if err != nil {
 		return err
 	}
+	proven, err := walProvenTo(wal)
+	if err != nil {
+		return err
+	}
 	rel, _ := filepath.Rel(dir, wal)
-	st.WAL, st.WALSize, st.WALOffset = "/data/"+filepath.ToSlash(rel), size, size/2-8
+	st.WAL, st.WALSize, st.WALProven = "/data/"+filepath.ToSlash(rel), size, proven
+	if proven < 64 {
+		return fmt.Errorf("corrupt-wal: %s's newest write-ahead log %s (%d bytes) holds no record after which damage would be provable, after %s: damage anywhere in it would read as a torn tail", st.Node, st.WAL, size, corruptSyncedWait)
+	}
+	st.WALOffset = proven/2 - 8
 	if err := flipBytes(wal, st.WALOffset, 16); err != nil {
 		return err
 	}
@@ -538,7 +569,7 @@ func (s *segment) checkStorage(ctx context.Context, rep *Report, f Fault, final 
 	case "corrupt-wal":
 		switch {
 		case !st.Exited:
-			add("corrupt-wal-accepted", "%s was started on a write-ahead log with 16 bytes inverted in the middle (%s, offset %d of %d) and was still running %s later: a damaged log must stop the node",
+			add("corrupt-wal-accepted", "%s was started on a write-ahead log with 16 bytes inverted below its last record (%s, offset %d of %d) and was still running %s later: a damaged log must stop the node",
 				st.Node, st.WAL, st.WALOffset, st.WALSize, corruptExitWithin)
 		case st.ExitCode == 0:
 			add("corrupt-wal-exit", "%s stopped on the damaged %s with exit status 0: it must exit non-zero", st.Node, st.WAL)
