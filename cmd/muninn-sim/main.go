@@ -81,8 +81,20 @@ type cli struct {
 	Cluster clusterCmd `cmd:"" help:"Fault-test real clusters in containers (docker): kills, pauses, partitions, degraded links; histories checked."`
 }
 
+// newLog logs to w in colour only when w is a terminal and NO_COLOR is
+// unset (https://no-color.org): escape codes in a file or a pipe (CI logs,
+// tee) are noise.
+func newLog(w io.Writer, noColor bool) *slog.Logger {
+	term := false
+	if f, ok := w.(*os.File); ok {
+		fi, err := f.Stat()
+		term = err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
+	return slog.New(tint.NewHandler(w, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly, NoColor: noColor || !term}))
+}
+
 func main() {
-	log := slog.New(tint.NewHandler(os.Stderr, &tint.Options{Level: slog.LevelInfo, TimeFormat: time.TimeOnly}))
+	log := newLog(os.Stderr, os.Getenv("NO_COLOR") != "")
 	var c cli
 	ctx := kong.Parse(&c, kong.Name("muninn-sim"), kong.Description("Deterministic simulation of the MuninnDB cluster protocol."), kong.UsageOnError())
 	var code int

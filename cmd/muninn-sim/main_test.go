@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,5 +31,27 @@ func TestCanaryExitCode(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "muninn-sim replay --seed") {
 		t.Fatalf("no replay command printed:\n%s", out.String())
+	}
+}
+
+// TestLogNoColorInFiles checks that a log written to a file (CI logs, a
+// pipe) carries no ANSI escape codes, the level included.
+func TestLogNoColorInFiles(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	newLog(f, false).Warn("round failed", "seed", 7)
+	var buf bytes.Buffer
+	newLog(&buf, false).Error("not a file either")
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{string(b), buf.String()} {
+		if strings.Contains(out, "\x1b[") || !strings.Contains(out, "WRN") && !strings.Contains(out, "ERR") {
+			t.Fatalf("log %q: want plain text with its level, no escape codes", out)
+		}
 	}
 }
