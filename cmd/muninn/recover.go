@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,14 +15,15 @@ import (
 )
 
 // RecoverCmd is `muninn cluster recover [--addr URL ...] [--data-dir DIR
-// ...]`: the survey half of issue 15's part 4. It asks every node given for
-// its place in the log, names the freshest data node and says what losing
-// the silent voters would cost. It changes nothing: --force, which would
-// make one survivor carry on alone, is not available yet.
+// ...]`, issue 15's part 4. It asks every node given for its place in the
+// log, names the freshest data node and says what losing the silent voters
+// would cost. With --force --node ID it then makes that stopped survivor
+// the only voter of a new epoch, if nothing forbids it (recover_force.go).
 type RecoverCmd struct {
-	DataDir []string `name:"data-dir" help:"A stopped node's data_dir, read without changing it (repeat for each). Write ID=DIR when its store identity is not recorded in the membership." placeholder:"[ID=]DIR"`
-	Force   bool     `help:"Not available yet: make one survivor the only voter of a new epoch (issue 15)."`
-	Node    string   `help:"With --force, the survivor to carry on (not available yet)." placeholder:"ID"`
+	DataDir    []string `name:"data-dir" help:"A stopped node's data_dir, read without changing it (repeat for each). Write ID=DIR when its store identity is not recorded in the membership." placeholder:"[ID=]DIR"`
+	Force      bool     `help:"Make the stopped survivor --node the only voter of a new epoch, when no quorum runs and no other voter is running (changes its data directory)."`
+	Node       string   `help:"With --force: the survivor to carry on alone; its data directory must be given with --data-dir." placeholder:"ID"`
+	AcceptLoss bool     `name:"accept-loss" help:"With --force: carry on from --node even though another node's log is ahead of it (those entries are lost)."`
 }
 
 // Exit status of a survey that reached no quorum of running voters: the
@@ -35,11 +34,6 @@ const exitNoQuorum = 2
 const defaultRecoverWait = 3 * time.Second
 
 func (c RecoverCmd) Run(g *Globals, kctx *kong.Context) error {
-	if c.Force || c.Node != "" {
-		return errors.New("refusing --force: making one survivor carry on alone, as the only voter of a new epoch, is not available yet (issue 15 keeps it open). " +
-			"Meanwhile start the stopped voters again with their data directories intact: once a quorum of voters runs, the cluster elects a Cortex on its own. " +
-			"Run muninn cluster recover without --force to see which nodes that takes")
-	}
 	addrs := addrFlags(kctx.Args)
 	if len(addrs) == 0 && len(c.DataDir) == 0 {
 		addrs = []string{g.clus.Addr}
@@ -47,6 +41,9 @@ func (c RecoverCmd) Run(g *Globals, kctx *kong.Context) error {
 	wait := defaultRecoverWait
 	if g.clus.Timeout > 0 {
 		wait = g.clus.Timeout
+	}
+	if c.Force || c.Node != "" || c.AcceptLoss {
+		return c.force(g, addrs, wait)
 	}
 	rep := analyze(survey(addrs, c.DataDir, g.clus.Token, wait))
 	if g.clus.JSON {
@@ -163,11 +160,7 @@ func readDataDir(arg string) surveyed {
 		id, dir = before, after
 	}
 	s := surveyed{Source: dir, Via: "data_dir", NodeID: id}
-	storeDir := dir
-	if fi, err := os.Stat(filepath.Join(dir, "db")); err == nil && fi.IsDir() {
-		storeDir = filepath.Join(dir, "db")
-	}
-	sum, err := store.Inspect(storeDir)
+	sum, err := store.Inspect(storeDirOf(dir))
 	if err != nil {
 		s.Error = err.Error()
 		return s

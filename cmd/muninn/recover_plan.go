@@ -184,5 +184,9 @@ func (r recoverReport) print(w io.Writer) {
 	for _, id := range r.MissingVoters {
 		fmt.Fprintf(w, "Not heard from: %s. Entries past %s that only %s may have held would be lost if the cluster carried on without it.\n", id, pos, id)
 	}
-	fmt.Fprintln(w, "Forcing a survivor to carry on alone (--force) is not available yet (issue 15).")
+	if f := r.Freshest; f != nil && f.Via == "data_dir" && f.NodeID != "" {
+		fmt.Fprintf(w, "If those voters are gone for good: stop every node, then muninn cluster recover --force --node %s --data-dir %s=%s makes %s the only voter of a new epoch (docs/cli.md).\n", f.NodeID, f.NodeID, f.Source, f.NodeID)
+	} else {
+		fmt.Fprintln(w, "If those voters are gone for good: stop every node, then muninn cluster recover --force --node ID --data-dir ID=DIR makes that survivor the only voter of a new epoch (docs/cli.md).")
+	}
 }

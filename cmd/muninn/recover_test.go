@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -91,7 +92,7 @@ func TestRecoverNoQuorum(t *testing.T) {
 		"Running voters: 1 of 3 (a): no quorum",
 		"Not heard from: b. Entries past 5.90 (the freshest survivor's last position) that only b may have held would be lost",
 		"Not heard from: c.",
-		"not available yet (issue 15)",
+		"If those voters are gone for good: stop every node, then muninn cluster recover --force --node ID --data-dir ID=DIR",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
@@ -109,14 +110,8 @@ func TestRecoverNoQuorum(t *testing.T) {
 	}
 }
 
-// TestRecoverRefusals: --force is refused (not available yet), and a
-// survey that reaches nobody is an error, both exit 1.
+// TestRecoverRefusals: a survey that reaches nobody is an error (exit 1).
 func TestRecoverRefusals(t *testing.T) {
-	a := infoNode(t, lobe("a", 5, 90, 80))
-	code, _, stderr := cli(t, "cluster", "recover", "--addr", a.URL, "--force", "--node", "a")
-	if code != 1 || !strings.Contains(stderr, "not available yet (issue 15") {
-		t.Fatalf("--force: exit %d %s", code, stderr)
-	}
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
 	code, out, stderr := cli(t, "cluster", "recover", "--addr", gone.URL, "--data-dir", t.TempDir(), "--timeout", "300ms")
@@ -191,5 +186,199 @@ func TestRecoverDataDirs(t *testing.T) {
 	defer s.Close()
 	if _, l, _ := s.State(); l != (core.Pos{Epoch: 3, Seq: 7}) {
 		t.Fatalf("a after the survey: last %s", l)
+	}
+}
+
+// stoppedCluster writes the stores of a stopped cluster under root:
+// data voters a, b, c (root/ID/db) and Sentinel s (no store), each member
+// recorded with the MBP address addrs gives it (default: a closed port),
+// each store with entries 3.1..last[ID], commit 3.6 and hard state epoch
+// epochs[ID] (default 3). It returns the data dirs.
+func stoppedCluster(t *testing.T, root string, last map[string]core.Seq, epochs map[string]core.Epoch, addrs map[string]string) map[string]string {
+	t.Helper()
+	closed := closedAddr(t)
+	dirs, stores := map[string]string{}, map[string]*store.Store{}
+	ms := core.Members{{ID: "s", Kind: core.KindSentinel, Addr: closed}}
+	for _, id := range []string{"a", "b", "c"} {
+		dirs[id] = filepath.Join(root, id)
+		s, err := store.Open(filepath.Join(dirs[id], "db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores[id] = s
+		ms = append(ms, core.Member{ID: core.NodeID(id), Kind: core.KindAuto, Store: s.Identity(), Addr: closed})
+	}
+	for i := range ms {
+		if a, ok := addrs[string(ms[i].ID)]; ok {
+			ms[i].Addr = a
+		}
+	}
+	ms = ms.Normalize()
+	for id, s := range stores {
+		var es []core.Entry
+		for q := core.Seq(1); q <= last[id]; q++ {
+			es = append(es, core.Entry{Pos: core.Pos{Epoch: 3, Seq: q}, Type: core.EntryEpochStart})
+		}
+		hs := core.HardState{Epoch: max(3, epochs[id]), Commit: core.Pos{Epoch: 3, Seq: 6}}
+		if err := s.Save(store.SaveBatch{HardState: &hs, Entries: es, Members: ms}, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+// closedAddr is a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+// acceptingAddr is a 127.0.0.1 listener that accepts every connection (a
+// running voter's MBP port), closed when the test ends.
+func acceptingAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// storeState opens a stopped node's store and returns its hard state,
+// last entry and membership.
+func storeState(t *testing.T, dataDir string) (core.HardState, core.Pos, core.Members) {
+	t.Helper()
+	s, err := store.Open(filepath.Join(dataDir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hs, last, _ := s.State()
+	return hs, last, s.Members()
+}
+
+// TestRecoverForce: the freshest of three stopped data voters, c, is made
+// the only voter of an epoch above every epoch surveyed (b's hard state is
+// at 6: the new epoch is 7), in one membership entry after its last; its
+// entries and commit point are kept, a and b are learners with no store,
+// the Sentinel is dropped; the output says so and gives the next steps.
+func TestRecoverForce(t *testing.T) {
+	dirs := stoppedCluster(t, t.TempDir(), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, map[string]core.Epoch{"b": 6}, nil)
+	_, _, before := storeState(t, dirs["c"])
+	cStore, _ := before.Get("c")
+	code, out, stderr := cli(t, "cluster", "recover", "--force", "--node", "c",
+		"--data-dir", dirs["a"], "--data-dir", dirs["b"], "--data-dir", dirs["c"])
+	t.Log("\n" + out + stderr)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{
+		"Freshest data node: c (last 3.12, commit 6; stopped",
+		"Forced: c (data dir " + dirs["c"] + ") is the only voter of epoch 7.",
+		"before: epoch 3, last 3.12, commit 6; voters a, b, c, s",
+		"after:  epoch 7, last 7.13 (the new membership entry), commit 6 (unchanged); members a (learner), b (learner), c (the only voter)",
+		"dropped: s (Sentinels",
+		"1. Start c",
+		"start the other surviving nodes (a, b) one at a time",
+		"muninn cluster add-node --node ID --kind sentinel, for each of s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in the output", want)
+		}
+	}
+	hs, last, ms := storeState(t, dirs["c"])
+	if hs.Epoch != 7 || hs.Vote != "" || hs.Commit != (core.Pos{Epoch: 3, Seq: 6}) || last != (core.Pos{Epoch: 7, Seq: 13}) {
+		t.Errorf("c's store after: hard state %+v, last %s", hs, last)
+	}
+	if len(ms) != 3 || ms.Voters() != 1 || !ms[2].DataVoter() || ms[2].Store != cStore.Store || !ms[0].Learner || !ms[1].Learner || ms[0].Store != 0 {
+		t.Errorf("c's membership after: %+v", ms)
+	}
+	// The others are untouched.
+	if hs, last, _ := storeState(t, dirs["b"]); hs.Epoch != 6 || last != (core.Pos{Epoch: 3, Seq: 9}) {
+		t.Errorf("b's store changed: %+v %s", hs, last)
+	}
+}
+
+// TestRecoverForceRefusals: each refusal names why and how to proceed,
+// and leaves the survivor's store as it was; --accept-loss lets a node
+// that is not the freshest carry on, saying what is lost.
+func TestRecoverForceRefusals(t *testing.T) {
+	running := acceptingAddr(t)
+	root := t.TempDir()
+	dirs := stoppedCluster(t, filepath.Join(root, "one"), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, nil, nil)
+	live := stoppedCluster(t, filepath.Join(root, "two"), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, nil, map[string]string{"b": running})
+	apiA := infoNode(t, lobe("a", 3, 7, 6))
+	apiB, apiC := infoNode(t, lobe("b", 3, 9, 6)), infoNode(t, lobe("c", 3, 12, 6))
+	held, err := store.Open(filepath.Join(root, "held", "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"no --node", []string{"--force", "--data-dir", dirs["c"]}, 2, []string{"refusing --force without --node ID"}},
+		{"--node without --force", []string{"--node", "c", "--data-dir", dirs["c"]}, 2, []string{"--node and --accept-loss go with --force"}},
+		{"--json", []string{"--force", "--node", "c", "--data-dir", dirs["c"], "--json"}, 2, []string{"--json goes with the survey only"}},
+		{"not a data voter", []string{"--force", "--node", "s", "--data-dir", "s=" + dirs["c"]}, 1,
+			[]string{"s is not a data voter in its store's membership", "the data voters are a, b, c"}},
+		{"running, asked through its API", []string{"--force", "--node", "a", "--addr", apiA.URL}, 1,
+			[]string{"a is running (it answered at " + apiA.URL + "): stop it first"}},
+		{"no data dir", []string{"--force", "--node", "a", "--data-dir", dirs["c"]}, 1, []string{"no data directory of a was given", "--data-dir a=DIR"}},
+		{"store held open", []string{"--force", "--node", "x", "--data-dir", "x=" + filepath.Join(root, "held")}, 1,
+			[]string{"cannot read x's data directory", "locked by a running node", "stop it first"}},
+		{"quorum runs", []string{"--force", "--node", "a", "--data-dir", dirs["a"], "--addr", apiB.URL, "--addr", apiC.URL}, 1,
+			[]string{"a quorum of voters runs (2 of 3 voters: b, c): the cluster can elect a Cortex on its own"}},
+		{"another voter runs", []string{"--force", "--node", "c", "--data-dir", live["c"]}, 1,
+			[]string{"b accepts connections at its recorded MBP address (" + running + "): it is running. Stop it first"}},
+		{"not the freshest", []string{"--force", "--node", "a", "--data-dir", dirs["a"], "--data-dir", dirs["c"]}, 1,
+			[]string{"a is not the freshest data node: c's log is ahead of a's (c: last 3.12, commit 6; a: last 3.7, commit 6)", "Give --node c, or add --accept-loss"}},
+	} {
+		code, out, stderr := cli(t, append([]string{"cluster", "recover", "--timeout", "2s"}, tc.args...)...)
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d\n%s%s", tc.name, code, tc.code, out, stderr)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%s: no %q in:\n%s", tc.name, w, stderr)
+			}
+		}
+	}
+	for id, d := range map[string]string{"a": dirs["a"], "c": dirs["c"], "live c": live["c"]} {
+		if hs, last, _ := storeState(t, d); hs.Epoch != 3 || last.Epoch != 3 {
+			t.Errorf("%s's store was changed by a refused --force: epoch %d, last %s", id, hs.Epoch, last)
+		}
+	}
+
+	code, out, stderr := cli(t, "cluster", "recover", "--force", "--node", "a", "--accept-loss", "--data-dir", dirs["a"], "--data-dir", dirs["c"])
+	if code != 0 || !strings.Contains(out, "Accepting the loss (--accept-loss): c's log is ahead of a's") || !strings.Contains(out, "Forced: a (data dir") {
+		t.Fatalf("--accept-loss: exit %d\n%s%s", code, out, stderr)
+	}
+	if hs, last, _ := storeState(t, dirs["a"]); hs.Epoch != 4 || last != (core.Pos{Epoch: 4, Seq: 8}) {
+		t.Errorf("a after --accept-loss: epoch %d, last %s", hs.Epoch, last)
 	}
 }
