@@ -169,10 +169,21 @@ func (n *Node) publish() {
 	if !n.ready && st.Cortex != "" && st.Role != core.RoleCandidate {
 		// Ready once the node serves: it is Cortex or knows who is.
 		n.ready = true
-		n.log.Info(fmt.Sprintf("MuninnDB ready (role=%s, cluster_size=%d)", st.Role, len(st.Members)))
+		n.log.Info(fmt.Sprintf("MuninnDB ready (role=%s, cluster_size=%d)", st.Role, clusterSize(st.Members, snap.Peers)))
 	}
 	n.metrics.observe(st)
 	n.decay.set(st.Role == core.RoleCortex)
+}
+
+// clusterSize is the ready line's cluster_size: the membership's size,
+// or, for a node that does not hold the membership yet (a joining node
+// before its snapshot, a Sentinel), itself and the peers it is connected
+// to, not 0.
+func clusterSize(members core.Members, peers []mbp.PeerInfo) int {
+	if len(members) > 0 {
+		return len(members)
+	}
+	return 1 + len(peers)
 }
 
 // sendSnapshot streams a checkpoint of the store to a peer far behind.
