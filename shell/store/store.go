@@ -8,7 +8,7 @@
 //	'd' ...                 data: engram.EngramKey and the vault states
 //	'e' seq(8, BE)          epoch history: the log's entries from seq on are of epoch(8)
 //	'l' seq(8, BE)          log entry: epoch(8) type(1) durability(1) payload
-//	'm' name                meta: hardstate, members, applied, maxepoch, base, snapshot, format, epochs
+//	'm' name                meta: hardstate, members, applied, maxepoch, base, snapshot, format, epochs, clusterid
 //	'q' epoch(8) seq(8)     quarantined entry (JSON)
 //	'u' seq(8)              undo record of the data entry at seq (above commit)
 package store
@@ -59,6 +59,8 @@ var (
 	// metaEpochs marks a store that keeps the epoch history (see
 	// EpochHistory); one written before it had none is given one on open.
 	metaEpochs = []byte("mepochs")
+	// metaClusterID: the cluster id, 8 bytes big-endian (cluster_id.go).
+	metaClusterID = []byte("mclusterid")
 )
 
 // formatValue marks a MuninnDB store; a DB without it is refused.
@@ -148,6 +150,8 @@ type Store struct {
 	baseMembers core.Members
 	snapshot    core.Pos
 	identity    uint64 // minted when the store is created; see Identity
+	// clusterID: see ClusterID (cluster_id.go); written under mu.
+	clusterID atomic.Uint64
 	// corrupt is set by Pebble's DataCorruption event (any goroutine).
 	corrupt atomic.Pointer[error]
 	space   *spaceGuard
@@ -346,6 +350,9 @@ func (s *Store) loadMeta(fresh bool) error {
 		return fmt.Errorf("store %s: format %q is not %q", s.dir, f, formatValue)
 	}
 	if err := s.loadIdentity(); err != nil {
+		return err
+	}
+	if err := s.loadClusterID(); err != nil {
 		return err
 	}
 	if v, ok, err := s.get(metaHardState); err != nil {
