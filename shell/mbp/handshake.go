@@ -56,6 +56,11 @@ type Hello struct {
 	APIAddr string // the REST API address (8475), for forwarding and clients
 	MBPAddr string // the advertised MBP address, for snapshot connections
 	Purpose Purpose
+	// ClusterID is the sender's cluster id (0: none; docs/protocol.md,
+	// rule 19). It travels as an optional 8-byte trailer after the nonce,
+	// present only when non-zero, so a hello from a node without cluster
+	// ids parses as 0, and a node with id 0 sends the hello it always did.
+	ClusterID uint64
 }
 
 // HandshakeConfig is one side's part of a handshake.
@@ -64,6 +69,12 @@ type HandshakeConfig struct {
 	Secret []byte
 	// Rand supplies nonces; crypto/rand when nil.
 	Rand io.Reader
+	// AdoptCluster is called when this side has no cluster id
+	// (Local.ClusterID 0) and the authenticated peer has one: nil takes it
+	// (and must have persisted it), an error refuses the connection (a
+	// node whose store holds data keeps the cluster that wrote it). A nil
+	// AdoptCluster refuses. See checkCluster.
+	AdoptCluster func(peer Hello) error
 }
 
 // Handshake errors. ErrAuth means the peer does not hold our secret (or
@@ -71,6 +82,8 @@ type HandshakeConfig struct {
 var (
 	ErrHandshake = errors.New("mbp: handshake failed")
 	ErrAuth      = errors.New("mbp: authentication failed (cluster_secret mismatch?)")
+	// ErrCluster: the peer belongs to another cluster (cluster_id.go).
+	ErrCluster = errors.New("mbp: the peer belongs to another cluster")
 )
 
 // DialHandshake runs the dialer's side over rw and returns the listener's
@@ -115,12 +128,16 @@ func DialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, error) {
 	if !hmac.Equal(want, proofL) {
 		return Hello{}, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
 	}
+	// The listener's hello is authenticated: its cluster id is its own.
+	if err := checkCluster(hc, peer); err != nil {
+		return Hello{}, refuse(rw, err)
+	}
 	mine := proof(hc.Secret, "dialer", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
 	if err := WriteFrame(rw, FrameProof, 0, mine); err != nil {
 		return Hello{}, fmt.Errorf("%w: sending proof: %v", ErrHandshake, err)
 	}
 	if _, err := readHandshakeFrame(rw, FrameAccept); err != nil {
-		return Hello{}, err
+		return Hello{}, refusedCluster(hc.Local, peer, err)
 	}
 	return peer, nil
 }
@@ -154,11 +171,14 @@ func AcceptHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, error) {
 	}
 	f, err = readHandshakeFrame(rw, FrameProof)
 	if err != nil {
-		return Hello{}, err
+		return Hello{}, refusedCluster(hc.Local, peer, err)
 	}
 	want := proof(hc.Secret, "dialer", peer.ID, hc.Local.ID, nd, nl, helloD, helloL)
 	if !hmac.Equal(want, f.Payload) {
 		return Hello{}, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
+	}
+	if err := checkCluster(hc, peer); err != nil {
+		return Hello{}, refuse(rw, err)
 	}
 	if err := WriteFrame(rw, FrameAccept, 0, nil); err != nil {
 		return Hello{}, fmt.Errorf("%w: sending accept: %v", ErrHandshake, err)
@@ -182,8 +202,11 @@ func readHandshakeFrame(rw io.ReadWriter, want FrameType) (Frame, error) {
 			reason = reason[:maxReasonLen]
 		}
 		base := ErrHandshake
-		if bytes.HasPrefix(reason, []byte("auth:")) {
+		switch {
+		case bytes.HasPrefix(reason, []byte("auth:")):
 			base = ErrAuth
+		case bytes.HasPrefix(reason, []byte(clusterReasonPrefix)):
+			base = ErrCluster
 		}
 		return Frame{}, fmt.Errorf("%w: refused by peer: %q", base, reason)
 	}
@@ -195,11 +218,16 @@ func readHandshakeFrame(rw io.ReadWriter, want FrameType) (Frame, error) {
 
 // refuse tells the peer why (best effort) and returns err. The reason sent
 // is err's text, which never holds the secret; auth failures are prefixed
-// "auth:" so the peer reports them as such.
+// "auth:" and cluster id refusals "cluster:" so the peer reports them as
+// such.
 func refuse(w io.Writer, err error) error {
 	reason := err.Error()
-	if errors.Is(err, ErrAuth) {
+	var ce *ClusterError
+	switch {
+	case errors.Is(err, ErrAuth):
 		reason = "auth: cluster_secret mismatch"
+	case errors.As(err, &ce):
+		reason = ce.wireReason()
 	}
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
@@ -248,14 +276,22 @@ func macInput(role string, dialer, listener core.NodeID, nd, nl, helloD, helloL 
 	return b
 }
 
-// appendHello encodes: purpose, id, kind, api addr, mbp addr, nonce.
+// clusterIDLen is the size of the hello's optional cluster id trailer.
+const clusterIDLen = 8
+
+// appendHello encodes: purpose, id, kind, api addr, mbp addr, nonce, and
+// the cluster id (8 bytes, big-endian) only when it is not 0.
 func appendHello(b []byte, h Hello, nonce []byte) []byte {
 	b = append(b, byte(h.Purpose))
 	b = appendString(b, string(h.ID))
 	b = append(b, byte(h.Kind))
 	b = appendString(b, h.APIAddr)
 	b = appendString(b, h.MBPAddr)
-	return append(b, nonce...)
+	b = append(b, nonce...)
+	if h.ClusterID != 0 {
+		b = binary.BigEndian.AppendUint64(b, h.ClusterID)
+	}
+	return b
 }
 
 func parseHello(b []byte) (Hello, []byte, error) {
@@ -304,8 +340,17 @@ func parseHello(b []byte) (Hello, []byte, error) {
 	if h.MBPAddr, ok = str(MaxAddrLen); !ok {
 		return bad("mbp address missing or over %d bytes", MaxAddrLen)
 	}
-	if len(b) != NonceLen {
-		return bad("nonce of %d bytes, want %d", len(b), NonceLen)
+	switch len(b) {
+	case NonceLen:
+		// No cluster id: 0 (a node without one, or from before them).
+	case NonceLen + clusterIDLen:
+		h.ClusterID = binary.BigEndian.Uint64(b[NonceLen:])
+		if h.ClusterID == 0 {
+			return bad("cluster id 0 sent (0 is sent as no cluster id)")
+		}
+		b = b[:NonceLen]
+	default:
+		return bad("nonce and cluster id of %d bytes, want %d or %d", len(b), NonceLen, NonceLen+clusterIDLen)
 	}
 	return h, b, nil
 }

@@ -88,6 +88,10 @@ type Config struct {
 	// HintDialTimeout bounds the redial that makes a closed control
 	// connection a crash hint (hint.go); default DefaultHintDialTimeout.
 	HintDialTimeout time.Duration
+	// ClusterID returns this node's cluster id for each handshake (nil: 0);
+	// AdoptClusterID is HandshakeConfig.AdoptCluster (cluster_id.go).
+	ClusterID      func() uint64
+	AdoptClusterID func(peer Hello) error
 }
 
 func (c Config) withDefaults() Config {
@@ -176,6 +180,7 @@ type Transport struct {
 
 	dropped       atomic.Uint64 // sends to unknown or disconnected peers
 	droppedEvents atomic.Uint64
+	clusterLog    clusterLog
 }
 
 type peer struct {
@@ -308,7 +313,12 @@ func (t *Transport) hello(p Purpose) HandshakeConfig {
 	t.mu.RLock()
 	addr := t.addr
 	t.mu.RUnlock()
-	return HandshakeConfig{Secret: t.cfg.Secret, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p}}
+	var cid uint64
+	if t.cfg.ClusterID != nil {
+		cid = t.cfg.ClusterID()
+	}
+	return HandshakeConfig{Secret: t.cfg.Secret, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p, ClusterID: cid},
+		AdoptCluster: t.cfg.AdoptClusterID}
 }
 
 // track registers a connection not yet owned by a peer so Close can end it.
@@ -384,6 +394,7 @@ func (t *Transport) serve(nc net.Conn) {
 }
 
 func (t *Transport) logRefusal(remote string, err error) {
+	var ce *ClusterError
 	switch {
 	case t.ctx.Err() != nil:
 	case errors.Is(err, io.EOF):
@@ -396,6 +407,8 @@ func (t *Transport) logRefusal(remote string, err error) {
 		t.log.Warn("mbp connection refused: the peer speaks TLS but cluster.tls is not set on this node; set it on every node or on none", "remote", remote, "err", err)
 	case errors.Is(err, ErrAuth):
 		t.log.Warn("mbp connection refused: authentication failed, check cluster_secret on both nodes", "remote", remote, "err", err)
+	case errors.As(err, &ce):
+		t.logCluster(remote, ce, err)
 	default:
 		t.log.Warn("mbp connection refused", "remote", remote, "err", err)
 	}
@@ -490,7 +503,7 @@ func (t *Transport) dialLoop(addr string) {
 			}
 			failures++
 			wait := b.NextBackOff()
-			if errors.Is(err, ErrAuth) || failures == 1 || failures%20 == 0 {
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrCluster) || failures == 1 || failures%20 == 0 {
 				t.logRefusal(addr, fmt.Errorf("dial %s (attempt %d, retrying in %v): %w", addr, failures, wait.Round(time.Millisecond), err))
 			}
 			if !t.sleep(wait) {
