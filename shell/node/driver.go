@@ -52,8 +52,34 @@ func (s nodeStorage) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, er
 	return nil
 }
 
+// Prune drops the log the core no longer needs, but never entries the
+// archiver has not written yet (backup.archive_dir): the prune is capped at
+// the archived seq, and the store keeps the rest of the log until a later
+// compaction, once they are archived. The core tolerates a store that keeps
+// more log than it compacted (its restart loads the retained log). Capped,
+// the membership at the lower point is the last membership entry between
+// the store's base and it, or the base's own (nil: kept).
 func (s nodeStorage) Prune(c core.Compaction) error {
-	_, err := s.n.store.PruneAt(c.Upto.Seq, c.Members)
+	upto, members := s.n.pruneCap(c.Upto.Seq), c.Members
+	if upto < c.Upto.Seq {
+		_, _, base := s.n.store.State()
+		if upto <= base.Seq {
+			return nil
+		}
+		es, err := s.n.store.Entries(base.Seq+1, upto)
+		if err != nil {
+			return err
+		}
+		members = nil
+		for _, e := range es {
+			if e.Type == core.EntryMembership {
+				if ms, err := core.DecodeMembers(e.Payload); err == nil {
+					members = ms
+				}
+			}
+		}
+	}
+	_, err := s.n.store.PruneAt(upto, members)
 	return err
 }
 

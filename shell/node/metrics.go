@@ -22,6 +22,11 @@ type Metrics struct {
 	// WriteSeconds and ReadSeconds are observed by the API.
 	WriteSeconds *prometheus.HistogramVec
 	ReadSeconds  *prometheus.HistogramVec
+
+	// Log archiving (archive.go).
+	archivedSeq   prometheus.Gauge
+	archiveLag    prometheus.Gauge
+	archiveErrors prometheus.Counter
 }
 
 func newMetrics(id core.NodeID) *Metrics {
@@ -42,6 +47,12 @@ func newMetrics(id core.NodeID) *Metrics {
 		WriteSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_write_seconds", Help: "Write latency by durability.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"durability"}),
 		ReadSeconds:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "muninn_read_seconds", Help: "Read latency by consistency.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"consistency"}),
 	}
+	m.archivedSeq = prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_archive_seq", Help: "Last log seq this node wrote to backup.archive_dir (0 when archiving is off)."})
+	m.archiveLag = prometheus.NewGauge(prometheus.GaugeOpts{Name: "muninn_archive_lag_entries", Help: "Committed log entries not archived yet (the log is kept from them on)."})
+	m.archiveErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_archive_errors_total", Help: "Failed attempts to write or read backup.archive_dir."})
+	f(m.archivedSeq)
+	f(m.archiveLag)
+	f(m.archiveErrors)
 	for _, c := range []prometheus.Collector{m.role, m.epoch, m.lastSeq, m.commitSeq, m.elections, m.demotions, m.storeChanges, m.quarantined, m.saveSeconds, m.decayActive, m.WriteSeconds, m.ReadSeconds} {
 		f(c)
 	}

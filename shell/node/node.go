@@ -55,6 +55,7 @@ type Node struct {
 	closeOnce sync.Once
 	bg        sync.WaitGroup
 	decay     *decayWorker
+	archiver  *archiver // nil unless Options.ArchiveDir (archive.go)
 }
 
 // Snapshot is what the loop last published about the node, for the API.
@@ -188,6 +189,9 @@ func Start(opts Options) (*Node, error) {
 	n.decay = newDecayWorker(n)
 	n.events = newEventHub(string(opts.ID))
 	n.publish()
+	if opts.ArchiveDir != "" && opts.Kind != core.KindSentinel {
+		n.archiver = startArchiver(n)
+	}
 	go n.loop()
 	return n, nil
 }
@@ -214,6 +218,8 @@ func (n *Node) startTransport() error {
 		LivenessWindow: core.Config{Heartbeat: n.opts.Heartbeat, LeaseTTL: n.opts.LeaseTTL}.WithDefaults().DownAfter(),
 		// A crash hint's redial is refused at once or not at all.
 		HintDialTimeout: min(n.opts.Heartbeat/2, mbp.DefaultHintDialTimeout),
+		// Cluster ids in the handshake (cluster_id.go).
+		ClusterID: n.store.ClusterID, AdoptClusterID: n.adoptClusterID,
 	})
 	if err := n.tr.Listen(); err != nil {
 		return fmt.Errorf("listen on cluster.bind_addr %s: %w", n.opts.BindAddr, err)
@@ -257,6 +263,9 @@ func (n *Node) Close() error {
 		n.events.close()
 		n.bg.Wait()
 		n.staging.close()
+		if n.archiver != nil {
+			n.archiver.stop()
+		}
 		n.closeIO()
 		n.log.Info("stopped: " + positionText(n.store))
 	})

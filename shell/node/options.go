@@ -49,6 +49,10 @@ type Options struct {
 	// (interval 0: off).
 	DecayInterval time.Duration
 	DecayFactor   float64
+	// ArchiveDir, when set, makes a data node archive its committed log
+	// there every ArchiveInterval (backup.archive_dir; archive.go).
+	ArchiveDir      string
+	ArchiveInterval time.Duration
 
 	Logger *slog.Logger
 }
