@@ -96,15 +96,20 @@ func Read(path, dst string, o ReadOptions) (Manifest, error) {
 
 // Opened is what opening a backup's checkpoint as a store found.
 type Opened struct {
+	// Last is the last log position restored: the manifest's, or where
+	// the archive replay ended (before the restore's membership entry).
 	Last     Pos
 	Members  []Member
 	Identity uint64
+	// Replayed says what the archive replay did (a restore with Archive).
+	Replayed Replayed
 }
 
 // openCheck opens the store in dir (a checkpoint just extracted) and
-// checks it holds the position the manifest says; standalone, when set,
-// makes it a single voter (see makeStandalone).
-func openCheck(dir string, m Manifest, standalone bool) (Opened, error) {
+// checks it holds the position the manifest says; restore, when set,
+// replays the archive it names (see replay) and makes the store a single
+// voter (see makeStandalone).
+func openCheck(dir string, m Manifest, restore *RestoreOptions) (Opened, error) {
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
 		return Opened{}, fmt.Errorf("the checkpoint does not open as a store: %w", err)
@@ -114,12 +119,20 @@ func openCheck(dir string, m Manifest, standalone bool) (Opened, error) {
 	if pos(last) != m.Position {
 		return Opened{}, fmt.Errorf("the checkpoint ends at %s, the manifest says %s", pos(last), m.Position)
 	}
-	if standalone {
+	o := Opened{Last: m.Position}
+	if restore != nil {
+		r, err := replay(st, m, *restore)
+		if err != nil {
+			return Opened{}, err
+		}
+		o.Replayed = r
+		_, last, _ := st.State()
+		o.Last = pos(last)
 		if err := makeStandalone(st, m); err != nil {
 			return Opened{}, err
 		}
 	}
-	o := Opened{Last: m.Position, Identity: st.Identity()}
+	o.Identity = st.Identity()
 	for _, mb := range st.Members() {
 		o.Members = append(o.Members, Member{ID: string(mb.ID), Kind: mb.Kind.String(), Learner: mb.Learner})
 	}
@@ -179,7 +192,7 @@ func Verify(path string, o ReadOptions) (Manifest, error) {
 	if err != nil {
 		return m, err
 	}
-	if _, err := openCheck(filepath.Join(tmp, StoreDir), m, false); err != nil {
+	if _, err := openCheck(filepath.Join(tmp, StoreDir), m, nil); err != nil {
 		return m, fmt.Errorf("backup %s: %w", path, err)
 	}
 	return m, nil
@@ -192,6 +205,18 @@ func Verify(path string, o ReadOptions) (Manifest, error) {
 // only then renames it into place: on any error the sibling is removed
 // and dataDir is untouched.
 func Restore(path, dataDir string, o ReadOptions) (Manifest, Opened, error) {
+	return RestoreWith(path, dataDir, RestoreOptions{ReadOptions: o})
+}
+
+// RestoreWith is Restore with point-in-time recovery: with o.Archive set,
+// the log entries archived above the backup's position are replayed into
+// the restored store (up to o.ToSeq or o.ToTime, or to the end of the
+// contiguous archive) before it is made a single voter; see replay.
+// Nothing is left in dataDir on any error.
+func RestoreWith(path, dataDir string, o RestoreOptions) (Manifest, Opened, error) {
+	if err := o.check(); err != nil {
+		return Manifest{}, Opened{}, err
+	}
 	if err := CheckEmpty(dataDir); err != nil {
 		return Manifest{}, Opened{}, err
 	}
@@ -204,11 +229,11 @@ func Restore(path, dataDir string, o ReadOptions) (Manifest, Opened, error) {
 		return Manifest{}, Opened{}, fmt.Errorf("create %s: %w", tmp, err)
 	}
 	m, op, err := func() (Manifest, Opened, error) {
-		m, err := Read(path, filepath.Join(tmp, StoreDir), o)
+		m, err := Read(path, filepath.Join(tmp, StoreDir), o.ReadOptions)
 		if err != nil {
 			return m, Opened{}, err
 		}
-		op, err := openCheck(filepath.Join(tmp, StoreDir), m, true)
+		op, err := openCheck(filepath.Join(tmp, StoreDir), m, &o)
 		if err != nil {
 			return m, op, fmt.Errorf("backup %s: %w", path, err)
 		}
