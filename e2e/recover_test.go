@@ -1,15 +1,19 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/muninndb/muninn/shell/apitypes"
 	"github.com/muninndb/muninn/shell/client"
 )
 
@@ -102,4 +106,247 @@ func TestClusterRecoverSurvey(t *testing.T) {
 	} else if m[1] == fmt.Sprint(acked) {
 		t.Errorf("%s stopped at seq %s, the acknowledged end: it was meant to lag", lagging.id, m[1])
 	}
+}
+
+// recoverJSON is the part of `muninn cluster recover --json` the force
+// tests read.
+type recoverJSON struct {
+	Freshest *struct {
+		NodeID    string `json:"node_id"`
+		LastEpoch uint64 `json:"last_epoch"`
+		LastSeq   uint64 `json:"last_seq"`
+	} `json:"freshest"`
+}
+
+// missingAcked lists the ids of want that n does not return to a strong
+// read of vault (or why it cannot be asked).
+func missingAcked(n *node, vault string, want []string) (bool, string) {
+	got, err := n.listIDs(vault, "strong")
+	if err != nil {
+		return false, err.Error()
+	}
+	var missing []string
+	for _, id := range want {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return false, fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), len(want), missing[:min(3, len(missing))])
+	}
+	return true, ""
+}
+
+// soleCortex waits until n, started alone after --force, is the Cortex of
+// a membership in which it is the only voter, and has committed past the
+// membership entry --force wrote (at entry): as sole voter it commits on
+// its own.
+func soleCortex(c *cluster, n *node, entry uint64, d time.Duration) apitypes.Info {
+	c.t.Helper()
+	var info apitypes.Info
+	c.waitFor(n.id+" as the sole voter's Cortex, committed past "+fmt.Sprint(entry), d, func() (bool, string) {
+		i, err := n.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		info = i
+		return i.Role == "cortex" && i.CommitSeq > entry, fmt.Sprintf("role %s epoch %d last %d.%d commit %d", i.Role, i.Epoch, i.LastEpoch, i.LastSeq, i.CommitSeq)
+	})
+	for _, m := range info.Members {
+		if (m.ID == n.id) == m.Learner {
+			c.t.Errorf("%s's membership after --force: %+v; want %s the only voter, the others learners", n.id, info.Members, n.id)
+		}
+	}
+	return info
+}
+
+var forcedEntry = regexp.MustCompile(`after:  epoch (\d+), last \d+\.(\d+) \(the new membership entry\)`)
+
+// TestClusterRecoverForce: the issue's recovery target with real
+// processes. Three nodes take quorum writes (each acknowledged one is
+// recorded), then all three are killed with SIGKILL. The survey of the
+// three stopped data directories names the freshest; the other two data
+// directories are deleted. `cluster recover` then exits 2 (no quorum, two
+// voters not heard from), and `cluster recover --force --node <freshest>`
+// makes it the only voter of a new epoch. Started alone it becomes Cortex,
+// commits on its own, serves every acknowledged write to strong reads and
+// takes quorum writes again. One of the wiped nodes, started empty, then
+// rejoins as a learner, catches up, is promoted to voter, and holds every
+// write.
+func TestClusterRecoverForce(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	cx := c.waitCortex(ns, 20*time.Second)
+	acked := quorumWrites(t, client.New(cx.url()), "force", "before the crash", 40)
+	for _, n := range ns {
+		n.kill9()
+	}
+
+	var survey []string
+	for _, n := range ns {
+		survey = append(survey, "--data-dir", n.id+"="+n.dataDir())
+	}
+	out, stderr, code := cli(t, append([]string{"cluster", "recover", "--json"}, survey...)...)
+	var rep recoverJSON
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 2 || rep.Freshest == nil {
+		t.Fatalf("survey of the stopped nodes: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	surv := c.node(rep.Freshest.NodeID)
+	t.Logf("freshest: %s at %d.%d (the Cortex was %s)", surv.id, rep.Freshest.LastEpoch, rep.Freshest.LastSeq, cx.id)
+	lost := others(ns, surv)
+	for _, n := range lost {
+		if err := os.RemoveAll(n.dataDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirArg := surv.id + "=" + surv.dataDir()
+
+	out, stderr, code = cli(t, "cluster", "recover", "--data-dir", dirArg)
+	t.Logf("muninn cluster recover --data-dir %s:\n%s%s", dirArg, out, stderr)
+	if code != 2 || !strings.Contains(out, "Not heard from: "+lost[0].id) || !strings.Contains(out, "Not heard from: "+lost[1].id) {
+		t.Fatalf("survey of the survivor alone: exit %d, want 2 naming %s as not heard from", code, ids(lost))
+	}
+	out, stderr, code = cli(t, "cluster", "recover", "--force", "--node", surv.id, "--data-dir", dirArg)
+	t.Logf("muninn cluster recover --force --node %s --data-dir %s:\n%s%s", surv.id, dirArg, out, stderr)
+	m := forcedEntry.FindStringSubmatch(out)
+	if code != 0 || m == nil || !strings.Contains(out, "Forced: "+surv.id) {
+		t.Fatalf("--force: exit %d, or no %q in its output", code, "Forced: "+surv.id)
+	}
+	entry, _ := strconv.ParseUint(m[2], 10, 64)
+
+	surv.start()
+	info := soleCortex(c, surv, entry, 20*time.Second)
+	if newEpoch, _ := strconv.ParseUint(m[1], 10, 64); info.Epoch <= newEpoch {
+		t.Errorf("%s runs at epoch %d, want above the forced epoch %d", surv.id, info.Epoch, newEpoch)
+	}
+	c.waitFor("every acknowledged write on the recovered "+surv.id, 10*time.Second, func() (bool, string) {
+		return missingAcked(surv, "force", acked)
+	})
+	after := quorumWrites(t, client.New(surv.url()), "force", "after the recovery", 10)
+
+	// A wiped node comes back empty: a learner, caught up, then a voter.
+	back := lost[0]
+	back.start()
+	c.waitFor(back.id+" promoted to voter by "+surv.id, 30*time.Second, func() (bool, string) {
+		i, err := surv.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range i.Members {
+			if m.ID == back.id {
+				return !m.Learner && m.Store != "", fmt.Sprintf("%s: learner %v, store %q", m.ID, m.Learner, m.Store)
+			}
+		}
+		return false, back.id + " is not a member"
+	})
+	more := quorumWrites(t, client.New(surv.url()), "force", "with the rejoined voter", 10)
+	c.waitHasAll(back, "force", slices.Concat(acked, after, more), 15*time.Second)
+}
+
+// TestClusterRecoverForceDivergent: the other survivors rejoin as
+// learners, and a divergent entry goes to quarantine. A three-node
+// cluster takes quorum writes until both Lobes hold all of them; the Lobes
+// are killed; the Cortex takes `local` writes (acknowledged by it alone,
+// held by no one else) and is killed. The survey names the old Cortex as
+// the freshest, so `--force --node <a Lobe>` is refused, saying what would
+// be lost, until `--accept-loss` is given. Started alone, the Lobe is
+// Cortex with every quorum write. The old Cortex, started next, rejoins as
+// a learner: its local writes, past the point where its log and the new
+// Cortex's part, are removed from its data and land in its quarantine; it
+// is promoted once caught up and the cluster takes quorum writes.
+func TestClusterRecoverForceDivergent(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	cx := c.waitCortex(ns, 20*time.Second)
+	lobes := others(ns, cx)
+	acked := quorumWrites(t, client.New(cx.url()), "diverge", "quorum", 30)
+	end := cx.mustInfo().LastSeq
+	for _, l := range lobes {
+		c.waitFor(l.id+" to hold the Cortex's log", 10*time.Second, func() (bool, string) {
+			i, err := l.info()
+			if err != nil {
+				return false, err.Error()
+			}
+			return i.LastSeq >= end, fmt.Sprintf("at %d.%d, want seq %d", i.LastEpoch, i.LastSeq, end)
+		})
+		l.kill9()
+	}
+	var local []string
+	cl := client.New(cx.url(), client.WithRetryBudget(0))
+	for i := range 3 {
+		id := client.NewID()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := cl.Write(ctx, apitypes.WriteRequest{ID: id, Vault: "diverge", Concept: "e2e", Content: fmt.Sprintf("local %d", i)}, client.Durability("local"))
+		cancel()
+		if err != nil {
+			t.Fatalf("local write %d on the Cortex alone: %v", i, err)
+		}
+		local = append(local, id)
+	}
+	cx.kill9()
+
+	surv := lobes[0]
+	os.RemoveAll(lobes[1].dataDir())
+	args := []string{"cluster", "recover", "--force", "--node", surv.id, "--data-dir", surv.id + "=" + surv.dataDir(), "--data-dir", cx.id + "=" + cx.dataDir()}
+	out, stderr, code := cli(t, args...)
+	t.Logf("muninn %s:\n%s%s", strings.Join(args, " "), out, stderr)
+	if code != 1 || !strings.Contains(stderr, surv.id+" is not the freshest data node: "+cx.id+"'s log is ahead") {
+		t.Fatalf("--force on a node that is not the freshest: exit %d, want 1 and a refusal naming %s", code, cx.id)
+	}
+	out, stderr, code = cli(t, append(args, "--accept-loss")...)
+	t.Logf("with --accept-loss:\n%s%s", out, stderr)
+	m := forcedEntry.FindStringSubmatch(out)
+	if code != 0 || m == nil || !strings.Contains(out, "Accepting the loss") {
+		t.Fatalf("--force --accept-loss: exit %d", code)
+	}
+	entry, _ := strconv.ParseUint(m[2], 10, 64)
+	if entry <= end {
+		t.Errorf("the forced membership entry is at seq %d, want past %d: %s held the Cortex's log up to %d", entry, end, surv.id, end)
+	}
+
+	surv.start()
+	soleCortex(c, surv, entry, 20*time.Second)
+	c.waitFor("every quorum write on the recovered "+surv.id, 10*time.Second, func() (bool, string) {
+		return missingAcked(surv, "diverge", acked)
+	})
+
+	cx.start()
+	c.waitFor(cx.id+" rejoined, its local writes in quarantine", 30*time.Second, func() (bool, string) {
+		q, err := cx.api().Quarantine(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		var got []string
+		for _, e := range q.Entries {
+			if slices.Contains(local, e.ID) {
+				got = append(got, e.ID)
+			}
+		}
+		return len(got) == len(local), fmt.Sprintf("%d of %d local writes quarantined (%d entries)", len(got), len(local), len(q.Entries))
+	})
+	held, err := cx.listIDs("diverge", "eventual")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range local {
+		if held[id] {
+			t.Errorf("the quarantined local write %s is still in %s's data", id, cx.id)
+		}
+	}
+	c.waitFor(cx.id+" promoted to voter", 30*time.Second, func() (bool, string) {
+		i, err := surv.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range i.Members {
+			if m.ID == cx.id {
+				return !m.Learner, fmt.Sprintf("learner %v", m.Learner)
+			}
+		}
+		return false, cx.id + " is not a member"
+	})
+	after := quorumWrites(t, client.New(surv.url()), "diverge", "after the rejoin", 10)
+	c.waitHasAll(cx, "diverge", slices.Concat(acked, after), 15*time.Second)
 }
