@@ -15,6 +15,7 @@ import (
 	"github.com/muninndb/muninn/shell/ident"
 	"github.com/muninndb/muninn/shell/node"
 	"github.com/muninndb/muninn/shell/retry"
+	"github.com/muninndb/muninn/shell/store"
 )
 
 // view is what the cluster endpoints compute from one published snapshot.
@@ -306,6 +307,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 		Members: s.members(v), UptimeMs: time.Since(v.snap.Started).Milliseconds(),
 		HeartbeatMs: v.cfg.Heartbeat.Milliseconds(), DownAfterMs: v.window.Milliseconds(),
 		LeaseMs: v.cfg.Lease().Milliseconds(), LeaseWaitMs: msCeil(v.leaseWait()),
+		ClusterID: store.FormatClusterID(s.n.Store().ClusterID()),
 	}
 	if st.Cortex != "" {
 		// The Cortex's epoch is its fencing token; a follower knows it as

@@ -218,6 +218,9 @@ type Info struct {
 	Role           string `json:"role"`
 	Kind           string `json:"kind"`
 	ClusterEnabled bool   `json:"cluster_enabled"`
+	// ClusterID is this node's cluster id, 16 hex digits; absent while it
+	// has none (docs/protocol.md, rule 19).
+	ClusterID string `json:"cluster_id,omitempty"`
 	// Cortex is the Cortex this node follows ("" during an election).
 	Cortex    string `json:"cortex"`
 	CortexAPI string `json:"cortex_api,omitempty"`
