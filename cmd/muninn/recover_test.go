@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/apitypes"
@@ -230,15 +231,16 @@ func stoppedCluster(t *testing.T, root string, last map[string]core.Seq, epochs 
 	return dirs
 }
 
-// closedAddr is a 127.0.0.1 address nothing listens on.
+// closedAddr is a 127.0.0.1 address nothing listens on: port 1, which no
+// unprivileged process can bind (a port freed by a closed listener could
+// be handed to the next one, and accept).
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	a := "127.0.0.1:1"
+	if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("something listens on %s: the test needs it closed", a)
 	}
-	a := ln.Addr().String()
-	ln.Close()
 	return a
 }
 
