@@ -7,24 +7,54 @@ import (
 	"github.com/muninndb/muninn/shell/backup"
 )
 
-// RestoreCmd is `muninn restore --from BACKUP --data-dir NEW`.
+// RestoreCmd is `muninn restore --from BACKUP [--archive DIR ...] [--to-seq N | --to-time T] --data-dir NEW`.
 type RestoreCmd struct {
-	From    string `help:"The backup to restore: a .tar.zst file or a backup directory." required:"" placeholder:"BACKUP"`
-	DataDir string `name:"data-dir" help:"The new node's data directory; must not exist or be empty." required:"" placeholder:"DIR"`
+	From    string   `help:"The backup to restore: a .tar.zst file or a backup directory." required:"" placeholder:"BACKUP"`
+	DataDir string   `name:"data-dir" help:"The new node's data directory; must not exist or be empty." required:"" placeholder:"DIR"`
+	Archive []string `sep:"none" help:"A log archive directory (backup.archive_dir) to replay from after the backup (repeatable: give every node's)." placeholder:"DIR"`
+	ToSeq   uint64   `name:"to-seq" help:"Replay the archive up to this seq (needs --archive)." placeholder:"N"`
+	ToTime  string   `name:"to-time" help:"Replay the archive up to this time, RFC 3339 (needs --archive): stops before the first write made after it." placeholder:"T"`
 }
 
 func (c *RestoreCmd) Run(g *Globals) error {
+	o := backup.RestoreOptions{Archive: c.Archive, ToSeq: c.ToSeq}
+	if c.ToTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, c.ToTime)
+		if err != nil {
+			return usageError{fmt.Errorf("--to-time %q is not an RFC 3339 time: write it as e.g. 2026-12-07T04:43:48Z or 2026-12-07T05:43:48+01:00", c.ToTime)}
+		}
+		o.ToTime = t
+	}
 	p := newProgress(g.Err, "restore")
+	o.Progress = p.update
 	start := time.Now()
-	m, op, err := backup.Restore(c.From, c.DataDir, backup.ReadOptions{Progress: p.update})
+	m, op, err := backup.RestoreWith(c.From, c.DataDir, o)
 	p.end()
 	if err != nil {
 		return err
 	}
 	el := time.Since(start)
 	fmt.Fprintf(g.Out, "restored %s into %s\n", c.From, c.DataDir)
-	fmt.Fprintf(g.Out, "  position %s (taken %s on %s), %d files, %s in %s (%s)\n", m.Position, m.Created.Format(time.RFC3339), orDash(m.SourceNode),
+	fmt.Fprintf(g.Out, "  backup position %s (taken %s on %s), %d files, %s in %s (%s)\n", m.Position, m.Created.Format(time.RFC3339), orDash(m.SourceNode),
 		len(m.Files), mib(m.TotalBytes), el.Round(time.Millisecond), rateOf(m.TotalBytes, el))
+	if len(c.Archive) > 0 {
+		r := op.Replayed
+		if r.Applied == 0 {
+			fmt.Fprintf(g.Out, "  archive: no entries to apply above the backup's position (%d segment files read)\n", r.Files)
+		} else {
+			fmt.Fprintf(g.Out, "  archive: applied %d entries, %s to %s, from %d segment files\n", r.Applied, r.From, r.To, r.Files)
+		}
+		if r.Undone > 0 {
+			fmt.Fprintf(g.Out, "  the backup's %d uncommitted entries differed from the archive's committed history: undone (kept in the quarantine)\n", r.Undone)
+		}
+		if r.StoppedAt.Seq != 0 {
+			fmt.Fprintf(g.Out, "  stopped before %s, the first write after %s\n", r.StoppedAt, c.ToTime)
+		}
+		if r.Gap != nil {
+			fmt.Fprintf(g.Out, "  warning: the archive stops being contiguous after seq %d: %v\n", r.Gap.From-1, r.Gap)
+		}
+	}
+	fmt.Fprintf(g.Out, "  position reached %s\n", op.Last)
 	fmt.Fprintf(g.Out, "  new store identity %016x (the source's was %s); membership: %s\n", op.Identity, orDash(m.SourceStore), bkMembers(op.Members))
 	fmt.Fprintf(g.Out, "Next: start it as a standalone node:\n  muninn start --data-dir %s\n", c.DataDir)
 	fmt.Fprintf(g.Out, "Then, to make it the first node of a new cluster, enable cluster mode on it (muninn cluster enable; docs/backup.md).\n")
