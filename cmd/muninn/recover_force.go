@@ -88,12 +88,13 @@ func (c RecoverCmd) force(g *Globals, addrs []string, wait time.Duration) error 
 		return fmt.Errorf("refusing --force: %s is not a data voter in its store's membership (%s); the data voters are %s: give one of them as --node",
 			id, orDash(memberList(surv.Members)), orDash(strings.Join(dv, ", ")))
 	}
-	running, unchecked := runningVoters(sum.Members, core.NodeID(id), voterDialWait)
+	dial := otherVoters(sum.Members, rep.Nodes, surv)
+	running, unchecked := runningVoters(dial, core.NodeID(id), voterDialWait)
 	if len(running) > 0 {
 		return fmt.Errorf("refusing --force: %s accept%s connections at %s recorded MBP address (%s): %s running. "+
 			"Stop %s first: a running voter could elect a second Cortex beside the recovered node",
 			strings.Join(running, ", "), plural(len(running), "s", ""), plural(len(running), "its", "their"),
-			strings.Join(runningAddrs(sum.Members, running), ", "), plural(len(running), "it is", "they are"), plural(len(running), "it", "them"))
+			strings.Join(runningAddrs(dial, running), ", "), plural(len(running), "it is", "they are"), plural(len(running), "it", "them"))
 	}
 	if f := rep.Freshest; f != nil && f != surv && ahead(*f, *surv) {
 		loss := lossText(*surv, *f)
@@ -134,6 +135,30 @@ func lossText(surv, f surveyed) string {
 		s += fmt.Sprintf(", among them committed entries up to seq %d, which were acknowledged to clients", f.CommitSeq)
 	}
 	return s
+}
+
+// otherVoters is ms, plus the voters the other stopped nodes' stores
+// record that ms lacks (a member added after the survivor's last
+// membership, when it is not the freshest), so that every voter known is
+// checked.
+func otherVoters(ms core.Members, nodes []surveyed, surv *surveyed) core.Members {
+	out := slices.Clone(ms)
+	for i := range nodes {
+		n := &nodes[i]
+		if n == surv || n.Via != "data_dir" || n.Error != "" {
+			continue
+		}
+		sum, err := store.Inspect(storeDirOf(n.Source))
+		if err != nil {
+			continue
+		}
+		for _, m := range sum.Members {
+			if _, ok := out.Get(m.ID); !ok && m.Voter() {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // runningVoters dials every voter of ms but self at its recorded MBP

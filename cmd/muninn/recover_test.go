@@ -384,3 +384,27 @@ func TestRecoverForceRefusals(t *testing.T) {
 		t.Errorf("a after --accept-loss: epoch %d, last %s", hs.Epoch, last)
 	}
 }
+
+// TestRecoverForceChecksLaterVoters: a voter that only another stopped
+// node's store knows (added after the survivor's last membership) is
+// dialed too: running, it stops even --accept-loss.
+func TestRecoverForceChecksLaterVoters(t *testing.T) {
+	dirs := stoppedCluster(t, t.TempDir(), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, nil, nil)
+	d := acceptingAddr(t)
+	s, err := store.Open(filepath.Join(dirs["c"], "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := append(s.Members(), core.Member{ID: "d", Kind: core.KindAuto, Addr: d}).Normalize()
+	if err := s.Save(store.SaveBatch{Members: ms}, true); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	code, out, stderr := cli(t, "cluster", "recover", "--force", "--node", "a", "--accept-loss", "--data-dir", dirs["a"], "--data-dir", dirs["c"])
+	if code != 1 || !strings.Contains(stderr, "d accepts connections at its recorded MBP address ("+d+")") {
+		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+	if hs, _, _ := storeState(t, dirs["a"]); hs.Epoch != 3 {
+		t.Errorf("a's store was changed: epoch %d", hs.Epoch)
+	}
+}
