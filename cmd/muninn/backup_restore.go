@@ -40,9 +40,9 @@ func (c *RestoreCmd) Run(g *Globals) error {
 	if len(c.Archive) > 0 {
 		r := op.Replayed
 		if r.Applied == 0 {
-			fmt.Fprintf(g.Out, "  archive: no entries to apply above the backup's position (%d segment files read)\n", r.Files)
+			fmt.Fprintf(g.Out, "  archive: no entries to apply above the backup's position (%s read)\n", segFiles(r.Files))
 		} else {
-			fmt.Fprintf(g.Out, "  archive: applied %d entries, %s to %s, from %d segment files\n", r.Applied, r.From, r.To, r.Files)
+			fmt.Fprintf(g.Out, "  archive: applied %d entries, %s to %s, from %s\n", r.Applied, r.From, r.To, segFiles(r.Files))
 		}
 		if r.Undone > 0 {
 			fmt.Fprintf(g.Out, "  the backup's %d uncommitted entries differed from the archive's committed history: undone (kept in the quarantine)\n", r.Undone)
@@ -59,4 +59,11 @@ func (c *RestoreCmd) Run(g *Globals) error {
 	fmt.Fprintf(g.Out, "Next: start it as a standalone node:\n  muninn start --data-dir %s\n", c.DataDir)
 	fmt.Fprintf(g.Out, "Then, to make it the first node of a new cluster, enable cluster mode on it (muninn cluster enable; docs/backup.md).\n")
 	return nil
+}
+
+func segFiles(n int) string {
+	if n == 1 {
+		return "1 segment file"
+	}
+	return fmt.Sprintf("%d segment files", n)
 }

@@ -237,6 +237,7 @@ func Walk(segs []Segment, from, to core.Seq, fn func(e core.Entry, file string) 
 	prevFile := ""
 	for _, s := range segs {
 		if s.Last < from {
+			prevFile = s.Path // the segment before a gap at from
 			continue
 		}
 		if to != 0 && cur > to {

@@ -80,7 +80,7 @@ func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 		if at, p, err := lastDataTime(st, base.Seq+1, last.Seq); err != nil {
 			return r, err
 		} else if at > o.ToTime.UnixMilli() {
-			return r, fmt.Errorf("--to-time %s is before the backup's point: the backup holds the write at %s, made at %s; use an older backup", o.ToTime.UTC().Format(time.RFC3339Nano), p, time.UnixMilli(at).UTC().Format(time.RFC3339Nano))
+			return r, fmt.Errorf("--to-time %s is before the backup's point: the backup holds the write at %s, made at %s; use an older backup", o.ToTime.UTC().Format(time.RFC3339Nano), pos(p), time.UnixMilli(at).UTC().Format(time.RFC3339Nano))
 		}
 	}
 	segs, err := archive.List(o.Archive...)
@@ -182,7 +182,7 @@ func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 	var gap *archive.GapError
 	switch {
 	case werr == nil:
-	case errors.As(werr, &gap) && o.ToSeq == 0 && o.ToTime.IsZero() && gap.From > top:
+	case errors.As(werr, &gap) && o.ToSeq == 0 && o.ToTime.IsZero() && gap.From > top && r.Applied > 0:
 		r.Gap = gap // replayed to the end of the contiguous archive
 	case o.ToSeq != 0:
 		return r, fmt.Errorf("restore --to-seq %d: %w", o.ToSeq, werr)

@@ -177,6 +177,14 @@ func TestPITR(t *testing.T) {
 			t.Fatalf("open-ended over a gap: %+v, %v", op, err)
 		}
 		checkHolds(t, dst2, 32, 60, 0)
+		// An archive that does not connect to the backup at all is refused.
+		os.Remove(filepath.Join(gapped, archive.SegmentName(17, 32, "a")))
+		dst3 := filepath.Join(t.TempDir(), "d")
+		_, _, err = RestoreWith(file, dst3, RestoreOptions{Archive: []string{gapped}})
+		if err == nil || !strings.Contains(err.Error(), "seqs 21..48") || !strings.Contains(err.Error(), archive.SegmentName(1, 16, "a")) {
+			t.Fatalf("err = %v", err)
+		}
+		noTarget(t, dst3)
 	})
 	t.Run("archives disagree", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "arch-x")
