@@ -43,8 +43,8 @@ func (e *ClusterError) Error() string {
 			e.Peer, fmtClusterID(e.PeerID), e.Local, fmtClusterID(e.LocalID), FixCluster)
 	}
 	if e.Reason != "" {
-		return fmt.Sprintf("mbp: refused peer %s, which is in cluster %s: this node %s is in cluster %s and cannot join it: %s",
-			e.Peer, fmtClusterID(e.PeerID), e.Local, fmtClusterID(e.LocalID), e.Reason)
+		return fmt.Sprintf("mbp: refused peer %s, which is in cluster %s, while this node %s is in cluster %s and keeps it (%s): %s",
+			e.Peer, fmtClusterID(e.PeerID), e.Local, fmtClusterID(e.LocalID), e.Reason, FixCluster)
 	}
 	return fmt.Sprintf("mbp: refused peer %s, which is in cluster %s, while this node %s is in cluster %s: %s",
 		e.Peer, fmtClusterID(e.PeerID), e.Local, fmtClusterID(e.LocalID), FixCluster)

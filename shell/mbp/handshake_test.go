@@ -225,7 +225,7 @@ func (a *adopter) adopt(peer Hello) error {
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, peer.ClusterID)
 	if a.refuse {
-		return errors.New("store /x: the store is not empty: give it a fresh data directory")
+		return errors.New("store /x: the store is not empty")
 	}
 	return nil
 }

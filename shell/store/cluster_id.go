@@ -92,8 +92,8 @@ func (s *Store) setClusterIDLocked(id uint64, onlyEmpty bool) error {
 			s.dir, ErrClusterIDSet, cur, id, id)
 	}
 	if onlyEmpty && !s.emptyLocked() {
-		return fmt.Errorf("store %s: %w (epoch %d, last entry %s) and has no cluster id: its data belongs to the cluster that wrote it, not to cluster %016x; to join this node to cluster %016x, give it a fresh data directory",
-			s.dir, ErrNotEmpty, max(s.hs.Epoch, s.maxEpoch), s.last, id, id)
+		return fmt.Errorf("store %s: %w (epoch %d, last entry %s) and has no cluster id: its data belongs to the cluster that wrote it, not to cluster %016x",
+			s.dir, ErrNotEmpty, max(s.hs.Epoch, s.maxEpoch), s.last, id)
 	}
 	return s.writeClusterIDLocked(id)
 }

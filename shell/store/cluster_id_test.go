@@ -81,7 +81,7 @@ func TestAdoptClusterIDOnlyWhenEmpty(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := s.AdoptClusterID(x)
-			if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "abcdef0123456789") || !strings.Contains(err.Error(), "fresh data directory") {
+			if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "abcdef0123456789") || !strings.Contains(err.Error(), "belongs to the cluster that wrote it") {
 				t.Fatalf("a non-empty store adopting: %v", err)
 			}
 			if s.ClusterID() != 0 {
