@@ -269,7 +269,7 @@ func Walk(segs []Segment, from, to core.Seq, fn func(e core.Entry, file string) 
 			if q < cur {
 				if q >= winStart && int(q-winStart) < len(win) {
 					if o := win[q-winStart]; !sameEntry(o, e) {
-						return res, fmt.Errorf("the archive disagrees with itself at seq %d: %s holds %s (%s), %s holds %s (%s): the two files are from different histories (another cluster's archive in the same directory?); remove the wrong one", q, winFile[q-winStart], o.Pos, o.Type, s.Path, e.Pos, e.Type)
+						return res, fmt.Errorf("the archive disagrees with itself at seq %d: %s holds %d:%d (%s), %s holds %d:%d (%s), not the same entry: the two files are from different histories (another cluster's archive in the same directory?); remove the wrong one", q, winFile[q-winStart], o.Pos.Epoch, o.Pos.Seq, o.Type, s.Path, e.Pos.Epoch, e.Pos.Seq, e.Type)
 					}
 				}
 				continue
