@@ -67,3 +67,18 @@ func TestInfoPriorityColumn(t *testing.T) {
 		t.Fatalf("standalone:\n%s", b.String())
 	}
 }
+
+// TestInfoSummaryClusterID checks that cluster info's text output names
+// the cluster id when the cluster has one (a restored cluster), and says
+// nothing of it otherwise.
+func TestInfoSummaryClusterID(t *testing.T) {
+	var with, without bytes.Buffer
+	infoSummary(&with, apitypes.Info{Cortex: "a", ClusterEnabled: true, ClusterID: "00c0ffee00c0ffee"})
+	infoSummary(&without, apitypes.Info{Cortex: "a", ClusterEnabled: true})
+	if !strings.Contains(with.String(), "Cluster id: 00c0ffee00c0ffee\n") {
+		t.Errorf("with a cluster id: %q", with.String())
+	}
+	if strings.Contains(without.String(), "Cluster id") {
+		t.Errorf("without one: %q", without.String())
+	}
+}

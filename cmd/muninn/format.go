@@ -97,6 +97,9 @@ func infoSummary(w io.Writer, info apitypes.Info) {
 	}
 	fmt.Fprintf(w, "\nCortex: %s   Epoch: %d   Fencing token: %d   Members: %d (quorum %d)   Mode: %s\n",
 		cortex, info.Epoch, info.FencingToken, len(info.Members), info.Quorum, mode)
+	if info.ClusterID != "" {
+		fmt.Fprintf(w, "Cluster id: %s\n", info.ClusterID)
+	}
 	if info.Handoff != "" {
 		fmt.Fprintf(w, "Handoff to %s under way.\n", info.Handoff)
 	}
