@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,4 +183,56 @@ func metricValue(t *testing.T, n *Node, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestArchiverLogJump: a node whose log starts after what it archived (a
+// snapshot install; here a log pruned before archiving was switched on)
+// logs the gap and archives from its log's start on.
+func TestArchiverLogJump(t *testing.T) {
+	dataDir, arch := t.TempDir(), filepath.Join(t.TempDir(), "archive")
+	n, err := Start(Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, n, 30)
+	n.Close()
+	st, err := store.Open(filepath.Join(dataDir, "db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Prune(20); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	var buf syncBuffer
+	n, err = Start(Options{DataDir: dataDir, ArchiveDir: arch, ArchiveInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	if !strings.Contains(buf.String(), "log archive gap") || !strings.Contains(buf.String(), "missing_from=1 missing_to=20") {
+		t.Fatalf("no gap logged:\n%s", buf.String())
+	}
+	segs, err := archive.List(arch)
+	if err != nil || len(segs) == 0 || segs[0].First != 21 {
+		t.Fatalf("archive %v, %v: want it to start at seq 21", segs, err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

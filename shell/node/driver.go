@@ -60,12 +60,16 @@ func (s nodeStorage) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, er
 // the membership at the lower point is the last membership entry between
 // the store's base and it, or the base's own (nil: kept).
 func (s nodeStorage) Prune(c core.Compaction) error {
+	const pruneScanMax = 1 << 16
 	upto, members := s.n.pruneCap(c.Upto.Seq), c.Members
 	if upto < c.Upto.Seq {
 		_, _, base := s.n.store.State()
 		if upto <= base.Seq {
 			return nil
 		}
+		// Bounded: the scan reads at most pruneScanMax entries (the rest
+		// is pruned by later compactions).
+		upto = min(upto, base.Seq+pruneScanMax)
 		es, err := s.n.store.Entries(base.Seq+1, upto)
 		if err != nil {
 			return err
