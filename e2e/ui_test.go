@@ -44,6 +44,7 @@ type uiState struct {
 	Health   map[string]string `json:"health"`   // member id -> its health cell
 	Timeline []string          `json:"timeline"` // "type: text" of each timeline entry, newest first
 	Marker   bool              `json:"marker"`   // the marker the test set is still there (no reload)
+	Errors   []string          `json:"errors"`   // script errors and CSP violations (errorCatcher)
 }
 
 const uiStateJS = `(() => {
@@ -57,6 +58,7 @@ const uiStateJS = `(() => {
     rows: rows.map((r) => r.dataset.nodeId), health: health,
     timeline: [...document.querySelectorAll("#timeline li[data-type]")].map((li) => li.dataset.type + ": " + li.textContent),
     marker: window.__muninnTestMarker === true,
+    errors: window.__muninnErrors || ["the error catcher did not run"],
   };
 })()`
 
@@ -137,6 +139,13 @@ func screenshotPaths(t *testing.T) (string, string) {
 	return p, strings.TrimSuffix(p, ext) + "-failover" + ext
 }
 
+// errorCatcher, run before the page's own scripts, records uncaught
+// errors, rejected promises and Content-Security-Policy violations.
+const errorCatcher = `window.__muninnErrors = [];
+window.addEventListener("error", (e) => window.__muninnErrors.push("error: " + e.message));
+window.addEventListener("unhandledrejection", (e) => window.__muninnErrors.push("unhandled rejection: " + String(e.reason)));
+document.addEventListener("securitypolicyviolation", (e) => window.__muninnErrors.push("CSP violation: " + e.violatedDirective + " " + e.blockedURI));`
+
 // failingEventSource replaces the browser's EventSource with one that
 // fails at once, as a stream behind a proxy that cuts it would: the page
 // must fall back to polling /v1/cluster/info.
@@ -196,16 +205,18 @@ func TestUIFailover(t *testing.T) {
 	// as that run's context: so the first runs use the tab contexts
 	// themselves (bounded by bctx).
 	start := time.Now()
-	if err := chromedp.Do(live); err != nil {
+	addScript := func(js string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js})
+			return err
+		})
+	}
+	if err := chromedp.Do(live, addScript(errorCatcher)); err != nil {
 		t.Fatalf("starting %s: %v", exe, err)
 	}
 	polled, cancelPolled := chromedp.NewContext(live) // a second tab
 	defer cancelPolled()
-	err := chromedp.Do(polled, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: failingEventSource})
-		return err
-	}))
-	if err != nil {
+	if err := chromedp.Do(polled, addScript(errorCatcher), addScript(failingEventSource)); err != nil {
 		t.Fatalf("opening a second tab: %v", err)
 	}
 	url := lobe.url() + "/ui"
@@ -307,8 +318,14 @@ func TestUIFailover(t *testing.T) {
 		t.Errorf("the live page's timeline does not say the Cortex changed from %s to %s: %q", cx.id, newCortex, s.Timeline)
 	}
 	t.Logf("after the failover the page shows %s", s)
+	if len(s.Errors) > 0 {
+		t.Errorf("the live page had script errors or CSP violations: %q", s.Errors)
+	}
 	s = waitPage(t, polled, "the old Cortex unhealthy and the change on the timeline (polling)", after10, changed("polled_cortex: "))
 	t.Logf("after the failover the polling page shows %s", s)
+	if len(s.Errors) > 0 {
+		t.Errorf("the polling page had script errors or CSP violations: %q", s.Errors)
+	}
 	screenshot(t, live, after)
 	if err := errors.Join(live.Err(), polled.Err()); err != nil {
 		t.Fatalf("the browser tabs ended early: %v", err)
