@@ -77,6 +77,11 @@ func TestPITR(t *testing.T) {
 	}
 	t.Setenv("MUNINN_BACKUP_ARCHIVE_DIR", "") // restored nodes archive nothing
 	cx := c.waitCortex(ns, 20*time.Second)
+	for _, n := range ns {
+		c.waitFor(n.id+" to start archiving", 10*time.Second, func() (bool, string) {
+			return n.countMsg("log archiving enabled") > 0, "no \"log archiving enabled\" line in its log: is backup.archive_dir passed from the config to node.Options (cmd/muninn/start.go nodeOptions)?"
+		})
+	}
 	cl := client.New(cx.url())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
