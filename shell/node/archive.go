@@ -116,9 +116,15 @@ func (a *archiver) pass() {
 	if !a.resume() {
 		return
 	}
+	// What is committed now is archived in this pass: the entries
+	// committed meanwhile wait for the next (a busy node would otherwise
+	// write a small segment after each one).
+	hs0, last0, _ := a.n.store.State()
+	target := min(hs0.Commit.Seq, last0.Seq)
 	for range 1 << 16 { // bounded: one segment per round
 		hs, last, base := a.n.store.State()
-		upto := min(hs.Commit.Seq, last.Seq)
+		committed := min(hs.Commit.Seq, last.Seq)
+		upto := min(committed, max(target, base.Seq))
 		if a.next <= base.Seq {
 			// The log starts after what this node archived: a snapshot
 			// install made it jump (or the node archives for the first
@@ -130,7 +136,7 @@ func (a *archiver) pass() {
 			a.archived.Store(uint64(base.Seq))
 		}
 		a.n.metrics.archivedSeq.Set(float64(a.next - 1))
-		a.n.metrics.archiveLag.Set(float64(upto) - float64(a.next-1))
+		a.n.metrics.archiveLag.Set(float64(committed) - float64(a.next-1))
 		if a.next > upto {
 			return
 		}
@@ -163,7 +169,7 @@ func (a *archiver) pass() {
 		a.next = es[n-1].Pos.Seq + 1
 		a.archived.Store(uint64(es[n-1].Pos.Seq))
 		a.n.metrics.archivedSeq.Set(float64(es[n-1].Pos.Seq))
-		a.n.metrics.archiveLag.Set(float64(upto) - float64(es[n-1].Pos.Seq))
+		a.n.metrics.archiveLag.Set(float64(committed) - float64(es[n-1].Pos.Seq))
 		if a.failing {
 			a.failing = false
 			a.n.log.Info("log archive writes again", "archive_dir", a.dir, "archived_seq", uint64(es[n-1].Pos.Seq))
