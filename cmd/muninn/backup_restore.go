@@ -56,6 +56,9 @@ func (c *RestoreCmd) Run(g *Globals) error {
 	}
 	fmt.Fprintf(g.Out, "  position reached %s\n", op.Last)
 	fmt.Fprintf(g.Out, "  new store identity %016x (the source's was %s); membership: %s\n", op.Identity, orDash(m.SourceStore), bkMembers(op.Members))
+	if op.ClusterID != 0 {
+		fmt.Fprintf(g.Out, "  new cluster id %016x: a new cluster, which the nodes of the old one refuse (protocol rule 19)\n", op.ClusterID)
+	}
 	fmt.Fprintf(g.Out, "Next: start it as a standalone node:\n  muninn start --data-dir %s\n", c.DataDir)
 	fmt.Fprintf(g.Out, "Then, to make it the first node of a new cluster, enable cluster mode on it (muninn cluster enable; docs/backup.md).\n")
 	return nil

@@ -65,6 +65,7 @@ func nodeOptions(cfg config.Config, apiURL string, log *slog.Logger) node.Option
 		DataDir: cfg.DataDir, Cluster: cl.Enabled, APIAddr: apiURL, Logger: log,
 		Heartbeat: cl.Heartbeat(), LeaseTTL: cl.LeaseTTL(), SnapshotRateMB: cl.SnapshotRateMB,
 		ForwardWait: cl.ForwardWait(), DecayInterval: cl.DecayInterval(), DecayFactor: cl.DecayFactor,
+		ArchiveDir: cfg.Backup.ArchiveDir, ArchiveInterval: cfg.Backup.ArchiveInterval(),
 	}
 	if cl.NodeID != "" {
 		// A node keeps its id across mode switches: its data and

@@ -101,6 +101,9 @@ type Opened struct {
 	Last     Pos
 	Members  []Member
 	Identity uint64
+	// ClusterID is the restored store's new cluster id (protocol rule 19;
+	// 0 for a store that was never written).
+	ClusterID uint64
 	// Replayed says what the archive replay did (a restore with Archive).
 	Replayed Replayed
 }
@@ -133,6 +136,7 @@ func openCheck(dir string, m Manifest, restore *RestoreOptions) (Opened, error) 
 		}
 	}
 	o.Identity = st.Identity()
+	o.ClusterID = st.ClusterID()
 	for _, mb := range st.Members() {
 		o.Members = append(o.Members, Member{ID: string(mb.ID), Kind: mb.Kind.String(), Learner: mb.Learner})
 	}
@@ -149,6 +153,11 @@ func openCheck(dir string, m Manifest, restore *RestoreOptions) (Opened, error) 
 // started under another id then adopts the data (node.adoptStandalone).
 // A store with no epoch yet (never written) is left as is.
 func makeStandalone(st *store.Store, m Manifest) error {
+	// A new cluster identity (protocol rule 19): the old cluster refuses
+	// this store's node, and it refuses the old cluster's nodes.
+	if _, err := st.MintClusterID(); err != nil {
+		return fmt.Errorf("give the restored store a new cluster id: %w", err)
+	}
 	hs, last, _ := st.State()
 	ms := st.Members()
 	if hs.Epoch == 0 {
