@@ -88,6 +88,7 @@ func New(n *node.Node, opts Options) *Server {
 		s.writeObs[d] = n.Metrics().WriteSeconds.WithLabelValues(d.String())
 	}
 	s.routes()
+	s.registerLagMetric()
 	return s
 }
 

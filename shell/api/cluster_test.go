@@ -237,6 +237,14 @@ func TestClusterForwarding(t *testing.T) {
 			t.Fatalf("status member %+v", m)
 		}
 	}
+	// The same lags as a metric on the Cortex, one series per Lobe.
+	r = do(t, cortex.url, "GET", "/metrics", "")
+	for _, m := range st.Members {
+		series := `muninn_replication_lag_seconds{member="` + m.ID + `"}`
+		if strings.Contains(string(r.body), series) != (m.ID != cortex.id) {
+			t.Fatalf("/metrics on the Cortex: %s present = %v, want it for the Lobes only", series, !(m.ID != cortex.id))
+		}
+	}
 	r = do(t, lobe.url, "GET", "/v1/cluster/status?local=true", "")
 	r.json(t, &st)
 	if st.View != "local" || st.NodeID != lobe.id {
