@@ -30,7 +30,7 @@ type BackupTakeCmd struct {
 	Out     string  `help:"Where to write the backup (a .tar.zst file; with --dir, a directory). Must not exist." required:"" placeholder:"FILE"`
 	Dir     bool    `help:"Write a plain directory (MANIFEST.json and the checkpoint's files) instead of one tar.zst file."`
 	Token   string  `help:"Admin token (the node's admin_token) for --addr." env:"MUNINN_ADMIN_TOKEN" placeholder:"TOKEN"`
-	RateMB  float64 `name:"rate-mb" help:"With --addr: the node streams at most this many MB/s of store files, leaving CPU and disk to writes (0: as fast as it can)." default:"0" placeholder:"MB/S"`
+	RateMB  float64 `name:"rate-mb" help:"With --addr: the node streams at most this many MB/s of store files, leaving CPU and disk to writes (0: as fast as it can)." default:"100" placeholder:"MB/S"`
 }
 
 func (c *BackupTakeCmd) Run(g *Globals) error {
@@ -89,9 +89,8 @@ func (c *BackupTakeCmd) online(tmp string, p *progress) (backup.Manifest, error)
 		base = "http://" + base
 	}
 	u := base + "/v1/admin/backup"
-	if c.RateMB > 0 {
-		u += "?rate_mb=" + strconv.FormatFloat(c.RateMB, 'f', -1, 64)
-	}
+	// Always sent: the node's default may differ from this binary's.
+	u += "?rate_mb=" + strconv.FormatFloat(c.RateMB, 'f', -1, 64)
 	req, err := http.NewRequest("GET", u, nil)
 	if err != nil {
 		return backup.Manifest{}, usageError{fmt.Errorf("--addr %q: %v", c.Addr, err)}

@@ -154,3 +154,21 @@ func backupReleased(t *testing.T, e *env, dir string, within time.Duration, afte
 		t.Fatalf("the next backup: %d %s", r.status, r.body)
 	}
 }
+
+// TestBackupRate checks rate_mb: capped at DefaultBackupRateMB when
+// absent, 0 unlimited, and a bad value refused naming it.
+func TestBackupRate(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want float64
+		bad  bool
+	}{{"", DefaultBackupRateMB, false}, {"0", 0, false}, {"250.5", 250.5, false}, {"-1", 0, true}, {"fast", 0, true}, {"NaN", 0, true}} {
+		got, err := backupRate(tc.v)
+		if tc.bad != (err != nil) || got != tc.want {
+			t.Errorf("backupRate(%q) = %v, %v", tc.v, got, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "rate_mb") {
+			t.Errorf("backupRate(%q): the error does not name rate_mb: %v", tc.v, err)
+		}
+	}
+}
