@@ -67,6 +67,10 @@ type Hello struct {
 type HandshakeConfig struct {
 	Local  Hello
 	Secret []byte
+	// Previous is cluster.cluster_secret_previous: during a secret rotation
+	// a peer may prove either secret (docs/protocol.md, the handshake
+	// rule). Nil (or equal to Secret) when no rotation is under way.
+	Previous []byte
 	// Rand supplies nonces; crypto/rand when nil.
 	Rand io.Reader
 	// AdoptCluster is called when this side has no cluster id
@@ -96,94 +100,168 @@ var (
 //
 // proof_x = HMAC-SHA256(secret, transcript(x)); see macInput. The caller
 // bounds the exchange with a deadline.
+//
+// With a previous secret (a rotation under way) the listener sends one
+// proof per secret it accepts, current first, and the dialer proves with
+// the first of its own secrets (current first) that one of them matched.
+// The connection is then authenticated with that secret on both ends:
+// dialHandshake and acceptHandshake return it.
 func DialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, error) {
-	nd, err := nonce(hc.Rand)
-	if err != nil {
-		return Hello{}, err
-	}
-	helloD := appendHello(nil, hc.Local, nd)
-	if err := WriteFrame(rw, FrameHello, 0, helloD); err != nil {
-		return Hello{}, fmt.Errorf("%w: sending hello: %v", ErrHandshake, err)
-	}
-	f, err := readHandshakeFrame(rw, FrameChallenge)
-	if err != nil {
-		return Hello{}, err
-	}
-	if len(f.Payload) < NonceLen {
-		return Hello{}, refuse(rw, fmt.Errorf("%w: challenge of %d bytes", ErrHandshake, len(f.Payload)))
-	}
-	helloL := f.Payload[:len(f.Payload)-sha256.Size]
-	proofL := f.Payload[len(f.Payload)-sha256.Size:]
-	peer, nl, err := parseHello(helloL)
-	if err != nil {
-		return Hello{}, refuse(rw, err)
-	}
-	if peer.ID == hc.Local.ID {
-		return Hello{}, refuse(rw, fmt.Errorf("%w: peer has our own node id %q (dialed ourselves?)", ErrHandshake, peer.ID))
-	}
-	if peer.Purpose != hc.Local.Purpose {
-		return Hello{}, refuse(rw, fmt.Errorf("%w: peer answered a %s connection as %s", ErrHandshake, hc.Local.Purpose, peer.Purpose))
-	}
-	want := proof(hc.Secret, "listener", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
-	if !hmac.Equal(want, proofL) {
-		return Hello{}, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
-	}
-	// The listener's hello is authenticated: its cluster id is its own.
-	if err := checkCluster(hc, peer); err != nil {
-		return Hello{}, refuse(rw, err)
-	}
-	mine := proof(hc.Secret, "dialer", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
-	if err := WriteFrame(rw, FrameProof, 0, mine); err != nil {
-		return Hello{}, fmt.Errorf("%w: sending proof: %v", ErrHandshake, err)
-	}
-	if _, err := readHandshakeFrame(rw, FrameAccept); err != nil {
-		return Hello{}, refusedCluster(hc.Local, peer, err)
-	}
-	return peer, nil
+	h, _, err := dialHandshake(rw, hc)
+	return h, err
 }
 
 // AcceptHandshake runs the listener's side over rw (see DialHandshake) and
 // returns the dialer's hello once it has proved it holds the secret. Any
 // frame other than the expected handshake frame is refused.
 func AcceptHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, error) {
+	h, _, err := acceptHandshake(rw, hc)
+	return h, err
+}
+
+// maxProofs is how many proofs a challenge may carry: one per secret the
+// listener accepts (cluster_secret and cluster_secret_previous).
+const maxProofs = 2
+
+// secrets lists the secrets this side accepts, current first.
+func (hc HandshakeConfig) secrets() [][]byte {
+	if len(hc.Previous) == 0 || bytes.Equal(hc.Previous, hc.Secret) {
+		return [][]byte{hc.Secret}
+	}
+	return [][]byte{hc.Secret, hc.Previous}
+}
+
+// splitChallenge splits a challenge's payload into the listener's hello
+// and its proofs (1 or 2 of sha256.Size bytes). The hello's tail (nonce,
+// optional cluster id) is 32 or 40 bytes, so 1 and 2 proofs never read
+// alike: a 2-proof payload cut as 1 proof leaves a tail of 64 or 72.
+func splitChallenge(b []byte) (helloL []byte, proofs [][]byte, peer Hello, nl []byte, err error) {
+	var first error
+	for k := 1; k <= maxProofs; k++ {
+		n := k * sha256.Size
+		if len(b) < n+NonceLen {
+			break
+		}
+		h, nonce, perr := parseHello(b[:len(b)-n])
+		if perr != nil {
+			if first == nil {
+				first = perr
+			}
+			continue
+		}
+		for i := range k {
+			off := len(b) - n + i*sha256.Size
+			proofs = append(proofs, b[off:off+sha256.Size])
+		}
+		return b[:len(b)-n], proofs, h, nonce, nil
+	}
+	if first == nil {
+		first = fmt.Errorf("%w: challenge of %d bytes", ErrHandshake, len(b))
+	}
+	return nil, nil, Hello{}, nil, first
+}
+
+func dialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) {
+	nd, err := nonce(hc.Rand)
+	if err != nil {
+		return Hello{}, nil, err
+	}
+	helloD := appendHello(nil, hc.Local, nd)
+	if err := WriteFrame(rw, FrameHello, 0, helloD); err != nil {
+		return Hello{}, nil, fmt.Errorf("%w: sending hello: %v", ErrHandshake, err)
+	}
+	f, err := readHandshakeFrame(rw, FrameChallenge)
+	if err != nil {
+		return Hello{}, nil, err
+	}
+	helloL, proofsL, peer, nl, err := splitChallenge(f.Payload)
+	if err != nil {
+		return Hello{}, nil, refuse(rw, err)
+	}
+	if peer.ID == hc.Local.ID {
+		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer has our own node id %q (dialed ourselves?)", ErrHandshake, peer.ID))
+	}
+	if peer.Purpose != hc.Local.Purpose {
+		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer answered a %s connection as %s", ErrHandshake, hc.Local.Purpose, peer.Purpose))
+	}
+	var used []byte
+	for _, s := range hc.secrets() {
+		want := proof(s, "listener", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
+		for _, p := range proofsL {
+			if hmac.Equal(want, p) {
+				used = s
+			}
+		}
+		if used != nil {
+			break
+		}
+	}
+	if used == nil {
+		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
+	}
+	// The listener's hello is authenticated: its cluster id is its own.
+	if err := checkCluster(hc, peer); err != nil {
+		return Hello{}, nil, refuse(rw, err)
+	}
+	mine := proof(used, "dialer", hc.Local.ID, peer.ID, nd, nl, helloD, helloL)
+	if err := WriteFrame(rw, FrameProof, 0, mine); err != nil {
+		return Hello{}, nil, fmt.Errorf("%w: sending proof: %v", ErrHandshake, err)
+	}
+	if _, err := readHandshakeFrame(rw, FrameAccept); err != nil {
+		return Hello{}, nil, refusedCluster(hc.Local, peer, err)
+	}
+	return peer, used, nil
+}
+
+func acceptHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) {
 	f, err := readHandshakeFrame(rw, FrameHello)
 	if err != nil {
-		return Hello{}, err
+		return Hello{}, nil, err
 	}
 	helloD := f.Payload
 	peer, nd, err := parseHello(helloD)
 	if err != nil {
-		return Hello{}, refuse(rw, err)
+		return Hello{}, nil, refuse(rw, err)
 	}
 	if peer.ID == hc.Local.ID {
-		return Hello{}, refuse(rw, fmt.Errorf("%w: peer has our own node id %q", ErrHandshake, peer.ID))
+		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer has our own node id %q", ErrHandshake, peer.ID))
 	}
 	nl, err := nonce(hc.Rand)
 	if err != nil {
-		return Hello{}, err
+		return Hello{}, nil, err
 	}
 	local := hc.Local
 	local.Purpose = peer.Purpose
 	helloL := appendHello(nil, local, nl)
-	mine := proof(hc.Secret, "listener", peer.ID, hc.Local.ID, nd, nl, helloD, helloL)
-	if err := WriteFrame(rw, FrameChallenge, 0, append(helloL[:len(helloL):len(helloL)], mine...)); err != nil {
-		return Hello{}, fmt.Errorf("%w: sending challenge: %v", ErrHandshake, err)
+	secrets := hc.secrets()
+	challenge := helloL[:len(helloL):len(helloL)]
+	for _, s := range secrets {
+		challenge = append(challenge, proof(s, "listener", peer.ID, hc.Local.ID, nd, nl, helloD, helloL)...)
+	}
+	if err := WriteFrame(rw, FrameChallenge, 0, challenge); err != nil {
+		return Hello{}, nil, fmt.Errorf("%w: sending challenge: %v", ErrHandshake, err)
 	}
 	f, err = readHandshakeFrame(rw, FrameProof)
 	if err != nil {
-		return Hello{}, refusedCluster(hc.Local, peer, err)
+		return Hello{}, nil, refusedCluster(hc.Local, peer, err)
 	}
-	want := proof(hc.Secret, "dialer", peer.ID, hc.Local.ID, nd, nl, helloD, helloL)
-	if !hmac.Equal(want, f.Payload) {
-		return Hello{}, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
+	var used []byte
+	for _, s := range secrets {
+		if hmac.Equal(proof(s, "dialer", peer.ID, hc.Local.ID, nd, nl, helloD, helloL), f.Payload) {
+			used = s
+			break
+		}
+	}
+	if used == nil {
+		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer %q did not prove the secret", ErrAuth, peer.ID))
 	}
 	if err := checkCluster(hc, peer); err != nil {
-		return Hello{}, refuse(rw, err)
+		return Hello{}, nil, refuse(rw, err)
 	}
 	if err := WriteFrame(rw, FrameAccept, 0, nil); err != nil {
-		return Hello{}, fmt.Errorf("%w: sending accept: %v", ErrHandshake, err)
+		return Hello{}, nil, fmt.Errorf("%w: sending accept: %v", ErrHandshake, err)
 	}
-	return peer, nil
+	return peer, used, nil
 }
 
 // readHandshakeFrame reads one small frame and insists on type want; a

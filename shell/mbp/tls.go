@@ -2,6 +2,7 @@ package mbp
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -115,6 +116,49 @@ func LoadTLS(f TLSFiles) (*tls.Config, error) {
 	}, nil
 }
 
+// SetTLS reloads cluster.tls (a renewed certificate and key, a new CA
+// bundle): new handshakes, dialed and accepted, use it; connections already
+// up keep theirs. The files are checked as LoadTLS does, and on any error
+// the configuration in force is kept. TLS cannot be turned on or off here
+// (every node must agree, so that takes a restart of each). It returns the
+// keys whose files changed since the last load (cluster.tls.cert, .key,
+// .ca), by content.
+func (t *Transport) SetTLS(f TLSFiles) ([]string, error) {
+	t.tlsMu.Lock()
+	defer t.tlsMu.Unlock()
+	if t.tls.Load() == nil {
+		return nil, errors.New("mbp: cluster.tls was not set when the node started: turning TLS on takes a restart of every node")
+	}
+	cfg, err := LoadTLS(f)
+	if err != nil {
+		return nil, err
+	}
+	sum := tlsFingerprint(f)
+	var changed []string
+	for i, k := range []string{"cluster.tls.cert", "cluster.tls.key", "cluster.tls.ca"} {
+		if sum[i] != t.tlsSum[i] {
+			changed = append(changed, k)
+		}
+	}
+	t.tls.Store(cfg)
+	t.tlsSum = sum
+	if len(changed) > 0 {
+		t.log.Info("mbp TLS reloaded: new handshakes use it", "changed", strings.Join(changed, ","))
+	}
+	return changed, nil
+}
+
+// tlsFingerprint hashes the content of the cluster.tls files (a file that
+// cannot be read hashes as empty).
+func tlsFingerprint(f TLSFiles) [3][32]byte {
+	var out [3][32]byte
+	for i, name := range []string{f.CertFile, f.KeyFile, f.CAFile} {
+		b, _ := os.ReadFile(name)
+		out[i] = sha256.Sum256(b)
+	}
+	return out
+}
+
 // parseCerts returns every CERTIFICATE block of a PEM bundle.
 func parseCerts(b []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
@@ -175,14 +219,15 @@ func verifyServer(roots *x509.CertPool) func(tls.ConnectionState) error {
 // (nc itself without TLS, or on error). A TLS listener answers a plaintext
 // MBP peer with a plain refuse frame so both logs say what is wrong.
 func (t *Transport) secure(ctx context.Context, nc net.Conn, server bool) (net.Conn, error) {
-	if t.tls == nil {
+	cfg := t.tls.Load() // SetTLS may replace it: each handshake uses the latest
+	if cfg == nil {
 		return nc, nil
 	}
 	var tc *tls.Conn
 	if server {
-		tc = tls.Server(nc, t.tls)
+		tc = tls.Server(nc, cfg)
 	} else {
-		tc = tls.Client(nc, t.tls)
+		tc = tls.Client(nc, cfg)
 	}
 	if err := tc.HandshakeContext(ctx); err != nil {
 		var rh tls.RecordHeaderError

@@ -2,6 +2,7 @@ package mbp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -41,6 +42,9 @@ type Config struct {
 	ID     core.NodeID
 	Kind   core.Kind
 	Secret []byte // cluster_secret; required
+	// SecretPrevious is cluster.cluster_secret_previous: accepted from
+	// peers during a rotation (see SetSecrets); nil when none.
+	SecretPrevious []byte
 	// ListenAddr is cluster.bind_addr (":8474"); "127.0.0.1:0" in tests.
 	ListenAddr string
 	// APIAddr is advertised in the handshake: where this node's REST API is.
@@ -159,8 +163,14 @@ type Transport struct {
 	log     *slog.Logger
 	zc      *Compressor
 	limiter *rate.Limiter
-	tls     *tls.Config // nil without cluster.tls
-	tlsErr  error       // loading cluster.tls failed
+	tls     atomic.Pointer[tls.Config] // nil without cluster.tls; SetTLS replaces it
+	tlsErr  error                      // loading cluster.tls failed
+	// tlsSum fingerprints the cluster.tls files last loaded (SetTLS,
+	// which tlsMu serialises).
+	tlsMu  sync.Mutex
+	tlsSum [3][32]byte
+	// secrets are the cluster secrets in force (SetSecrets).
+	secrets atomic.Pointer[secretSet]
 	recv    chan core.Message
 	events  chan PeerEvent
 	hints   chan Hint
@@ -176,7 +186,10 @@ type Transport struct {
 	peers   map[core.NodeID]*peer
 	dials   map[string]bool
 	pending map[net.Conn]struct{} // conns not owned by a peer: handshakes, snapshots
-	snaps   map[string]*progress
+	// authed maps an authenticated connection not owned by a peer (a
+	// snapshot stream) to the secret it was authenticated with.
+	authed map[net.Conn][]byte
+	snaps  map[string]*progress
 
 	dropped       atomic.Uint64 // sends to unknown or disconnected peers
 	droppedEvents atomic.Uint64
@@ -202,6 +215,7 @@ type conn struct {
 	p      *peer
 	dialed bool         // this node dialed it
 	dialer core.NodeID  // who dialed it
+	secret []byte       // the cluster secret it was authenticated with
 	since  time.Time    // when it was attached
 	heard  atomic.Int64 // unix nanoseconds of the last frame read
 	done   chan struct{}
@@ -244,10 +258,14 @@ func New(cfg Config) *Transport {
 		recv: make(chan core.Message, cfg.RecvLen), events: make(chan PeerEvent, 256), hints: make(chan Hint, hintBacklog),
 		ctx: ctx, cancel: cancel,
 		peers: map[core.NodeID]*peer{}, dials: map[string]bool{}, pending: map[net.Conn]struct{}{},
-		snaps: map[string]*progress{},
+		authed: map[net.Conn][]byte{}, snaps: map[string]*progress{},
 	}
+	t.secrets.Store(newSecretSet(cfg.Secret, cfg.SecretPrevious))
 	if cfg.TLS != nil {
-		t.tls, t.tlsErr = LoadTLS(*cfg.TLS)
+		var tc *tls.Config
+		tc, t.tlsErr = LoadTLS(*cfg.TLS)
+		t.tls.Store(tc)
+		t.tlsSum = tlsFingerprint(*cfg.TLS)
 	}
 	return t
 }
@@ -260,14 +278,25 @@ func (t *Transport) errConfig() error {
 	if err := ident.CheckNodeID(string(t.cfg.ID)); err != nil {
 		return fmt.Errorf("mbp: node id %q: %v: set cluster.node_id to %s", t.cfg.ID, err, ident.NodeIDRule)
 	}
-	if len(t.cfg.Secret) == 0 {
-		return errors.New("mbp: cluster_secret is empty: set cluster.cluster_secret (or MUNINN_CLUSTER_SECRET), the same on every node; generate one with: openssl rand -hex 32")
-	}
-	if len(t.cfg.Secret) < MinSecretLen {
-		return fmt.Errorf("mbp: cluster_secret is too short (%d bytes): set cluster.cluster_secret (or MUNINN_CLUSTER_SECRET) to at least %d bytes, the same on every node; generate one with: openssl rand -hex 32", len(t.cfg.Secret), MinSecretLen)
+	if err := checkSecrets(t.secrets.Load()); err != nil {
+		return err
 	}
 	if len(t.cfg.APIAddr) > MaxAddrLen || len(t.cfg.AdvertiseAddr) > MaxAddrLen {
 		return fmt.Errorf("mbp: advertised address over %d bytes", MaxAddrLen)
+	}
+	return nil
+}
+
+// checkSecrets checks the secrets every handshake needs.
+func checkSecrets(ss *secretSet) error {
+	if len(ss.cur) == 0 {
+		return errors.New("mbp: cluster_secret is empty: set cluster.cluster_secret (or MUNINN_CLUSTER_SECRET), the same on every node; generate one with: openssl rand -hex 32")
+	}
+	if len(ss.cur) < MinSecretLen {
+		return fmt.Errorf("mbp: cluster_secret is too short (%d bytes): set cluster.cluster_secret (or MUNINN_CLUSTER_SECRET) to at least %d bytes, the same on every node; generate one with: openssl rand -hex 32", len(ss.cur), MinSecretLen)
+	}
+	if len(ss.prev) > 0 && len(ss.prev) < MinSecretLen {
+		return fmt.Errorf("mbp: cluster_secret_previous is too short (%d bytes): set cluster.cluster_secret_previous (or MUNINN_CLUSTER_SECRET_PREVIOUS) to the secret being retired, at least %d bytes, or remove it", len(ss.prev), MinSecretLen)
 	}
 	return nil
 }
@@ -294,7 +323,7 @@ func (t *Transport) Listen() error {
 	}
 	t.wg.Add(1)
 	t.mu.Unlock()
-	t.log.Info("mbp listening", "addr", ln.Addr().String(), "tls", t.tls != nil)
+	t.log.Info("mbp listening", "addr", ln.Addr().String(), "tls", t.tls.Load() != nil)
 	go t.acceptLoop(ln)
 	return nil
 }
@@ -317,7 +346,8 @@ func (t *Transport) hello(p Purpose) HandshakeConfig {
 	if t.cfg.ClusterID != nil {
 		cid = t.cfg.ClusterID()
 	}
-	return HandshakeConfig{Secret: t.cfg.Secret, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p, ClusterID: cid},
+	ss := t.secrets.Load()
+	return HandshakeConfig{Secret: ss.cur, Previous: ss.prev, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p, ClusterID: cid},
 		AdoptCluster: t.cfg.AdoptClusterID}
 }
 
@@ -338,7 +368,23 @@ func (t *Transport) track(nc net.Conn) bool {
 func (t *Transport) untrack(nc net.Conn) {
 	t.mu.Lock()
 	delete(t.pending, rawConn(nc))
+	delete(t.authed, rawConn(nc))
 	t.mu.Unlock()
+}
+
+// authenticated records the secret a tracked connection was authenticated
+// with, so SetSecrets can close it when that secret is retired. It fails
+// when the secret was retired during the handshake.
+func (t *Transport) authenticated(nc net.Conn, secret []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.secrets.Load().accepts(secret) {
+		return errRetired
+	}
+	if _, ok := t.pending[rawConn(nc)]; ok {
+		t.authed[rawConn(nc)] = secret
+	}
+	return nil
 }
 
 func (t *Transport) acceptLoop(ln net.Listener) {
@@ -371,9 +417,15 @@ func (t *Transport) serve(nc net.Conn) {
 	remote := nc.RemoteAddr().String()
 	_ = nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	nc, err := t.secure(t.ctx, nc, true)
-	var h Hello
+	var (
+		h      Hello
+		secret []byte
+	)
 	if err == nil {
-		h, err = AcceptHandshake(nc, t.hello(0))
+		h, secret, err = acceptHandshake(nc, t.hello(0))
+	}
+	if err == nil {
+		err = t.authenticated(nc, secret)
 	}
 	_ = nc.SetDeadline(time.Time{})
 	if err != nil {
@@ -385,7 +437,7 @@ func (t *Transport) serve(nc net.Conn) {
 	switch h.Purpose {
 	case PurposeControl:
 		t.untrack(nc)
-		t.attach(nc, h, false)
+		t.attach(nc, h, false, secret)
 	case PurposeSnapshot:
 		t.serveSnapshot(nc, h)
 		t.untrack(nc)
@@ -403,7 +455,7 @@ func (t *Transport) logRefusal(remote string, err error) {
 		t.log.Debug("mbp connection closed before its handshake", "remote", remote)
 	case errors.Is(err, ErrTLS):
 		t.log.Warn("mbp connection refused: TLS failed, check cluster.tls (cert, key, ca) on both nodes", "remote", remote, "err", err)
-	case t.tls == nil && looksLikeTLS(err):
+	case t.tls.Load() == nil && looksLikeTLS(err):
 		t.log.Warn("mbp connection refused: the peer speaks TLS but cluster.tls is not set on this node; set it on every node or on none", "remote", remote, "err", err)
 	case errors.Is(err, ErrAuth):
 		t.log.Warn("mbp connection refused: authentication failed, check cluster_secret on both nodes", "remote", remote, "err", err)
@@ -448,30 +500,43 @@ func (t *Transport) sleep(d time.Duration) bool {
 
 // dial opens and authenticates one connection to addr.
 func (t *Transport) dial(ctx context.Context, addr string, p Purpose) (net.Conn, Hello, error) {
+	nc, h, _, err := t.dialAuth(ctx, addr, p)
+	return nc, h, err
+}
+
+// dialAuth is dial, also returning the secret the connection was
+// authenticated with.
+func (t *Transport) dialAuth(ctx context.Context, addr string, p Purpose) (net.Conn, Hello, []byte, error) {
 	d := net.Dialer{Timeout: t.cfg.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, Hello{}, err
+		return nil, Hello{}, nil, err
 	}
 	if !t.track(nc) {
-		return nil, Hello{}, net.ErrClosed
+		return nil, Hello{}, nil, net.ErrClosed
 	}
 	_ = nc.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout))
 	nc, err = t.secure(ctx, nc, false)
-	var h Hello
+	var (
+		h      Hello
+		secret []byte
+	)
 	if err == nil {
-		h, err = DialHandshake(nc, t.hello(p))
-		if err != nil && t.tls != nil {
+		h, secret, err = dialHandshake(nc, t.hello(p))
+		if err != nil && t.tls.Load() != nil {
 			err = refusedAfterTLS(err)
 		}
+	}
+	if err == nil {
+		err = t.authenticated(nc, secret)
 	}
 	_ = nc.SetDeadline(time.Time{})
 	if err != nil {
 		t.untrack(nc)
 		nc.Close()
-		return nil, Hello{}, err
+		return nil, Hello{}, nil, err
 	}
-	return nc, h, nil
+	return nc, h, secret, nil
 }
 
 func (t *Transport) dialLoop(addr string) {
@@ -496,7 +561,7 @@ func (t *Transport) dialLoop(addr string) {
 		if t.ctx.Err() != nil {
 			return
 		}
-		nc, h, err := t.dial(t.ctx, addr, PurposeControl)
+		nc, h, secret, err := t.dialAuth(t.ctx, addr, PurposeControl)
 		if err != nil {
 			if t.ctx.Err() != nil {
 				return
@@ -513,7 +578,7 @@ func (t *Transport) dialLoop(addr string) {
 		}
 		t.untrack(nc)
 		known = h.ID
-		c := t.attach(nc, h, true)
+		c := t.attach(nc, h, true, secret)
 		if c == nil {
 			continue
 		}
@@ -565,7 +630,7 @@ func (t *Transport) prefer(peer, da, db core.NodeID) bool {
 // secret (the current one is live: the newcomer is refused, so it cannot
 // take the real node's place). The last two are logged as warnings with
 // both remote addresses.
-func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
+func (t *Transport) attach(nc net.Conn, h Hello, dialed bool, secret []byte) *conn {
 	dialer := h.ID
 	if dialed {
 		dialer = t.cfg.ID
@@ -574,6 +639,14 @@ func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
 	if t.closed {
 		t.mu.Unlock()
 		nc.Close()
+		return nil
+	}
+	if !t.secrets.Load().accepts(secret) {
+		// Retired by SetSecrets during the handshake: its sweep could not
+		// see this connection.
+		t.mu.Unlock()
+		nc.Close()
+		t.log.Info("mbp connection closed: its cluster secret was retired while it authenticated", "peer", string(h.ID))
 		return nil
 	}
 	p := t.peers[h.ID]
@@ -605,7 +678,7 @@ func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
 		}
 		old.close() // its reader sees p.conn != old and leaves the peer up
 	}
-	c := &conn{nc: nc, p: p, dialed: dialed, dialer: dialer, since: now, done: make(chan struct{})}
+	c := &conn{nc: nc, p: p, dialed: dialed, dialer: dialer, secret: secret, since: now, done: make(chan struct{})}
 	c.heard.Store(now.UnixNano())
 	up := p.conn == nil
 	p.conn, p.hello = c, h
@@ -622,6 +695,75 @@ func (t *Transport) attach(nc net.Conn, h Hello, dialed bool) *conn {
 	go t.readLoop(c)
 	go t.writeLoop(c)
 	return c
+}
+
+// secretSet is the cluster secrets a Transport accepts: cur, which it
+// proves with first, and prev (cluster_secret_previous) during a rotation.
+type secretSet struct{ cur, prev []byte }
+
+func newSecretSet(cur, prev []byte) *secretSet {
+	ss := &secretSet{cur: bytes.Clone(cur)}
+	if len(prev) > 0 && !bytes.Equal(prev, cur) {
+		ss.prev = bytes.Clone(prev)
+	}
+	return ss
+}
+
+// accepts reports whether a connection authenticated with secret may stay.
+func (ss *secretSet) accepts(secret []byte) bool {
+	return bytes.Equal(secret, ss.cur) || (len(ss.prev) > 0 && bytes.Equal(secret, ss.prev))
+}
+
+// errRetired: the secret a connection authenticated with was retired
+// (SetSecrets) while it did.
+var errRetired = errors.New("mbp: the cluster secret this connection authenticated with was retired during its handshake")
+
+// Secrets returns the cluster secrets in force: cluster_secret and
+// cluster_secret_previous (nil when none). Do not modify them.
+func (t *Transport) Secrets() (current, previous []byte) {
+	ss := t.secrets.Load()
+	return ss.cur, ss.prev
+}
+
+// SetSecrets replaces the cluster secrets (a reload during a rotation;
+// docs/clustering.md, "Rotating cluster_secret"): new handshakes prove
+// with current and accept a peer proving current or previous, and every
+// connection, control or snapshot, authenticated with a secret no longer
+// accepted is closed at once (its dialer redials with a secret both ends
+// hold). It returns how many connections it closed; on an invalid secret
+// it changes nothing.
+func (t *Transport) SetSecrets(current, previous []byte) (int, error) {
+	ss := newSecretSet(current, previous)
+	if err := checkSecrets(ss); err != nil {
+		return 0, err
+	}
+	var retired []*conn
+	t.mu.Lock()
+	// Stored under mu: attach and authenticated check the set under mu,
+	// so a handshake that ends after this sweep sees the new set.
+	t.secrets.Store(ss)
+	for _, p := range t.peers {
+		if c := p.conn; c != nil && !ss.accepts(c.secret) {
+			retired = append(retired, c)
+			c.close()
+		}
+	}
+	streams := 0
+	for nc, secret := range t.authed {
+		if !ss.accepts(secret) {
+			delete(t.authed, nc)
+			_ = nc.Close()
+			streams++
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range retired {
+		t.log.Warn("mbp closed a connection authenticated with a retired cluster secret; the peer reconnects with the current one", "peer", string(c.p.id), "remote", c.nc.RemoteAddr().String())
+	}
+	if streams > 0 {
+		t.log.Warn("mbp closed snapshot streams authenticated with a retired cluster secret; they resume with the current one", "streams", streams)
+	}
+	return len(retired) + streams, nil
 }
 
 // refuseLate tells an authenticated peer why its connection is closed
