@@ -120,6 +120,10 @@ type Cluster struct {
 	Seeds []string `yaml:"seeds,omitempty" json:"seeds,omitempty"`
 	// Secret is the shared HMAC secret (cluster.cluster_secret). Secret.
 	Secret string `yaml:"cluster_secret,omitempty" json:"cluster_secret,omitempty"`
+	// SecretPrevious is the secret being retired during a rotation: peers
+	// proving it are still accepted (cluster.cluster_secret_previous;
+	// docs/clustering.md, "Rotating cluster_secret"). Secret.
+	SecretPrevious string `yaml:"cluster_secret_previous,omitempty" json:"cluster_secret_previous,omitempty"`
 	// Role is auto, sentinel or observer (cluster.role). See Kind.
 	Role string `yaml:"role" json:"role"`
 	// Priority ranks equally up-to-date candidates for Cortex, lower first;
@@ -297,7 +301,7 @@ func (c Config) SlogLevel() slog.Level {
 }
 
 // Redacted returns a copy with the secrets (cluster.cluster_secret,
-// admin_token) replaced by "[REDACTED]" when set.
+// cluster.cluster_secret_previous, admin_token) replaced by "[REDACTED]" when set.
 func (c Config) Redacted() Config {
 	if c.AdminToken != "" {
 		c.AdminToken = redacted
@@ -306,10 +310,14 @@ func (c Config) Redacted() Config {
 	return c
 }
 
-// Redacted returns a copy with Secret replaced by "[REDACTED]" when set.
+// Redacted returns a copy with Secret and SecretPrevious replaced by
+// "[REDACTED]" when set.
 func (c Cluster) Redacted() Cluster {
 	if c.Secret != "" {
 		c.Secret = redacted
+	}
+	if c.SecretPrevious != "" {
+		c.SecretPrevious = redacted
 	}
 	c.Seeds = append([]string(nil), c.Seeds...)
 	return c
@@ -383,6 +391,7 @@ func (c Cluster) LogValue() slog.Value {
 		slog.String("advertise_addr", r.Advertise()),
 		slog.String("seeds", strings.Join(r.Seeds, ",")),
 		slog.String("cluster_secret", r.Secret),
+		slog.String("cluster_secret_previous", r.SecretPrevious),
 		slog.String("role", r.Role),
 		slog.Int("priority", r.Priority),
 		slog.Int("lease_ttl", r.LeaseTTLSeconds),

@@ -20,7 +20,10 @@ var sections = map[string]bool{"cluster": true, "cluster.tls": true, "backup": t
 
 // envOverride maps a key to an environment variable that does not follow
 // the MUNINN_ + PATH scheme (the product documentation names it so).
-var envOverride = map[string]string{"cluster.cluster_secret": "MUNINN_CLUSTER_SECRET"}
+var envOverride = map[string]string{
+	"cluster.cluster_secret":          "MUNINN_CLUSTER_SECRET",
+	"cluster.cluster_secret_previous": "MUNINN_CLUSTER_SECRET_PREVIOUS",
+}
 
 // cliEnv are MUNINN_* variables that belong to the command-line tool
 // (server address for cluster commands, config file path); Load ignores them.
@@ -39,6 +42,7 @@ var keys = []*key{
 	{path: "cluster.advertise_addr", ptr: func(c *Config) any { return &c.Cluster.AdvertiseAddr }},
 	{path: "cluster.seeds", ptr: func(c *Config) any { return &c.Cluster.Seeds }},
 	{path: "cluster.cluster_secret", secret: true, ptr: func(c *Config) any { return &c.Cluster.Secret }},
+	{path: "cluster.cluster_secret_previous", secret: true, ptr: func(c *Config) any { return &c.Cluster.SecretPrevious }},
 	{path: "cluster.role", ptr: func(c *Config) any { return &c.Cluster.Role }},
 	{path: "cluster.priority", ptr: func(c *Config) any { return &c.Cluster.Priority }},
 	{path: "cluster.lease_ttl", unit: "seconds", ptr: func(c *Config) any { return &c.Cluster.LeaseTTLSeconds }},

@@ -222,7 +222,7 @@ func roughSecrets(data []byte) []string {
 	var out []string
 	for _, line := range strings.Split(string(data), "\n") {
 		t := strings.TrimSpace(line)
-		for _, k := range []string{"cluster_secret:", "admin_token:"} {
+		for _, k := range []string{"cluster_secret:", "cluster_secret_previous:", "admin_token:"} {
 			if v, ok := strings.CutPrefix(t, k); ok {
 				v = strings.TrimSpace(v)
 				if i := strings.Index(v, " #"); i >= 0 {

@@ -162,6 +162,12 @@ func (c Config) validate(from map[string]string, secrets []string) []*FieldError
 	if cl.Secret != "" && len(cl.Secret) < MinSecretLen {
 		v.bad("cluster.cluster_secret", "is too short: use at least %d bytes, the same on every node; generate one with: openssl rand -hex 32", MinSecretLen)
 	}
+	if cl.SecretPrevious != "" && len(cl.SecretPrevious) < MinSecretLen {
+		v.bad("cluster.cluster_secret_previous", "is too short: it must be the secret being retired (at least %d bytes); remove it once every node has the new cluster.cluster_secret", MinSecretLen)
+	}
+	if cl.SecretPrevious != "" && cl.Secret == "" {
+		v.missing("cluster.cluster_secret", "is empty but cluster.cluster_secret_previous is set: during a rotation set cluster.cluster_secret to the new secret and cluster.cluster_secret_previous to the old one")
+	}
 	if _, err := core.ParseKind(strings.ToLower(strings.TrimSpace(cl.Role))); err != nil {
 		v.bad("cluster.role", "is not a role: use auto (holds data, votes, may become Cortex), sentinel (votes only) or observer (read-only replica)")
 	}
@@ -336,6 +342,9 @@ func (c Config) Warnings() []string {
 	case "replace-with-a-strong-secret", "your-shared-secret":
 		w = append(w, "cluster.cluster_secret is the documentation's example value: generate a real one with: openssl rand -hex 32")
 	}
+	if cl.SecretPrevious != "" && cl.SecretPrevious == cl.Secret {
+		w = append(w, "cluster.cluster_secret_previous is the same as cluster.cluster_secret: it has no effect; set cluster.cluster_secret to the new secret, or remove cluster.cluster_secret_previous")
+	}
 	if cl.Secret != strings.TrimSpace(cl.Secret) {
 		w = append(w, "cluster.cluster_secret starts or ends with whitespace: every node must have exactly the same bytes; check it is not a stray newline")
 	}
@@ -455,7 +464,7 @@ func isLocal(h string) bool { return isUnspecified(h) || isLoopback(h) }
 
 // secretValues lists c's secret values, which no message may show.
 func (c *Config) secretValues() []string {
-	return []string{c.Cluster.Secret, strings.TrimSpace(c.Cluster.Secret), c.AdminToken, strings.TrimSpace(c.AdminToken)}
+	return []string{c.Cluster.Secret, strings.TrimSpace(c.Cluster.Secret), c.Cluster.SecretPrevious, strings.TrimSpace(c.Cluster.SecretPrevious), c.AdminToken, strings.TrimSpace(c.AdminToken)}
 }
 
 // quote is a user's value for a message: quoted and cut short, or
