@@ -162,6 +162,7 @@ func (s *Server) routes() {
 	s.route("/v1/cluster/enable", methods{"POST": s.handleEnable})
 	s.route("/v1/cluster/disable", methods{"POST": s.handleDisable})
 	s.route("/v1/admin/backup", methods{"GET": s.handleBackup})
+	s.route("/v1/admin/reload", methods{"POST": s.handleReload})
 	s.uiRoutes() // GET /ui, the read-only status page (ui.go)
 
 	metrics := promhttp.HandlerFor(s.n.Metrics().Registry, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}})

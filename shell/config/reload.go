@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -188,4 +189,30 @@ func inKeyOrder(ps []string) []string {
 	}
 	slices.SortFunc(ps, func(a, b string) int { return idx[a] - idx[b] })
 	return ps
+}
+
+// LevelHandler filters h's records by a level that can change while the
+// node runs (log_level, applied by a reload): build h with the lowest
+// level and set lv.
+func LevelHandler(h slog.Handler, lv slog.Leveler) slog.Handler {
+	return &levelHandler{h: h, lv: lv}
+}
+
+type levelHandler struct {
+	h  slog.Handler
+	lv slog.Leveler
+}
+
+func (l *levelHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= l.lv.Level() && l.h.Enabled(ctx, level)
+}
+
+func (l *levelHandler) Handle(ctx context.Context, r slog.Record) error { return l.h.Handle(ctx, r) }
+
+func (l *levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &levelHandler{h: l.h.WithAttrs(as), lv: l.lv}
+}
+
+func (l *levelHandler) WithGroup(name string) slog.Handler {
+	return &levelHandler{h: l.h.WithGroup(name), lv: l.lv}
 }
