@@ -300,42 +300,7 @@ func (c RemoveNodeCmd) Run(g *Globals) error {
 	return nil
 }
 
-// EnableCmd is `muninn cluster enable`.
-type EnableCmd struct{}
-
-func (EnableCmd) Run(g *Globals) error {
-	ctx, cancel := g.ctx()
-	defer cancel()
-	return g.modeSwitch(g.client().Enable(ctx), "enabled")
-}
-
-// DisableCmd is `muninn cluster disable`.
-type DisableCmd struct{}
-
-func (DisableCmd) Run(g *Globals) error {
-	ctx, cancel := g.ctx()
-	defer cancel()
-	return g.modeSwitch(g.client().Disable(ctx), "disabled")
-}
-
-// modeSwitch prints the node's answer: a switch needs a restart, and the
-// node's message lists the steps.
-func (g *Globals) modeSwitch(err error, what string) error {
-	if err == nil {
-		fmt.Fprintf(g.Out, "Cluster mode %s.\n", what)
-		return nil
-	}
-	var ce *client.Error
-	if !errors.As(err, &ce) || ce.Code != apitypes.CodeNotImplemented {
-		return g.explain(err)
-	}
-	if g.clus.JSON {
-		g.printJSON(apitypes.ErrorBody{Error: apitypes.ErrorDetail{Code: ce.Code, Message: ce.Message}})
-	} else {
-		fmt.Fprintln(g.Out, numberedSteps(ce.Message))
-	}
-	return fmt.Errorf("cluster mode was not %s: a running node switches modes by a restart; follow the steps above", what)
-}
+// EnableCmd and DisableCmd are in enable.go.
 
 // numberedSteps puts each "(n)" step of a message on its own line.
 func numberedSteps(msg string) string {

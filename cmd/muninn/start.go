@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -106,13 +107,26 @@ func (c *StartCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(c.Config, g.Env, flags)
+	// The mode recorded by cluster enable/disable wins over the config's
+	// (enable.go; docs/configuration.md).
+	cfg, modeLines, err := recordedMode(c.Config, g.Env, flags)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%v", indent(err.Error()))
 	}
-	log := newLogger(g.Err, cfg.LogFormat, cfg.SlogLevel())
+	// log_level can change on reload: the handler filters by logLevel.
+	logLevel := new(slog.LevelVar)
+	logLevel.Set(cfg.SlogLevel())
+	log := slog.New(config.LevelHandler(newLogger(g.Err, cfg.LogFormat, slog.LevelDebug).Handler(), logLevel))
+	// SIGHUP reloads the configuration (below); caught from now on so that
+	// one sent while the node starts does not kill it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
+	}
+	for _, l := range modeLines {
+		log.Warn(l)
 	}
 
 	// Listen first: a port in use fails at once, and peers meeting this
@@ -134,7 +148,8 @@ func (c *StartCmd) Run(g *Globals) error {
 	gate := &starting{}
 	// Header, body and idle timeouts and a bound on open connections, so
 	// slow or idle clients cannot hold the node (docs/api.md, Connection limits).
-	srv := api.NewHTTPServer(gate, api.Limits{}, log)
+	sg := &switchGate{next: gate}
+	srv := api.NewHTTPServer(sg, api.Limits{}, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(api.LimitListener(ln, api.DefaultMaxConns)) }()
 
@@ -176,8 +191,40 @@ func (c *StartCmd) Run(g *Globals) error {
 		// seeds has written nothing that needs a clean close.
 		return errors.New("interrupted while starting")
 	}
-	a := api.New(n, api.Options{AdminToken: cfg.AdminToken, Logger: log})
+	apiOpts := api.Options{AdminToken: cfg.AdminToken, Logger: log}
+	a := api.New(n, apiOpts)
 	gate.h.Store(a)
+	// cluster enable/disable switch the running node (enable.go).
+	ms := &modeSwitcher{gate: sg, api: gate, apiURL: apiURL, apiOpts: apiOpts, log: log, n: n, a: a,
+		changed: make(chan struct{}, 1), fatal: make(chan error, 1),
+		load: func(over map[string]string) (config.Config, error) {
+			f := maps.Clone(flags)
+			maps.Copy(f, over)
+			return config.Load(c.Config, g.Env, f)
+		}}
+	n.SetSwitcher(ms.switchMode)
+	// SIGHUP and POST /v1/admin/reload re-read the configuration and apply
+	// what can change live (docs/configuration.md, "Reloading without a
+	// restart").
+	if p := cfg.Cluster.SecretPrevious; p != "" && opts.Cluster {
+		if _, err := n.SetSecrets([]byte(cfg.Cluster.Secret), []byte(p)); err != nil {
+			log.Error("cluster.cluster_secret_previous not applied", "err", err)
+		}
+	}
+	rl := config.NewReloader(cfg, func() (config.Config, error) {
+		cfg, _, err := recordedMode(c.Config, g.Env, flags)
+		return cfg, err
+	}, func(old, next config.Config, live []string) ([]string, error) {
+		n, a := ms.current()
+		return node.ApplyReload(n, old, next, live, logLevel, a.SetAdminToken)
+	}, log)
+	a.SetReload(rl.Reload)
+	// A mode switch's new API handler gets the same hooks and the admin
+	// token as last reloaded.
+	ms.setup = func(_ *node.Node, a *api.Server) {
+		a.SetReload(rl.Reload)
+		a.SetAdminToken(rl.Current().AdminToken)
+	}
 	mode := "standalone"
 	if opts.Cluster {
 		mode = "cluster"
@@ -185,13 +232,25 @@ func (c *StartCmd) Run(g *Globals) error {
 	log.Info(fmt.Sprintf("serving the REST API on %s (%s)", ln.Addr(), apiURL), "mode", mode, "node_id", n.ID(), "data_dir", cfg.DataDir)
 
 	var runErr error
-	select {
-	case <-stop:
-	case err := <-serveErr:
-		runErr = fmt.Errorf("http server: %w", err)
-	case err := <-n.Fatal():
-		runErr = fmt.Errorf("the node stopped: %w (check the disk and the data directory %s, then restart)", err, cfg.DataDir)
+	for running := true; running; {
+		n, _ := ms.current()
+		select {
+		case <-stop:
+			running = false
+		case err := <-serveErr:
+			runErr, running = fmt.Errorf("http server: %w", err), false
+		case err := <-n.Fatal():
+			runErr, running = fmt.Errorf("the node stopped: %w (check the disk and the data directory %s, then restart)", err, cfg.DataDir), false
+		case err := <-ms.fatal:
+			runErr, running = err, false
+		case <-hup:
+			_, _ = rl.Reload("SIGHUP") // logs what it applied, or why not
+		case <-ms.changed:
+			// A mode switch: watch the new node.
+		}
 	}
+	ms.mu.Lock() // no switch from here on
+	n, a = ms.current()
 	shutdown(n, a, srv, log)
 	return runErr
 }

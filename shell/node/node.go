@@ -56,6 +56,8 @@ type Node struct {
 	bg        sync.WaitGroup
 	decay     *decayWorker
 	archiver  *archiver // nil unless Options.ArchiveDir (archive.go)
+
+	switcher atomic.Pointer[Switcher] // mode.go: set by the process (muninn start)
 }
 
 // Snapshot is what the loop last published about the node, for the API.
