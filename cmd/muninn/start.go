@@ -221,9 +221,15 @@ func (c *StartCmd) Run(g *Globals) error {
 	a.SetReload(rl.Reload)
 	// A mode switch's new API handler gets the same hooks and the admin
 	// token as last reloaded.
-	ms.setup = func(_ *node.Node, a *api.Server) {
+	ms.setup = func(n *node.Node, a *api.Server) {
+		cur := rl.Current()
 		a.SetReload(rl.Reload)
-		a.SetAdminToken(rl.Current().AdminToken)
+		a.SetAdminToken(cur.AdminToken)
+		if p := cur.Cluster.SecretPrevious; p != "" {
+			if _, err := n.SetSecrets([]byte(cur.Cluster.Secret), []byte(p)); err != nil {
+				log.Error("cluster.cluster_secret_previous not applied", "err", err)
+			}
+		}
 	}
 	mode := "standalone"
 	if opts.Cluster {
