@@ -195,7 +195,7 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 	if v.isCortex() {
 		unhealthy = append(unhealthy, v.unreachablePairs()...)
 	}
-	reason := ""
+	reason, waiting := "", false
 	full, disk := s.n.Store().DiskFull()
 	switch {
 	case full:
@@ -204,6 +204,10 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 		reason = fmt.Sprintf("this node's store %016x is not the one the membership records for %s (wiped, replaced or restored): it counts toward no quorum and does not run for Cortex until the Cortex has caught it up and recorded it", st.Store, st.ID)
 	case v.snap.Joining:
 		reason = fmt.Sprintf("this node (%s) is not a member yet: add it with `muninn cluster add-node --node %s` against the Cortex", st.ID, st.ID)
+	case v.snap.QuorumWait().Waiting:
+		// A restarted member alone or with too few peers (health.go).
+		qw := v.snap.QuorumWait()
+		reason, waiting, h.ReachableVoters = qw.Text(), true, qw.Connected
 	case st.Cortex == "":
 		reason = "no Cortex is known: an election is under way"
 	case v.isCortex() && h.ReachableVoters < st.Quorum:
@@ -226,6 +230,9 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 	h.Status = apitypes.HealthOK
 	if reason != "" {
 		h.Status, h.Reason = apitypes.HealthDegraded, reason
+		if waiting {
+			h.Status = HealthWaitingForQuorum
+		}
 	}
 	return h
 }

@@ -165,6 +165,7 @@ func (n *Node) publish() {
 		snap.Joining = true
 	}
 	n.status.Store(snap)
+	n.noteReadiness(snap)
 	n.events.observe(st, snap.APIAddrs)
 	if !n.ready && st.Cortex != "" && st.Role != core.RoleCandidate {
 		// Ready once the node serves: it is Cortex or knows who is.

@@ -51,6 +51,8 @@ type Node struct {
 	ready   bool
 	peers   peerSync
 	staging staging
+	// readiness: the last quorum-wait line logged (readiness.go)
+	readiness readinessLog
 
 	closeOnce sync.Once
 	bg        sync.WaitGroup
