@@ -198,7 +198,7 @@ func (g *Globals) modeError(err error, what string) error {
 
 // ---------------------------------------------------------------- start
 
-// recordedModeLines applies the mode recorded in the data directory by
+// recordedMode applies the mode recorded in the data directory by
 // cluster enable/disable (node.ModeFile) over the configuration: the record
 // decides cluster.enabled and cluster.node_id and, in cluster mode,
 // cluster.bind_addr and cluster.advertise_addr; the cluster secret is the
@@ -207,19 +207,17 @@ func (g *Globals) modeError(err error, what string) error {
 // the config and the record, named with how to make them agree).
 func recordedMode(path string, env []string, flags map[string]string) (config.Config, []string, error) {
 	cfg, err := config.Load(path, env, flags)
-	base := cfg
+	base, secret := cfg, cfg.Cluster.Secret // secret: the config's own
 	if err != nil {
 		// A config whose cluster section is incomplete may be completed by
 		// the record (a secret given only to enable): read data_dir with
 		// the cluster section off.
-		lax := maps.Clone(flags)
-		lax["cluster.enabled"] = "false"
-		c0, err0 := config.Load(path, env, lax)
+		c0, err0 := config.Load(path, env, withFlags(flags, map[string]string{"cluster.enabled": "false"}))
 		if err0 != nil {
 			return cfg, nil, err
 		}
-		base = c0
-		base.Cluster.Enabled = flagBool(flags, "cluster.enabled", cfg.Cluster.Enabled)
+		base, secret = c0, c0.Cluster.Secret
+		base.Cluster.Enabled = flagBool(flags, "cluster.enabled", false)
 	}
 	rec, ok, rerr := node.ReadMode(base.DataDir)
 	if rerr != nil {
@@ -228,10 +226,13 @@ func recordedMode(path string, env []string, flags map[string]string) (config.Co
 	if !ok {
 		return cfg, nil, err
 	}
-	over := maps.Clone(flags)
-	if over == nil {
-		over = map[string]string{}
+	if err != nil && rec.Secret != "" {
+		// What the config says of the mode, its secret filled in.
+		if c1, err1 := config.Load(path, env, withFlags(flags, map[string]string{"cluster.cluster_secret": rec.Secret})); err1 == nil {
+			base = c1
+		}
 	}
+	over := withFlags(flags, nil)
 	over["cluster.enabled"] = strconv.FormatBool(rec.Cluster())
 	over["cluster.node_id"] = rec.NodeID
 	if rec.Cluster() {
@@ -239,7 +240,7 @@ func recordedMode(path string, env []string, flags map[string]string) (config.Co
 		if rec.AdvertiseAddr != "" {
 			over["cluster.advertise_addr"] = rec.AdvertiseAddr
 		}
-		if base.Cluster.Secret == "" && rec.Secret != "" {
+		if secret == "" && rec.Secret != "" {
 			over["cluster.cluster_secret"] = rec.Secret
 		}
 	}
@@ -264,10 +265,18 @@ func recordedMode(path string, env []string, flags map[string]string) (config.Co
 	if id := base.Cluster.NodeID; id != "" && id != rec.NodeID {
 		lines = append(lines, fmt.Sprintf("%s but %s sets cluster.node_id: %q: running as %s as recorded (the data directory wins). To make them agree, set cluster.node_id: %q in %s", where, file, id, rec.NodeID, rec.NodeID, file))
 	}
-	if rec.Cluster() && base.Cluster.Secret != "" && rec.Secret != "" && base.Cluster.Secret != rec.Secret {
+	if rec.Cluster() && secret != "" && rec.Secret != "" && secret != rec.Secret {
 		lines = append(lines, fmt.Sprintf("%s with a cluster secret that differs from the configured cluster.cluster_secret: using the configured one. If the cluster uses the recorded one, set it in %s (or MUNINN_CLUSTER_SECRET)", where, file))
 	}
 	return out, lines, nil
+}
+
+// withFlags is flags with over's keys set (a new map).
+func withFlags(flags, over map[string]string) map[string]string {
+	out := make(map[string]string, len(flags)+len(over))
+	maps.Copy(out, flags)
+	maps.Copy(out, over)
+	return out
 }
 
 func flagBool(flags map[string]string, key string, def bool) bool {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -198,9 +197,7 @@ func (c *StartCmd) Run(g *Globals) error {
 	ms := &modeSwitcher{gate: sg, api: gate, apiURL: apiURL, apiOpts: apiOpts, log: log, n: n, a: a,
 		changed: make(chan struct{}, 1), fatal: make(chan error, 1),
 		load: func(over map[string]string) (config.Config, error) {
-			f := maps.Clone(flags)
-			maps.Copy(f, over)
-			return config.Load(c.Config, g.Env, f)
+			return config.Load(c.Config, g.Env, withFlags(flags, over))
 		}}
 	n.SetSwitcher(ms.switchMode)
 	// SIGHUP and POST /v1/admin/reload re-read the configuration and apply
