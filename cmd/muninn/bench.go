@@ -15,10 +15,13 @@ import (
 
 // BenchCmd is `muninn bench` (a load run against a running node or
 // cluster) and `muninn bench failover` (kills the Cortex of a cluster of
-// processes it starts itself). See docs/benchmarks.md.
+// processes it starts itself) and `muninn bench rolling` (restarts each
+// node of such a cluster in turn, bench_rolling.go). See
+// docs/benchmarks.md.
 type BenchCmd struct {
 	Load     BenchLoadCmd     `cmd:"" name:"run" default:"withargs" help:"Measure throughput, latency and replication lag of a running node or cluster (the default: muninn bench [flags])."`
 	Failover BenchFailoverCmd `cmd:"" help:"Start a cluster of muninn processes on 127.0.0.1, SIGKILL (and with --stop SIGSTOP) its Cortex repeatedly under writes, and report failover times, failed and lost writes."`
+	Rolling  BenchRollingCmd  `cmd:"" help:"Start a cluster of muninn processes on 127.0.0.1 and restart each node in turn with SIGTERM under a steady quorum write load; report failed requests, lost writes and the longest write pause per node."`
 }
 
 // BenchLoadCmd is `muninn bench [run]`.

@@ -37,6 +37,10 @@ func TestBenchArgumentErrors(t *testing.T) {
 		{[]string{"bench", "failover", "--nodes", "2"}, 2, "--nodes 2"},
 		{[]string{"bench", "failover", "--kills", "0", "--graceful", "0"}, 2, "nothing to measure"},
 		{[]string{"bench", "failover", "--stop", "1", "--stop-for", "10ms"}, 2, "--stop-for 10ms: use 100ms to 1m"},
+		{[]string{"bench", "rolling", "--nodes", "2"}, 2, "--nodes 2: use 3 to 9"},
+		{[]string{"bench", "rolling", "--rounds", "0"}, 2, "--rounds 0: use 1 to 100"},
+		{[]string{"bench", "rolling", "--writers", "0", "--write-every", "0s"}, 2, "--writers 0: use 1 to 256; --write-every 0s: use 1ms to 10s"},
+		{[]string{"bench", "rolling", "--down=-1s"}, 2, "--down -1s: use 0 to 5m"},
 		{[]string{"bench", "--addr", "http://127.0.0.1:1", "--duration", "1s"}, 1, "cannot reach http://127.0.0.1:1"},
 	}
 	for _, c := range cases {
