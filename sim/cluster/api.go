@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/muninndb/muninn/shell/apitypes"
@@ -18,16 +19,46 @@ import (
 )
 
 // API is the harness's HTTP access to the nodes: only their ports
-// published on 127.0.0.1. A node's advertised API address (its container
-// address, port 8475: where Cortex-following clients are sent) is dialled
-// as the port it is published on; any other address is refused. So the
-// harness never talks to the container network directly.
+// published on 127.0.0.1, and the API addresses of the nodes of a netns
+// run on the run's own bridge (allow). A node's advertised API address in
+// a container (its container address, port 8475: where Cortex-following
+// clients are sent) is dialled as the port it is published on; any other
+// address is refused. So the harness never talks to a container network
+// directly, nor to anything beyond its own runs.
 type API struct {
 	hc *http.Client
 	// follow bounds each attempt of the Cortex-following client to 1 s,
 	// so it moves on from a frozen node (the client's default is 30 s).
 	follow *http.Client
 	token  string
+
+	mu sync.RWMutex
+	// allowed are the host:port addresses of netns nodes it may dial.
+	allowed map[string]bool
+}
+
+// allow lets the API dial addrs (host:port): the nodes of a netns run.
+func (a *API) allow(addrs ...string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, x := range addrs {
+		a.allowed[x] = true
+	}
+}
+
+// disallow withdraws allow.
+func (a *API) disallow(addrs ...string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, x := range addrs {
+		delete(a.allowed, x)
+	}
+}
+
+func (a *API) isAllowed(addr string) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.allowed[addr]
 }
 
 // published maps every topology's container API address to its published
@@ -47,14 +78,18 @@ func published() map[string]string {
 func NewAPI(token string) *API {
 	d := &net.Dialer{Timeout: 2 * time.Second}
 	pub := published()
+	a := &API{token: token, allowed: map[string]bool{}}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if a.isAllowed(addr) {
+				return d.DialContext(ctx, network, addr)
+			}
 			if p, ok := pub[addr]; ok {
 				addr = p
 			}
 			host, _, err := net.SplitHostPort(addr)
 			if err != nil || host != "127.0.0.1" {
-				return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("refusing to dial %s: the fault driver talks only to 127.0.0.1", addr)}
+				return nil, &net.OpError{Op: "dial", Net: network, Err: fmt.Errorf("refusing to dial %s: the fault driver talks only to 127.0.0.1 and to the nodes of its own netns runs", addr)}
 			}
 			return d.DialContext(ctx, network, addr)
 		},
@@ -62,7 +97,8 @@ func NewAPI(token string) *API {
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
 	}
-	return &API{hc: &http.Client{Transport: tr}, follow: &http.Client{Transport: tr, Timeout: time.Second}, token: token}
+	a.hc, a.follow = &http.Client{Transport: tr}, &http.Client{Transport: tr, Timeout: time.Second}
+	return a
 }
 
 // Close drops idle connections.

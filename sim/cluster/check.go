@@ -246,3 +246,51 @@ func (p Percentiles) MedMax() string {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("t=%.3fs", d.Seconds()) }
+
+// checkObserver checks what the Observers of t must never do: acknowledge
+// a write (they answer 403 read_only_node: docs/api.md, rule 13 of
+// docs/protocol.md) or be the Cortex (they never vote nor run). cortexes
+// are the Cortexes seen (after healing, elected during the fault). Reads
+// through an Observer are checked as a Lobe's are: strong ones by
+// porcupine, bounded ones by checkBounded.
+func checkObserver(t Topology, ops []*Op, cortexes ...string) []Anomaly {
+	var an []Anomaly
+	for _, n := range t.Nodes {
+		if !n.Observer {
+			continue
+		}
+		for _, c := range cortexes {
+			if c == n.ID {
+				an = append(an, Anomaly{"observer-cortex", fmt.Sprintf("the Observer %s was the Cortex: an Observer never votes nor runs for Cortex", n.ID)})
+				break
+			}
+		}
+		var acked []string
+		for _, op := range ops {
+			if op.Node == n.ID && op.Kind.Write() && op.Outcome == OK {
+				acked = append(acked, fmt.Sprintf("%s %s at %s (HTTP %d, answered by %s)", op.Kind, op.ID, ms(op.Call), op.Status, orNone(op.AnsweredBy)))
+			}
+		}
+		if len(acked) > 0 {
+			an = append(an, Anomaly{"observer-write", fmt.Sprintf("the Observer %s acknowledged %d writes; it must refuse them with 403 read_only_node: %s",
+				n.ID, len(acked), joinFirst(acked, 5))})
+		}
+	}
+	return an
+}
+
+// joinFirst joins the first n of xs with "; ".
+func joinFirst(xs []string, n int) string {
+	s := ""
+	for i, x := range xs {
+		if i == n {
+			s += fmt.Sprintf("; and %d more", len(xs)-n)
+			break
+		}
+		if i > 0 {
+			s += "; "
+		}
+		s += x
+	}
+	return s
+}

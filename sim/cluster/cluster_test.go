@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,10 +80,7 @@ func TestComposeFilesMatchTopologies(t *testing.T) {
 			if env["MUNINN_CLUSTER_NODE_ID"] != n.ID || env["MUNINN_CLUSTER_BIND_ADDR"] != n.IP+":8474" {
 				t.Errorf("%s/%s: node id %q bind_addr %q", topo.File, n.ID, env["MUNINN_CLUSTER_NODE_ID"], env["MUNINN_CLUSTER_BIND_ADDR"])
 			}
-			role := "auto"
-			if n.Sentinel {
-				role = "sentinel"
-			}
+			role := n.Role()
 			if env["MUNINN_CLUSTER_ROLE"] != role {
 				t.Errorf("%s/%s: role %q, want %s", topo.File, n.ID, env["MUNINN_CLUSTER_ROLE"], role)
 			}
@@ -213,7 +211,7 @@ func TestInjectPlans(t *testing.T) {
 	// Inject with a nil docker fails at the first action; the plans are
 	// exercised through the Fault descriptions by a fake Drop instead.
 	for _, topo := range Topologies {
-		c := &Cluster{Topo: topo, containers: map[string]string{}}
+		c := &Cluster{Topo: topo}
 		cortex := topo.Nodes[0].ID
 		for _, kind := range []string{"isolate", "split", "bridge", "oneway"} {
 			var cuts [][2]string
@@ -244,13 +242,20 @@ func TestInjectPlans(t *testing.T) {
 				}
 			}
 			reach := 0
-			for _, n := range topo.Nodes {
+			for _, n := range topo.Voters() {
 				if hears[cortex][n.ID] && hears[n.ID][cortex] {
 					reach++
 				}
 			}
 			if keeps := reach >= topo.Quorum; keeps == f.FailsOver {
-				t.Errorf("%s/%s: Cortex reaches %d of %d (quorum %d) but FailsOver=%v (%s)", topo.Name, kind, reach, len(topo.Nodes), topo.Quorum, f.FailsOver, f.Sides)
+				t.Errorf("%s/%s: Cortex reaches %d of %d voters (quorum %d) but FailsOver=%v (%s)", topo.Name, kind, reach, len(topo.Voters()), topo.Quorum, f.FailsOver, f.Sides)
+			}
+			// An Observer is never the bridge and, when the Cortex
+			// keeps its quorum, it is on the far side: cut off too.
+			for _, n := range topo.Nodes {
+				if n.Observer && (kind == "split" || kind == "bridge") && !slices.Contains(f.CutOff, n.ID) {
+					t.Errorf("%s/%s: the Observer %s is not cut off (%s)", topo.Name, kind, n.ID, f.Sides)
+				}
 			}
 		}
 	}

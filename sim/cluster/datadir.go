@@ -249,9 +249,10 @@ func unescapeMountinfo(s string) string {
 }
 
 // removeStaleDataDirs removes the data directories of earlier runs of a
-// topology (TMPDIR/PREFIX*), unmounting what they left mounted. Their
-// compose projects must be down already.
-func removeStaleDataDirs(ctx context.Context, prefix string, logf func(string, ...any)) error {
+// topology (TMPDIR/PREFIX*), unmounting what they left mounted, except
+// those live says belong to a run still going (nil: none). Their compose
+// projects or processes must be gone already.
+func removeStaleDataDirs(ctx context.Context, prefix string, logf func(string, ...any), live func(name string) bool) error {
 	stale, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
 	if err != nil {
 		return err
@@ -262,6 +263,9 @@ func removeStaleDataDirs(ctx context.Context, prefix string, logf func(string, .
 		}
 		if _, err := os.Stat(filepath.Join(dir, markerName)); err != nil {
 			continue // not made by this harness
+		}
+		if live != nil && live(filepath.Base(dir)) {
+			continue // a parallel run's
 		}
 		logf("removing data directories %s left by an earlier run", dir)
 		if err := unmountUnder(ctx, dir); err != nil {

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
-	"os/exec"
 	"strings"
 	"time"
 )
@@ -20,7 +18,7 @@ func (c *Cluster) electedAfter(ctx context.Context, since time.Time, epoch uint6
 	var best time.Time
 	who := ""
 	for _, n := range c.Topo.Nodes {
-		out, err := exec.CommandContext(ctx, "docker", "logs", "--since", fmt.Sprintf("%.6f", float64(since.UnixMicro())/1e6), c.containers[n.ID]).CombinedOutput()
+		out, err := c.rt.LogsSince(ctx, n.ID, since)
 		if err != nil {
 			continue
 		}

@@ -74,7 +74,7 @@ func (s *segment) injectLobeDown(ctx context.Context, cortex string, epoch uint6
 	hasSentinel := false
 	for _, n := range c.Topo.Nodes {
 		hasSentinel = hasSentinel || n.Sentinel
-		if !n.Sentinel && n.ID != cortex {
+		if !n.Sentinel && !n.Observer && n.ID != cortex {
 			lobes = append(lobes, n)
 		}
 	}
@@ -85,12 +85,11 @@ func (s *segment) injectLobeDown(ctx context.Context, cortex string, epoch uint6
 	ld := &LobeDown{Node: n.ID, CannotCommit: hasSentinel}
 	s.lobe = ld
 	f.Targets = []string{n.ID}
-	id := c.containers[n.ID]
-	if err := c.docker.Do(ctx, "kill", id); err != nil {
+	if err := c.rt.Do(ctx, "kill", n.ID); err != nil {
 		return f, err
 	}
-	if _, ok, err := c.docker.WaitExited(ctx, id, 20*time.Second); err != nil || !ok {
-		return f, fmt.Errorf("%s still running 20s after docker kill (%v)", n.ID, err)
+	if _, ok, err := c.rt.WaitExited(ctx, n.ID, 20*time.Second); err != nil || !ok {
+		return f, fmt.Errorf("%s still running 20s after the kill (%v)", n.ID, err)
 	}
 	hb := time.Duration(s.o.HeartbeatMs) * time.Millisecond
 	ld.KilledAt = s.w.now()
@@ -99,7 +98,7 @@ func (s *segment) injectLobeDown(ctx context.Context, cortex string, epoch uint6
 	if ld.CannotCommit {
 		what = "W = 2 of 2 data nodes: the Cortex cannot commit"
 	}
-	f.Note = fmt.Sprintf("the Lobe %s killed (docker kill), started at the heal; %s", n.ID, what)
+	f.Note = fmt.Sprintf("the Lobe %s killed (SIGKILL), started at the heal; %s", n.ID, what)
 	return f, nil
 }
 

@@ -71,12 +71,23 @@ type Fault struct {
 // returns the fault (Start and End are the caller's).
 func (c *Cluster) Inject(ctx context.Context, kind, cortex string, epoch uint64) (Fault, error) {
 	f := Fault{Kind: kind, Cortex: cortex, Epoch: epoch}
-	var others []string
+	// others are every node but the Cortex; voters the voting ones
+	// among them, observers the rest (an Observer never counts toward a
+	// quorum, so the partitions are planned on the voters and every
+	// Observer goes to the side without the Cortex's quorum).
+	var others, voters, observers []string
 	for _, n := range c.Topo.Nodes {
-		if n.ID != cortex {
-			others = append(others, n.ID)
+		if n.ID == cortex {
+			continue
+		}
+		others = append(others, n.ID)
+		if n.Voter() {
+			voters = append(voters, n.ID)
+		} else {
+			observers = append(observers, n.ID)
 		}
 	}
+	nVoters := len(voters) + 1
 	cut := func(a, b []string) error {
 		for _, x := range a {
 			if err := c.Drop(ctx, x, b...); err != nil {
@@ -93,7 +104,7 @@ func (c *Cluster) Inject(ctx context.Context, kind, cortex string, epoch uint64)
 	switch kind {
 	case "kill", "pause":
 		f.Targets, f.FailsOver = []string{cortex}, true
-		return f, c.docker.Do(ctx, kind, c.containers[cortex])
+		return f, c.rt.Do(ctx, kind, cortex)
 	case "isolate":
 		f.Targets, f.FailsOver, f.CutOff = []string{cortex}, true, []string{cortex}
 		f.Sides = fmt.Sprintf("[%s] | [%s]", cortex, strings.Join(others, " "))
@@ -101,8 +112,8 @@ func (c *Cluster) Inject(ctx context.Context, kind, cortex string, epoch uint64)
 	case "split":
 		// The Cortex keeps a majority; the minority is data Lobes first,
 		// so writes through it are refused or held.
-		minority := len(c.Topo.Nodes) - c.Topo.Quorum
-		byData := slices.Clone(others)
+		minority := nVoters - c.Topo.Quorum
+		byData := slices.Clone(voters)
 		slices.SortStableFunc(byData, func(a, b string) int {
 			na, _ := c.Topo.Node(a)
 			nb, _ := c.Topo.Node(b)
@@ -114,23 +125,23 @@ func (c *Cluster) Inject(ctx context.Context, kind, cortex string, epoch uint64)
 			}
 			return -1
 		})
-		minor := byData[:minority]
+		minor := append(slices.Clone(byData[:minority]), observers...)
 		major := append([]string{cortex}, without(others, minor)...)
 		f.Targets, f.CutOff = minor, minor
 		f.Sides = fmt.Sprintf("[%s] | [%s]", strings.Join(major, " "), strings.Join(minor, " "))
 		return f, cut(major, minor)
 	case "bridge":
 		// sideA (with the Cortex) | bridge | sideB: the bridge sees both.
-		bridge := others[0]
+		bridge := voters[0]
 		for _, n := range c.Topo.Nodes {
 			if n.Sentinel {
 				bridge = n.ID
 			}
 		}
-		rest := without(others, []string{bridge})
-		nA := (len(c.Topo.Nodes) - 1) / 2 // nodes on the Cortex's side, Cortex included
+		rest := without(voters, []string{bridge})
+		nA := (nVoters - 1) / 2 // voters on the Cortex's side, Cortex included
 		sideA := append([]string{cortex}, rest[:nA-1]...)
-		sideB := rest[nA-1:]
+		sideB := append(slices.Clone(rest[nA-1:]), observers...)
 		f.Targets, f.CutOff = append(slices.Clone(sideA), sideB...), sideB
 		f.Sides = fmt.Sprintf("[%s] <-> %s <-> [%s]", strings.Join(sideA, " "), bridge, strings.Join(sideB, " "))
 		return f, cut(sideA, sideB)
@@ -181,19 +192,18 @@ func (c *Cluster) HealAll(ctx context.Context) error {
 		delete(c.undo, k)
 	}
 	for _, n := range c.Topo.Nodes {
-		id := c.containers[n.ID]
-		st, err := c.docker.State(ctx, id)
+		st, err := c.rt.State(ctx, n.ID)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		switch st {
 		case "paused":
-			if err := c.docker.Do(ctx, "unpause", id); err != nil {
+			if err := c.rt.Do(ctx, "unpause", n.ID); err != nil {
 				errs = append(errs, err)
 			}
 		case "exited", "created", "dead":
-			if err := c.docker.Do(ctx, "start", id); err != nil {
+			if err := c.rt.Do(ctx, "start", n.ID); err != nil {
 				errs = append(errs, err)
 			}
 		}

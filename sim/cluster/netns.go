@@ -83,11 +83,18 @@ func EnsureTools(ctx context.Context, logf func(string, ...any)) error {
 
 // nsenter runs a command in node id's network namespace.
 func (c *Cluster) nsenter(ctx context.Context, id string, args ...string) (string, error) {
-	pid, err := c.docker.Pid(ctx, c.containers[id])
-	if err != nil {
-		return "", err
+	var full []string
+	if ns := c.rt.NetNS(id); ns != "" {
+		// The netns runtime's namespaces outlive the node's process.
+		full = []string{"--net=" + ns}
+	} else {
+		pid, err := c.rt.Pid(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		full = []string{"-t", strconv.Itoa(pid), "-n"}
 	}
-	full := append([]string{"-t", strconv.Itoa(pid), "-n", "--", tool(args[0])}, args[1:]...)
+	full = append(append(full, "--", tool(args[0])), args[1:]...)
 	return execOut(ctx, 20*time.Second, nil, tool("nsenter"), full...)
 }
 
@@ -171,9 +178,11 @@ func (c *Cluster) Degrade(ctx context.Context, id string) (string, error) {
 func (c *Cluster) HealNet(ctx context.Context) error {
 	var errs []error
 	for _, n := range c.Topo.Nodes {
-		st, err := c.docker.State(ctx, c.containers[n.ID])
-		if err != nil || st != "running" {
-			continue // a stopped container gets a fresh namespace when started
+		if c.rt.NetNS(n.ID) == "" {
+			st, err := c.rt.State(ctx, n.ID)
+			if err != nil || st != "running" {
+				continue // a stopped container gets a fresh namespace when started
+			}
 		}
 		if _, err := c.nsenter(ctx, n.ID, "iptables", "-w", "-F", chain); err != nil && !strings.Contains(err.Error(), "No chain") && !strings.Contains(err.Error(), "does not exist") {
 			errs = append(errs, fmt.Errorf("%s: %w", n.ID, err))

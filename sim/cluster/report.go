@@ -295,7 +295,7 @@ func writeReport(ctx context.Context, dir string, r *Report, s *segment) error {
 		return err
 	}
 	for _, n := range s.c.Topo.Nodes {
-		if err := os.WriteFile(filepath.Join(logs, n.ID+".log"), []byte(s.c.docker.Logs(ctx, s.c.Container(n.ID), 2000)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(logs, n.ID+".log"), []byte(s.c.rt.Logs(ctx, n.ID, 2000)), 0o644); err != nil {
 			return err
 		}
 		if len(r.Anomalies) == 0 || n.Sentinel {

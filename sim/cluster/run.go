@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -41,7 +42,17 @@ type Options struct {
 	Out io.Writer
 	// Seed picks the storage nemeses' targets (0: a random seed, printed).
 	Seed uint64
+	// Runtime runs the nodes: "docker" (the default: containers, compose
+	// files, the image) or "netns" (processes of a binary built from the
+	// checkout, in network namespaces the run makes; runtime_netns.go).
+	Runtime string
+
+	// afterUp, when set (tests), sees every cluster once it is up.
+	afterUp func(*Cluster)
 }
+
+// Runtimes are the values of Options.Runtime.
+var Runtimes = []string{"docker", "netns"}
 
 // DefaultWorkload is the workload of a short run.
 var DefaultWorkload = WorkloadConfig{ClientsPerNode: 2, MaxOps: 4000, Think: 25 * time.Millisecond, Timeout: 8 * time.Second, MaxLagMs: 1000}
@@ -53,6 +64,7 @@ type Summary struct {
 	HeartbeatMs int           `json:"heartbeat_ms"`
 	Duration    string        `json:"segment_duration"`
 	Seed        uint64        `json:"seed"`
+	Runtime     string        `json:"runtime"`
 	Segments    []*Report     `json:"segments"`
 	// Error is a harness error that stopped the run early ("" if none).
 	Error string `json:"error,omitempty"`
@@ -71,7 +83,10 @@ func (s *Summary) Anomalies() int {
 // a harness error (the docker engine failed, a topology did not start).
 // Anomalies are in the summary, not the error.
 func Run(ctx context.Context, o Options) (*Summary, error) {
-	s := &Summary{Started: time.Now(), HeartbeatMs: o.HeartbeatMs, Duration: o.Duration.String()}
+	if o.Runtime == "" {
+		o.Runtime = "docker"
+	}
+	s := &Summary{Started: time.Now(), HeartbeatMs: o.HeartbeatMs, Duration: o.Duration.String(), Runtime: o.Runtime}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(o.Out, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 	}
@@ -102,6 +117,13 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 	budget := time.Duration(len(o.Topologies))*(5*time.Minute+time.Duration(len(o.Nemeses)*o.Rounds)*perSeg) + 10*time.Minute
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+	switch o.Runtime {
+	case "docker":
+	case "netns":
+		return runNetns(ctx, o, s, logf, budget)
+	default:
+		return fmt.Errorf("unknown runtime %q: use %s", o.Runtime, strings.Join(Runtimes, " or "))
+	}
 
 	d, err := FindDocker(ctx)
 	if err != nil {
@@ -128,7 +150,7 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 		return fmt.Errorf("image %s not found: run deploy/build.sh (or drop --no-build)", o.Image)
 	}
 	token := randomHex(32)
-	lease := max(10, (3*o.HeartbeatMs+999)/1000)
+	lease := leaseTTL(o.HeartbeatMs)
 	d.Env = []string{
 		"MUNINN_CLUSTER_SECRET=" + randomHex(32),
 		"MUNINN_ADMIN_TOKEN=" + token,
@@ -139,26 +161,74 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 	}
 	api := NewAPI(token)
 	defer api.Close()
+	up := func(ctx context.Context, t Topology) (*Cluster, error) { return Up(ctx, d, api, o.DeployDir, t, logf) }
 	for ti, t := range o.Topologies {
-		if err := runTopology(ctx, o, s, d, api, t, logf, o.Keep && ti == len(o.Topologies)-1); err != nil {
+		if err := runTopology(ctx, o, s, api, up, t, logf, o.Keep && ti == len(o.Topologies)-1); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func runTopology(ctx context.Context, o Options, s *Summary, d *Docker, api *API, t Topology, logf func(string, ...any), keep bool) (err error) {
-	c, err := Up(ctx, d, api, o.DeployDir, t, logf)
+// runNetns is runAll for the netns runtime: root and the tools, one build
+// of the muninn binary from the checkout (DeployDir's parent), then every
+// topology as processes in namespaces.
+func runNetns(ctx context.Context, o Options, s *Summary, logf func(string, ...any), budget time.Duration) error {
+	if err := NetnsReady(); err != nil {
+		return err
+	}
+	if err := EnsureTools(ctx, logf); err != nil {
+		return err
+	}
+	if o.DeployDir == "" {
+		return errors.New("the netns runtime needs the repository (Options.DeployDir: its deploy/ directory) to build cmd/muninn")
+	}
+	bin, err := os.MkdirTemp("", projectPrefix+"bin-")
 	if err != nil {
 		return err
+	}
+	defer os.RemoveAll(bin)
+	t0 := time.Now()
+	binary, err := BuildMuninn(ctx, filepath.Dir(o.DeployDir), bin)
+	if err != nil {
+		return err
+	}
+	logf("netns runtime: built %s in %s; heartbeat %d ms, %s per nemesis, %d round(s), seed %d, run bounded by %s",
+		binary, time.Since(t0).Round(time.Millisecond), o.HeartbeatMs, o.Duration, o.Rounds, o.Seed, budget)
+	for _, n := range Nemeses {
+		if why := NotInAll[n]; why != "" && !slices.Contains(o.Nemeses, n) {
+			logf("nemesis %s is not part of all (name it to run it): %s", n, why)
+		}
+	}
+	token := randomHex(32)
+	env := &NetnsEnv{Binary: binary, Settings: netnsSettings{Secret: randomHex(32), Token: token, HeartbeatMs: o.HeartbeatMs,
+		LeaseTTL: leaseTTL(o.HeartbeatMs), LogLevel: os.Getenv("MUNINN_LOG_LEVEL")}}
+	api := NewAPI(token)
+	defer api.Close()
+	up := func(ctx context.Context, t Topology) (*Cluster, error) { return UpNetns(ctx, env, api, t, logf) }
+	for ti, t := range o.Topologies {
+		if err := runTopology(ctx, o, s, api, up, t, logf, o.Keep && ti == len(o.Topologies)-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runTopology(ctx context.Context, o Options, s *Summary, api *API, up func(context.Context, Topology) (*Cluster, error), t Topology, logf func(string, ...any), keep bool) (err error) {
+	c, err := up(ctx, t)
+	if err != nil {
+		return err
+	}
+	if o.afterUp != nil {
+		o.afterUp(c)
 	}
 	defer func() {
 		if herr := c.HealAll(ctx); herr != nil {
 			logf("healing %s: %v", t.Name, herr)
 		}
 		if keep {
-			logf("--keep: topology %s left running; remove it with: %s -p %s -f %s -f %s down -v; umount %s; rm -rf %s (the next run of %s also removes it)",
-				t.Name, joinCmd(d.Compose), c.Project, c.File, c.data.override, strings.Join(c.data.mounts, " "), c.data.root, t.Name)
+			logf("--keep: topology %s left running; remove it with: %s; umount %s; rm -rf %s (the next run of %s also removes it)",
+				t.Name, c.rt.KeepHint(), strings.Join(c.data.mounts, " "), c.data.root, t.Name)
 			return
 		}
 		c.Down(ctx)

@@ -207,6 +207,7 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 		rep.Elections = append(rep.Elections, d)
 		rep.ElectedCortex = who
 	}
+	rep.Anomalies = append(rep.Anomalies, checkObserver(c.Topo, s.ops, rep.FinalCortex, rep.ElectedCortex)...)
 	if fault.FailsOver {
 		if d, ok := failover(s.ops, fault); ok {
 			rep.Failovers = append(rep.Failovers, d)

@@ -53,8 +53,8 @@ func isStorage(kind string) bool {
 // Storage is what a storage nemesis did and saw.
 type Storage struct {
 	Node string `json:"node"`
-	// Role is the node's role when the nemesis chose it: cortex, lobe or
-	// sentinel.
+	// Role is the node's role when the nemesis chose it: cortex, lobe,
+	// sentinel or observer.
 	Role   string `json:"role"`
 	DataFS string `json:"data_fs"`
 
@@ -158,6 +158,9 @@ func (s *segment) choose(cortex string, allowCortex, lobes bool) *Storage {
 	if n.Sentinel {
 		st.Role = "sentinel"
 	}
+	if n.Observer {
+		st.Role = "observer"
+	}
 	return st
 }
 
@@ -167,6 +170,8 @@ func (st *Storage) who() string {
 		return "the Cortex " + st.Node
 	case "sentinel":
 		return "the Sentinel " + st.Node
+	case "observer":
+		return "the Observer " + st.Node
 	}
 	return "the Lobe " + st.Node
 }
@@ -189,13 +194,12 @@ func (s *segment) copyEarly(ctx context.Context) error {
 	if err := os.RemoveAll(old); err != nil {
 		return err
 	}
-	id := c.containers[st.Node]
 	t0 := time.Now()
-	if err := c.docker.Do(ctx, "pause", id); err != nil {
+	if err := c.rt.Do(ctx, "pause", st.Node); err != nil {
 		return err
 	}
 	n, cerr := copyTree(dir, old)
-	uerr := c.docker.Do(ctx, "unpause", id)
+	uerr := c.rt.Do(ctx, "unpause", st.Node)
 	st.CopyPause, st.CopiedAt, st.CopyBytes = time.Since(t0), s.w.now(), n
 	if cerr != nil {
 		return fmt.Errorf("copying %s: %w", dir, cerr)
@@ -237,7 +241,7 @@ func (s *segment) injectStorage(ctx context.Context, cortex string, epoch uint64
 	}
 	s.stor = st
 	f.Targets, f.FailsOver = []string{st.Node}, st.Node == cortex
-	dir, id := c.data.dir(st.Node), c.containers[st.Node]
+	dir, id := c.data.dir(st.Node), st.Node
 	var err error
 	switch s.nemesis {
 	case "wipe":
@@ -274,7 +278,7 @@ func (s *segment) injectStorage(ctx context.Context, cortex string, epoch uint64
 // starts it again, then watches it rejoin.
 func (s *segment) replaceStore(ctx context.Context, st *Storage, cortex string, epoch uint64, put func() error) error {
 	c := s.c
-	dir, id := c.data.dir(st.Node), c.containers[st.Node]
+	dir, id := c.data.dir(st.Node), st.Node
 	st.OldStore, _ = readStoreIdentity(dir)
 	if st.Node == cortex {
 		st.LostStoreEpoch = epoch
@@ -293,18 +297,18 @@ func (s *segment) replaceStore(ctx context.Context, st *Storage, cortex string, 
 // starting it (never a half-replaced store).
 func (s *segment) kill(ctx context.Context, node string) error {
 	c := s.c
-	id, dir := c.containers[node], c.data.dir(node)
+	dir := c.data.dir(node)
 	c.undo["store "+node] = func(ctx context.Context) error {
-		if e, err := c.docker.Inspect(ctx, id); err != nil || e.Status == "running" {
+		if e, err := c.rt.Inspect(ctx, node); err != nil || e.Status == "running" {
 			return err
 		}
 		return wipeDir(dir)
 	}
-	if err := c.docker.Do(ctx, "kill", id); err != nil {
+	if err := c.rt.Do(ctx, "kill", node); err != nil {
 		return err
 	}
-	if _, ok, err := c.docker.WaitExited(ctx, id, 20*time.Second); err != nil || !ok {
-		return fmt.Errorf("%s still running 20s after docker kill (%v)", node, err)
+	if _, ok, err := c.rt.WaitExited(ctx, node, 20*time.Second); err != nil || !ok {
+		return fmt.Errorf("%s still running 20s after the kill (%v)", node, err)
 	}
 	return nil
 }
@@ -312,7 +316,7 @@ func (s *segment) kill(ctx context.Context, node string) error {
 // restart starts a killed node whose store was replaced and watches it
 // rejoin (until stopWatch).
 func (s *segment) restart(ctx context.Context, st *Storage, id string) error {
-	if err := s.c.docker.Do(ctx, "start", id); err != nil {
+	if err := s.c.rt.Do(ctx, "start", id); err != nil {
 		return err
 	}
 	delete(s.c.undo, "store "+st.Node)
@@ -325,7 +329,7 @@ func (s *segment) restart(ctx context.Context, st *Storage, id string) error {
 // and records how it refuses; then wipes it and starts it again.
 func (s *segment) corruptWAL(ctx context.Context, st *Storage, cortex string, epoch uint64) error {
 	c := s.c
-	dir, id := c.data.dir(st.Node), c.containers[st.Node]
+	dir, id := c.data.dir(st.Node), st.Node
 	st.OldStore, _ = readStoreIdentity(dir)
 	// Damage must land where a later record proves it is not a torn tail:
 	// give a log that was just started (a restart, a rotation) a moment to
@@ -363,10 +367,10 @@ func (s *segment) corruptWAL(ctx context.Context, st *Storage, cortex string, ep
 		return err
 	}
 	startAt := time.Now()
-	if err := c.docker.Do(ctx, "start", id); err != nil {
+	if err := c.rt.Do(ctx, "start", id); err != nil {
 		return err
 	}
-	e, exited, err := c.docker.WaitExited(ctx, id, corruptExitWithin)
+	e, exited, err := c.rt.WaitExited(ctx, id, corruptExitWithin)
 	if err != nil {
 		return err
 	}
@@ -378,7 +382,7 @@ func (s *segment) corruptWAL(ctx context.Context, st *Storage, cortex string, ep
 			return err
 		}
 	}
-	logs, _ := c.docker.LogsSince(ctx, id, startAt.Add(-100*time.Millisecond))
+	logs, _ := c.rt.LogsSince(ctx, id, startAt.Add(-100*time.Millisecond))
 	base := filepath.Base(wal)
 	for _, l := range strings.Split(logs, "\n") {
 		if strings.Contains(l, base) {
@@ -401,7 +405,7 @@ func (s *segment) fill(ctx context.Context, st *Storage, dir, id string) error {
 	if !c.data.sized() {
 		return fmt.Errorf("fill-disk needs a filesystem per node (loop-mounted ext4 or tmpfs); the host allowed neither, see the log")
 	}
-	pid, err := c.docker.Pid(ctx, id)
+	pid, err := c.rt.Pid(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -410,7 +414,7 @@ func (s *segment) fill(ctx context.Context, st *Storage, dir, id string) error {
 	others := map[string]int{}
 	for _, n := range c.Topo.Nodes {
 		if n.ID != st.Node {
-			if p, err := c.docker.Pid(ctx, c.containers[n.ID]); err == nil {
+			if p, err := c.rt.Pid(ctx, n.ID); err == nil {
 				others[n.ID] = p
 			}
 		}
@@ -660,7 +664,7 @@ func (s *segment) checkStorage(ctx context.Context, rep *Report, f Fault, final 
 // text, as "NODE: line" ("" if none).
 func (c *Cluster) logLine(ctx context.Context, since time.Time, text string) string {
 	for _, n := range c.Topo.Nodes {
-		logs, err := c.docker.LogsSince(ctx, c.containers[n.ID], since)
+		logs, err := c.rt.LogsSince(ctx, n.ID, since)
 		if err != nil {
 			continue
 		}

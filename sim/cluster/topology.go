@@ -22,10 +22,36 @@ type Node struct {
 	Port int
 	// Sentinel: a voter that holds no data.
 	Sentinel bool
+	// Observer: holds data, never votes, takes no writes (cluster.role:
+	// observer).
+	Observer bool
+	// Addr is the API address the harness dials when it is not the
+	// published port on 127.0.0.1: the node's own address on the run's
+	// bridge (netns runtime), "" otherwise.
+	Addr string
 }
 
 // API returns the node's API URL as the harness reaches it.
-func (n Node) API() string { return fmt.Sprintf("http://127.0.0.1:%d", n.Port) }
+func (n Node) API() string {
+	if n.Addr != "" {
+		return "http://" + n.Addr
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", n.Port)
+}
+
+// Role is the node's cluster.role: auto, sentinel or observer.
+func (n Node) Role() string {
+	switch {
+	case n.Sentinel:
+		return "sentinel"
+	case n.Observer:
+		return "observer"
+	}
+	return "auto"
+}
+
+// Voter reports whether the node votes (every node but an Observer).
+func (n Node) Voter() bool { return !n.Observer }
 
 // Topology is one of the product documentation's minimum configurations.
 type Topology struct {
@@ -34,13 +60,15 @@ type Topology struct {
 	File   string
 	Subnet string
 	Nodes  []Node
-	// Quorum is the election quorum.
+	// Quorum is the election quorum (of the voters: Observers do not
+	// vote).
 	Quorum int
 }
 
-// Topologies are the seed's three configurations, in the order "all"
-// runs them. Their compose files are deploy/compose.NAME.yml; a test
-// checks the two agree.
+// Topologies are the seed's configurations, in the order "all" runs
+// them: its three minimum configurations and three voters with an
+// Observer (the seed's fourth role). Their compose files are
+// deploy/compose.NAME.yml; a test checks the two agree.
 var Topologies = []Topology{
 	{Name: "three", File: "compose.three.yml", Subnet: "172.28.3.0/24", Quorum: 2, Nodes: []Node{
 		{ID: "muninn-01", IP: "172.28.3.11", Port: 18431},
@@ -58,6 +86,12 @@ var Topologies = []Topology{
 		{ID: "muninn-03", IP: "172.28.5.13", Port: 18453},
 		{ID: "muninn-04", IP: "172.28.5.14", Port: 18454},
 		{ID: "muninn-05", IP: "172.28.5.15", Port: 18455},
+	}},
+	{Name: "observer", File: "compose.observer.yml", Subnet: "172.28.4.0/24", Quorum: 2, Nodes: []Node{
+		{ID: "muninn-01", IP: "172.28.4.11", Port: 18441},
+		{ID: "muninn-02", IP: "172.28.4.12", Port: 18442},
+		{ID: "muninn-03", IP: "172.28.4.13", Port: 18443},
+		{ID: "observer-01", IP: "172.28.4.14", Port: 18444, Observer: true},
 	}},
 }
 
@@ -97,7 +131,19 @@ func (t Topology) Node(id string) (Node, bool) {
 	return Node{}, false
 }
 
-// DataNodes returns the nodes that hold data (not Sentinels).
+// Voters returns the nodes that vote (not Observers).
+func (t Topology) Voters() []Node {
+	var out []Node
+	for _, n := range t.Nodes {
+		if n.Voter() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// DataNodes returns the nodes that hold data (not Sentinels; Observers
+// do).
 func (t Topology) DataNodes() []Node {
 	var out []Node
 	for _, n := range t.Nodes {
@@ -132,16 +178,18 @@ func FindDeployDir(dir string) (string, error) {
 	}
 }
 
-// Cluster is a running topology: a compose project.
+// Cluster is a running topology: a compose project (docker runtime) or
+// processes in network namespaces (netns runtime).
 type Cluster struct {
+	// Topo is the topology as this run placed it: in the netns runtime
+	// the nodes' addresses are on the run's own subnet.
 	Topo    Topology
 	Project string
-	File    string
-	docker  *Docker
-	api     *API
-	// containers maps node id to container id.
-	containers map[string]string
-	logf       func(format string, args ...any)
+	// File is the topology's compose file (docker runtime).
+	File string
+	rt   Runtime
+	api  *API
+	logf func(format string, args ...any)
 	// dropHook replaces Drop in tests of the partition plans.
 	dropHook func(at string, from []string)
 	// data are the nodes' data directories on the host (nil in tests).
@@ -152,25 +200,19 @@ type Cluster struct {
 	undo map[string]func(context.Context) error
 }
 
-// files are the compose files of the project: the topology's, then the
-// override that puts the data directories in place.
-func (c *Cluster) files() []string {
-	if c.data == nil {
-		return []string{c.File}
-	}
-	return []string{c.File, c.data.override}
-}
-
-func (c *Cluster) compose(ctx context.Context, timeout time.Duration, args ...string) (string, error) {
-	return c.docker.compose(ctx, timeout, c.Project, c.files(), args...)
-}
-
-// projectPrefix names the compose projects of this harness.
+// projectPrefix names the compose projects (and the netns runtime's
+// namespaces and data directories) of this harness.
 const projectPrefix = "muninn-fault-"
 
+// newCluster makes the Cluster of a run of t (before its nodes start).
+func newCluster(t Topology, api *API, logf func(string, ...any)) *Cluster {
+	return &Cluster{Topo: t, Project: fmt.Sprintf("%s%s-%d", projectPrefix, t.Name, os.Getpid()), api: api,
+		undo: map[string]func(context.Context) error{}, logf: logf}
+}
+
 // Up removes what a killed earlier run of the same topology left behind,
-// starts the topology under a unique project name and waits until every
-// node reports a healthy cluster.
+// starts the topology under a unique project name with docker compose and
+// waits until every node reports a healthy cluster.
 func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, logf func(string, ...any)) (*Cluster, error) {
 	prefix := projectPrefix + t.Name + "-"
 	stale, err := d.StaleProjects(ctx, prefix)
@@ -184,30 +226,25 @@ func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, 
 			return nil, err
 		}
 	}
-	if err := removeStaleDataDirs(ctx, prefix, logf); err != nil {
+	if err := removeStaleDataDirs(ctx, prefix, logf, nil); err != nil {
 		return nil, err
 	}
-	c := &Cluster{Topo: t, Project: fmt.Sprintf("%s%d", prefix, os.Getpid()), File: file, docker: d, api: api, containers: map[string]string{}, undo: map[string]func(context.Context) error{}, logf: logf}
+	c := newCluster(t, api, logf)
+	c.File = file
 	data, err := setupDataDirs(ctx, c.Project, t.Nodes, logf)
 	if err != nil {
 		return nil, fmt.Errorf("data directories for %s: %w", t.Name, err)
 	}
 	c.data = data
+	rt := &dockerRuntime{d: d, project: c.Project, files: []string{file, data.override}, containers: map[string]string{}}
+	c.rt = rt
 	logf("starting topology %s (project %s, %s, %d nodes, data directories: %s of %d MiB each in %s)", t.Name, c.Project, t.Subnet, len(t.Nodes), data.kind, dataFSSize>>20, data.root)
-	if _, err := c.compose(ctx, 3*time.Minute, "up", "-d"); err != nil {
+	if err := rt.up(ctx, t.Nodes); err != nil {
 		c.Down(context.WithoutCancel(ctx))
 		if strings.Contains(err.Error(), "overlap") {
 			return nil, fmt.Errorf("%v\n(another network uses %s: is a demo of deploy/%s still up? docker-compose -p NAME -f deploy/%s down -v)", err, t.Subnet, t.File, t.File)
 		}
 		return nil, err
-	}
-	for _, n := range t.Nodes {
-		id, err := d.ContainerID(ctx, c.Project, c.files(), n.ID)
-		if err != nil {
-			c.Down(context.WithoutCancel(ctx))
-			return nil, err
-		}
-		c.containers[n.ID] = id
 	}
 	if err := c.WaitHealthy(ctx, 90*time.Second); err != nil {
 		c.DumpLogs(context.WithoutCancel(ctx), 40)
@@ -217,25 +254,38 @@ func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, 
 	return c, nil
 }
 
-// Container returns a node's container id.
-func (c *Cluster) Container(id string) string { return c.containers[id] }
+// Runtime returns what runs the cluster's nodes.
+func (c *Cluster) Runtime() Runtime { return c.rt }
 
-// Down removes the project's containers, network and volumes.
+// Down removes the nodes and everything their runtime made (containers,
+// network and volumes, or processes and namespaces), then the data
+// directories.
 func (c *Cluster) Down(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 	defer cancel()
-	// A paused container cannot be stopped: unpause first.
-	for _, id := range c.containers {
-		if st, _ := c.docker.State(ctx, id); st == "paused" {
-			_ = c.docker.Do(ctx, "unpause", id)
+	if c.rt != nil {
+		if err := c.rt.Down(ctx); err != nil {
+			c.logf("removing %s (%s runtime): %v", c.Project, c.rt.Name(), err)
+			if c.rt.Name() == "docker" {
+				return // containers may still use the data directories
+			}
 		}
 	}
-	if _, err := c.compose(ctx, 3*time.Minute, "down", "-v", "--remove-orphans", "-t", "2"); err != nil {
-		c.logf("compose down %s: %v", c.Project, err)
-		return
+	var addrs []string
+	for _, n := range c.Topo.Nodes {
+		if n.Addr != "" {
+			addrs = append(addrs, n.Addr)
+		}
+	}
+	if c.api != nil {
+		c.api.disallow(addrs...)
 	}
 	c.data.remove(ctx, c.logf)
-	c.logf("removed project %s (containers, network, volumes, data directories)", c.Project)
+	what := "containers, network, volumes, data directories"
+	if c.rt != nil && c.rt.Name() == "netns" {
+		what = "processes, namespaces, veths, bridge, data directories"
+	}
+	c.logf("removed %s (%s)", c.Project, what)
 }
 
 // WaitHealthy waits until every node answers 200 on /v1/cluster/health
@@ -305,8 +355,6 @@ func (c *Cluster) Cortex(ctx context.Context) (string, uint64, error) {
 // DumpLogs prints the last lines of every node's log.
 func (c *Cluster) DumpLogs(ctx context.Context, lines int) {
 	for _, n := range c.Topo.Nodes {
-		if id := c.containers[n.ID]; id != "" {
-			c.logf("---- log of %s (last %d lines) ----\n%s", n.ID, lines, strings.TrimRight(c.docker.Logs(ctx, id, lines), "\n"))
-		}
+		c.logf("---- log of %s (last %d lines) ----\n%s", n.ID, lines, strings.TrimRight(c.rt.Logs(ctx, n.ID, lines), "\n"))
 	}
 }

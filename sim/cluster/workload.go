@@ -137,6 +137,20 @@ func (w *Workload) client(ctx context.Context, c int, n Node, until time.Duratio
 
 		op := &Op{Client: c, Node: n.ID}
 		switch x := rng.Float64(); {
+		case n.Observer:
+			// An Observer serves reads (strong ones forwarded to the
+			// Cortex, like a Lobe's) and refuses writes: a few writes
+			// check that it does (checkObserver).
+			switch {
+			case x < 0.1:
+				op.Kind = OpLocalWrite
+			case x < 0.6:
+				op.Kind = OpRegRead
+			case x < 0.8:
+				op.Kind = OpEventualRead
+			default:
+				op.Kind = OpBoundedRead
+			}
 		case x < 0.25:
 			op.Kind = OpRegWrite
 		case x < 0.5:
@@ -152,6 +166,9 @@ func (w *Workload) client(ctx context.Context, c int, n Node, until time.Duratio
 		}
 		if (op.Kind == OpEventualRead || op.Kind == OpBoundedRead) && pickFrom == "" {
 			op.Kind = OpLocalWrite
+			if n.Observer {
+				op.Kind = OpRegRead
+			}
 		}
 		seq++
 		switch op.Kind {
