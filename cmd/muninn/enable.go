@@ -289,8 +289,8 @@ func flagBool(flags map[string]string, key string, def bool) bool {
 }
 
 // switchGate sits in front of the API: while the node switches modes it
-// answers 503 (code starting, Retry-After: 1, which the Go client and the
-// CLI retry), and it counts the requests in flight so the switch can wait
+// answers 503 (code starting, Retry-After: 1, which the Go client
+// retries), and it counts the requests in flight so the switch can wait
 // for them.
 type switchGate struct {
 	next      http.Handler
