@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/client"
 	"github.com/muninndb/muninn/shell/node"
 )
 
@@ -97,4 +104,145 @@ func TestRecordedModeAtStart(t *testing.T) {
 	if _, _, err := recordedMode(plain, env, nil); err == nil || !strings.Contains(err.Error(), node.ModePath(data)) {
 		t.Fatalf("damaged record: %v", err)
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestSwitchInProcess runs muninn start in this process (so the race
+// detector sees the switch), enables cluster mode while a client writes,
+// and disables it again: every acknowledged write is there, the process
+// keeps its HTTP port, and it stops cleanly.
+func TestSwitchInProcess(t *testing.T) {
+	addr, mbp := freeAddr(t), freeAddr(t)
+	data := t.TempDir()
+	env := []string{"MUNINN_CLUSTER_HEARTBEAT_MS=50", "MUNINN_CLUSTER_LEASE_TTL=1"}
+	stop := make(chan struct{})
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith([]string{"start", "--data-dir", data, "--http-addr", addr, "--log-format", "json"}, &out, &errb, env, stop)
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("start did not stop")
+		}
+	}()
+	url := "http://" + addr
+	c := client.New(url)
+	write := func(i int) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := c.Write(ctx, apitypes.WriteRequest{Vault: "sw", Content: fmt.Sprintf("write %d", i)})
+		return r.ID, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := write(-1); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the node did not serve: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var mu sync.Mutex
+	var acked []string
+	var failed []error
+	wstop := make(chan struct{})
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		for i := 0; ; i++ {
+			select {
+			case <-wstop:
+				return
+			default:
+			}
+			id, err := write(i)
+			mu.Lock()
+			if err == nil {
+				acked = append(acked, id)
+			} else {
+				failed = append(failed, err)
+			}
+			mu.Unlock()
+		}
+	}()
+	waitAcked := func(k int) {
+		t.Helper()
+		mu.Lock()
+		want := len(acked) + k
+		mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			n := len(acked)
+			mu.Unlock()
+			if n >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d writes acknowledged within 10 s", n, want)
+			}
+		}
+	}
+	waitAcked(5)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("in-process-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, sout, serr := cli(t, "cluster", "enable", "--addr", url, "--node-id", "m1", "--bind-addr", mbp, "--secret-file", secret)
+	if code != 0 || !strings.Contains(sout, "Cluster mode enabled: m1 is the cortex") {
+		t.Fatalf("enable: exit %d\n%s%s", code, sout, serr)
+	}
+	waitAcked(5)
+	code, sout, serr = cli(t, "cluster", "disable", "--addr", url)
+	if code != 0 || !strings.Contains(sout, "Cluster mode disabled: m1 runs standalone") {
+		t.Fatalf("disable: exit %d\n%s%s", code, sout, serr)
+	}
+	waitAcked(5)
+	close(wstop)
+	<-wdone
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) > 0 {
+		t.Errorf("%d writes failed through the switches (want them held or retried), e.g. %v", len(failed), failed[0])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, id := range acked {
+		if _, err := c.Get(ctx, "sw", id); err != nil {
+			t.Fatalf("acknowledged write %s is missing after enable and disable: %v", id, err)
+		}
+	}
+	t.Logf("%d writes acknowledged through enable and disable", len(acked))
+	rec, ok, err := node.ReadMode(data)
+	if err != nil || !ok || rec.Cluster() || rec.NodeID != "m1" || rec.Secret != "" {
+		t.Errorf("recorded mode after disable: %+v ok=%v err=%v; want standalone m1 without the secret", rec, ok, err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
 }
