@@ -315,3 +315,52 @@ func rawDial(t *testing.T, addr string) net.Conn {
 	_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
 	return nc
 }
+
+// A connection whose handshake completed with a secret retired meanwhile
+// is closed when it attaches, and an authenticated snapshot connection
+// (not owned by a peer) is closed by the retirement.
+func TestTransportRetiredSecretRaces(t *testing.T) {
+	leakCheck(t)
+	a, _ := newTestTransport(t, "node-a", oldSecret)
+	if _, err := a.SetSecrets([]byte(newSecret), []byte(oldSecret)); err != nil {
+		t.Fatal(err)
+	}
+
+	// A snapshot-like connection authenticated with the old secret.
+	d1, a1 := tcpPair(t)
+	if !a.track(a1) {
+		t.Fatal("not tracked")
+	}
+	if err := a.authenticated(a1, []byte(oldSecret)); err != nil {
+		t.Fatal(err)
+	}
+	// One authenticated with the new secret stays.
+	d2, a2 := tcpPair(t)
+	a.track(a2)
+	if err := a.authenticated(a2, []byte(newSecret)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := a.SetSecrets([]byte(newSecret), nil)
+	if err != nil || n != 1 {
+		t.Fatalf("retirement closed %d connections (%v), want the 1 on the old secret", n, err)
+	}
+	expectClosed(t, d1)
+	_ = d2.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := d2.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the connection on the new secret was closed: %v", err)
+	}
+	a.untrack(a2)
+
+	// A handshake that completed with the old secret after its retirement.
+	if err := a.authenticated(a2, []byte(oldSecret)); !errors.Is(err, errRetired) {
+		t.Fatalf("authenticated with a retired secret: %v", err)
+	}
+	d3, a3 := tcpPair(t)
+	if c := a.attach(a3, Hello{ID: "node-x", Kind: core.KindAuto, Purpose: PurposeControl}, false, []byte(oldSecret)); c != nil {
+		t.Fatal("a connection on a retired secret was attached")
+	}
+	expectClosed(t, d3)
+	if connected(a, "node-x") {
+		t.Fatal("node-x connected")
+	}
+}
