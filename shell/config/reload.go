@@ -95,7 +95,7 @@ type ReloadResult struct {
 	// but take a restart to apply; none of them was applied.
 	Restart []string `json:"restart_required"`
 	// Warnings are Config.Warnings of the new configuration.
-	Warnings []string `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings"`
 }
 
 // ApplyFunc applies a reloaded configuration's live keys: old is the
@@ -170,6 +170,9 @@ func (r *Reloader) Reload(via string) (ReloadResult, error) {
 	}
 	if res.Restart == nil {
 		res.Restart = []string{}
+	}
+	if res.Warnings == nil {
+		res.Warnings = []string{}
 	}
 	r.cur = merged
 	for _, w := range res.Warnings {
