@@ -26,3 +26,17 @@ func fallocate(f *os.File, n int64) error {
 }
 
 func isNoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) }
+
+// liveRun returns whether a data directory (or namespace) named
+// PREFIX PID-... belongs to another run of the harness that is still
+// going (a parallel netns run): those are not stale.
+func liveRun(prefix string) func(name string) bool {
+	return func(name string) bool {
+		pid, ok := netnsOwner(name, prefix)
+		if !ok || pid == os.Getpid() {
+			return false
+		}
+		err := syscall.Kill(pid, 0)
+		return err == nil || errors.Is(err, syscall.EPERM)
+	}
+}

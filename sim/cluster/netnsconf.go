@@ -6,6 +6,8 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -197,3 +199,33 @@ func nodeConfig(t Topology, n Node, dataDir string, s netnsSettings) string {
 // leaseTTL is the nodes' cluster.lease_ttl for a heartbeat: at least 3
 // heartbeats, at least the default 10 s.
 func leaseTTL(heartbeatMs int) int { return max(10, (3*heartbeatMs+999)/1000) }
+
+// writeFileSync writes a file whole: a temp file, fsync, rename, directory
+// fsync.
+func writeFileSync(path string, b []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -183,7 +183,18 @@ func runNetns(ctx context.Context, o Options, s *Summary, logf func(string, ...a
 	if o.DeployDir == "" {
 		return errors.New("the netns runtime needs the repository (Options.DeployDir: its deploy/ directory) to build cmd/muninn")
 	}
-	bin, err := os.MkdirTemp("", projectPrefix+"bin-")
+	// The binary's directory, named after this process: a later run
+	// removes those of runs that are gone.
+	binPrefix := projectPrefix + "bin-"
+	if stale, err := filepath.Glob(filepath.Join(os.TempDir(), binPrefix+"*")); err == nil {
+		live := liveRun(binPrefix)
+		for _, d := range stale {
+			if _, ok := netnsOwner(filepath.Base(d), binPrefix); ok && !live(filepath.Base(d)) {
+				os.RemoveAll(d)
+			}
+		}
+	}
+	bin, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binPrefix, os.Getpid()))
 	if err != nil {
 		return err
 	}

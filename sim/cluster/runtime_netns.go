@@ -242,10 +242,7 @@ func UpNetns(ctx context.Context, env *NetnsEnv, api *API, t Topology, logf func
 	if err := removeStaleNetns(ctx, prefix, logf); err != nil {
 		return nil, err
 	}
-	if err := removeStaleDataDirs(ctx, prefix, logf, func(name string) bool {
-		pid, ok := netnsOwner(name, prefix)
-		return ok && pid != os.Getpid() && alive(pid)
-	}); err != nil {
+	if err := removeStaleDataDirs(ctx, prefix, logf, liveRun(prefix)); err != nil {
 		return nil, err
 	}
 	c = newCluster(t, api, logf)
@@ -310,36 +307,6 @@ func UpNetns(ctx context.Context, env *NetnsEnv, api *API, t Topology, logf func
 		return c, err
 	}
 	return c, nil
-}
-
-// writeFileSync writes a file whole: a temp file, fsync, rename, directory
-// fsync.
-func writeFileSync(path string, b []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func (r *netnsRuntime) confPath(node string) string { return filepath.Join(r.dir, node+".yaml") }

@@ -226,7 +226,7 @@ func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, 
 			return nil, err
 		}
 	}
-	if err := removeStaleDataDirs(ctx, prefix, logf, nil); err != nil {
+	if err := removeStaleDataDirs(ctx, prefix, logf, liveRun(prefix)); err != nil {
 		return nil, err
 	}
 	c := newCluster(t, api, logf)
