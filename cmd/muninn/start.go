@@ -79,6 +79,9 @@ func nodeOptions(cfg config.Config, apiURL string, log *slog.Logger) node.Option
 		}
 		o.Kind = cl.Kind()
 		o.Secret = []byte(cl.Secret)
+		if cl.SecretPrevious != "" {
+			o.SecretPrevious = []byte(cl.SecretPrevious)
+		}
 		o.BindAddr = cl.BindAddr
 		o.AdvertiseAddr = cl.Advertise()
 		o.Seeds = cl.PeerSeeds()
@@ -203,11 +206,6 @@ func (c *StartCmd) Run(g *Globals) error {
 	// SIGHUP and POST /v1/admin/reload re-read the configuration and apply
 	// what can change live (docs/configuration.md, "Reloading without a
 	// restart").
-	if p := cfg.Cluster.SecretPrevious; p != "" && opts.Cluster {
-		if _, err := n.SetSecrets([]byte(cfg.Cluster.Secret), []byte(p)); err != nil {
-			log.Error("cluster.cluster_secret_previous not applied", "err", err)
-		}
-	}
 	rl := config.NewReloader(cfg, func() (config.Config, error) {
 		cfg, _, err := recordedMode(c.Config, g.Env, flags)
 		return cfg, err

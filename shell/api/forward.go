@@ -184,7 +184,7 @@ func forwardMAC(secret []byte, by, to, method, uri, ts, nonce string, body []byt
 func (s *Server) sign(req *http.Request, body []byte, to core.NodeID) {
 	by := string(s.n.ID())
 	req.Header.Set(apitypes.HeaderForwardedBy, by)
-	secret := s.n.Options().Secret
+	secret, _ := s.n.Secrets() // the current one: reloads rotate it
 	if len(secret) == 0 {
 		return
 	}
@@ -202,7 +202,7 @@ func (s *Server) sign(req *http.Request, body []byte, to core.NodeID) {
 // and seen for the first time: its nonce is remembered until the request
 // would be too old, so a captured request cannot be replayed.
 func (s *Server) signedForward(r *http.Request, body []byte) bool {
-	secret := s.n.Options().Secret
+	secret, previous := s.n.Secrets() // either, during a rotation
 	h := r.Header
 	by, ts, nonce, sig := h.Get(apitypes.HeaderForwardedBy), h.Get(apitypes.HeaderForwardTime), h.Get(apitypes.HeaderForwardNonce), h.Get(apitypes.HeaderForwardSig)
 	if len(secret) == 0 || by == "" || ts == "" || sig == "" || len(nonce) != 32 {
@@ -216,8 +216,13 @@ func (s *Server) signedForward(r *http.Request, body []byte) bool {
 	if d := time.Since(at); d > maxForwardSkew || d < -maxForwardSkew {
 		return false
 	}
-	want := forwardMAC(secret, by, string(s.n.ID()), r.Method, r.URL.RequestURI(), ts, nonce, body)
-	if !hmac.Equal([]byte(want), []byte(sig)) {
+	ok := false
+	for _, sec := range [][]byte{secret, previous} {
+		if len(sec) > 0 && hmac.Equal([]byte(forwardMAC(sec, by, string(s.n.ID()), r.Method, r.URL.RequestURI(), ts, nonce, body)), []byte(sig)) {
+			ok = true
+		}
+	}
+	if !ok {
 		return false
 	}
 	if !s.nonces.first(nonce, at.Add(maxForwardSkew), time.Now()) {
@@ -266,7 +271,7 @@ func (s *Server) checkAdmin(r *http.Request, body []byte) error {
 	if s.signedForward(r, body) {
 		return nil
 	}
-	if tok := s.opts.AdminToken; tok != "" {
+	if tok := s.adminToken(); tok != "" { // reload.go: a reload may change it
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(tok)) != 1 {
 			return &apiError{status: http.StatusUnauthorized, code: apitypes.CodeUnauthorized,

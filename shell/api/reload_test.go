@@ -85,6 +85,9 @@ func TestSetAdminToken(t *testing.T) {
 	if got := e.api.adminToken(); got != "token-two-0123456789" {
 		t.Fatalf("adminToken after SetAdminToken %q", got)
 	}
+	// The admin check uses it: the old token is refused, the new one works.
+	expect(t, adminReq(e, "POST", "/v1/admin/reload", "", "10.0.0.7:41000", "Authorization", "Bearer token-one-0123456789"), 401, "unauthorized")
+	expect(t, adminReq(e, "POST", "/v1/admin/reload", "", "10.0.0.7:41000", "Authorization", "Bearer token-two-0123456789"), 501, "not_implemented")
 	other := standalone(t, Options{AdminToken: "token-three-0123456789"})
 	if got := other.api.adminToken(); got != "token-three-0123456789" {
 		t.Fatalf("another server's token %q", got)

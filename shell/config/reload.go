@@ -13,14 +13,9 @@ import (
 // liveKeys are the keys a reload (SIGHUP, POST /v1/admin/reload) applies
 // without a restart. The cluster.tls keys are live only while TLS stays on
 // (or off): turning it on or off takes a restart of every node.
-//
-// admin_token is not live yet: the admin check (shell/api/forward.go,
-// checkAdmin) reads api.Options.AdminToken, not the token a reload sets
-// (api.Server.SetAdminToken); it joins this list once checkAdmin reads
-// s.adminToken(). Reporting it applied while the old token still works
-// would mislead an operator revoking a token.
 var liveKeys = map[string]bool{
 	"log_level":                       true,
+	"admin_token":                     true,
 	"cluster.cluster_secret":          true,
 	"cluster.cluster_secret_previous": true,
 	"cluster.tls.cert":                true,

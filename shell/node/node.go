@@ -204,7 +204,7 @@ func (n *Node) now() core.Time { return core.Time(time.Since(n.origin)) }
 
 func (n *Node) startTransport() error {
 	n.tr = mbp.New(mbp.Config{
-		ID: n.opts.ID, Kind: n.opts.Kind, Secret: n.opts.Secret,
+		ID: n.opts.ID, Kind: n.opts.Kind, Secret: n.opts.Secret, SecretPrevious: n.opts.SecretPrevious,
 		ListenAddr: n.opts.BindAddr, AdvertiseAddr: n.opts.AdvertiseAddr, APIAddr: n.opts.APIAddr,
 		Logger: n.log, SnapshotRateMB: n.opts.SnapshotRateMB, TLS: n.opts.TLS,
 		// Snapshots only from the Cortex this node follows, into

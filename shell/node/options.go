@@ -22,6 +22,9 @@ type Options struct {
 	Cluster bool
 	// Secret authenticates MBP peers (cluster mode).
 	Secret []byte
+	// SecretPrevious is cluster.cluster_secret_previous: also accepted
+	// from peers during a secret rotation (nil: none).
+	SecretPrevious []byte
 	// BindAddr is the MBP listen address; AdvertiseAddr what peers dial.
 	BindAddr      string
 	AdvertiseAddr string
