@@ -29,16 +29,19 @@ type QuorumWait struct {
 }
 
 // QuorumWait computes the wait from the published snapshot.
+// It allocates nothing: publish calls it on every turn of the loop.
 func (s *Snapshot) QuorumWait() QuorumWait {
-	conn := map[core.NodeID]bool{}
-	for _, p := range s.Peers {
-		if p.Connected {
-			conn[p.ID] = true
+	connected := func(id core.NodeID) bool {
+		for _, p := range s.Peers {
+			if p.ID == id && p.Connected {
+				return true
+			}
 		}
+		return false
 	}
 	w := QuorumWait{Voters: s.Members.Voters(), Quorum: s.Core.Quorum}
 	for _, m := range s.Members {
-		if m.Voter() && (m.ID == s.Core.ID || conn[m.ID]) {
+		if m.Voter() && (m.ID == s.Core.ID || connected(m.ID)) {
 			w.Connected++
 		}
 	}

@@ -80,3 +80,13 @@ func TestNoteReadiness(t *testing.T) {
 		t.Fatalf("a standalone node logged: %s", sb.String())
 	}
 }
+
+// TestQuorumWaitAllocs: publish computes the wait on every turn of the
+// loop, so it must not allocate.
+func TestQuorumWaitAllocs(t *testing.T) {
+	s := &Snapshot{Core: core.Status{ID: "a"}, Members: core.Members{{ID: "a"}, {ID: "b"}, {ID: "c"}},
+		Peers: []mbp.PeerInfo{{ID: "b", Connected: true}, {ID: "c"}}}
+	if n := testing.AllocsPerRun(100, func() { _ = s.QuorumWait() }); n != 0 {
+		t.Errorf("QuorumWait allocates %v times a call; want 0", n)
+	}
+}
