@@ -86,8 +86,8 @@ func TestRollingRestart(t *testing.T) {
 	w := ws[0]
 	c.waitAcks(w, 30, 10*time.Second)
 
-	// Lobes first, the Cortex last, then the new Cortex again: every role
-	// is restarted at least once.
+	// The Lobes first, then the Cortex (which hands off): every node, and
+	// both roles, restarted once.
 	cx := c.cortexNow(ns)
 	order := append(others(ns, cx), cx)
 	var report []string
