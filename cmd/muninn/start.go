@@ -256,12 +256,32 @@ func (c *StartCmd) Run(g *Globals) error {
 	return runErr
 }
 
+// dataVoterConnected reports whether another data voter (a possible
+// Cortex to hand off to) is connected to this node.
+func dataVoterConnected(snap *node.Snapshot) bool {
+	for _, m := range snap.Members {
+		if !m.DataVoter() || m.ID == snap.Core.ID {
+			continue
+		}
+		for _, p := range snap.Peers {
+			if p.ID == m.ID && p.Connected {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // shutdown stops the node cleanly: a Cortex with another data voter hands
 // off first (bounded by handoffTimeout), then the API drains and the node
 // closes.
 func shutdown(n *node.Node, a *api.Server, srv *http.Server, log *slog.Logger) {
-	st := n.Status().Core
-	if st.Role == core.RoleCortex && n.Options().Cluster && st.Members.DataVoters() > 1 {
+	snap := n.Status()
+	st := snap.Core
+	if st.Role == core.RoleCortex && n.Options().Cluster && st.Members.DataVoters() > 1 && !dataVoterConnected(snap) {
+		// The last node of a full stop: nobody to hand off to.
+		log.Info("this node is the Cortex and no other data voter is connected: shutting down without a handoff")
+	} else if st.Role == core.RoleCortex && n.Options().Cluster && st.Members.DataVoters() > 1 {
 		log.Info("this node is the Cortex: handing off before shutting down")
 		ctx, cancel := context.WithTimeout(context.Background(), handoffTimeout)
 		err := n.Transfer(ctx, "")
