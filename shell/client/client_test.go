@@ -144,10 +144,11 @@ func TestRoundTrip(t *testing.T) {
 	if err := c.DropFenced(x, 1, 1); !IsCode(err, apitypes.CodeQuarantineMissing) {
 		t.Fatalf("drop fenced: %v", err)
 	}
-	if err := c.Enable(x); !IsCode(err, "not_implemented") {
+	// A node served without muninn start's switcher cannot switch.
+	if _, err := c.Enable(x, apitypes.EnableRequest{NodeID: "n1", BindAddr: "127.0.0.1:0"}); !IsCode(err, "not_implemented") {
 		t.Fatalf("enable: %v", err)
 	}
-	if err := c.Disable(x); !IsCode(err, "conflict") {
+	if _, err := c.Disable(x); !IsCode(err, "conflict") {
 		t.Fatalf("disable: %v", err)
 	}
 }

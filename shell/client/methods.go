@@ -259,17 +259,21 @@ func (c *Client) DropFenced(ctx context.Context, epoch, seq uint64) error {
 	return c.DropQuarantined(ctx, epoch, seq)
 }
 
-// Enable asks the node to switch to cluster mode (see docs/api.md: the
-// node answers with the restart procedure).
-func (c *Client) Enable(ctx context.Context) error {
-	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/enable"}, nil)
-	return err
+// Enable switches a running standalone node to cluster mode in place:
+// it becomes the Cortex of a one-voter cluster under req.NodeID, keeping
+// its data (POST /v1/cluster/enable, an admin endpoint; docs/api.md).
+func (c *Client) Enable(ctx context.Context, req apitypes.EnableRequest) (apitypes.ModeResult, error) {
+	var res apitypes.ModeResult
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/enable", body: mustJSON(req), op: "enable"}, &res)
+	return res, err
 }
 
-// Disable asks the node to switch to standalone (see Enable).
-func (c *Client) Disable(ctx context.Context) error {
-	_, err := c.do(ctx, call{kind: kindLocal, method: "POST", path: "/v1/cluster/disable"}, nil)
-	return err
+// Disable switches a one-voter cluster back to a standalone node
+// (POST /v1/cluster/disable); refused while other members exist.
+func (c *Client) Disable(ctx context.Context) (apitypes.ModeResult, error) {
+	var res apitypes.ModeResult
+	_, err := c.do(ctx, call{kind: kindAdmin, method: "POST", path: "/v1/cluster/disable", body: []byte("{}"), op: "disable"}, &res)
+	return res, err
 }
 
 func firstNonEmpty(a, b string) string {
