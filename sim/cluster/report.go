@@ -200,7 +200,11 @@ func (r Row) local(sep string) string {
 
 // printTable prints the run's table.
 func printTable(w io.Writer, s *Summary) {
-	fmt.Fprintf(w, "\n== summary: %d segments, heartbeat %d ms, %s per nemesis, wall %s\n", len(s.Segments), s.HeartbeatMs, s.Duration, s.Wall.Round(time.Second))
+	rt := ""
+	if s.Runtime != "" {
+		rt = ", runtime " + s.Runtime
+	}
+	fmt.Fprintf(w, "\n== summary: %d segments, heartbeat %d ms, %s per nemesis%s, wall %s\n", len(s.Segments), s.HeartbeatMs, s.Duration, rt, s.Wall.Round(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPOLOGY\tNEMESIS\tOPS\tOK/FAIL/UNK\tLINEAR (OPS)\tANOMALIES\tQUORUM ACKED/MISSING\tLOCAL ACKED/LOST/QUAR\tFAILOVER MIN/MED/P99/MAX\tELECTION MED/MAX\tHEALTH 503\tRECOVERED")
 	for _, r := range s.Rows() {
