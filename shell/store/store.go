@@ -238,7 +238,7 @@ func (s *Store) open() error {
 		switch {
 		case pebble.IsCorruptionError(err):
 			return fmt.Errorf("store %s: open: %w: the store is damaged and would start with less than it holds, so it refuses to start. "+
-				"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh Lobe (docs/storage.md, \"Damage\")", dir, err)
+				"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh member (a Lobe, or an Observer if it was one) (docs/storage.md, \"Damage\")", dir, err)
 		case errors.Is(err, syscall.ENOSPC):
 			return fmt.Errorf("store %s: open: %w: free space on that disk, then start again", dir, err)
 		}

@@ -89,7 +89,7 @@ func checkLog(fs vfs.FS, dir string, ll wal.LogicalLog) error {
 
 func walDamaged(fs vfs.FS, dir, file string, offset int64, err error, why string) error {
 	return fmt.Errorf("store %s: the write-ahead log %s is damaged at offset %d (%v), and %s: starting would silently drop writes this node acknowledged, so it refuses to start. "+
-		"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh Lobe and copies the data from the Cortex (docs/storage.md, \"Damage\")",
+		"Restore this node: move its data directory aside and start it empty, so that it rejoins the cluster as a fresh member (a Lobe, or an Observer if it was one) and copies the data from the Cortex (docs/storage.md, \"Damage\")",
 		dir, fs.PathBase(file), offset, err, why)
 }
 
