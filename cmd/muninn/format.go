@@ -106,6 +106,23 @@ func infoSummary(w io.Writer, info apitypes.Info) {
 	if info.Joining {
 		fmt.Fprintf(w, "%s is not a member yet: add it with muninn cluster add-node --node %s\n", info.NodeID, info.NodeID)
 	}
+	var rows [][]string
+	for _, m := range info.Members {
+		rows = append(rows, []string{m.ID, orDash(m.Version), orDash(m.Protocol)})
+	}
+	versions(w, info.ActiveProtocol, rows)
+}
+
+// versions is the lines on versions under cluster info and status: the
+// active protocol version, then each member's binary version and the
+// protocol versions it speaks (docs/upgrades.md). Nothing from a node that
+// reports no active protocol (a build before negotiation).
+func versions(w io.Writer, active uint16, rows [][]string) {
+	if active == 0 || len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Protocol: %d active (the highest version every voter speaks)\n\n", active)
+	table(w, []string{"NODE ID", "VERSION", "PROTOCOL"}, rows)
 }
 
 // statusTable is `muninn cluster status`.
@@ -136,6 +153,11 @@ func statusTable(w io.Writer, st apitypes.Status) {
 		fmt.Fprintf(w, " (%s)", st.Reason)
 	}
 	fmt.Fprintf(w, "\nEpoch: %d   Commit: %s   Last: %s   From: %s\n", st.Epoch, thousands(st.CommitSeq), thousands(st.LastSeq), view)
+	var vrows [][]string
+	for _, m := range st.Members {
+		vrows = append(vrows, []string{m.ID, orDash(m.Version), orDash(m.Protocol)})
+	}
+	versions(w, st.ActiveProtocol, vrows)
 }
 
 func quarantineTable(w io.Writer, fl apitypes.QuarantineList) {

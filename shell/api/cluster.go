@@ -13,6 +13,7 @@ import (
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/apitypes"
 	"github.com/muninndb/muninn/shell/ident"
+	"github.com/muninndb/muninn/shell/mbp"
 	"github.com/muninndb/muninn/shell/node"
 	"github.com/muninndb/muninn/shell/retry"
 	"github.com/muninndb/muninn/shell/store"
@@ -286,6 +287,7 @@ func (s *Server) members(v view) []apitypes.Member {
 	for _, m := range v.st.Members {
 		am := apitypes.Member{ID: string(m.ID), Kind: m.Kind.String(), Learner: m.Learner,
 			Role: v.role(m), API: v.snap.APIAddrs[m.ID], MBP: mbp[m.ID], Priority: v.priority(m)}
+		am.Version, am.Protocol = v.version(m.ID)
 		if m.Addr != "" {
 			am.MBP = m.Addr
 		}
@@ -315,6 +317,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 		HeartbeatMs: v.cfg.Heartbeat.Milliseconds(), DownAfterMs: v.window.Milliseconds(),
 		LeaseMs: v.cfg.Lease().Milliseconds(), LeaseWaitMs: msCeil(v.leaseWait()),
 		ClusterID: store.FormatClusterID(s.n.Store().ClusterID()),
+		Version:   mbp.BinaryVersion(), Protocol: protocolRange(mbp.ProtocolMin, mbp.ProtocolMax), ActiveProtocol: v.snap.Protocol,
 	}
 	if st.Cortex != "" {
 		// The Cortex's epoch is its fencing token; a follower knows it as
@@ -342,7 +345,7 @@ func (s *Server) status(v view) apitypes.Status {
 		NodeID: string(st.ID), View: "local", Cortex: string(st.Cortex), Epoch: uint64(st.Epoch),
 		LastSeq: uint64(st.Last.Seq), CommitSeq: uint64(st.Commit.Seq), Quorum: st.Quorum,
 		Health: h.Status, Reason: h.Reason, Members: []apitypes.MemberStatus{},
-		LeaseWaitMs: msCeil(v.leaseWait()),
+		LeaseWaitMs: msCeil(v.leaseWait()), ActiveProtocol: v.snap.Protocol,
 	}
 	if st.Cortex != "" {
 		out.FencingToken = uint64(st.Epoch)
@@ -353,6 +356,7 @@ func (s *Server) status(v view) apitypes.Status {
 	for _, m := range st.Members {
 		ms := apitypes.MemberStatus{ID: string(m.ID), Role: v.role(m), Kind: m.Kind.String(), Learner: m.Learner,
 			Health: v.memberHealth(m), API: v.snap.APIAddrs[m.ID]}
+		ms.Version, ms.Protocol = v.version(m.ID)
 		p, known := v.peers[m.ID]
 		switch {
 		case m.ID == v.self():
@@ -574,4 +578,30 @@ func (s *Server) membersAfter(id core.NodeID, present bool) []apitypes.Member {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// version is a member's binary version and protocol range: this node's
+// own, or from the member's last hello ("", "" when never heard from; a
+// hello without a range is protocol 1).
+func (v view) version(id core.NodeID) (string, string) {
+	if id == v.self() {
+		return mbp.BinaryVersion(), protocolRange(mbp.ProtocolMin, mbp.ProtocolMax)
+	}
+	for _, p := range v.snap.Peers {
+		if p.ID == id {
+			if p.ProtoMax == 0 {
+				return p.Version, protocolRange(mbp.ProtocolPreNegotiation, mbp.ProtocolPreNegotiation)
+			}
+			return p.Version, protocolRange(p.ProtoMin, p.ProtoMax)
+		}
+	}
+	return "", ""
+}
+
+// protocolRange shows a range as "2" or "2..3".
+func protocolRange(lo, hi uint16) string {
+	if lo == hi {
+		return strconv.Itoa(int(lo))
+	}
+	return strconv.Itoa(int(lo)) + ".." + strconv.Itoa(int(hi))
 }

@@ -210,6 +210,12 @@ type Member struct {
 	// 0 never does. Omitted when unknown (a peer not heard from yet) and
 	// for Sentinels and Observers, which never run.
 	Priority *int `json:"priority,omitempty"`
+	// Version is the member's binary version and Protocol the protocol
+	// versions it speaks ("2..3"), from its last hello to this node
+	// (this node's own for itself); empty when never heard from.
+	// docs/upgrades.md.
+	Version  string `json:"version,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Info answers GET /v1/cluster/info.
@@ -246,6 +252,13 @@ type Info struct {
 	// nothing until the old Cortex's lease has run out, this long from now
 	// (0 when it does not wait).
 	LeaseWaitMs int64 `json:"lease_wait_ms"`
+	// Version is this node's binary version, Protocol the protocol
+	// versions it speaks ("2..3"), ActiveProtocol the cluster's active
+	// protocol version as this node sees it: the highest every voter
+	// speaks (docs/protocol.md, rule 21).
+	Version        string `json:"version"`
+	Protocol       string `json:"protocol"`
+	ActiveProtocol uint16 `json:"active_protocol"`
 }
 
 // Health values.
@@ -305,6 +318,8 @@ type Status struct {
 	// LeaseWaitMs is Info's: how long the answering Cortex still waits out
 	// its predecessor's lease before committing (0 when it does not).
 	LeaseWaitMs int64 `json:"lease_wait_ms"`
+	// ActiveProtocol is Info's, as the answering node sees it.
+	ActiveProtocol uint16 `json:"active_protocol"`
 }
 
 // MemberStatus is one member's row of Status.
@@ -327,6 +342,9 @@ type MemberStatus struct {
 	// CatchUp describes a learner's progress (snapshot and log tail).
 	CatchUp *CatchUp `json:"catch_up,omitempty"`
 	API     string   `json:"api,omitempty"`
+	// Version and Protocol are Member's.
+	Version  string `json:"version,omitempty"`
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // CatchUp is a joining node's progress toward the Cortex's log.

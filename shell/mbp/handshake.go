@@ -61,6 +61,13 @@ type Hello struct {
 	// present only when non-zero, so a hello from a node without cluster
 	// ids parses as 0, and a node with id 0 sends the hello it always did.
 	ClusterID uint64
+	// Version is the sender's binary version (mbp.BinaryVersion) and
+	// [ProtoMin, ProtoMax] the protocol versions it speaks (version.go,
+	// docs/protocol.md rule 21). They travel in the hello's extension
+	// area, sent only when ProtoMax is not 0; a hello without it is from
+	// a build before negotiation, which speaks protocol 1 only (Range).
+	Version            string
+	ProtoMin, ProtoMax uint16
 }
 
 // HandshakeConfig is one side's part of a handshake.
@@ -79,6 +86,20 @@ type HandshakeConfig struct {
 	// node whose store holds data keeps the cluster that wrote it). A nil
 	// AdoptCluster refuses. See checkCluster.
 	AdoptCluster func(peer Hello) error
+	// preNegotiation makes this side send the hello of a build before
+	// negotiation (no extension, protocol 1): tests only.
+	preNegotiation bool
+}
+
+// withRange fills Local's protocol range with this build's when it has
+// none (version.go), unless the side plays a build before negotiation.
+func (hc HandshakeConfig) withRange() HandshakeConfig {
+	if hc.preNegotiation {
+		hc.Local.ProtoMin, hc.Local.ProtoMax, hc.Local.Version = 0, 0, ""
+	} else if hc.Local.ProtoMax == 0 {
+		hc.Local.ProtoMin, hc.Local.ProtoMax = ProtocolMin, ProtocolMax
+	}
+	return hc
 }
 
 // Handshake errors. ErrAuth means the peer does not hold our secret (or
@@ -134,7 +155,10 @@ func (hc HandshakeConfig) secrets() [][]byte {
 // splitChallenge splits a challenge's payload into the listener's hello
 // and its proofs (1 or 2 of sha256.Size bytes). The hello's tail (nonce,
 // optional cluster id) is 32 or 40 bytes, so 1 and 2 proofs never read
-// alike: a 2-proof payload cut as 1 proof leaves a tail of 64 or 72.
+// alike: a 2-proof payload cut as 1 proof leaves a tail of 64 or 72. With
+// the version extension the tail ends in an area whose length it states,
+// so a 2-proof payload cut as 1 proof leaves 32 bytes the length does not
+// count, and is refused.
 func splitChallenge(b []byte) (helloL []byte, proofs [][]byte, peer Hello, nl []byte, err error) {
 	var first error
 	for k := 1; k <= maxProofs; k++ {
@@ -162,6 +186,7 @@ func splitChallenge(b []byte) (helloL []byte, proofs [][]byte, peer Hello, nl []
 }
 
 func dialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) {
+	hc = hc.withRange()
 	nd, err := nonce(hc.Rand)
 	if err != nil {
 		return Hello{}, nil, err
@@ -172,7 +197,7 @@ func dialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) 
 	}
 	f, err := readHandshakeFrame(rw, FrameChallenge)
 	if err != nil {
-		return Hello{}, nil, err
+		return Hello{}, nil, badHello(err)
 	}
 	helloL, proofsL, peer, nl, err := splitChallenge(f.Payload)
 	if err != nil {
@@ -183,6 +208,11 @@ func dialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) 
 	}
 	if peer.Purpose != hc.Local.Purpose {
 		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer answered a %s connection as %s", ErrHandshake, hc.Local.Purpose, peer.Purpose))
+	}
+	// No common protocol version: refused before any proof is checked or
+	// sent (the listener does the same with the dialer's hello).
+	if err := checkVersion(hc.Local, peer); err != nil {
+		return Hello{}, nil, refuse(rw, err)
 	}
 	var used []byte
 	for _, s := range hc.secrets() {
@@ -214,6 +244,7 @@ func dialHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) 
 }
 
 func acceptHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error) {
+	hc = hc.withRange()
 	f, err := readHandshakeFrame(rw, FrameHello)
 	if err != nil {
 		return Hello{}, nil, err
@@ -225,6 +256,11 @@ func acceptHandshake(rw io.ReadWriter, hc HandshakeConfig) (Hello, []byte, error
 	}
 	if peer.ID == hc.Local.ID {
 		return Hello{}, nil, refuse(rw, fmt.Errorf("%w: peer has our own node id %q", ErrHandshake, peer.ID))
+	}
+	// No common protocol version: refused at once, so a build that cannot
+	// read our challenge (one before negotiation) still learns why.
+	if err := checkVersion(hc.Local, peer); err != nil {
+		return Hello{}, nil, refuse(rw, err)
 	}
 	nl, err := nonce(hc.Rand)
 	if err != nil {
@@ -285,6 +321,8 @@ func readHandshakeFrame(rw io.ReadWriter, want FrameType) (Frame, error) {
 			base = ErrAuth
 		case bytes.HasPrefix(reason, []byte(clusterReasonPrefix)):
 			base = ErrCluster
+		case bytes.HasPrefix(reason, []byte(protocolReasonPrefix)):
+			base = ErrProtocol
 		}
 		return Frame{}, fmt.Errorf("%w: refused by peer: %q", base, reason)
 	}
@@ -300,12 +338,17 @@ func readHandshakeFrame(rw io.ReadWriter, want FrameType) (Frame, error) {
 // such.
 func refuse(w io.Writer, err error) error {
 	reason := err.Error()
-	var ce *ClusterError
+	var (
+		ce *ClusterError
+		ve *VersionError
+	)
 	switch {
 	case errors.Is(err, ErrAuth):
 		reason = "auth: cluster_secret mismatch"
 	case errors.As(err, &ce):
 		reason = ce.wireReason()
+	case errors.As(err, &ve):
+		reason = ve.wireReason()
 	}
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
@@ -358,7 +401,9 @@ func macInput(role string, dialer, listener core.NodeID, nd, nl, helloD, helloL 
 const clusterIDLen = 8
 
 // appendHello encodes: purpose, id, kind, api addr, mbp addr, nonce, and
-// the cluster id (8 bytes, big-endian) only when it is not 0.
+// the cluster id (8 bytes, big-endian) only when it is not 0; with a
+// protocol range (ProtoMax not 0), the cluster id always (0 allowed) and
+// the extension area (version.go).
 func appendHello(b []byte, h Hello, nonce []byte) []byte {
 	b = append(b, byte(h.Purpose))
 	b = appendString(b, string(h.ID))
@@ -366,6 +411,10 @@ func appendHello(b []byte, h Hello, nonce []byte) []byte {
 	b = appendString(b, h.APIAddr)
 	b = appendString(b, h.MBPAddr)
 	b = append(b, nonce...)
+	if h.ProtoMax != 0 {
+		b = binary.BigEndian.AppendUint64(b, h.ClusterID)
+		return appendExt(b, h)
+	}
 	if h.ClusterID != 0 {
 		b = binary.BigEndian.AppendUint64(b, h.ClusterID)
 	}
@@ -428,7 +477,16 @@ func parseHello(b []byte) (Hello, []byte, error) {
 		}
 		b = b[:NonceLen]
 	default:
-		return bad("nonce and cluster id of %d bytes, want %d or %d", len(b), NonceLen, NonceLen+clusterIDLen)
+		if len(b) <= NonceLen+clusterIDLen {
+			return bad("nonce and cluster id of %d bytes, want %d or %d", len(b), NonceLen, NonceLen+clusterIDLen)
+		}
+		// A build with negotiation: nonce, cluster id (0 allowed), then
+		// the extension area.
+		h.ClusterID = binary.BigEndian.Uint64(b[NonceLen:])
+		if err := parseExt(b[NonceLen+clusterIDLen:], &h); err != nil {
+			return bad("%v", err)
+		}
+		b = b[:NonceLen]
 	}
 	return h, b, nil
 }

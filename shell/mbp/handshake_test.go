@@ -153,7 +153,7 @@ func TestHandshakeFrameBeforeAuth(t *testing.T) {
 	t.Run("message instead of proof", func(t *testing.T) {
 		d, a := tcpPair(t)
 		go func() {
-			_ = WriteFrame(d, FrameHello, 0, appendHello(nil, hsConfig("node-a", testSecret).Local, make([]byte, NonceLen)))
+			_ = WriteFrame(d, FrameHello, 0, appendHello(nil, hsConfig("node-a", testSecret).withRange().Local, make([]byte, NonceLen)))
 			_ = WriteFrame(d, FrameMessage, 0, msg)
 			_, _ = io.Copy(io.Discard, d)
 		}()
@@ -352,23 +352,28 @@ func TestHelloClusterIDEncoding(t *testing.T) {
 
 // A node without cluster ids (its hello has no trailer) handshakes with a
 // node whose id is 0, as before.
+//
+// Since negotiation, that old hello still parses (cluster id 0, no range:
+// protocol 1) and is refused at once for its protocol version, with a
+// refusal the old node can read.
 func TestHandshakeOldPeer(t *testing.T) {
 	d, a := tcpPair(t)
+	refusal := make(chan Frame, 1)
 	go func() {
-		// The old dialer's first frame; the rest is the normal exchange,
-		// which needs the secret: only the hello's parse is tested here.
 		_ = WriteFrame(d, FrameHello, 0, oldHello(hsConfig("node-a", testSecret).Local, make([]byte, NonceLen)))
-		f, err := ReadFrame(d, 0)
-		if err != nil || f.Type != FrameChallenge {
-			return
-		}
-		_ = WriteFrame(d, FrameProof, 0, make([]byte, 32))
+		f, _ := ReadFrame(d, 0)
+		refusal <- f
 		_, _ = io.Copy(io.Discard, d)
 	}()
 	_, err := AcceptHandshake(a, hsConfig("node-b", testSecret))
-	// It parsed (cluster id 0) and got as far as the proof.
-	if !errors.Is(err, ErrAuth) {
-		t.Fatalf("err = %v, want ErrAuth at the proof (the old hello parsed)", err)
+	var ve *VersionError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrProtocol) || ve.Peer.ID != "node-a" || ve.Peer.Negotiated() {
+		t.Fatalf("err = %v, want a VersionError for node-a's old hello (it parsed)", err)
+	}
+	f := <-refusal
+	if f.Type != FrameRefuse || !bytes.HasPrefix(f.Payload, []byte("protocol: node-b (")) ||
+		!bytes.Contains(f.Payload, []byte("node-a (a build before protocol negotiation, protocol 1)")) {
+		t.Fatalf("the old node got %s %q, want a protocol refusal naming both", f.Type, f.Payload)
 	}
 }
 
@@ -428,7 +433,11 @@ func TestHandshakeClusterIDTampered(t *testing.T) {
 					f.Payload = tc.set(f.Payload)
 				}
 			})
+			// The layout of rule 19 (the cluster id ends the hello): both
+			// sides send the hello of a build before negotiation. The
+			// extension's layout is tampered with in TestHelloExtTampered.
 			dc, ac := hsConfig("node-a", testSecret), hsConfig("node-b", testSecret)
+			dc.preNegotiation, ac.preNegotiation = true, true
 			da, la := &adopter{}, &adopter{}
 			dc.Local.ClusterID, dc.AdoptCluster = tc.d, da.adopt
 			ac.Local.ClusterID, ac.AdoptCluster = tc.l, la.adopt

@@ -96,6 +96,11 @@ type Config struct {
 	// AdoptClusterID is HandshakeConfig.AdoptCluster (cluster_id.go).
 	ClusterID      func() uint64
 	AdoptClusterID func(peer Hello) error
+	// BinaryVersion is sent in every hello (default mbp.BinaryVersion());
+	// ProtoMin and ProtoMax the protocol range (default this build's
+	// ProtocolMin..ProtocolMax; tests set others). version.go.
+	BinaryVersion      string
+	ProtoMin, ProtoMax uint16
 }
 
 func (c Config) withDefaults() Config {
@@ -111,6 +116,12 @@ func (c Config) withDefaults() Config {
 	def(&c.BackoffMax, DefaultBackoffMax)
 	def(&c.LivenessWindow, DefaultLivenessWindow)
 	def(&c.HintDialTimeout, DefaultHintDialTimeout)
+	if c.BinaryVersion == "" {
+		c.BinaryVersion = BinaryVersion()
+	}
+	if c.ProtoMax == 0 {
+		c.ProtoMin, c.ProtoMax = ProtocolMin, ProtocolMax
+	}
 	c.MaxFrame = checkLimit(c.MaxFrame)
 	if c.QueueLen <= 0 {
 		c.QueueLen = DefaultQueueLen
@@ -147,6 +158,10 @@ type PeerInfo struct {
 	Received  uint64 // messages delivered to Recv
 	Dropped   uint64 // messages dropped (queue full, not connected, too large)
 	Queued    int
+	// Version and [ProtoMin, ProtoMax] are from the peer's last hello
+	// (ProtoMax 0: a build before negotiation, protocol 1; version.go).
+	Version            string
+	ProtoMin, ProtoMax uint16
 }
 
 // PeerEvent reports a peer connecting (Up) or going away.
@@ -347,7 +362,8 @@ func (t *Transport) hello(p Purpose) HandshakeConfig {
 		cid = t.cfg.ClusterID()
 	}
 	ss := t.secrets.Load()
-	return HandshakeConfig{Secret: ss.cur, Previous: ss.prev, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p, ClusterID: cid},
+	return HandshakeConfig{Secret: ss.cur, Previous: ss.prev, Local: Hello{ID: t.cfg.ID, Kind: t.cfg.Kind, APIAddr: t.cfg.APIAddr, MBPAddr: addr, Purpose: p, ClusterID: cid,
+		Version: t.cfg.BinaryVersion, ProtoMin: t.cfg.ProtoMin, ProtoMax: t.cfg.ProtoMax},
 		AdoptCluster: t.cfg.AdoptClusterID}
 }
 
@@ -461,6 +477,8 @@ func (t *Transport) logRefusal(remote string, err error) {
 		t.log.Warn("mbp connection refused: authentication failed, check cluster_secret on both nodes", "remote", remote, "err", err)
 	case errors.As(err, &ce):
 		t.logCluster(remote, ce, err)
+	case errors.Is(err, ErrProtocol):
+		t.logProtocol(remote, err)
 	default:
 		t.log.Warn("mbp connection refused", "remote", remote, "err", err)
 	}
@@ -568,7 +586,7 @@ func (t *Transport) dialLoop(addr string) {
 			}
 			failures++
 			wait := b.NextBackOff()
-			if errors.Is(err, ErrAuth) || errors.Is(err, ErrCluster) || failures == 1 || failures%20 == 0 {
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrCluster) || errors.Is(err, ErrProtocol) || failures == 1 || failures%20 == 0 {
 				t.logRefusal(addr, fmt.Errorf("dial %s (attempt %d, retrying in %v): %w", addr, failures, wait.Round(time.Millisecond), err))
 			}
 			if !t.sleep(wait) {
@@ -965,7 +983,7 @@ func (t *Transport) infoLocked(p *peer) PeerInfo {
 	n, _ := p.q.queued()
 	pi := PeerInfo{ID: p.id, Kind: p.hello.Kind, APIAddr: p.hello.APIAddr, MBPAddr: p.hello.MBPAddr,
 		Connected: p.conn != nil, Since: p.since, Sent: p.sent.Load(), Received: p.received.Load(),
-		Dropped: p.dropped.Load(), Queued: n}
+		Dropped: p.dropped.Load(), Queued: n, Version: p.hello.Version, ProtoMin: p.hello.ProtoMin, ProtoMax: p.hello.ProtoMax}
 	if p.conn != nil {
 		pi.Addr = p.conn.nc.RemoteAddr().String()
 		pi.Dialed = p.conn.dialed

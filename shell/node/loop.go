@@ -164,6 +164,7 @@ func (n *Node) publish() {
 	if _, ok := st.Members.Get(n.opts.ID); !ok && n.opts.Cluster {
 		snap.Joining = true
 	}
+	n.noteProtocol(snap)
 	n.status.Store(snap)
 	n.noteReadiness(snap)
 	n.events.observe(st, snap.APIAddrs)

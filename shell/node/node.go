@@ -60,6 +60,7 @@ type Node struct {
 	archiver  *archiver // nil unless Options.ArchiveDir (archive.go)
 
 	switcher atomic.Pointer[Switcher] // mode.go: set by the process (muninn start)
+	protocol uint16                   // the active protocol version last published (loop only; version.go)
 }
 
 // Snapshot is what the loop last published about the node, for the API.
@@ -72,6 +73,8 @@ type Snapshot struct {
 	Started  time.Time
 	Joining  bool
 	Now      core.Time
+	// Protocol is the cluster's active protocol version (version.go).
+	Protocol uint16
 }
 
 type request struct {

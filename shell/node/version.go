@@ -1,0 +1,78 @@
+package node
+
+import (
+	"strconv"
+
+	"github.com/muninndb/muninn/core"
+	"github.com/muninndb/muninn/shell/mbp"
+)
+
+// ActiveProtocol is the cluster's active protocol version as this node
+// sees it (docs/protocol.md, rule 21): the highest version every voter of
+// the membership speaks, by the range in each voter's last hello (this
+// node's own range for itself). A voter never heard from counts as
+// mbp.ProtocolMin, as does a voter whose hello had no range (it could not
+// have connected). With no membership yet (a joining node) it is
+// mbp.ProtocolMin. Behaviour added in a later protocol version is gated
+// on it, so it switches on only once every voter has it.
+func ActiveProtocol(self core.NodeID, members core.Members, peers []mbp.PeerInfo) uint16 {
+	hi := map[core.NodeID]uint16{}
+	for _, p := range peers {
+		if p.ProtoMax != 0 {
+			hi[p.ID] = p.ProtoMax
+		}
+	}
+	active, voters := mbp.ProtocolMax, 0
+	for _, m := range members {
+		if !m.Voter() {
+			continue
+		}
+		voters++
+		v := mbp.ProtocolMax
+		if m.ID != self {
+			var ok bool
+			if v, ok = hi[m.ID]; !ok {
+				v = mbp.ProtocolMin
+			}
+		}
+		active = min(active, v)
+	}
+	if voters == 0 {
+		return mbp.ProtocolMin
+	}
+	return max(active, mbp.ProtocolMin)
+}
+
+// ActiveProtocol is the cluster's active protocol version as of the
+// node's last published status (see the function ActiveProtocol).
+func (n *Node) ActiveProtocol() uint16 {
+	snap := n.Status()
+	if snap == nil {
+		return mbp.ProtocolMin
+	}
+	return snap.Protocol
+}
+
+// BinaryVersion is this node's binary version, as its hellos carry it.
+func (n *Node) BinaryVersion() string { return mbp.BinaryVersion() }
+
+// noteProtocol records the active protocol version in the snapshot being
+// published and logs when it changes.
+func (n *Node) noteProtocol(snap *Snapshot) {
+	snap.Protocol = ActiveProtocol(n.opts.ID, snap.Members, snap.Peers)
+	if snap.Protocol == n.protocol {
+		return
+	}
+	if n.protocol != 0 {
+		n.log.Info("cluster protocol version changed: the highest version every voter speaks", "protocol", snap.Protocol, "was", n.protocol,
+			"this_node", mbp.BinaryVersion(), "range", fmtRange(mbp.ProtocolMin, mbp.ProtocolMax))
+	}
+	n.protocol = snap.Protocol
+}
+
+func fmtRange(lo, hi uint16) string {
+	if lo == hi {
+		return strconv.Itoa(int(lo))
+	}
+	return strconv.Itoa(int(lo)) + ".." + strconv.Itoa(int(hi))
+}
