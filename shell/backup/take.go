@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -208,20 +207,37 @@ func Verify(path string, o ReadOptions) (Manifest, error) {
 }
 
 // Restore restores the backup at path as the data directory dataDir,
-// which must not exist or be empty. It extracts into a temporary sibling,
-// checking every checksum, opens the store there (which mints a new store
-// identity: the checkpoint carries none), makes it a single voter, and
-// only then renames it into place: on any error the sibling is removed
-// and dataDir is untouched.
+// which must not exist or be empty (an empty lost+found, as a new ext4
+// volume's root holds, does not count). It extracts into a staging
+// directory inside dataDir (see RestoreWith), checking every checksum,
+// opens the store there (which mints a new store identity: the checkpoint
+// carries none), makes it a single voter, and only then renames it into
+// place: on any error the staging directory is removed and dataDir is
+// left as it was.
 func Restore(path, dataDir string, o ReadOptions) (Manifest, Opened, error) {
 	return RestoreWith(path, dataDir, RestoreOptions{ReadOptions: o})
 }
+
+// StagingPrefix starts the name of the directory a restore extracts into,
+// inside the target data directory: <data-dir>/.restore-XXXX/db. Staging
+// inside the target keeps every byte on the target's file system (the
+// final rename never crosses file systems, and the target itself, which
+// may be a mount point, is never removed or replaced). A killed restore
+// leaves it behind; the next restore refuses the directory, naming it
+// (CheckEmpty).
+const StagingPrefix = ".restore-"
 
 // RestoreWith is Restore with point-in-time recovery: with o.Archive set,
 // the log entries archived above the backup's position are replayed into
 // the restored store (up to o.ToSeq or o.ToTime, or to the end of the
 // contiguous archive) before it is made a single voter; see replay.
-// Nothing is left in dataDir on any error.
+//
+// dataDir is created when it does not exist. The backup is extracted into
+// <dataDir>/.restore-XXXX/db, opened, checked and synced there, then
+// renamed to <dataDir>/db (one rename within one directory tree of one
+// file system), the staging directory removed and dataDir synced. On any
+// error nothing is left in dataDir: the staging directory is removed, and
+// dataDir too when this call created it.
 func RestoreWith(path, dataDir string, o RestoreOptions) (Manifest, Opened, error) {
 	if err := o.check(); err != nil {
 		return Manifest{}, Opened{}, err
@@ -233,56 +249,118 @@ func RestoreWith(path, dataDir string, o RestoreOptions) (Manifest, Opened, erro
 	if err != nil {
 		return Manifest{}, Opened{}, err
 	}
-	tmp := abs + ".restore-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return Manifest{}, Opened{}, fmt.Errorf("create %s: %w", tmp, err)
+	created := false
+	if _, err := os.Lstat(abs); errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(abs, 0o755); err != nil {
+			return Manifest{}, Opened{}, fmt.Errorf("restore into %s: create it: %w: create its parent directory first, or give a --data-dir this user can create", dataDir, err)
+		}
+		created = true
 	}
+	tmp, err := os.MkdirTemp(abs, StagingPrefix)
+	if err != nil {
+		if created {
+			os.Remove(abs)
+		}
+		return Manifest{}, Opened{}, fmt.Errorf("restore into %s: create the staging directory inside it: %w: make %s writable by the user running the restore "+
+			"(a new volume's root belongs to root: chown it to the user muninn runs as)", dataDir, err, dataDir)
+	}
+	final := filepath.Join(abs, StoreDir)
+	moved := false
 	m, op, err := func() (Manifest, Opened, error) {
 		m, err := Read(path, filepath.Join(tmp, StoreDir), o.ReadOptions)
 		if err != nil {
-			return m, Opened{}, err
+			return m, Opened{}, targetErr(err, dataDir, m)
 		}
 		op, err := openCheck(filepath.Join(tmp, StoreDir), m, &o)
 		if err != nil {
-			return m, op, fmt.Errorf("backup %s: %w", path, err)
+			return m, op, targetErr(fmt.Errorf("backup %s: %w", path, err), dataDir, m)
 		}
 		if err := syncDirs(tmp); err != nil {
-			return m, op, err
+			return m, op, fmt.Errorf("restore into %s: sync the staged store: %w: check the volume (dmesg) and restore again", dataDir, err)
 		}
-		// An empty target directory is replaced.
-		if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return m, op, err
+		if err := os.Rename(filepath.Join(tmp, StoreDir), final); err != nil {
+			return m, op, fmt.Errorf("restore into %s: move the staged store into place: %w: nothing was restored; "+
+				"check that no other restore or node uses %s, and restore again", dataDir, err, dataDir)
 		}
-		if err := os.Rename(tmp, abs); err != nil {
-			return m, op, err
+		moved = true
+		if err := os.Remove(tmp); err != nil {
+			return m, op, fmt.Errorf("restore into %s: remove the emptied staging directory %s: %w", dataDir, tmp, err)
 		}
-		return m, op, syncDir(filepath.Dir(abs))
+		if err := syncDir(abs); err != nil {
+			return m, op, fmt.Errorf("restore into %s: sync it: %w: check the volume (dmesg) and restore again", dataDir, err)
+		}
+		if created {
+			if err := syncDir(filepath.Dir(abs)); err != nil {
+				return m, op, fmt.Errorf("restore into %s: sync its parent directory: %w: check the volume (dmesg) and restore again", dataDir, err)
+			}
+		}
+		return m, op, nil
 	}()
 	if err != nil {
+		// Nothing half-restored: what this call put in dataDir goes.
 		os.RemoveAll(tmp)
+		if moved {
+			os.RemoveAll(final)
+		}
+		if created {
+			os.Remove(abs)
+		}
 		return m, op, err
 	}
 	return m, op, nil
 }
 
-// CheckEmpty refuses a restore target that holds anything.
+// targetErr adds to a failed extraction what the target needs when the
+// target is the cause: a full file system.
+func targetErr(err error, dataDir string, m Manifest) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("restore into %s: its file system is full (the backup holds %d bytes): %w: free space there or restore onto a larger volume; nothing was left in %s",
+			dataDir, m.TotalBytes, err, dataDir)
+	}
+	return err
+}
+
+// CheckEmpty refuses a restore target that holds anything, but for an
+// empty lost+found (a new ext4 volume's root holds one; one this user
+// cannot list counts as empty). A staging
+// directory a killed restore left (StagingPrefix) is named, with the
+// command that removes it: it is not removed here, as a restore still
+// running into the same directory owns it.
 func CheckEmpty(dataDir string) error {
 	fi, err := os.Lstat(dataDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("restore into %s: %w", dataDir, err)
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%s exists and is not a directory: restore into a new, empty data directory", dataDir)
 	}
 	ents, err := os.ReadDir(dataDir)
 	if err != nil {
-		return err
+		return fmt.Errorf("restore into %s: list it: %w: make it readable by the user running the restore", dataDir, err)
 	}
-	if len(ents) > 0 {
-		return fmt.Errorf("%s is not empty (it holds %s): restore into a new, empty data directory, or move this one aside first; a restore never overwrites data", dataDir, ents[0].Name())
+	var other []string
+	for _, e := range ents {
+		p := filepath.Join(dataDir, e.Name())
+		switch {
+		case strings.HasPrefix(e.Name(), StagingPrefix) && e.IsDir():
+			return fmt.Errorf("%s holds %s, the staging directory of a restore that was killed (or is still running into it): "+
+				"if no restore is running, remove it (rm -rf %s) and restore again; a restore never overwrites data", dataDir, p, p)
+		case e.Name() == "lost+found" && e.IsDir():
+			// Empty, or root's and unreadable to this user (mode 0700 on
+			// a volume whose root was chowned to muninn's user): fsck's,
+			// not a node's; the restore never touches it.
+			sub, err := os.ReadDir(p)
+			if (err == nil && len(sub) == 0) || errors.Is(err, os.ErrPermission) {
+				continue
+			}
+		}
+		other = append(other, e.Name())
+	}
+	if len(other) > 0 {
+		return fmt.Errorf("%s is not empty (it holds %s): restore into a new, empty data directory, or move this one aside first; a restore never overwrites data", dataDir, other[0])
 	}
 	return nil
 }
