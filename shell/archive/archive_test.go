@@ -25,7 +25,7 @@ func entries(first, last core.Seq, epoch core.Epoch, tag string) []core.Entry {
 
 func mustWrite(t *testing.T, dir, node string, es []core.Entry) Segment {
 	t.Helper()
-	s, err := Write(dir, node, es)
+	s, err := Write(dir, node, 0, es)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	es := entries(5, 40, 3, "a")
 	s := mustWrite(t, dir, "muninn-01", es)
-	if want := "0000000000000000005-0000000000000000040.muninn-01.mseg"; filepath.Base(s.Path) != want {
+	if want := "0000000000000000005-0000000000000000040.0000000000000000.muninn-01.mseg"; filepath.Base(s.Path) != want {
 		t.Fatalf("name %s, want %s", filepath.Base(s.Path), want)
 	}
 	hdr, got, err := ReadFile(s.Path)
@@ -64,15 +64,15 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("entry %d: %+v, want %+v", i, got[i], es[i])
 		}
 	}
-	if _, err := Write(dir, "muninn-01", es); err == nil || !strings.Contains(err.Error(), "never rewritten") {
+	if _, err := Write(dir, "muninn-01", 0, es); err == nil || !strings.Contains(err.Error(), "never rewritten") {
 		t.Fatalf("rewrite: %v", err)
 	}
-	last, err := NodeLast(dir, "muninn-01")
-	if err != nil || last != 40 {
-		t.Fatalf("NodeLast = %d, %v", last, err)
+	last, ok, err := NodeLast(dir, "muninn-01")
+	if err != nil || !ok || last.Last != 40 {
+		t.Fatalf("NodeLast = %+v, %v, %v", last, ok, err)
 	}
-	if last, _ := NodeLast(dir, "muninn-02"); last != 0 {
-		t.Fatalf("NodeLast of another node = %d", last)
+	if last, ok, _ := NodeLast(dir, "muninn-02"); ok {
+		t.Fatalf("NodeLast of another node = %+v", last)
 	}
 	// No temporary file is left.
 	ents, _ := os.ReadDir(dir)
@@ -117,7 +117,7 @@ func TestDamage(t *testing.T) {
 }
 
 func TestTooLarge(t *testing.T) {
-	p := filepath.Join(t.TempDir(), SegmentName(1, 2, "n"))
+	p := filepath.Join(t.TempDir(), SegmentName(1, 2, 0, "n"))
 	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
@@ -130,9 +130,9 @@ func TestTooLarge(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	// A header claiming more entries than a segment may hold.
-	b, _ := Encode("n", entries(1, 2, 1, "x"))
-	hdr := append([]byte(nil), b[:len(magic)+4+1+24]...)
-	copy(hdr[len(magic)+4+1+8:], []byte{0, 0, 0, 0, 0, 0x10, 0, 0}) // last = 1<<20
+	b, _ := Encode("n", 0, entries(1, 2, 1, "x"))
+	hdr := append([]byte(nil), b[:len(magic)+4+1+32]...)
+	copy(hdr[len(magic)+4+1+16:], []byte{0, 0, 0, 0, 0, 0x10, 0, 0}) // last = 1<<20
 	hdr = hdr[:len(hdr)-8]
 	hdr = append(hdr, 0, 0x10, 0, 0) // count
 	hdr = append(hdr, 0, 0, 0, 0)
@@ -177,13 +177,13 @@ func TestWalkOverlapAndGap(t *testing.T) {
 	// A gap: without n2's first segment, 31..? is still covered by n2's
 	// second; remove n1's second segment instead: 11..25 covered by n2's
 	// first; remove that too -> 11..25 missing.
-	os.Remove(filepath.Join(d1, SegmentName(11, 30, "n1")))
-	os.Remove(filepath.Join(d2, SegmentName(5, 25, "n2")))
+	os.Remove(filepath.Join(d1, SegmentName(11, 30, 0, "n1")))
+	os.Remove(filepath.Join(d2, SegmentName(5, 25, 0, "n2")))
 	segs, _ = List(d1, d2)
 	got, _, err = collect(t, segs, 1, 40)
 	var gap *GapError
 	if !errors.As(err, &gap) || gap.From != 11 || gap.To != 25 || !strings.Contains(err.Error(), "11..25") ||
-		!strings.Contains(err.Error(), SegmentName(1, 10, "n1")) || !strings.Contains(err.Error(), SegmentName(26, 50, "n2")) {
+		!strings.Contains(err.Error(), SegmentName(1, 10, 0, "n1")) || !strings.Contains(err.Error(), SegmentName(26, 50, 0, "n2")) {
 		t.Fatalf("err = %v", err)
 	}
 	if len(got) != 10 {
@@ -206,7 +206,7 @@ func TestWalkDisagreement(t *testing.T) {
 	mustWrite(t, d2, "n2", bad)
 	segs, _ := List(d1, d2)
 	_, _, err := collect(t, segs, 1, 0)
-	if err == nil || !strings.Contains(err.Error(), "seq 15") || !strings.Contains(err.Error(), SegmentName(1, 20, "n1")) || !strings.Contains(err.Error(), SegmentName(10, 30, "n2")) {
+	if err == nil || !strings.Contains(err.Error(), "seq 15") || !strings.Contains(err.Error(), SegmentName(1, 20, 0, "n1")) || !strings.Contains(err.Error(), SegmentName(10, 30, 0, "n2")) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -231,16 +231,16 @@ func TestWalkStop(t *testing.T) {
 func TestEncodeRefuses(t *testing.T) {
 	es := entries(1, 3, 2, "x")
 	es[2].Pos.Seq = 9
-	if _, err := Encode("n", es); err == nil {
+	if _, err := Encode("n", 0, es); err == nil {
 		t.Fatal("non-contiguous entries accepted")
 	}
-	if _, err := Encode("../x", entries(1, 2, 1, "x")); err == nil {
+	if _, err := Encode("../x", 0, entries(1, 2, 1, "x")); err == nil {
 		t.Fatal("a node id with a slash accepted")
 	}
 	if _, ok := ParseName(".n.mseg-tmp-1-2"); ok {
 		t.Fatal("a temporary name parsed as a segment")
 	}
-	if s, ok := ParseName(SegmentName(3, 9, "muninn.01")); !ok || s.Node != "muninn.01" || s.First != 3 || s.Last != 9 {
+	if s, ok := ParseName(SegmentName(3, 9, 0xab12, "muninn.01")); !ok || s.Node != "muninn.01" || s.First != 3 || s.Last != 9 || s.Cluster != 0xab12 {
 		t.Fatalf("ParseName: %+v %v", s, ok)
 	}
 }
@@ -248,4 +248,48 @@ func TestEncodeRefuses(t *testing.T) {
 func crc32Of(b []byte) []byte {
 	c := crc32Checksum(b)
 	return []byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}
+}
+
+// TestClusterID: a segment carries the cluster id of the store that wrote
+// it, in its header and its name; a renamed one is refused, and a walk
+// over segments of two cluster ids (two histories) is refused before it
+// reads anything.
+func TestClusterID(t *testing.T) {
+	d := t.TempDir()
+	s := mustWriteC(t, d, "n1", 0x1234, entries(1, 10, 1, "x"))
+	if !strings.Contains(filepath.Base(s.Path), ".0000000000001234.n1.mseg") {
+		t.Fatalf("name %s", s.Path)
+	}
+	hdr, _, err := ReadFile(s.Path)
+	if err != nil || hdr.Cluster != 0x1234 {
+		t.Fatalf("header %+v, %v", hdr, err)
+	}
+	renamed := filepath.Join(d, SegmentName(1, 10, 0x9999, "n1"))
+	if err := os.Rename(s.Path, renamed); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ReadFile(renamed); err == nil || !strings.Contains(err.Error(), "cluster 0000000000009999") {
+		t.Fatalf("renamed: %v", err)
+	}
+	os.Rename(renamed, s.Path)
+	mustWriteC(t, d, "n1", 0x5678, entries(11, 20, 2, "y"))
+	segs, _ := List(d)
+	n := 0
+	_, err = Walk(segs, 1, 0, func(core.Entry, string) error { n++; return nil })
+	var mixed *MixedError
+	if !errors.As(err, &mixed) || n != 0 || !strings.Contains(err.Error(), "two histories") || !strings.Contains(err.Error(), "0000000000005678") {
+		t.Fatalf("mixed walk: %d entries, %v", n, err)
+	}
+	if last, ok, _ := NodeLast(d, "n1"); !ok || last.Cluster != 0x5678 || last.Last != 20 {
+		t.Fatalf("NodeLast %+v", last)
+	}
+}
+
+func mustWriteC(t *testing.T, dir, node string, cluster uint64, es []core.Entry) Segment {
+	t.Helper()
+	s, err := Write(dir, node, cluster, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -19,7 +19,7 @@ func BenchmarkSegment(b *testing.B) {
 	b.SetBytes(int64(len(es) * (26 + len(payload))))
 	for i := 0; b.Loop(); i++ {
 		dir := b.TempDir()
-		s, err := Write(dir, "n", es)
+		s, err := Write(dir, "n", 0, es)
 		if err != nil {
 			b.Fatal(err)
 		}

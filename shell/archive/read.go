@@ -41,11 +41,13 @@ func Decode(path string, b []byte) (Segment, []core.Entry, error) {
 	if nl == 0 || nl > MaxNodeIDLen {
 		return fail("node id length %d outside 1..%d: damaged", nl, MaxNodeIDLen)
 	}
-	if len(b) < off+nl+24 {
+	if len(b) < off+nl+32 {
 		return fail("truncated in its header (%d bytes)", len(b))
 	}
 	s := Segment{Node: string(b[off : off+nl]), Path: path}
 	off += nl
+	s.Cluster = binary.BigEndian.Uint64(b[off:])
+	off += 8
 	s.First = core.Seq(binary.BigEndian.Uint64(b[off:]))
 	s.Last = core.Seq(binary.BigEndian.Uint64(b[off+8:]))
 	count := binary.BigEndian.Uint32(b[off+16:])
@@ -56,8 +58,8 @@ func Decode(path string, b []byte) (Segment, []core.Entry, error) {
 	if s.First == 0 || s.Last < s.First || count == 0 || count > MaxSegmentEntries || uint64(count) != uint64(s.Last-s.First)+1 {
 		return fail("header says seqs %d..%d in %d entries (at most %d): damaged", s.First, s.Last, count, MaxSegmentEntries)
 	}
-	if n, ok := ParseName(filepath.Base(path)); ok && (n.First != s.First || n.Last != s.Last || n.Node != s.Node) {
-		return fail("its name says seqs %d..%d of node %s, its header %d..%d of node %s: renamed or damaged", n.First, n.Last, n.Node, s.First, s.Last, s.Node)
+	if n, ok := ParseName(filepath.Base(path)); ok && (n.First != s.First || n.Last != s.Last || n.Node != s.Node || n.Cluster != s.Cluster) {
+		return fail("its name says seqs %d..%d of node %s, cluster %s, its header %d..%d of node %s, cluster %s: renamed or damaged", n.First, n.Last, n.Node, FormatCluster(n.Cluster), s.First, s.Last, s.Node, FormatCluster(s.Cluster))
 	}
 	es := make([]core.Entry, 0, count)
 	for i := uint32(0); i < count; i++ {
@@ -152,20 +154,43 @@ func List(dirs ...string) ([]Segment, error) {
 	return out, nil
 }
 
-// NodeLast is the highest last seq of node's segments in dir (0: none):
-// where node's archiver resumes.
-func NodeLast(dir, node string) (core.Seq, error) {
+// NodeLast is node's segment in dir with the highest last seq, of any
+// cluster id (ok false: none): where node's archiver resumes, once it has
+// checked the segment is of its own history.
+func NodeLast(dir, node string) (last Segment, ok bool, err error) {
 	segs, err := List(dir)
 	if err != nil {
-		return 0, err
+		return Segment{}, false, err
 	}
-	var last core.Seq
 	for _, s := range segs {
-		if s.Node == node {
-			last = max(last, s.Last)
+		if s.Node == node && (!ok || s.Last > last.Last) {
+			last, ok = s, true
 		}
 	}
-	return last, nil
+	return last, ok, nil
+}
+
+// MixedError is two segments of different cluster ids: two histories
+// (a restored cluster has a new cluster id) in the archive directories
+// given.
+type MixedError struct{ A, B Segment }
+
+func (e *MixedError) Error() string {
+	return fmt.Sprintf("the archive holds two histories: %s is of cluster %s, %s of cluster %s (a restored cluster archiving into its source's directory?): give only the directories of one cluster, or move the other cluster's segments away", e.A.Path, FormatCluster(e.A.Cluster), e.B.Path, FormatCluster(e.B.Cluster))
+}
+
+// OneCluster checks segs are all of one cluster id (a *MixedError if not)
+// and returns it (0 when segs is empty).
+func OneCluster(segs []Segment) (uint64, error) {
+	for _, s := range segs[min(1, len(segs)):] {
+		if s.Cluster != segs[0].Cluster {
+			return 0, &MixedError{A: segs[0], B: s}
+		}
+	}
+	if len(segs) == 0 {
+		return 0, nil
+	}
+	return segs[0].Cluster, nil
 }
 
 // ErrStop, returned by a Walk callback, ends the walk without error.
@@ -220,7 +245,8 @@ type WalkResult struct {
 // and the seq. A hole before to is a *GapError, when the archive ends
 // before to an *EndError; with to == 0, a hole followed by more segments
 // is a *GapError too (fn has then seen everything before it). fn returning
-// ErrStop ends the walk without error.
+// ErrStop ends the walk without error. Segments of more than one cluster
+// id are refused (a *MixedError), before anything is read.
 //
 // Memory is bounded: only the entries of the segment being read and the
 // last MaxSegmentEntries passed to fn (to compare overlaps) are held.
@@ -229,6 +255,9 @@ func Walk(segs []Segment, from, to core.Seq, fn func(e core.Entry, file string) 
 		from = 1
 	}
 	res := WalkResult{Last: from - 1}
+	if _, err := OneCluster(segs); err != nil {
+		return res, err
+	}
 	cur := from
 	// win holds the entries passed to fn from winStart on, and their files.
 	var win []core.Entry
@@ -257,8 +286,8 @@ func Walk(segs []Segment, from, to core.Seq, fn func(e core.Entry, file string) 
 		if err != nil {
 			return res, err
 		}
-		if hdr.First != s.First || hdr.Last != s.Last {
-			return res, fmt.Errorf("archive segment %s: its header says seqs %d..%d, its name %d..%d", s.Path, hdr.First, hdr.Last, s.First, s.Last)
+		if hdr.First != s.First || hdr.Last != s.Last || hdr.Cluster != s.Cluster {
+			return res, fmt.Errorf("archive segment %s: its header says seqs %d..%d of cluster %s, its name %d..%d of cluster %s", s.Path, hdr.First, hdr.Last, FormatCluster(hdr.Cluster), s.First, s.Last, FormatCluster(s.Cluster))
 		}
 		res.Files++
 		for _, e := range es {

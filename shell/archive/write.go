@@ -13,16 +13,17 @@ import (
 	"github.com/muninndb/muninn/core"
 )
 
-// Encode is the segment file of node's entries, which must be contiguous,
-// non-empty, at most MaxSegmentEntries, each payload at most MaxPayload.
-func Encode(node string, es []core.Entry) ([]byte, error) {
+// Encode is the segment file of node's entries, of the log of a store of
+// cluster id cluster (0: none), which must be contiguous, non-empty, at
+// most MaxSegmentEntries, each payload at most MaxPayload.
+func Encode(node string, cluster uint64, es []core.Entry) ([]byte, error) {
 	if err := checkNode(node); err != nil {
 		return nil, err
 	}
 	if len(es) == 0 || len(es) > MaxSegmentEntries {
 		return nil, fmt.Errorf("archive: a segment holds 1 to %d entries, not %d", MaxSegmentEntries, len(es))
 	}
-	size := len(magic) + 4 + len(node) + 24
+	size := len(magic) + 4 + len(node) + 32
 	for i, e := range es {
 		if i > 0 && (e.Pos.Seq != es[i-1].Pos.Seq+1 || e.Pos.Epoch < es[i-1].Pos.Epoch) {
 			return nil, fmt.Errorf("archive: entry %s does not follow %s", e.Pos, es[i-1].Pos)
@@ -40,6 +41,7 @@ func Encode(node string, es []core.Entry) ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, Version)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(node)))
 	b = append(b, node...)
+	b = binary.BigEndian.AppendUint64(b, cluster)
 	b = binary.BigEndian.AppendUint64(b, uint64(es[0].Pos.Seq))
 	b = binary.BigEndian.AppendUint64(b, uint64(es[len(es)-1].Pos.Seq))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(es)))
@@ -56,16 +58,17 @@ func Encode(node string, es []core.Entry) ([]byte, error) {
 	return b, nil
 }
 
-// Write writes node's entries as one segment file in dir: to a temporary
+// Write writes node's entries (of a store of cluster id cluster) as one
+// segment file in dir: to a temporary
 // name, fsynced, renamed into place, the directory fsynced. A segment
 // already there under the same name is refused (an archive is never
 // rewritten).
-func Write(dir, node string, es []core.Entry) (Segment, error) {
-	b, err := Encode(node, es)
+func Write(dir, node string, cluster uint64, es []core.Entry) (Segment, error) {
+	b, err := Encode(node, cluster, es)
 	if err != nil {
 		return Segment{}, err
 	}
-	s := Segment{First: es[0].Pos.Seq, Last: es[len(es)-1].Pos.Seq, Node: node}
+	s := Segment{First: es[0].Pos.Seq, Last: es[len(es)-1].Pos.Seq, Node: node, Cluster: cluster}
 	s.Path = filepath.Join(dir, s.Name())
 	if _, err := os.Lstat(s.Path); err == nil {
 		return s, fmt.Errorf("archive segment %s exists already: an archive is never rewritten (two nodes with the id %q writing to one directory?)", s.Path, node)

@@ -49,7 +49,7 @@ func writeArchive(t testing.TB, dir, node string, es []core.Entry, size int) {
 	t.Helper()
 	os.MkdirAll(dir, 0o755)
 	for i := 0; i < len(es); i += size {
-		if _, err := archive.Write(dir, node, es[i:min(i+size, len(es))]); err != nil {
+		if _, err := archive.Write(dir, node, 0, es[i:min(i+size, len(es))]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,10 +156,10 @@ func TestPITR(t *testing.T) {
 	t.Run("gap", func(t *testing.T) {
 		gapped := filepath.Join(t.TempDir(), "arch")
 		writeArchive(t, gapped, "a", es, 16)
-		os.Remove(filepath.Join(gapped, archive.SegmentName(33, 48, "a")))
+		os.Remove(filepath.Join(gapped, archive.SegmentName(33, 48, 0, "a")))
 		dst := filepath.Join(t.TempDir(), "d")
 		_, _, err := RestoreWith(file, dst, RestoreOptions{Archive: []string{gapped}, ToSeq: 50})
-		if err == nil || !strings.Contains(err.Error(), "seqs 33..48") || !strings.Contains(err.Error(), archive.SegmentName(17, 32, "a")) {
+		if err == nil || !strings.Contains(err.Error(), "seqs 33..48") || !strings.Contains(err.Error(), archive.SegmentName(17, 32, 0, "a")) {
 			t.Fatalf("err = %v", err)
 		}
 		noTarget(t, dst)
@@ -178,10 +178,10 @@ func TestPITR(t *testing.T) {
 		}
 		checkHolds(t, dst2, 32, 60, 0)
 		// An archive that does not connect to the backup at all is refused.
-		os.Remove(filepath.Join(gapped, archive.SegmentName(17, 32, "a")))
+		os.Remove(filepath.Join(gapped, archive.SegmentName(17, 32, 0, "a")))
 		dst3 := filepath.Join(t.TempDir(), "d")
 		_, _, err = RestoreWith(file, dst3, RestoreOptions{Archive: []string{gapped}})
-		if err == nil || !strings.Contains(err.Error(), "seqs 21..48") || !strings.Contains(err.Error(), archive.SegmentName(1, 16, "a")) {
+		if err == nil || !strings.Contains(err.Error(), "seqs 21..48") || !strings.Contains(err.Error(), archive.SegmentName(1, 16, 0, "a")) {
 			t.Fatalf("err = %v", err)
 		}
 		noTarget(t, dst3)
@@ -193,7 +193,7 @@ func TestPITR(t *testing.T) {
 		writeArchive(t, bad, "x", other, 10)
 		dst := filepath.Join(t.TempDir(), "d")
 		_, _, err := RestoreWith(file, dst, RestoreOptions{Archive: []string{arch, bad}, ToSeq: 50})
-		if err == nil || !strings.Contains(err.Error(), "seq 34") || !strings.Contains(err.Error(), archive.SegmentName(31, 40, "x")) {
+		if err == nil || !strings.Contains(err.Error(), "seq 34") || !strings.Contains(err.Error(), archive.SegmentName(31, 40, 0, "x")) {
 			t.Fatalf("err = %v", err)
 		}
 		noTarget(t, dst)

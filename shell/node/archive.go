@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -9,14 +10,19 @@ import (
 
 	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/archive"
+	"github.com/muninndb/muninn/shell/store"
 )
 
 // archiver writes the node's committed log entries to Options.ArchiveDir
 // in segment files (shell/archive), as PostgreSQL archives its WAL: every
 // ArchiveInterval, what was committed since its last segment, in segments
 // of at most archive.MaxSegmentEntries entries or about
-// archive.TargetSegmentBytes. It resumes after the highest seq this
-// node's segments in the directory hold and never rewrites one. The
+// archive.TargetSegmentBytes, read from the store at most that many bytes
+// at a time (archiveReadBytes), so its memory does not grow with its
+// backlog. It resumes after the highest seq this node's segments in the
+// directory hold, once it has checked they are of this store's history
+// (checkHistory: a restored node started with its source's archive_dir
+// would mix two histories), and never rewrites one. The
 // node's log is not pruned past what it has archived (nodeStorage.Prune),
 // so nothing committed is lost to compaction while the archive lags. A
 // failure to write (disk full, permissions) is logged at most once a
@@ -39,7 +45,34 @@ type archiver struct {
 
 	lastErrLog time.Time
 	failing    bool
+	// refused is the segment checkHistory found of another history (""
+	// none): not read again while it is still this node's last one.
+	refused    string
+	refusedErr error
+	// holding is set while the archive refuses the directory (another
+	// history): the prune cap then keeps at most archiveHoldMax entries
+	// above the compaction point (pruneCap).
+	holding atomic.Bool
 }
+
+// archiveReadBytes bounds the bytes of log entries one archiver round
+// reads from the store (a variable for tests).
+var archiveReadBytes = archive.TargetSegmentBytes
+
+// archiveRead reads the log entries lo..hi for the archiver, at most
+// maxBytes (a variable for tests, which count what it returns).
+var archiveRead = func(st *store.Store, lo, hi core.Seq, maxBytes int) ([]core.Entry, error) {
+	return st.EntriesMax(lo, hi, maxBytes)
+}
+
+// archiveHoldMax is how many log entries, beyond what the core keeps, the
+// node holds unpruned while its archive_dir is refused as another
+// history's: enough to point backup.archive_dir at a new directory and
+// restart without a gap in the new archive, bounded so that a node left
+// refused does not fill its disk. Past it the oldest are pruned, and the
+// new archive starts with a gap (logged), which a backup taken after the
+// fix covers.
+const archiveHoldMax = 1 << 18
 
 // archiveErrEvery is how often a persisting archive failure is logged.
 const archiveErrEvery = time.Minute
@@ -62,7 +95,10 @@ func startArchiver(n *Node) *archiver {
 }
 
 // resume finds where this node's archive ends. It returns false (and has
-// logged why) when the directory cannot be read.
+// logged why) when the directory cannot be read, or holds another
+// history (checkHistory): then nothing is archived, and it is looked at
+// again each pass, so moving the other history's segments away (or a
+// restart with a new archive_dir) resumes archiving.
 func (a *archiver) resume() bool {
 	if a.next != 0 {
 		return true
@@ -71,7 +107,7 @@ func (a *archiver) resume() bool {
 		a.fail(fmt.Errorf("cannot create the archive directory %s: %w", a.dir, err))
 		return false
 	}
-	last, err := archive.NodeLast(a.dir, a.node)
+	seg, ok, err := archive.NodeLast(a.dir, a.node)
 	if err == nil {
 		err = archive.RemoveTemp(a.dir, a.node)
 	}
@@ -79,12 +115,78 @@ func (a *archiver) resume() bool {
 		a.fail(fmt.Errorf("cannot read the archive directory %s: %w", a.dir, err))
 		return false
 	}
-	a.next = last + 1
-	a.archived.Store(uint64(last))
-	if last > 0 {
-		a.n.log.Info("log archive resumes", "archive_dir", a.dir, "archived_seq", uint64(last))
+	if ok {
+		if seg.Path != a.refused {
+			a.refused, a.refusedErr = "", nil
+			if err := a.checkHistory(seg); err != nil {
+				a.refused, a.refusedErr = seg.Path, err
+			}
+		}
+		if a.refusedErr != nil {
+			a.holding.Store(true)
+			a.fail(a.refusedErr)
+			return false
+		}
+	}
+	a.holding.Store(false)
+	a.next = seg.Last + 1
+	a.archived.Store(uint64(seg.Last))
+	if seg.Last > 0 {
+		a.n.log.Info("log archive resumes", "archive_dir", a.dir, "archived_seq", uint64(seg.Last))
 	}
 	return true
+}
+
+// errOtherHistory is checkHistory's refusal.
+var errOtherHistory = errors.New("the archive directory holds another history")
+
+// checkHistory checks that seg, this node's last segment in the
+// directory, is of the store's history: same cluster id (a restore mints a
+// new one), a log reaching its last seq, and the same entry there (or, for
+// a seq the log has pruned, the same epoch by the store's epoch history).
+// A node restored from a backup and started with its source's archive_dir
+// fails it: resuming after the old history's last seq would leave the new
+// history's entries up to there unarchived and append the rest to the old
+// history's directory, and a later restore would replay a mix of both.
+func (a *archiver) checkHistory(seg archive.Segment) error {
+	other := func(why string, args ...any) error {
+		return fmt.Errorf("%w: backup.archive_dir %s: %s. Point backup.archive_dir at a new directory and restart (a restored node or cluster archives into a new directory; docs/backup.md), or move that history's segments out of it", errOtherHistory, a.dir, fmt.Sprintf(why, args...))
+	}
+	if cid := a.n.store.ClusterID(); seg.Cluster != cid {
+		return other("its last segment of node %s, %s, is of cluster %s, this node's store of cluster %s", a.node, seg.Path, archive.FormatCluster(seg.Cluster), archive.FormatCluster(cid))
+	}
+	_, last, base := a.n.store.State()
+	if last.Seq < seg.Last {
+		return other("its last segment of node %s, %s, ends at seq %d, this node's log at seq %d", a.node, seg.Path, seg.Last, last.Seq)
+	}
+	_, es, err := archive.ReadFile(seg.Path)
+	if err != nil {
+		return fmt.Errorf("cannot read this node's last archive segment: %w", err)
+	}
+	want := es[len(es)-1]
+	switch {
+	case seg.Last > base.Seq:
+		have, ok, err := a.n.store.Entry(seg.Last)
+		if err != nil {
+			return fmt.Errorf("reading log entry %d to compare with the archive: %w", seg.Last, err)
+		}
+		if !ok || have.Pos != want.Pos || have.Type != want.Type || string(have.Payload) != string(want.Payload) {
+			return other("its entry at seq %d (%s, in %s) is not this node's log entry %s there", seg.Last, want.Pos, seg.Path, have.Pos)
+		}
+	case seg.Last == base.Seq:
+		if base != want.Pos {
+			return other("its entry at seq %d is %s (in %s), this node's log has %s there", seg.Last, want.Pos, seg.Path, base)
+		}
+	default:
+		hist, err := a.n.store.EpochHistory()
+		if err != nil {
+			return fmt.Errorf("reading the store's epoch history to compare with the archive: %w", err)
+		}
+		if ep, ok := store.EpochAt(hist, seg.Last); ok && ep != want.Pos.Epoch {
+			return other("its entry at seq %d is %s (in %s), this node's log had epoch %d there", seg.Last, want.Pos, seg.Path, ep)
+		}
+	}
+	return nil
 }
 
 func (a *archiver) run() {
@@ -141,7 +243,7 @@ func (a *archiver) pass() {
 			return
 		}
 		hi := min(upto, a.next+archive.MaxSegmentEntries-1)
-		es, err := a.n.store.Entries(a.next, hi)
+		es, err := archiveRead(a.n.store, a.next, hi, archiveReadBytes)
 		if err != nil {
 			a.fail(fmt.Errorf("reading log entries %d..%d to archive: %w", a.next, hi, err))
 			return
@@ -161,7 +263,7 @@ func (a *archiver) pass() {
 			size += es[n].Size()
 			n++
 		}
-		seg, err := archive.Write(a.dir, a.node, es[:n])
+		seg, err := archive.Write(a.dir, a.node, a.n.store.ClusterID(), es[:n])
 		if err != nil {
 			a.fail(fmt.Errorf("writing archive segment %s: %w", seg.Name(), err))
 			return
@@ -183,16 +285,27 @@ func (a *archiver) fail(err error) {
 	a.failing = true
 	if now := time.Now(); now.Sub(a.lastErrLog) >= archiveErrEvery {
 		a.lastErrLog = now
+		if errors.Is(err, errOtherHistory) {
+			a.n.log.Error("log archive refused: backup.archive_dir holds another history, and archiving this node's log there would mix the two (a later restore --archive would replay both). The node keeps running and archives nothing; it holds its log unpruned from the last archived entry on, at most 262144 entries beyond what it needs, until the archive works again. Fix: point backup.archive_dir at a new directory and restart",
+				"archive_dir", a.dir, "err", err.Error(), "archived_seq", a.archived.Load())
+			return
+		}
 		a.n.log.Error("log archive cannot be written; the node keeps running, and keeps its log from the last archived entry on until the archive works again (it grows meanwhile). Fix: make backup.archive_dir writable by the node's user and give it free space (or point it elsewhere and restart)",
 			"archive_dir", a.dir, "err", err.Error(), "archived_seq", a.archived.Load())
 	}
 }
 
 // pruneCap is the highest seq the log may be pruned to: the last seq
-// archived (no cap without an archiver).
+// archived (no cap without an archiver). While the archive_dir is refused
+// as another history's, at most archiveHoldMax entries below upto are
+// held.
 func (n *Node) pruneCap(upto core.Seq) core.Seq {
 	if n.archiver == nil {
 		return upto
 	}
-	return min(upto, core.Seq(n.archiver.archived.Load()))
+	c := core.Seq(n.archiver.archived.Load())
+	if n.archiver.holding.Load() && upto > archiveHoldMax {
+		c = max(c, upto-archiveHoldMax)
+	}
+	return min(upto, c)
 }

@@ -58,7 +58,9 @@ func (s nodeStorage) Apply(rd *core.Ready, sync bool, rejected func(core.Pos, er
 // compaction, once they are archived. The core tolerates a store that keeps
 // more log than it compacted (its restart loads the retained log). Capped,
 // the membership at the lower point is the last membership entry between
-// the store's base and it, or the base's own (nil: kept).
+// the store's base and it, or the base's own (nil: kept), looked up with
+// LastMembership, which copies no data entry: the node's loop holds no
+// more memory for a large backlog.
 func (s nodeStorage) Prune(c core.Compaction) error {
 	const pruneScanMax = 1 << 16
 	upto, members := s.n.pruneCap(c.Upto.Seq), c.Members
@@ -67,19 +69,17 @@ func (s nodeStorage) Prune(c core.Compaction) error {
 		if upto <= base.Seq {
 			return nil
 		}
-		// Bounded: the scan reads at most pruneScanMax entries (the rest
+		// Bounded: the scan passes at most pruneScanMax entries (the rest
 		// is pruned by later compactions).
 		upto = min(upto, base.Seq+pruneScanMax)
-		es, err := s.n.store.Entries(base.Seq+1, upto)
+		e, ok, err := s.n.store.LastMembership(base.Seq+1, upto)
 		if err != nil {
 			return err
 		}
 		members = nil
-		for _, e := range es {
-			if e.Type == core.EntryMembership {
-				if ms, err := core.DecodeMembers(e.Payload); err == nil {
-					members = ms
-				}
+		if ok {
+			if ms, err := core.DecodeMembers(e.Payload); err == nil {
+				members = ms
 			}
 		}
 	}

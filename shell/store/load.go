@@ -68,20 +68,37 @@ func (s *Store) Load() (Restored, error) {
 }
 
 // Entries returns the retained log entries with lo <= seq <= hi, for
-// replication to peers.
+// replication to peers. It holds them all in memory: a caller reading a
+// range of unknown size uses EntriesMax.
 func (s *Store) Entries(lo, hi core.Seq) ([]core.Entry, error) {
-	if err := s.readable(); err != nil {
-		return nil, err
+	return s.EntriesMax(lo, hi, 0)
+}
+
+// EntriesMax is Entries that stops once the entries read hold maxBytes
+// (core.Entry.Size) or more (0: no limit): it returns at least one entry
+// when lo is retained, and a prefix of lo..hi. The archiver reads its
+// backlog with it, so a round's memory is bounded by bytes, not by how far
+// behind it is.
+//
+// The scan holds the store's DB open (dbLife) so an install swapping the
+// DB, or a Close, waits for it rather than closing the DB under it.
+func (s *Store) EntriesMax(lo, hi core.Seq, maxBytes int) ([]core.Entry, error) {
+	s.dbLife.RLock()
+	defer s.dbLife.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, lo), UpperBound: seqKey(spaceLog, hi+1)})
+	upper := seqKey(spaceLog, hi+1)
 	if hi == ^core.Seq(0) {
-		it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, lo), UpperBound: []byte{spaceLog + 1}})
+		upper = []byte{spaceLog + 1}
 	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, lo), UpperBound: upper})
 	if err != nil {
 		return nil, err
 	}
 	var out []core.Entry
 	var derr error
+	size := 0
 	err = scan(it, func(k, v []byte) bool {
 		e, err := decodeEntry(k, v)
 		if err != nil {
@@ -89,7 +106,8 @@ func (s *Store) Entries(lo, hi core.Seq) ([]core.Entry, error) {
 			return false
 		}
 		out = append(out, e)
-		return true
+		size += e.Size()
+		return maxBytes <= 0 || size < maxBytes
 	})
 	if err == nil {
 		err = derr
@@ -97,11 +115,57 @@ func (s *Store) Entries(lo, hi core.Seq) ([]core.Entry, error) {
 	return out, err
 }
 
+// LastMembership returns the last membership entry with lo <= seq <= hi
+// (ok false: none). It scans backwards from hi and copies no other
+// entry's payload: its memory does not grow with the entries it passes
+// (the node's prune looks up the membership at a capped point with it).
+func (s *Store) LastMembership(lo, hi core.Seq) (e core.Entry, ok bool, err error) {
+	s.dbLife.RLock()
+	defer s.dbLife.RUnlock()
+	if s.db == nil {
+		return core.Entry{}, false, ErrClosed
+	}
+	if hi < lo {
+		return core.Entry{}, false, nil
+	}
+	upper := seqKey(spaceLog, hi+1)
+	if hi == ^core.Seq(0) {
+		upper = []byte{spaceLog + 1}
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(spaceLog, lo), UpperBound: upper})
+	if err != nil {
+		return core.Entry{}, false, err
+	}
+	for valid := it.Last(); valid; valid = it.Prev() {
+		v, verr := it.ValueAndErr()
+		if verr != nil {
+			it.Close()
+			return core.Entry{}, false, fmt.Errorf("store %s: read log: %w", s.dir, verr)
+		}
+		if len(v) < 10 || core.EntryType(v[8]) != core.EntryMembership {
+			continue
+		}
+		e, err = decodeEntry(it.Key(), v)
+		if err != nil {
+			it.Close()
+			return core.Entry{}, false, fmt.Errorf("store %s: %w", s.dir, err)
+		}
+		ok = true
+		break
+	}
+	if cerr := it.Close(); cerr != nil {
+		return core.Entry{}, false, fmt.Errorf("store %s: read log: %w", s.dir, cerr)
+	}
+	return e, ok, nil
+}
+
 // Entry returns the retained log entry at seq, if there is one (a point
 // read: cheaper than Entries for one entry).
 func (s *Store) Entry(seq core.Seq) (core.Entry, bool, error) {
-	if err := s.readable(); err != nil {
-		return core.Entry{}, false, err
+	s.dbLife.RLock()
+	defer s.dbLife.RUnlock()
+	if s.db == nil {
+		return core.Entry{}, false, ErrClosed
 	}
 	k := seqKey(spaceLog, seq)
 	v, ok, err := s.get(k)

@@ -136,7 +136,13 @@ type Store struct {
 	opts Options // FS and NewIdentity set
 	fs   vfs.FS
 
-	mu       sync.Mutex // serializes saves, prunes, checkpoints and installs
+	mu sync.Mutex // serializes saves, prunes, checkpoints and installs
+	// dbLife guards db's lifetime for the reads that run outside mu
+	// (EntriesMax, LastMembership, Entry): they hold it shared across their
+	// scan; setting or closing db (open, closeDB, Close; under mu) holds it
+	// exclusively. Order: mu, then dbLife; a reader holding dbLife never
+	// takes mu.
+	dbLife   sync.RWMutex
 	db       *pebble.DB
 	cache    interface{ Unref() }
 	failed   error          // set when a sync failed: nothing more is written
@@ -244,7 +250,9 @@ func (s *Store) open() error {
 		}
 		return fmt.Errorf("store %s: open: %w", dir, err)
 	}
+	s.dbLife.Lock()
 	s.db, s.cache = db, cache
+	s.dbLife.Unlock()
 	s.settle()
 	if err := s.loadMeta(!existed); err != nil {
 		s.closeDB()
@@ -279,6 +287,8 @@ func refuseOrphanFiles(fs vfs.FS, dir string) error {
 }
 
 func (s *Store) closeDB() {
+	s.dbLife.Lock()
+	defer s.dbLife.Unlock()
 	if s.db != nil {
 		s.db.Close()
 		s.db = nil
@@ -296,6 +306,8 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	s.dbLife.Lock()
+	defer s.dbLife.Unlock()
 	err := s.db.Close()
 	s.db = nil
 	s.cache.Unref()
