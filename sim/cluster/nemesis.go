@@ -13,8 +13,11 @@ import (
 // Nemeses are the fault kinds, in the order "all" runs them: the network
 // and process faults, then the storage faults (storage.go), then
 // lobe-down (lobedown.go: a Lobe killed for the fault window, the
-// answers checked against what docs/api.md says they guarantee).
-var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk", "lobe-down"}
+// answers checked against what docs/api.md says they guarantee), then the
+// membership nemeses (rolling.go, churn.go: they take as long as the
+// cluster takes; churn runs in the netns runtime only, on topologies
+// without a Sentinel, and is skipped elsewhere with the reason).
+var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk", "lobe-down", "rolling", "churn"}
 
 // NotInAll are nemeses that run only when named, with the reason: the
 // product behaviour they expect has not landed yet, so "all" (what CI

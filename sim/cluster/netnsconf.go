@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -88,10 +89,10 @@ func placeTopology(t Topology, p netip.Prefix) (Topology, error) {
 	}
 	out := t
 	out.Subnet = p.Masked().String()
-	out.Nodes = nil
+	out.Nodes, out.Spares = nil, nil
 	base := p.Masked().Addr().As4()
 	seen := map[byte]string{}
-	for _, n := range t.Nodes {
+	for i, n := range append(slices.Clone(t.Nodes), t.Spares...) {
 		a, err := netip.ParseAddr(n.IP)
 		if err != nil || !a.Is4() {
 			return t, fmt.Errorf("node %s of %s: address %q is not IPv4", n.ID, t.Name, n.IP)
@@ -107,7 +108,11 @@ func placeTopology(t Topology, p netip.Prefix) (Topology, error) {
 		ip := netip.AddrFrom4([4]byte{base[0], base[1], base[2], host})
 		n.IP = ip.String()
 		n.Addr = net.JoinHostPort(n.IP, "8475")
-		out.Nodes = append(out.Nodes, n)
+		if i < len(t.Nodes) {
+			out.Nodes = append(out.Nodes, n)
+		} else {
+			out.Spares = append(out.Spares, n)
+		}
 	}
 	return out, nil
 }

@@ -62,6 +62,12 @@ func printReport(w io.Writer, r *Report) {
 	for _, l := range r.LobeDown.lines() {
 		p("lobe-down  %s", l)
 	}
+	for _, l := range r.Membership.lines() {
+		p("membership %s", l)
+	}
+	for _, l := range r.Events.lines() {
+		p("events     %s", l)
+	}
 	p("recovery   healthy %s and converged %s after heal; Cortex %s epoch %d", r.RecoveredAfter.Round(time.Millisecond), r.ConvergedAfter.Round(time.Millisecond), r.FinalCortex, r.FinalEpoch)
 	for _, wn := range r.Warnings {
 		p("warning    %s", wn)

@@ -254,6 +254,10 @@ func runTopology(ctx context.Context, o Options, s *Summary, api *API, up func(c
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if why := notApplicable(nem, c.Topo, c.rt.Name()); why != "" {
+				logf("skipping: %s", why)
+				continue
+			}
 			seg := &segment{o: o, c: c, api: api, nemesis: nem, round: round, index: len(s.Segments), logf: logf,
 				rng: rand.New(rand.NewPCG(o.Seed, uint64(len(s.Segments))))}
 			rep, err := seg.run(ctx)

@@ -267,7 +267,9 @@ func UpNetns(ctx context.Context, env *NetnsEnv, api *API, t Topology, logf func
 		c.Topo, err = placeTopology(t, rt.subnet)
 	}
 	if err == nil {
-		rt.nodes = c.Topo.Nodes
+		// The spares get their namespace, configuration and log now;
+		// a membership nemesis starts them.
+		rt.nodes = append(slices.Clone(c.Topo.Nodes), c.Topo.Spares...)
 		err = rt.network(ctx)
 	}
 	unlock()
@@ -275,17 +277,20 @@ func UpNetns(ctx context.Context, env *NetnsEnv, api *API, t Topology, logf func
 		return c, err
 	}
 	var addrs []string
-	for _, n := range c.Topo.Nodes {
+	for _, n := range rt.nodes {
 		addrs = append(addrs, n.Addr)
 	}
 	api.allow(addrs...)
-	data, err := setupDataDirs(ctx, c.Project, t.Nodes, logf)
+	data, err := setupDataDirs(ctx, c.Project, rt.nodes, logf)
 	if err != nil {
 		return c, fmt.Errorf("data directories for %s: %w", t.Name, err)
 	}
 	c.data = data
 	rt.dir = data.root
-	for _, n := range c.Topo.Nodes {
+	for _, n := range rt.nodes {
+		// Seeds are the topology's first members only (nodeConfig lists
+		// c.Topo.Nodes): a fresh node waits for every seed, and a spare
+		// finds the running cluster through them and waits to be added.
 		cfg := nodeConfig(c.Topo, n, data.dir(n.ID), env.Settings)
 		if err := writeFileSync(rt.confPath(n.ID), []byte(cfg), 0o600); err != nil {
 			return c, err

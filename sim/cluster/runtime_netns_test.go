@@ -117,3 +117,50 @@ func TestNetns(t *testing.T) {
 		t.Errorf("the API still dials %s after the run", n.Addr)
 	}
 }
+
+// TestNetnsChurn runs one short churn round in the netns runtime: the
+// spare is added, promoted, the Cortex handed off and removed, under the
+// workload, with the event subscribers on. No anomaly; the strong reads of
+// the clients bound to the added and the removed node are in the
+// checked history.
+func TestNetnsChurn(t *testing.T) {
+	if err := NetnsReady(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%v: CI is set, so the netns fault test must run", err)
+		}
+		t.Skipf("%v: skipping the netns fault test", err)
+	}
+	deploy, err := FindDeployDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	wl := DefaultWorkload
+	wl.MaxOps = 1500
+	o := Options{Runtime: "netns", Topologies: Topologies[:1], Nemeses: []string{"churn"}, Duration: 4 * time.Second, Rounds: 1, HeartbeatMs: 250,
+		Workload: wl, DeployDir: deploy, Out: &out}
+	s, err := Run(ctx, o)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	if n := s.Anomalies(); n > 0 || len(s.Segments) != 1 {
+		t.Fatalf("%d anomalies in %d segments", n, len(s.Segments))
+	}
+	r := s.Segments[0]
+	m := r.Membership
+	if m == nil || m.Added != "spare-01" || m.Removed == "" || m.Removed != r.Faults[0].Cortex {
+		t.Fatalf("membership: %+v (Cortex before: %s)", m, r.Faults[0].Cortex)
+	}
+	if r.FinalCortex == m.Removed {
+		t.Errorf("the removed node %s is the final Cortex", m.Removed)
+	}
+	if r.Events == nil || len(r.Events.Subscribers) != 2 || len(r.Events.Elections) == 0 {
+		t.Errorf("events: %+v", r.Events)
+	}
+	if r.Linear.Ops == 0 {
+		t.Errorf("no linearizability operations")
+	}
+}

@@ -59,6 +59,11 @@ type Report struct {
 	Storage *Storage `json:"storage,omitempty"`
 	// LobeDown is what the lobe-down nemesis did and saw (lobedown.go).
 	LobeDown *LobeDown `json:"lobe_down,omitempty"`
+	// Membership is what a membership nemesis (churn, rolling,
+	// snapshot-kill) did, step by step (churn.go).
+	Membership *Membership `json:"membership,omitempty"`
+	// Events is what the event subscribers saw (events.go).
+	Events *EventsView `json:"events,omitempty"`
 	// Unrecovered: the cluster did not come back; later segments of the
 	// topology are skipped.
 	Unrecovered bool `json:"unrecovered,omitempty"`
@@ -91,6 +96,12 @@ type segment struct {
 	watchStop func()
 	// lobe is the lobe-down nemesis's record.
 	lobe *LobeDown
+	// memb is a membership nemesis's record; retiring the nodes it
+	// removed, running until the heal (churn.go); nemAnomalies what it
+	// found itself.
+	memb         *Membership
+	retiring     []Node
+	nemAnomalies []Anomaly
 	// recovered receives the recovery timed from the heal.
 	recovered chan recovery
 
@@ -121,12 +132,27 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 		return rep, nil
 	}
 	tag := fmt.Sprintf("%s-%d-%d", s.nemesis, s.round, time.Now().Unix()%100000)
-	s.w = NewWorkload(o.Workload, s.api, c.Topo.DataNodes(), tag, time.Now())
+	wnodes := c.Topo.DataNodes()
+	if needsSpare(s.nemesis) && len(c.Topo.Spares) > 0 {
+		// Clients bound to the node being added: refused until it runs,
+		// then its strong reads are in the history.
+		wnodes = append(wnodes, c.Topo.Spares[0])
+	}
+	s.w = NewWorkload(o.Workload, s.api, wnodes, tag, time.Now())
 	if err := s.w.Setup(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
 	s.logf("[%s] workload %s for %s: %d clients on %d data nodes", s.name(), tag, o.Duration, o.Workload.ClientsPerNode*len(c.Topo.DataNodes()), len(c.Topo.DataNodes()))
 
+	// Event subscribers on two nodes, through the whole segment
+	// (events.go).
+	subs := subscribe(ctx, s.api, eventNodes(c.Topo))
+	subsStopped := false
+	defer func() {
+		if !subsStopped {
+			subs.stop()
+		}
+	}()
 	s.w.start = time.Now()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -146,6 +172,8 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("%s: interrupted: %w", s.name(), err)
 	}
 	rep.Faults = []Fault{fault}
+	rep.Membership = s.memb
+	rep.Anomalies = append(rep.Anomalies, s.nemAnomalies...)
 
 	// Recovery: every node healthy (timed from the heal, while the
 	// workload ran on), still healthy now, then every data node identical.
@@ -182,6 +210,24 @@ func (s *segment) run(ctx context.Context) (*Report, error) {
 	rep.FinalCortex, rep.FinalEpoch, rep.QuarantinedEntries, rep.QuarantineByNode = final.Cortex, final.Epoch, final.QuarantinedEntries, final.QuarantineByNode
 
 	// Checks.
+	streams, serrs := subs.stop()
+	subsStopped = true
+	replaced := map[string]bool{}
+	if s.stor != nil {
+		replaced[s.stor.Node] = true
+	}
+	if s.memb != nil && s.memb.Added != "" {
+		replaced[s.memb.Added] = true
+	}
+	ev, evAn := checkEvents(streams, replaced)
+	for i, e := range serrs {
+		if e != "" {
+			ev.Subscribers[i].Error = e
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("event subscriber on %s could not start: %s", streams[i].Node, e))
+		}
+	}
+	rep.Events = ev
+	rep.Anomalies = append(rep.Anomalies, evAn...)
 	s.ops = append(s.w.Ops(), s.finalReads...)
 	rep.Ops, rep.TotalOps = countOps(s.w.Ops()), len(s.w.Ops())
 	if err == nil {
@@ -247,8 +293,20 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 		return Fault{}, err
 	}
 	start, wall := s.w.now(), time.Now()
+	long := longNemesis(s.nemesis)
+	if long {
+		// It takes as long as it takes: the clients run until it is
+		// done and a quarter segment more.
+		s.w.holdUntil(start + 10*time.Minute)
+	}
 	var f Fault
 	switch {
+	case s.nemesis == "churn":
+		f, err = s.injectChurn(ctx, cortex, epoch)
+	case s.nemesis == "rolling":
+		var an []Anomaly
+		f, an, err = s.injectRolling(ctx, cortex, epoch)
+		s.nemAnomalies = append(s.nemAnomalies, an...)
 	case isStorage(s.nemesis):
 		f, err = s.injectStorage(ctx, cortex, epoch)
 	case s.nemesis == "lobe-down":
@@ -268,6 +326,10 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	}
 	s.logf("[%s] fault at %s: %s %s (Cortex %s, epoch %d) %s", s.name(), ms(f.Start), f.Kind, strings.Join(f.Targets, ","), cortex, epoch, note)
 	heal := 3 * o.Duration / 4
+	if long {
+		heal = max(heal, s.w.now()+o.Duration/4)
+		s.w.holdUntil(heal + o.Duration/4)
+	}
 	if s.lobe != nil {
 		s.probeLobeDown(ctx, rep, f, heal)
 	}
@@ -304,7 +366,10 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	if s.lobe != nil {
 		s.lobe.HealAt = s.w.now()
 	}
-	err = c.HealAll(ctx)
+	err = s.retire(ctx)
+	if herr := c.HealAll(ctx); err == nil {
+		err = herr
+	}
 	f.End = s.w.now()
 	s.logf("[%s] healed at %s", s.name(), ms(f.End))
 	s.watchRecovery(ctx, hb)

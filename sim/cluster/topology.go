@@ -63,6 +63,12 @@ type Topology struct {
 	// Quorum is the election quorum (of the voters: Observers do not
 	// vote).
 	Quorum int
+	// Spares are nodes the run keeps stopped, outside the membership,
+	// until a membership nemesis (churn, snapshot-kill: churn.go) starts
+	// one and adds it; a node such a nemesis removes becomes a spare
+	// (stopped, its store wiped). The netns runtime only: the compose
+	// files define no spare.
+	Spares []Node
 }
 
 // Topologies are the seed's configurations, in the order "all" runs
@@ -74,25 +80,25 @@ var Topologies = []Topology{
 		{ID: "muninn-01", IP: "172.28.3.11", Port: 18431},
 		{ID: "muninn-02", IP: "172.28.3.12", Port: 18432},
 		{ID: "muninn-03", IP: "172.28.3.13", Port: 18433},
-	}},
+	}, Spares: []Node{{ID: "spare-01", IP: "172.28.3.21"}}},
 	{Name: "sentinel", File: "compose.sentinel.yml", Subnet: "172.28.2.0/24", Quorum: 2, Nodes: []Node{
 		{ID: "muninn-01", IP: "172.28.2.11", Port: 18421},
 		{ID: "muninn-02", IP: "172.28.2.12", Port: 18422},
 		{ID: "sentinel-01", IP: "172.28.2.13", Port: 18423, Sentinel: true},
-	}},
+	}, Spares: []Node{{ID: "spare-01", IP: "172.28.2.21"}}},
 	{Name: "five", File: "compose.five.yml", Subnet: "172.28.5.0/24", Quorum: 3, Nodes: []Node{
 		{ID: "muninn-01", IP: "172.28.5.11", Port: 18451},
 		{ID: "muninn-02", IP: "172.28.5.12", Port: 18452},
 		{ID: "muninn-03", IP: "172.28.5.13", Port: 18453},
 		{ID: "muninn-04", IP: "172.28.5.14", Port: 18454},
 		{ID: "muninn-05", IP: "172.28.5.15", Port: 18455},
-	}},
+	}, Spares: []Node{{ID: "spare-01", IP: "172.28.5.21"}}},
 	{Name: "observer", File: "compose.observer.yml", Subnet: "172.28.4.0/24", Quorum: 2, Nodes: []Node{
 		{ID: "muninn-01", IP: "172.28.4.11", Port: 18441},
 		{ID: "muninn-02", IP: "172.28.4.12", Port: 18442},
 		{ID: "muninn-03", IP: "172.28.4.13", Port: 18443},
 		{ID: "observer-01", IP: "172.28.4.14", Port: 18444, Observer: true},
-	}},
+	}, Spares: []Node{{ID: "spare-01", IP: "172.28.4.21"}}},
 }
 
 // TopologyNames lists the topologies' names.
@@ -272,7 +278,7 @@ func (c *Cluster) Down(ctx context.Context) {
 		}
 	}
 	var addrs []string
-	for _, n := range c.Topo.Nodes {
+	for _, n := range append(slices.Clone(c.Topo.Nodes), c.Topo.Spares...) {
 		if n.Addr != "" {
 			addrs = append(addrs, n.Addr)
 		}

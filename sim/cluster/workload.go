@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/muninndb/muninn/shell/apitypes"
@@ -43,6 +44,11 @@ type Workload struct {
 	RegIDs   []string
 	start    time.Time
 
+	// hold, when set (nanoseconds since start), replaces the deadline
+	// Run was given: a nemesis that takes as long as it takes (rolling,
+	// churn) keeps the clients running until it is done (holdUntil).
+	hold atomic.Int64
+
 	mu    sync.Mutex
 	ops   []*Op
 	acked []string // acknowledged unique ids, for reads
@@ -67,6 +73,19 @@ func (w *Workload) Ops() []*Op {
 }
 
 func (w *Workload) now() time.Duration { return time.Since(w.start) }
+
+// holdUntil makes the clients run until d (since the start) instead of
+// the deadline Run was given; 0 restores that deadline.
+func (w *Workload) holdUntil(d time.Duration) { w.hold.Store(int64(d)) }
+
+// running reports whether the clients go on: before the deadline until,
+// or the one holdUntil set.
+func (w *Workload) running(until time.Duration) bool {
+	if h := time.Duration(w.hold.Load()); h > 0 {
+		until = h
+	}
+	return w.now() < until
+}
 
 // Setup creates the registers (value "init") with quorum writes, retrying
 // until each exists.
@@ -127,7 +146,7 @@ func (w *Workload) Run(ctx context.Context, until time.Duration, follower *clien
 func (w *Workload) client(ctx context.Context, c int, n Node, until time.Duration) {
 	rng := rand.New(rand.NewPCG(uint64(c)+1, uint64(w.start.UnixNano())))
 	seq := 0
-	for ctx.Err() == nil && w.now() < until && w.take() {
+	for ctx.Err() == nil && w.running(until) && w.take() {
 		w.mu.Lock()
 		var pickFrom string
 		if len(w.acked) > 0 {
@@ -217,7 +236,7 @@ func (w *Workload) take() bool {
 // that fails is recorded as unknown when the client says its outcome is
 // ambiguous (some attempt may have been applied), else as failed.
 func (w *Workload) follow(ctx context.Context, fc *client.Client, until time.Duration) {
-	for i := 0; ctx.Err() == nil && w.now() < until && w.take(); i++ {
+	for i := 0; ctx.Err() == nil && w.running(until) && w.take(); i++ {
 		op := &Op{Client: FollowerClient, Node: "follower", Kind: OpLocalWrite, ID: client.NewID()}
 		dur := "local"
 		if i%2 == 1 {
