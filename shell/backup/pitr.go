@@ -3,6 +3,7 @@ package backup
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/muninndb/muninn/core"
@@ -66,7 +67,13 @@ const replayChunk = 1024
 // the first one that differs, the backup's suffix is undone (a truncation:
 // rolled back through the undo records and quarantined, as a failover
 // would) and the archive's committed entries take its place. The archive
-// must cover every seq from the backup's position + 1 to the target.
+// must be of the backup's history: one cluster id, the backup store's;
+// where it holds the backup's commit point, the same entry there. It must
+// cover every seq from the backup's commit point + 1 to the target (a hole
+// just above the commit point is refused, not skipped); an archive that
+// ends before the backup's position, or holds no segment, is refused, and
+// so is a ToTime after the archive's last write (nothing shows the archive
+// holds every write up to it).
 func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 	var r Replayed
 	if len(o.Archive) == 0 {
@@ -87,19 +94,39 @@ func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 	if err != nil {
 		return r, err
 	}
-	// Where to start: the backup's entries above its commit point are
-	// checked against the archive where it holds them.
-	from := last.Seq + 1
-	if c := max(min(hs.Commit.Seq, last.Seq), base.Seq); c < last.Seq {
-		first := core.Seq(0)
-		for _, s := range segs {
-			if s.Last > c && s.First <= last.Seq+1 && (first == 0 || s.First < first) {
-				first = s.First
-			}
+	// The archive must be of the backup's history: one cluster id, the
+	// backup's (a restored cluster archives under a new one), holding the
+	// backup's position or continuing right after it.
+	if len(segs) == 0 {
+		return r, fmt.Errorf("--archive %s holds no archive segment (FIRST-LAST.CLUSTER.NODE.mseg files): give the backup.archive_dir of the backup's cluster, or restore without --archive to get the backup's own point", strings.Join(o.Archive, ", "))
+	}
+	cid, err := archive.OneCluster(segs)
+	if err != nil {
+		return r, err
+	}
+	if want := st.ClusterID(); cid != want {
+		return r, fmt.Errorf("the archive is of another cluster: %s is of cluster %s, the backup of cluster %s (a restored cluster archives under its new cluster id): give the backup.archive_dir of the backup's cluster", segs[0].Path, archive.FormatCluster(cid), archive.FormatCluster(want))
+	}
+	// Where to start: at the backup's commit point c, whose entry must be
+	// the archive's (or another history was given), when the archive holds
+	// it; else right after it. The backup's entries above c (a Lobe's
+	// backup may hold some) are checked against the archive, which must
+	// hold every seq after c: a hole there is refused, not skipped.
+	c := max(min(hs.Commit.Seq, last.Seq), base.Seq)
+	end, endFile := core.Seq(0), ""
+	covered := false
+	for _, s := range segs {
+		if s.Last > end {
+			end, endFile = s.Last, s.Path
 		}
-		if first != 0 {
-			from = max(first, c+1)
-		}
+		covered = covered || (c > 0 && s.First <= c && c <= s.Last)
+	}
+	if end < c || (end == c && !covered) {
+		return r, fmt.Errorf("the archive ends at seq %d (%s), before the backup's position %s: it holds nothing after the backup; give the archive directories that continue from it (every node's backup.archive_dir), or restore without --archive", end, endFile, pos(last))
+	}
+	from := c + 1
+	if covered {
+		from = c
 	}
 	top := last.Seq // the backup's last entry (lowered by an undo)
 	var pending []core.Entry
@@ -135,7 +162,26 @@ func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 	if !o.ToTime.IsZero() {
 		toT = o.ToTime.UnixMilli()
 	}
+	lastAt, lastAtPos, err := lastDataTime(st, base.Seq+1, last.Seq)
+	if err != nil {
+		return r, err
+	}
 	res, werr := archive.Walk(segs, from, core.Seq(o.ToSeq), func(e core.Entry, file string) error {
+		if e.Pos.Seq <= c {
+			// The backup's commit point: the same entry, or another history.
+			have, ok := base, e.Pos.Seq == base.Seq
+			if !ok {
+				h, found, err := st.Entry(e.Pos.Seq)
+				if err != nil {
+					return err
+				}
+				have, ok = h.Pos, found && h.Type == e.Type && string(h.Payload) == string(e.Payload)
+			}
+			if !ok || have != e.Pos {
+				return fmt.Errorf("the archive is of another history: its entry at seq %d (%s, in %s) is not the backup's committed entry %s there: give the backup.archive_dir of the backup's own cluster (not one a restored cluster, or another, also wrote into)", e.Pos.Seq, e.Pos, file, have)
+			}
+			return nil
+		}
 		if e.Pos.Seq <= top {
 			have, ok, err := st.Entry(e.Pos.Seq)
 			if err != nil {
@@ -163,10 +209,13 @@ func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 			r.Undone += int(top - after.Seq)
 			top = after.Seq
 		}
-		if toT != 0 && e.Type == core.EntryData {
-			if c, err := engram.DecodeCommand(e.Payload); err == nil && int64(c.At) > toT {
-				r.StoppedAt = pos(e.Pos)
-				return archive.ErrStop
+		if e.Type == core.EntryData {
+			if cmd, err := engram.DecodeCommand(e.Payload); err == nil {
+				if toT != 0 && int64(cmd.At) > toT {
+					r.StoppedAt = pos(e.Pos)
+					return archive.ErrStop
+				}
+				lastAt, lastAtPos = int64(cmd.At), e.Pos
 			}
 		}
 		pending = append(pending, e)
@@ -190,6 +239,16 @@ func replay(st *store.Store, m Manifest, o RestoreOptions) (Replayed, error) {
 		return r, fmt.Errorf("restore --to-time %s: %w", o.ToTime.UTC().Format(time.RFC3339Nano), werr)
 	default:
 		return r, werr
+	}
+	if toT != 0 && r.StoppedAt.Seq == 0 {
+		// Nothing shows the archive holds every write up to the time asked
+		// for: the writes after its end are not in it.
+		_, end, _ := st.State()
+		at := "no write"
+		if lastAtPos.Seq != 0 {
+			at = fmt.Sprintf("last write %s at %s", pos(lastAtPos), time.UnixMilli(lastAt).UTC().Format(time.RFC3339Nano))
+		}
+		return r, fmt.Errorf("restore --to-time %s: the archive ends at seq %d (%s), before %s: the writes made after its end are not in it. Give the archive directories that hold more (every node's backup.archive_dir), pick a time at or before its last write, or restore without --to-time to replay the whole archive", o.ToTime.UTC().Format(time.RFC3339Nano), end.Seq, at, o.ToTime.UTC().Format(time.RFC3339Nano))
 	}
 	return r, nil
 }
