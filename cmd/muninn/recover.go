@@ -10,6 +10,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/muninndb/muninn/core"
 	"github.com/muninndb/muninn/shell/client"
 	"github.com/muninndb/muninn/shell/store"
 )
@@ -178,10 +179,54 @@ func readDataDir(arg string) surveyed {
 	if s.NodeID == "" {
 		s.Note = fmt.Sprintf("which member this store belongs to is not recorded in its membership: give it as --data-dir ID=%s", dir)
 	}
+	if id != "" {
+		if why := notIDs(id, dir, sum.Identity, sum.Members); why != "" {
+			// Not counted as id's: its log is another node's.
+			s.Error = why
+			return s
+		}
+	}
 	for _, m := range s.Members {
 		if m.ID == s.NodeID {
 			s.Kind = m.Kind
 		}
 	}
 	return s
+}
+
+// notIDs says why the store read from dir, given as --data-dir id=dir, is
+// not id's, or "" when nothing says so. The membership records, per
+// member, the store it counts with (rule 16): another store recorded for
+// id, or this store recorded for another member, means the label is wrong
+// (a mixed-up path, a copy of another node's directory).
+func notIDs(id, dir string, identity uint64, ms core.Members) string {
+	if identity == 0 {
+		return ""
+	}
+	var recorded uint64
+	owner := ""
+	for _, m := range ms {
+		switch {
+		case string(m.ID) == id:
+			recorded = m.Store
+		case m.Store == identity:
+			owner = string(m.ID)
+		}
+	}
+	switch {
+	case owner != "":
+		return fmt.Sprintf("given as %s's, but this store is %s's: its membership records this store (identity %016x) for %s%s; "+
+			"give it as --data-dir %s=%s, or without ID=", id, owner, identity, owner, recordedFor(id, recorded), owner, dir)
+	case recorded != 0 && recorded != identity:
+		return fmt.Sprintf("given as %s's, but this store (identity %016x) is not %s's: its membership records store %016x for %s; "+
+			"give %s's own data directory (a store recover can name needs no ID=)", id, identity, id, recorded, id, id)
+	}
+	return ""
+}
+
+func recordedFor(id string, recorded uint64) string {
+	if recorded == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" and store %016x for %s", recorded, id)
 }

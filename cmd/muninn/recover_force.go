@@ -46,6 +46,19 @@ func (c RecoverCmd) force(g *Globals, addrs []string, wait time.Duration) error 
 	rep.print(g.Out)
 	fmt.Fprintln(g.Out)
 	id := c.Node
+	// Two data directories given as one member's (ID= twice, or a store
+	// whose membership names it as that member): which is its log?
+	seen := map[string]string{}
+	for _, n := range rep.Nodes {
+		if n.Via != "data_dir" || n.NodeID == "" {
+			continue
+		}
+		if first, ok := seen[n.NodeID]; ok {
+			return fmt.Errorf("refusing --force: two data directories are given as %s's, %s and %s: give each member's data directory once "+
+				"(the survey above says whose each store is)", n.NodeID, first, n.Source)
+		}
+		seen[n.NodeID] = n.Source
+	}
 
 	var surv *surveyed
 	for i := range rep.Nodes {
@@ -65,10 +78,20 @@ func (c RecoverCmd) force(g *Globals, addrs []string, wait time.Duration) error 
 	case surv == nil:
 		return fmt.Errorf("refusing --force: no data directory of %s was given: stop it and give its data directory as --data-dir %s=DIR", id, id)
 	case surv.Error != "":
-		return fmt.Errorf("refusing --force: cannot read %s's data directory: %s", id, surv.Error)
+		return fmt.Errorf("refusing --force: cannot use %s's data directory %s: %s", id, surv.Source, surv.Error)
 	case rep.QuorumReachable:
 		return fmt.Errorf("refusing --force: a quorum of voters runs (%s of %d voters: %s): the cluster can elect a Cortex on its own, nothing needs forcing",
 			fmt.Sprint(len(rep.RunningVoters)), len(rep.Voters), strings.Join(rep.RunningVoters, ", "))
+	case len(rep.Voters) > 0 && len(rep.RunningVoters)+len(rep.StoppedVoters) >= rep.Quorum:
+		// The issue: "it refuses while a quorum is reachable". Voters
+		// whose data was read can be started again; with those running a
+		// quorum elects the freshest log on its own and loses nothing,
+		// where --force would drop the others' entries past the survivor's
+		// log and leave them learners.
+		return fmt.Errorf("refusing --force: a quorum is reachable: the voters given, %s, are %d of %d (quorum %d) and would form a quorum if started: "+
+			"start them again instead (muninn start, each with its own config and data directory as they are); a quorum elects a Cortex on its own, "+
+			"the freshest log first, so nothing acknowledged is lost. Use --force only when too few voters survive for a quorum",
+			givenVoters(rep), len(rep.RunningVoters)+len(rep.StoppedVoters), len(rep.Voters), rep.Quorum)
 	}
 	dir := storeDirOf(surv.Source)
 	// The survivor's own membership, with the addresses the survey does
@@ -123,6 +146,26 @@ func (c RecoverCmd) force(g *Globals, addrs []string, wait time.Duration) error 
 	}
 	printForced(g.Out, res, surv.Source, unchecked)
 	return nil
+}
+
+// givenVoters names the voters the survey heard from, each with how: "a
+// (running at URL)", "b (stopped, data dir DIR)".
+func givenVoters(rep recoverReport) string {
+	var out []string
+	for _, v := range rep.RunningVoters {
+		out = append(out, v+" (running)")
+	}
+	for _, v := range rep.StoppedVoters {
+		d := ""
+		for _, n := range rep.Nodes {
+			if n.Via == "data_dir" && n.Error == "" && n.NodeID == v {
+				d = ", data dir " + n.Source
+				break
+			}
+		}
+		out = append(out, v+" (stopped"+d+")")
+	}
+	return strings.Join(out, ", ")
 }
 
 // lossText says what making surv carry on loses of f's log, f being ahead.

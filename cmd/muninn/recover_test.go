@@ -278,26 +278,26 @@ func storeState(t *testing.T, dataDir string) (core.HardState, core.Pos, core.Me
 	return hs, last, s.Members()
 }
 
-// TestRecoverForce: the freshest of three stopped data voters, c, is made
-// the only voter of an epoch above every epoch surveyed (b's hard state is
-// at 6: the new epoch is 7), in one membership entry after its last; its
-// entries and commit point are kept, a and b are learners with no store,
-// the Sentinel is dropped; the output says so and gives the next steps.
+// TestRecoverForce: the freshest of two stopped data voters that survive
+// (of four voters: two are not a quorum), c, is made the only voter of an
+// epoch 1000 above every epoch surveyed (a's hard state is at 6: the new
+// epoch is 1006), in one membership entry after its last; its entries and
+// commit point are kept, a and b are learners with no store, the Sentinel
+// is dropped; the output says so and gives the next steps.
 func TestRecoverForce(t *testing.T) {
-	dirs := stoppedCluster(t, t.TempDir(), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, map[string]core.Epoch{"b": 6}, nil)
+	dirs := stoppedCluster(t, t.TempDir(), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, map[string]core.Epoch{"a": 6}, nil)
 	_, _, before := storeState(t, dirs["c"])
 	cStore, _ := before.Get("c")
-	code, out, stderr := cli(t, "cluster", "recover", "--force", "--node", "c",
-		"--data-dir", dirs["a"], "--data-dir", dirs["b"], "--data-dir", dirs["c"])
+	code, out, stderr := cli(t, "cluster", "recover", "--force", "--node", "c", "--data-dir", dirs["a"], "--data-dir", dirs["c"])
 	t.Log("\n" + out + stderr)
 	if code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, want := range []string{
 		"Freshest data node: c (last 3.12, commit 6; stopped",
-		"Forced: c (data dir " + dirs["c"] + ") is the only voter of epoch 7.",
+		"Forced: c (data dir " + dirs["c"] + ") is the only voter of epoch 1006.",
 		"before: epoch 3, last 3.12, commit 6; voters a, b, c, s",
-		"after:  epoch 7, last 7.13 (the new membership entry), commit 6 (unchanged); members a (learner), b (learner), c (the only voter)",
+		"after:  epoch 1006, last 1006.13 (the new membership entry), commit 6 (unchanged); members a (learner), b (learner), c (the only voter)",
 		"dropped: s (Sentinels",
 		"1. Start c",
 		"start the other surviving nodes (a, b) one at a time",
@@ -308,15 +308,15 @@ func TestRecoverForce(t *testing.T) {
 		}
 	}
 	hs, last, ms := storeState(t, dirs["c"])
-	if hs.Epoch != 7 || hs.Vote != "" || hs.Commit != (core.Pos{Epoch: 3, Seq: 6}) || last != (core.Pos{Epoch: 7, Seq: 13}) {
+	if hs.Epoch != 1006 || hs.Vote != "" || hs.Commit != (core.Pos{Epoch: 3, Seq: 6}) || last != (core.Pos{Epoch: 1006, Seq: 13}) {
 		t.Errorf("c's store after: hard state %+v, last %s", hs, last)
 	}
 	if len(ms) != 3 || ms.Voters() != 1 || !ms[2].DataVoter() || ms[2].Store != cStore.Store || !ms[0].Learner || !ms[1].Learner || ms[0].Store != 0 {
 		t.Errorf("c's membership after: %+v", ms)
 	}
 	// The others are untouched.
-	if hs, last, _ := storeState(t, dirs["b"]); hs.Epoch != 6 || last != (core.Pos{Epoch: 3, Seq: 9}) {
-		t.Errorf("b's store changed: %+v %s", hs, last)
+	if hs, last, _ := storeState(t, dirs["a"]); hs.Epoch != 6 || last != (core.Pos{Epoch: 3, Seq: 7}) {
+		t.Errorf("a's store changed: %+v %s", hs, last)
 	}
 }
 
@@ -335,6 +335,22 @@ func TestRecoverForceRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
+	// A store its membership does not name (no identity recorded for
+	// anyone): only ID= says whose it is.
+	unrecorded := filepath.Join(root, "unrecorded")
+	{
+		s, err := store.Open(filepath.Join(unrecorded, "db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms := core.Members{{ID: "a", Kind: core.KindAuto}, {ID: "b", Kind: core.KindAuto}, {ID: "c", Kind: core.KindAuto}, {ID: "s", Kind: core.KindSentinel}}
+		hs := core.HardState{Epoch: 3, Commit: core.Pos{Epoch: 3, Seq: 1}}
+		es := []core.Entry{{Pos: core.Pos{Epoch: 3, Seq: 1}, Type: core.EntryEpochStart}}
+		if err := s.Save(store.SaveBatch{HardState: &hs, Entries: es, Members: ms}, true); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -345,17 +361,31 @@ func TestRecoverForceRefusals(t *testing.T) {
 		{"no --node", []string{"--force", "--data-dir", dirs["c"]}, 2, []string{"refusing --force without --node ID"}},
 		{"--node without --force", []string{"--node", "c", "--data-dir", dirs["c"]}, 2, []string{"--node and --accept-loss go with --force"}},
 		{"--json", []string{"--force", "--node", "c", "--data-dir", dirs["c"], "--json"}, 2, []string{"--json goes with the survey only"}},
-		{"not a data voter", []string{"--force", "--node", "s", "--data-dir", "s=" + dirs["c"]}, 1,
+		{"not a data voter", []string{"--force", "--node", "s", "--data-dir", "s=" + unrecorded}, 1,
 			[]string{"s is not a data voter in its store's membership", "the data voters are a, b, c"}},
 		{"running, asked through its API", []string{"--force", "--node", "a", "--addr", apiA.URL}, 1,
 			[]string{"a is running (it answered at " + apiA.URL + "): stop it first"}},
 		{"no data dir", []string{"--force", "--node", "a", "--data-dir", dirs["c"]}, 1, []string{"no data directory of a was given", "--data-dir a=DIR"}},
 		{"store held open", []string{"--force", "--node", "x", "--data-dir", "x=" + filepath.Join(root, "held")}, 1,
-			[]string{"cannot read x's data directory", "locked by a running node", "stop it first"}},
+			[]string{"cannot use x's data directory " + filepath.Join(root, "held"), "locked by a running node", "stop it first"}},
 		{"quorum runs", []string{"--force", "--node", "a", "--data-dir", dirs["a"], "--addr", apiB.URL, "--addr", apiC.URL}, 1,
 			[]string{"a quorum of voters runs (2 of 3 voters: b, c): the cluster can elect a Cortex on its own"}},
 		{"another voter runs", []string{"--force", "--node", "c", "--data-dir", live["c"]}, 1,
 			[]string{"b accepts connections at its recorded MBP address (" + running + "): it is running. Stop it first"}},
+		// Three of the four voters (quorum 3) would run if started: a
+		// quorum is reachable, --force is refused, running or stopped.
+		{"stopped voters would form a quorum", []string{"--force", "--node", "c", "--data-dir", dirs["a"], "--data-dir", dirs["b"], "--data-dir", dirs["c"]}, 1,
+			[]string{"a quorum is reachable: the voters given, a (stopped, data dir " + dirs["a"] + "), b (stopped, data dir " + dirs["b"] + "), c (stopped, data dir " + dirs["c"] + "), are 3 of 4 (quorum 3)",
+				"start them again instead (muninn start", "a quorum elects a Cortex on its own"}},
+		{"running and stopped voters would form a quorum", []string{"--force", "--node", "c", "--addr", apiA.URL, "--data-dir", dirs["b"], "--data-dir", dirs["c"]}, 1,
+			[]string{"a quorum is reachable: the voters given, a (running), b (stopped, data dir " + dirs["b"] + "), c (stopped, data dir " + dirs["c"] + "), are 3 of 4"}},
+		// A data dir given under another member's id (review 15 finding
+		// 6): the store's membership says whose it is.
+		{"another member's store", []string{"--force", "--node", "a", "--data-dir", "a=" + dirs["c"]}, 1,
+			[]string{"cannot use a's data directory " + dirs["c"] + ": given as a's, but this store is c's: its membership records this store (identity ",
+				") for c and store ", " for a; give it as --data-dir c=" + dirs["c"]}},
+		{"one id twice", []string{"--force", "--node", "a", "--data-dir", "a=" + dirs["a"], "--data-dir", "a=" + dirs["b"]}, 1,
+			[]string{"two data directories are given as a's, " + dirs["a"] + " and " + dirs["b"] + ": give each member's data directory once"}},
 		{"not the freshest", []string{"--force", "--node", "a", "--data-dir", dirs["a"], "--data-dir", dirs["c"]}, 1,
 			[]string{"a is not the freshest data node: c's log is ahead of a's (c: last 3.12, commit 6; a: last 3.7, commit 6)", "Give --node c, or add --accept-loss"}},
 	} {
@@ -370,7 +400,7 @@ func TestRecoverForceRefusals(t *testing.T) {
 			}
 		}
 	}
-	for id, d := range map[string]string{"a": dirs["a"], "c": dirs["c"], "live c": live["c"]} {
+	for id, d := range map[string]string{"a": dirs["a"], "b": dirs["b"], "c": dirs["c"], "live c": live["c"]} {
 		if hs, last, _ := storeState(t, d); hs.Epoch != 3 || last.Epoch != 3 {
 			t.Errorf("%s's store was changed by a refused --force: epoch %d, last %s", id, hs.Epoch, last)
 		}
@@ -380,7 +410,7 @@ func TestRecoverForceRefusals(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Accepting the loss (--accept-loss): c's log is ahead of a's") || !strings.Contains(out, "Forced: a (data dir") {
 		t.Fatalf("--accept-loss: exit %d\n%s%s", code, out, stderr)
 	}
-	if hs, last, _ := storeState(t, dirs["a"]); hs.Epoch != 4 || last != (core.Pos{Epoch: 4, Seq: 8}) {
+	if hs, last, _ := storeState(t, dirs["a"]); hs.Epoch != 1003 || last != (core.Pos{Epoch: 1003, Seq: 8}) {
 		t.Errorf("a after --accept-loss: epoch %d, last %s", hs.Epoch, last)
 	}
 }
@@ -406,5 +436,26 @@ func TestRecoverForceChecksLaterVoters(t *testing.T) {
 	}
 	if hs, _, _ := storeState(t, dirs["a"]); hs.Epoch != 3 {
 		t.Errorf("a's store was changed: epoch %d", hs.Epoch)
+	}
+}
+
+// TestRecoverMislabelledDataDir: a survey without --force does not count
+// a store given under another member's id as that member's: the answer is
+// an error naming both ids, so the survey neither counts c's log as a's
+// nor a as a stopped voter.
+func TestRecoverMislabelledDataDir(t *testing.T) {
+	dirs := stoppedCluster(t, t.TempDir(), map[string]core.Seq{"a": 7, "b": 9, "c": 12}, nil, nil)
+	code, out, stderr := cli(t, "cluster", "recover", "--data-dir", "a="+dirs["c"], "--data-dir", dirs["b"])
+	if code != exitNoQuorum {
+		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+	for _, want := range []string{
+		dirs["c"] + ": given as a's, but this store is c's",
+		"Stopped voters whose data was read: b:",
+		"Freshest data node: b (last 3.9",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func recoverStore(t *testing.T) (dir string, identity uint64) {
 }
 
 // TestForceSoleVoter: the store's member becomes the only voter of an
-// epoch above every epoch seen (its own and minEpoch), in one membership
+// epoch 1000 above every epoch seen (its own and minEpoch), in one membership
 // entry after its last; every entry is kept, the commit point is not
 // moved, the vote is cleared; the other data members are learners with no
 // store, the Observer stays an Observer, the Sentinel is dropped. All of it
@@ -49,7 +49,7 @@ func TestForceSoleVoter(t *testing.T) {
 	for _, tc := range []struct {
 		minEpoch core.Epoch
 		want     core.Epoch
-	}{{0, 5}, {9, 10}} {
+	}{{0, 4 + ForcedEpochJump}, {9, 9 + ForcedEpochJump}} {
 		dir, identity := recoverStore(t)
 		s, err := Open(dir, Options{})
 		if err != nil {
@@ -116,8 +116,10 @@ func TestForceSoleVoter(t *testing.T) {
 }
 
 // TestForceSoleVoterRefusals: a member that is not a data voter, or not a
-// member at all, and a store with no epoch are refused, naming the data
-// voters or the reason, and nothing is written.
+// member at all, a store that is not the member's (another store recorded
+// for it, or this store recorded for another member), and a store with no
+// epoch are refused, naming the data voters or the reason, and nothing is
+// written.
 func TestForceSoleVoterRefusals(t *testing.T) {
 	dir, _ := recoverStore(t)
 	s, err := Open(dir, Options{})
@@ -129,6 +131,10 @@ func TestForceSoleVoterRefusals(t *testing.T) {
 		"s": "s is a member but not a data voter (a sentinel) of its membership, whose data voters are a, b, c",
 		"o": "o is a member but not a data voter (an observer)",
 		"x": "x is not a member of its membership, whose data voters are a, b, c",
+		// Not this store's member (rule 16): b's recorded store is 22;
+		// this store is recorded for a.
+		"b": "is not b's: its membership records store 0000000000000016 for b",
+		"c": "is a's, not c's: its membership records this store for a; give --node a with it, or c's own data directory",
 	} {
 		if _, err := s.ForceSoleVoter(id, 0, 0); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--node %s: %v; want %q", id, err, want)
