@@ -175,10 +175,18 @@ func (s *Server) health(v view, nodeOnly bool) apitypes.Health {
 	st := v.st
 	h := apitypes.Health{NodeID: string(st.ID), Role: st.Role.String(), Cortex: string(st.Cortex), Epoch: uint64(st.Epoch),
 		Quorum: st.Quorum, Voters: st.Members.Voters(), Members: []apitypes.MemberHealth{}}
+	// Protocol 3 on (every voter has it): versions in the answer.
+	versions := v.snap.Protocol >= node.ProtocolHealthVersions
+	if versions {
+		h.ActiveProtocol = v.snap.Protocol
+	}
 	var unhealthy []string
 	for _, m := range st.Members {
 		mh := v.memberHealth(m)
 		h.Members = append(h.Members, apitypes.MemberHealth{ID: string(m.ID), Health: mh})
+		if versions {
+			h.Members[len(h.Members)-1].Version, _ = v.version(m.ID)
+		}
 		if m.Voter() && (m.ID == v.self() || (v.isCortex() && v.echoFresh(m.ID)) || (!v.isCortex() && mh == apitypes.MemberHealthy)) {
 			h.ReachableVoters++
 		}
@@ -318,6 +326,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) error {
 		LeaseMs: v.cfg.Lease().Milliseconds(), LeaseWaitMs: msCeil(v.leaseWait()),
 		ClusterID: store.FormatClusterID(s.n.Store().ClusterID()),
 		Version:   mbp.BinaryVersion(), Protocol: protocolRange(mbp.ProtocolMin, mbp.ProtocolMax), ActiveProtocol: v.snap.Protocol,
+		Features: node.Features(v.snap.Protocol),
 	}
 	if st.Cortex != "" {
 		// The Cortex's epoch is its fencing token; a follower knows it as

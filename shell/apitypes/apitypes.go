@@ -259,6 +259,10 @@ type Info struct {
 	Version        string `json:"version"`
 	Protocol       string `json:"protocol"`
 	ActiveProtocol uint16 `json:"active_protocol"`
+	// Features lists the protocol-gated features on at ActiveProtocol
+	// ("health_versions" from protocol 3); empty in a cluster of older
+	// voters.
+	Features []string `json:"features"`
 }
 
 // Health values.
@@ -291,12 +295,17 @@ type Health struct {
 	// SDOWN window: on the Cortex, from heartbeat echoes.
 	ReachableVoters int            `json:"reachable_voters"`
 	Members         []MemberHealth `json:"members"`
+	// ActiveProtocol is Info's; with each member's Version, only while
+	// the active protocol is at least 3 (feature "health_versions").
+	ActiveProtocol uint16 `json:"active_protocol,omitempty"`
 }
 
 // MemberHealth is one member's health in Health.
 type MemberHealth struct {
 	ID     string `json:"id"`
 	Health string `json:"health"`
+	// Version is Member's (protocol 3 on; see Health.ActiveProtocol).
+	Version string `json:"version,omitempty"`
 }
 
 // Status answers GET /v1/cluster/status.

@@ -22,12 +22,14 @@ import (
 //   - 2: 1 plus the hello's version extension (this node's binary version
 //     and protocol range) and negotiation: a peer with no common version
 //     is refused.
+//   - 3: 2 plus member versions in GET /v1/cluster/health, on once the
+//     cluster's active protocol is 3 (shell/node/version.go, Features).
 const (
 	// ProtocolPreNegotiation is what a hello without a range speaks.
 	ProtocolPreNegotiation uint16 = 1
 	// ProtocolMin and ProtocolMax are the range this build speaks.
 	ProtocolMin uint16 = 2
-	ProtocolMax uint16 = 2
+	ProtocolMax uint16 = 3
 )
 
 // MaxBinaryVersionLen bounds the binary version a hello carries.

@@ -7,6 +7,30 @@ import (
 	"github.com/muninndb/muninn/shell/mbp"
 )
 
+// Protocol-gated features: each is on only while the cluster's active
+// protocol version is at least its own, so a mixed cluster answers as its
+// oldest voter would, and the feature switches on once every voter runs a
+// build that has it (and off again when one is rolled back).
+const (
+	// ProtocolHealthVersions (3): GET /v1/cluster/health reports the active
+	// protocol version and each member's binary version, so a load
+	// balancer's or an operator's health check shows what runs where.
+	ProtocolHealthVersions uint16 = 3
+)
+
+// FeatureHealthVersions names ProtocolHealthVersions in Info.Features.
+const FeatureHealthVersions = "health_versions"
+
+// Features lists the protocol-gated features on at active protocol
+// version active (never nil).
+func Features(active uint16) []string {
+	out := []string{}
+	if active >= ProtocolHealthVersions {
+		out = append(out, FeatureHealthVersions)
+	}
+	return out
+}
+
 // ActiveProtocol is the cluster's active protocol version as this node
 // sees it (docs/protocol.md, rule 21): the highest version every voter of
 // the membership speaks, by the range in each voter's last hello (this

@@ -37,3 +37,16 @@ func TestActiveProtocol(t *testing.T) {
 		}
 	}
 }
+
+// A gated feature is on only from its protocol version on.
+func TestFeatures(t *testing.T) {
+	if f := Features(ProtocolHealthVersions - 1); len(f) != 0 || f == nil {
+		t.Fatalf("at %d: %v, want an empty list", ProtocolHealthVersions-1, f)
+	}
+	if f := Features(ProtocolHealthVersions); len(f) != 1 || f[0] != FeatureHealthVersions {
+		t.Fatalf("at %d: %v", ProtocolHealthVersions, f)
+	}
+	if mbp.ProtocolMax < ProtocolHealthVersions {
+		t.Fatalf("this build speaks up to %d, below its own feature's %d", mbp.ProtocolMax, ProtocolHealthVersions)
+	}
+}

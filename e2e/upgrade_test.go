@@ -1,0 +1,330 @@
+//go:build unix
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/muninndb/muninn/shell/apitypes"
+	"github.com/muninndb/muninn/shell/client"
+)
+
+// Issue 16, parts 1 and 2: a rolling upgrade from the previous release,
+// built from this repository's own history (e2e/testdata/previous-release),
+// to this build under a steady write load, a rollback of one node, and a
+// build before protocol negotiation refused.
+
+// Protocol versions: the previous release speaks 2 only, this build 2..3;
+// protocol 3's gated feature is member versions in the health answer.
+const (
+	protoPrevious = 2
+	protoNew      = 3
+)
+
+// releases reads e2e/testdata/previous-release: name -> commit.
+func releases(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "previous-release"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		fs := strings.Fields(s)
+		if len(fs) != 2 || len(fs[1]) != 40 {
+			t.Fatalf("testdata/previous-release line %d: %q: want \"<name> <40-hex commit>\"", line, s)
+		}
+		out[fs[0]] = fs[1]
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// releaseBinary builds muninn at commit from this repository's history
+// (git archive | tar -x, go build), cached per commit under os.TempDir()
+// so reruns are cheap. Without the commit in the history (a shallow
+// clone) the test fails when CI is set and skips otherwise.
+func releaseBinary(t *testing.T, name, commit string) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("the %s release %s is not in this clone's git history (a shallow clone? fetch it with git fetch --unshallow): %v %s", name, commit, err, out)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := filepath.Join(os.TempDir(), "muninn-release-"+commit)
+	bin := filepath.Join(dir, "muninn")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.MkdirTemp(dir, "src-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(src)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	archive := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, commit, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("git archive %s into %s: %v\n%s", commit, src, err, out)
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf("muninn.tmp-%d", os.Getpid()))
+	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-ldflags", "-X main.version="+name+"-"+commit[:12], "-o", tmp, "./cmd/muninn")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the %s release %s: %v\n%s", name, commit, err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("built the %s release %s in %s: %s", name, commit[:12], time.Since(start).Round(time.Millisecond), bin)
+	return bin
+}
+
+// startWith starts n with the muninn binary bin (the harness's start runs
+// binPath; e2e tests are not parallel).
+func startWith(n *node, bin string) {
+	n.c.t.Helper()
+	saved := binPath
+	binPath = bin
+	defer func() { binPath = saved }()
+	n.start()
+}
+
+// health is GET /v1/cluster/health on n.
+func (n *node) health() (apitypes.Health, error) {
+	r, err := n.raw("GET", "/v1/cluster/health", nil)
+	if err != nil {
+		return apitypes.Health{}, err
+	}
+	var h apitypes.Health
+	if err := json.Unmarshal(r.body, &h); err != nil {
+		return h, fmt.Errorf("HTTP %d, body %q: %v", r.status, r.body, err)
+	}
+	return h, nil
+}
+
+// waitProtocol waits until every node of ns reports active protocol want
+// in its info, with the protocol-3 feature on exactly when want is 3 (in
+// info's features and in the health answer's versions), and returns each
+// node's own binary version.
+func (c *cluster) waitProtocol(ns []*node, want int, d time.Duration) map[string]string {
+	c.t.Helper()
+	versions := map[string]string{}
+	c.waitFor(fmt.Sprintf("every node to report active protocol %d", want), d, func() (bool, string) {
+		for _, n := range ns {
+			info, err := n.info()
+			if err != nil {
+				return false, fmt.Sprintf("%s: %v", n.id, err)
+			}
+			if int(info.ActiveProtocol) != want {
+				return false, fmt.Sprintf("%s: active protocol %d", n.id, info.ActiveProtocol)
+			}
+			on := len(info.Features) == 1 && info.Features[0] == "health_versions"
+			if on != (want >= protoNew) {
+				return false, fmt.Sprintf("%s: features %v at protocol %d", n.id, info.Features, want)
+			}
+			h, err := n.health()
+			if err != nil {
+				return false, fmt.Sprintf("%s: %v", n.id, err)
+			}
+			if shown := h.ActiveProtocol != 0 && len(h.Members) > 0 && h.Members[0].Version != ""; shown != (want >= protoNew) {
+				return false, fmt.Sprintf("%s: health at protocol %d shows versions: %v (%+v)", n.id, want, shown, h)
+			}
+			for _, m := range info.Members {
+				if m.Version == "" {
+					return false, fmt.Sprintf("%s does not know %s's version yet", n.id, m.ID)
+				}
+			}
+			versions[n.id] = info.Version
+		}
+		return true, ""
+	})
+	return versions
+}
+
+// TestRollingUpgrade: a 3-node cluster of the previous release under a
+// steady quorum write load through the Go client; each node in turn (the
+// Lobes, then the Cortex, which hands off) SIGTERMed and restarted on its
+// data directory with this build: the active protocol stays 2 while any
+// voter runs the previous release and becomes 3, switching protocol 3's
+// feature on, once all run this build; one node rolled back to the
+// previous release turns it off again and everything goes on working. No
+// write fails and every acknowledged write is present. Then a build before
+// negotiation started as a 4th node seeded at the cluster is refused, and
+// this build's nodes log both versions.
+func TestRollingUpgrade(t *testing.T) {
+	needBinary(t)
+	rel := releases(t)
+	prev := releaseBinary(t, "previous", rel["previous"])
+	tooOld := releaseBinary(t, "too-old", rel["too-old"])
+	cur := binPath
+
+	c := newCluster(t, 0, 0)
+	ns := c.addN(3)
+	for _, n := range ns {
+		startWith(n, prev)
+	}
+	c.waitCortex(ns, 20*time.Second)
+	c.waitAllHealthy(ns, 30*time.Second)
+	prevVersions := c.waitProtocol(ns, protoPrevious, 20*time.Second)
+	prevVersion := prevVersions[ns[0].id]
+	if !strings.Contains(prevVersion, rel["previous"][:12]) {
+		t.Fatalf("the previous release reports version %q; want it to name %s", prevVersion, rel["previous"][:12])
+	}
+
+	var ws []*writer
+	for i := range envInt("E2E_UPGRADE_WRITERS", 2) {
+		cl := client.New(ns[i%len(ns)].url(), client.WithEndpoints(urls(ns)...))
+		ws = append(ws, startWriter(t, cl, fmt.Sprintf("upgrade-%d", i), "quorum", 5*time.Millisecond))
+	}
+	w := ws[0]
+	c.waitAcks(w, 30, 10*time.Second)
+
+	// restart SIGTERMs n (a Cortex hands off first) and starts bin on its
+	// data directory, then waits for a healthy cluster and more writes.
+	var report []string
+	restart := func(n *node, bin, what string) {
+		t.Helper()
+		role := "lobe"
+		if c.cortexNow(ns) == n {
+			role = "cortex"
+		}
+		from := time.Now()
+		n.signal(syscall.SIGTERM)
+		if st := n.waitExit(20 * time.Second); st == nil || !st.Success() {
+			t.Fatalf("%s exited with %v after SIGTERM; want status 0", n.id, st)
+		}
+		c.waitAcks(w, 10, 20*time.Second)
+		again := time.Now()
+		startWith(n, bin)
+		c.waitAllHealthy(ns, 60*time.Second)
+		c.waitAcks(w, 10, 20*time.Second)
+		stop, _ := stallIn(ws, from, again)
+		rejoin, _ := stallIn(ws, again, time.Now())
+		report = append(report, fmt.Sprintf("%s (%s) %s: longest write pause %s across the stop, %s across the restart",
+			n.id, role, what, stop.Round(time.Millisecond), rejoin.Round(time.Millisecond)))
+	}
+
+	cx := c.cortexNow(ns)
+	order := append(others(ns, cx), cx)
+	for i, n := range order {
+		restart(n, cur, "upgraded")
+		if i < len(order)-1 {
+			// A voter still runs the previous release.
+			c.waitProtocol(ns, protoPrevious, 20*time.Second)
+		}
+	}
+	newVersions := c.waitProtocol(ns, protoNew, 20*time.Second)
+	newVersion := newVersions[ns[0].id]
+	if newVersion == prevVersion {
+		t.Fatalf("this build and the previous release both report version %q", newVersion)
+	}
+	// Every node's info lists every member with this build's version.
+	for _, n := range ns {
+		for _, m := range n.mustInfo().Members {
+			if m.Version != newVersion || m.Protocol != "2..3" {
+				t.Fatalf("%s lists %s as %q protocol %q; want %q 2..3", n.id, m.ID, m.Version, m.Protocol, newVersion)
+			}
+		}
+	}
+
+	// Roll one Lobe back: active protocol 2 again, the feature off.
+	cx = c.cortexNow(ns)
+	back := others(ns, cx)[0]
+	restart(back, prev, "rolled back")
+	c.waitProtocol(ns, protoPrevious, 20*time.Second)
+	for _, m := range cx.mustInfo().Members {
+		if want := map[bool]string{true: prevVersion, false: newVersion}[m.ID == back.id]; m.Version != want {
+			t.Fatalf("the Cortex lists %s as %q; want %q", m.ID, m.Version, want)
+		}
+	}
+	c.waitAcks(w, 30, 20*time.Second)
+
+	for _, w := range ws {
+		w.stop()
+	}
+	cx = c.cortexNow(ns)
+	total, failed := 0, 0
+	for _, w := range ws {
+		acks, fails := w.snapshot()
+		got, err := cx.listIDs(w.vault, "strong")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAcked(t, "the Cortex "+cx.id, acks, got)
+		checkRefused(t, "the Cortex "+cx.id, fails, got)
+		for i, f := range fails[:min(len(fails), 3)] {
+			t.Errorf("vault %s: failed write %d of %d at %s (after %s): %v", w.vault, i+1, len(fails), f.end.Format("15:04:05.000"), f.end.Sub(f.start).Round(time.Millisecond), f.err)
+		}
+		total, failed = total+len(acks), failed+len(fails)
+	}
+
+	// A build before negotiation, seeded at the cluster: refused by every
+	// node, this build's naming both versions in their logs; it never
+	// becomes a member.
+	old := c.add("muninn-04")
+	old.seeds = ns
+	startWith(old, tooOld)
+	upgraded := others(ns, back)
+	c.waitFor("this build's nodes to log the too-old node's refusal", 30*time.Second, func() (bool, string) {
+		for _, n := range upgraded {
+			if !refusalLogged(n.logText(), newVersion) {
+				return false, n.id + " has not logged it"
+			}
+		}
+		return true, ""
+	})
+	c.waitFor("the too-old node to log why it was refused", 20*time.Second, func() (bool, string) {
+		return strings.Contains(old.logText(), "no common protocol version"), ""
+	})
+	if got := len(c.cortexNow(ns).mustInfo().Members); got != 3 {
+		t.Fatalf("the cluster has %d members after the too-old node tried to join; want 3", got)
+	}
+	old.signal(syscall.SIGTERM)
+	old.waitExit(20 * time.Second)
+	if t.Failed() {
+		return
+	}
+	t.Logf("rolling upgrade %s (protocol %d) -> %s (protocol 2..%d), rollback of %s, %d writers: %d writes acknowledged (all present), %d failed:\n  %s",
+		prevVersion, protoPrevious, newVersion, protoNew, back.id, len(ws), total, failed, strings.Join(report, "\n  "))
+}
+
+// refusalLogged reports whether log holds the refusal of a build before
+// negotiation, naming this build's version and the peer's.
+func refusalLogged(log, version string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "no common protocol version") && strings.Contains(line, version) &&
+			strings.Contains(line, "a build before protocol negotiation") && strings.Contains(line, "muninn-04") {
+			return true
+		}
+	}
+	return false
+}
