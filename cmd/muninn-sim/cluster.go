@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,7 +37,10 @@ type clusterCmd struct {
 	Build          bool          `default:"true" negatable:"" help:"Build the image with deploy/build.sh first (--no-build: use the existing image; docker runtime)."`
 	DeployDir      string        `type:"path" placeholder:"DIR" help:"The repository's deploy/ directory (default: found above the working directory)."`
 	Keep           bool          `help:"Leave the last topology running afterwards, for inspection (docker runtime)."`
-	Seed           uint64        `help:"Seed of the storage nemeses' choice of node (0: random; every run prints its seed)."`
+	Seed           uint64        `help:"Seed of the storage nemeses' choice of node, or of the whole --soak schedule (0: random; every run prints its seed)."`
+	Soak           int           `placeholder:"N" help:"Run a soak instead: N rounds drawn from --topology x --nemesis by one seed (printed), each on a fresh topology; rounds with anomalies leave their report, history and replay command in --report-dir (default: TMPDIR/muninn-soak-SEED). See docs/reliability.md."`
+	OnlyRound      int           `placeholder:"I" help:"With --soak and --seed: run round I (1-based) of that schedule alone (the replay command of a round)."`
+	Budget         time.Duration `help:"With --soak: start no round after this much time (0: no bound but the run's own); the soak stops by itself."`
 }
 
 func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
@@ -53,6 +57,20 @@ func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
 	if c.Duration < time.Second || c.Rounds < 1 || c.HeartbeatMs < 10 || c.HeartbeatMs > 60000 || c.ClientsPerNode < 1 || c.MaxOps < 1 {
 		log.Error("bad option", "err", "--duration must be at least 1s, --rounds and --clients-per-node and --max-ops positive, --heartbeat-ms 10..60000")
 		return exitUsage
+	}
+	if c.Soak < 0 || c.OnlyRound < 0 || c.Budget < 0 || (c.Soak == 0 && (c.OnlyRound > 0 || c.Budget > 0)) || (c.OnlyRound > 0 && (c.Seed == 0 || c.OnlyRound > c.Soak)) {
+		log.Error("bad option", "err", "--only-round and --budget need --soak N; --only-round I needs the soak's --seed and 1 <= I <= N")
+		return exitUsage
+	}
+	if c.Soak > 0 && c.Rounds != 1 {
+		log.Error("bad option", "err", "--rounds does not apply to --soak: the soak draws its N rounds itself")
+		return exitUsage
+	}
+	if c.Soak > 0 && c.Seed == 0 {
+		c.Seed = rand.Uint64() | 1
+	}
+	if c.Soak > 0 && c.ReportDir == "" {
+		c.ReportDir = cluster.SoakReportDir(c.Seed)
 	}
 	if c.Keep && c.Runtime == "netns" {
 		log.Error("bad option", "err", "--keep needs --runtime docker: the netns runtime's nodes log through the harness and stop with it")
@@ -89,8 +107,12 @@ func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
 	wl := cluster.DefaultWorkload
 	wl.ClientsPerNode, wl.MaxOps = c.ClientsPerNode, c.MaxOps
 	o := cluster.Options{Topologies: topos, Nemeses: nems, Duration: c.Duration, Rounds: c.Rounds, HeartbeatMs: c.HeartbeatMs,
-		Workload: wl, ReportDir: c.ReportDir, DeployDir: deploy, Image: c.Image, Build: c.Build, Keep: c.Keep, Out: out, Seed: c.Seed, Runtime: c.Runtime}
+		Workload: wl, ReportDir: c.ReportDir, DeployDir: deploy, Image: c.Image, Build: c.Build, Keep: c.Keep, Out: out, Seed: c.Seed, Runtime: c.Runtime,
+		Soak: c.Soak, OnlyRound: c.OnlyRound, Budget: c.Budget}
 	fmt.Fprintf(out, "muninn-sim cluster: runtime=%s topology=%s nemesis=%s duration=%s rounds=%d heartbeat_ms=%d\n", c.Runtime, c.Topology, c.Nemesis, c.Duration, c.Rounds, c.HeartbeatMs)
+	if c.Soak > 0 {
+		fmt.Fprintf(out, "soak: %d rounds, seed %d, budget %s, only round %d (0: all), reports of anomalies in %s\n", c.Soak, c.Seed, c.Budget, c.OnlyRound, c.ReportDir)
+	}
 	s, err := cluster.Run(ctx, o)
 	if c.ReportDir != "" {
 		fmt.Fprintf(out, "reports in %s\n", c.ReportDir)

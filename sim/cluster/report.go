@@ -75,6 +75,9 @@ func printReport(w io.Writer, r *Report) {
 	for _, a := range r.Anomalies {
 		p("ANOMALY    %s: %s", a.Check, a.Detail)
 	}
+	if r.Replay != "" && len(r.Anomalies) > 0 {
+		p("replay     %s", r.Replay)
+	}
 }
 
 func byNode(m map[string]int) string {

@@ -47,6 +47,18 @@ type Options struct {
 	// checkout, in network namespaces the run makes; runtime_netns.go).
 	Runtime string
 
+	// Soak, when positive, runs a seeded random schedule of Soak rounds
+	// (topology × nemesis, soak.go) instead of every topology under every
+	// nemesis; OnlyRound (1-based) runs round OnlyRound of it alone;
+	// Budget bounds the soak (no round starts after it; 0: none but the
+	// run's own bound).
+	Soak      int
+	OnlyRound int
+	Budget    time.Duration
+
+	// soakRound is the soak round a runTopology call runs.
+	soakRound *SoakRound
+
 	// afterUp, when set (tests), sees every cluster once it is up.
 	afterUp func(*Cluster)
 }
@@ -68,6 +80,10 @@ type Summary struct {
 	Segments    []*Report     `json:"segments"`
 	// Error is a harness error that stopped the run early ("" if none).
 	Error string `json:"error,omitempty"`
+	// Soak is the number of rounds of a soak's schedule (0: not a soak);
+	// SoakStopped says why it stopped early ("" if it did not).
+	Soak        int    `json:"soak,omitempty"`
+	SoakStopped string `json:"soak_stopped,omitempty"`
 }
 
 // Anomalies counts the anomalies of every segment.
@@ -115,6 +131,18 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 	// Every run stops by itself: a bound from the plan.
 	perSeg := o.Duration + o.Workload.Timeout + 2*time.Minute
 	budget := time.Duration(len(o.Topologies))*(5*time.Minute+time.Duration(len(o.Nemeses)*o.Rounds)*perSeg) + 10*time.Minute
+	if o.Soak > 0 {
+		s.Soak = o.Soak
+		rounds := o.Soak
+		if o.OnlyRound > 0 {
+			rounds = 1
+		}
+		// A round is a topology brought up, one segment, taken down.
+		budget = time.Duration(rounds)*(5*time.Minute+perSeg) + 10*time.Minute
+		if o.Budget > 0 {
+			budget = min(budget, o.Budget+5*time.Minute+perSeg+10*time.Minute)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	switch o.Runtime {
@@ -162,6 +190,9 @@ func runAll(ctx context.Context, o Options, s *Summary, logf func(string, ...any
 	api := NewAPI(token)
 	defer api.Close()
 	up := func(ctx context.Context, t Topology) (*Cluster, error) { return Up(ctx, d, api, o.DeployDir, t, logf) }
+	if o.Soak > 0 {
+		return runSoak(ctx, o, s, api, up, logf)
+	}
 	for ti, t := range o.Topologies {
 		if err := runTopology(ctx, o, s, api, up, t, logf, o.Keep && ti == len(o.Topologies)-1); err != nil {
 			return err
@@ -217,6 +248,9 @@ func runNetns(ctx context.Context, o Options, s *Summary, logf func(string, ...a
 	api := NewAPI(token)
 	defer api.Close()
 	up := func(ctx context.Context, t Topology) (*Cluster, error) { return UpNetns(ctx, env, api, t, logf) }
+	if o.Soak > 0 {
+		return runSoak(ctx, o, s, api, up, logf)
+	}
 	for ti, t := range o.Topologies {
 		if err := runTopology(ctx, o, s, api, up, t, logf, o.Keep && ti == len(o.Topologies)-1); err != nil {
 			return err
@@ -260,11 +294,16 @@ func runTopology(ctx context.Context, o Options, s *Summary, api *API, up func(c
 			}
 			seg := &segment{o: o, c: c, api: api, nemesis: nem, round: round, index: len(s.Segments), logf: logf,
 				rng: rand.New(rand.NewPCG(o.Seed, uint64(len(s.Segments))))}
+			if r := o.soakRound; r != nil {
+				// A soak round: its own seed, whatever ran before it.
+				seg.round, seg.rng = r.Index, rand.New(rand.NewPCG(r.Seed, 0))
+			}
 			rep, err := seg.run(ctx)
 			if rep != nil {
 				s.Segments = append(s.Segments, rep)
 				printReport(o.Out, rep)
-				if o.ReportDir != "" {
+				// A soak keeps the files of its rounds with anomalies only.
+				if o.ReportDir != "" && (o.soakRound == nil || len(rep.Anomalies) > 0) {
 					if werr := writeReport(ctx, o.ReportDir, rep, seg); werr != nil {
 						logf("writing the report: %v", werr)
 					}

@@ -64,6 +64,9 @@ type Report struct {
 	Membership *Membership `json:"membership,omitempty"`
 	// Events is what the event subscribers saw (events.go).
 	Events *EventsView `json:"events,omitempty"`
+	// Replay is the command that reruns this soak round alone ("" outside
+	// a soak).
+	Replay string `json:"replay,omitempty"`
 	// Unrecovered: the cluster did not come back; later segments of the
 	// topology are skipped.
 	Unrecovered bool `json:"unrecovered,omitempty"`
@@ -112,6 +115,9 @@ type segment struct {
 }
 
 func (s *segment) name() string {
+	if r := s.o.soakRound; r != nil {
+		return soakName(*r)
+	}
 	n := s.c.Topo.Name + "-" + s.nemesis
 	if s.o.Rounds > 1 {
 		n += fmt.Sprintf("-r%d", s.round)
