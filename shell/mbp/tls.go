@@ -34,6 +34,16 @@ var ErrTLS = errors.New("mbp: TLS failed")
 // opened a TLS listener's connection without TLS, so its log says why.
 const plaintextRefusal = "this node requires TLS on MBP (cluster.tls): set cluster.tls.cert, key and ca on every node"
 
+// KeyError is a LoadTLS failure with the configuration key it is about
+// (cluster.tls.cert, .key or .ca), so a refused reload can name it.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return e.Err.Error() }
+func (e *KeyError) Unwrap() error { return e.Err }
+
 // LoadTLS reads cluster.tls and returns a configuration for both ends of an
 // MBP connection: TLS 1.3 only; as a server it requires a client certificate
 // that chains to the CA; as a client it presents this node's certificate and
@@ -57,32 +67,32 @@ func LoadTLS(f TLSFiles) (*tls.Config, error) {
 		{"cluster.tls.cert", f.CertFile}, {"cluster.tls.key", f.KeyFile}, {"cluster.tls.ca", f.CAFile},
 	} {
 		if k.file == "" {
-			return nil, fmt.Errorf("mbp: %s is not set: MBP TLS needs cluster.tls.cert, cluster.tls.key and cluster.tls.ca together", k.key)
+			return nil, &KeyError{Key: k.key, Err: fmt.Errorf("mbp: %s is not set: MBP TLS needs cluster.tls.cert, cluster.tls.key and cluster.tls.ca together", k.key)}
 		}
 	}
 	certPEM, err := os.ReadFile(f.CertFile)
 	if err != nil {
-		return nil, fmt.Errorf("mbp: cluster.tls.cert: %w", err)
+		return nil, &KeyError{Key: "cluster.tls.cert", Err: fmt.Errorf("mbp: cluster.tls.cert: %w", err)}
 	}
 	chain, err := parseCerts(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("mbp: cluster.tls.cert: %s: %w", f.CertFile, err)
+		return nil, &KeyError{Key: "cluster.tls.cert", Err: fmt.Errorf("mbp: cluster.tls.cert: %s: %w", f.CertFile, err)}
 	}
 	keyPEM, err := os.ReadFile(f.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("mbp: cluster.tls.key: %w", err)
+		return nil, &KeyError{Key: "cluster.tls.key", Err: fmt.Errorf("mbp: cluster.tls.key: %w", err)}
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("mbp: cluster.tls.key: %s: %v (is it the private key of cluster.tls.cert %s?)", f.KeyFile, err, f.CertFile)
+		return nil, &KeyError{Key: "cluster.tls.key", Err: fmt.Errorf("mbp: cluster.tls.key: %s: %v (is it the private key of cluster.tls.cert %s?)", f.KeyFile, err, f.CertFile)}
 	}
 	caPEM, err := os.ReadFile(f.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("mbp: cluster.tls.ca: %w", err)
+		return nil, &KeyError{Key: "cluster.tls.ca", Err: fmt.Errorf("mbp: cluster.tls.ca: %w", err)}
 	}
 	cas, err := parseCerts(caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("mbp: cluster.tls.ca: %s: %w", f.CAFile, err)
+		return nil, &KeyError{Key: "cluster.tls.ca", Err: fmt.Errorf("mbp: cluster.tls.ca: %s: %w", f.CAFile, err)}
 	}
 	pool := x509.NewCertPool()
 	for _, c := range cas {
@@ -93,9 +103,9 @@ func LoadTLS(f TLSFiles) (*tls.Config, error) {
 		name  string
 	}{{x509.ExtKeyUsageServerAuth, "server"}, {x509.ExtKeyUsageClientAuth, "client"}} {
 		if err := verifyChain(chain, pool, u.usage); err != nil {
-			return nil, fmt.Errorf("mbp: cluster.tls.cert: %s does not verify against cluster.tls.ca %s for TLS %s authentication: %v "+
+			return nil, &KeyError{Key: "cluster.tls.cert", Err: fmt.Errorf("mbp: cluster.tls.cert: %s does not verify against cluster.tls.ca %s for TLS %s authentication: %v "+
 				"(every node both dials and accepts: its certificate needs the serverAuth and clientAuth extended key usages, or none)",
-				f.CertFile, f.CAFile, u.name, err)
+				f.CertFile, f.CAFile, u.name, err)}
 		}
 	}
 	return &tls.Config{

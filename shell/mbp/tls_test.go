@@ -163,6 +163,11 @@ func TestLoadTLSErrors(t *testing.T) {
 				t.Errorf("%s: %q does not mention %q", c.name, err, w)
 			}
 		}
+		// The key, for a reload's refusal to name (its first word here).
+		var ke *KeyError
+		if !errors.As(err, &ke) || ke.Key != c.want[0] && !strings.HasPrefix(c.want[0], ke.Key) {
+			t.Errorf("%s: KeyError %+v, want the key %s", c.name, ke, c.want[0])
+		}
 	}
 	// A transport with a bad file reports it from Listen and Connect.
 	bad := good

@@ -54,6 +54,10 @@ func ApplyReload(n *Node, old, next config.Config, live []string, lv *slog.Level
 	cl := next.Cluster
 	if n.opts.Cluster && cl.TLS.Enabled() && old.Cluster.TLS.Enabled() {
 		changed, err := n.SetTLS(mbp.TLSFiles{CertFile: cl.TLS.Cert, KeyFile: cl.TLS.Key, CAFile: cl.TLS.CA})
+		if ke := (*mbp.KeyError)(nil); errors.As(err, &ke) {
+			// Named in the refusal's fields, like a validation error.
+			return nil, &config.FieldError{Key: ke.Key, Msg: err.Error()}
+		}
 		if err != nil {
 			return nil, err
 		}
