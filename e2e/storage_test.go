@@ -75,12 +75,19 @@ func TestCorruptWALRefusesStart(t *testing.T) {
 	if len(logs) == 0 {
 		t.Fatalf("no write-ahead log in %s", filepath.Join(lobe.dataDir(), "db"))
 	}
+	// The largest log: the writes may span a rotation (a memtable flush
+	// starts a new log), and damage in any log with records after it must
+	// stop the node.
+	var wal string
+	var walSize int64 = -1
 	for _, l := range logs {
 		if st, err := os.Stat(l); err == nil {
 			t.Logf("%s: %s, %d bytes", lobe.id, filepath.Base(l), st.Size())
+			if st.Size() > walSize {
+				wal, walSize = l, st.Size()
+			}
 		}
 	}
-	wal := logs[len(logs)-1] // zero-padded numbers: the newest sorts last
 	b, err := os.ReadFile(wal)
 	if err != nil {
 		t.Fatal(err)
