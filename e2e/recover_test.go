@@ -350,3 +350,52 @@ func TestClusterRecoverForceDivergent(t *testing.T) {
 	after := quorumWrites(t, client.New(surv.url()), "diverge", "after the rejoin", 10)
 	c.waitHasAll(cx, "diverge", slices.Concat(acked, after), 15*time.Second)
 }
+
+// TestClusterRecoverForceRefusedWhileQuorumReachable: review 15's finding
+// 7 with real processes. Three nodes take quorum writes and are all killed
+// with SIGKILL; two data directories survive. `--force` on one of them,
+// given both, is refused: the two would form a quorum if started, and
+// nothing is written to either store. Doing what the refusal says, starting
+// them again, elects a Cortex on its own that serves every acknowledged
+// write.
+func TestClusterRecoverForceRefusedWhileQuorumReachable(t *testing.T) {
+	c := newCluster(t, fastHB, fastLease)
+	ns := c.addN(3)
+	c.startAll()
+	cx := c.waitCortex(ns, 20*time.Second)
+	acked := quorumWrites(t, client.New(cx.url()), "reachable", "before the crash", 30)
+	for _, n := range ns {
+		n.kill9()
+	}
+	gone, kept := ns[0], ns[1:]
+	if err := os.RemoveAll(gone.dataDir()); err != nil {
+		t.Fatal(err)
+	}
+	survey := []string{"cluster", "recover", "--json"}
+	for _, n := range kept {
+		survey = append(survey, "--data-dir", n.id+"="+n.dataDir())
+	}
+	before, _, _ := cli(t, survey...)
+
+	args := []string{"cluster", "recover", "--force", "--node", kept[0].id}
+	for _, n := range kept {
+		args = append(args, "--data-dir", n.id+"="+n.dataDir())
+	}
+	out, stderr, code := cli(t, args...)
+	t.Logf("muninn %s:\n%s%s", strings.Join(args, " "), out, stderr)
+	if code != 1 || !strings.Contains(stderr, "refusing --force: a quorum is reachable") || !strings.Contains(stderr, "are 2 of 3 (quorum 2)") ||
+		!strings.Contains(stderr, "start them again instead") {
+		t.Fatalf("--force with two of three voters' data: exit %d, want 1 and the quorum-reachable refusal", code)
+	}
+	if after, _, _ := cli(t, survey...); after != before {
+		t.Errorf("the refused --force changed a store: the survey before\n%s\nand after\n%s", before, after)
+	}
+
+	for _, n := range kept {
+		n.start()
+	}
+	nx := c.waitCortex(kept, 30*time.Second)
+	c.waitFor("every acknowledged write on "+nx.id, 15*time.Second, func() (bool, string) {
+		return missingAcked(nx, "reachable", acked)
+	})
+}
