@@ -26,7 +26,7 @@ const exitHarness = 1
 type clusterCmd struct {
 	Runtime        string        `default:"docker" enum:"docker,netns" help:"What runs the nodes: docker (containers of the image, the compose files) or netns (processes of a muninn built from this checkout, in network namespaces the run makes; needs root, iproute2, iptables). See docs/reliability.md."`
 	Topology       string        `default:"all" help:"three, sentinel, five, observer (comma-separated) or all."`
-	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem, wipe, restore-old, corrupt-wal, fill-disk, lobe-down, rolling, churn (comma-separated) or all (docs/reliability.md; churn needs --runtime netns and skips the sentinel topology)."`
+	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem, wipe, restore-old, corrupt-wal, fill-disk, lobe-down, rolling, churn, snapshot-kill (comma-separated) or all (docs/reliability.md; churn and snapshot-kill need --runtime netns and skip the sentinel topology)."`
 	Duration       time.Duration `default:"10s" help:"Length of each nemesis segment: the fault starts after a quarter of it and heals after three quarters; recovery and checks follow."`
 	Rounds         int           `default:"1" help:"Repeat every nemesis this many times (a longer soak: e.g. --rounds 10 --duration 30s)."`
 	HeartbeatMs    int           `name:"heartbeat-ms" default:"1000" help:"The nodes' cluster.heartbeat_ms (1000 is the product default; lease_ttl follows)."`
@@ -38,6 +38,7 @@ type clusterCmd struct {
 	DeployDir      string        `type:"path" placeholder:"DIR" help:"The repository's deploy/ directory (default: found above the working directory)."`
 	Keep           bool          `help:"Leave the last topology running afterwards, for inspection (docker runtime)."`
 	Seed           uint64        `help:"Seed of the storage nemeses' choice of node, or of the whole --soak schedule (0: random; every run prints its seed)."`
+	MuninnBinary   string        `name:"muninn-binary" type:"path" placeholder:"FILE" help:"With --runtime netns: run this muninn binary instead of building cmd/muninn from the checkout."`
 	Soak           int           `placeholder:"N" help:"Run a soak instead: N rounds drawn from --topology x --nemesis by one seed (printed), each on a fresh topology; rounds with anomalies leave their report, history and replay command in --report-dir (default: TMPDIR/muninn-soak-SEED). See docs/reliability.md."`
 	OnlyRound      int           `placeholder:"I" help:"With --soak and --seed: run round I (1-based) of that schedule alone (the replay command of a round)."`
 	Budget         time.Duration `help:"With --soak: start no round after this much time (0: no bound but the run's own); the soak stops by itself."`
@@ -108,7 +109,7 @@ func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
 	wl.ClientsPerNode, wl.MaxOps = c.ClientsPerNode, c.MaxOps
 	o := cluster.Options{Topologies: topos, Nemeses: nems, Duration: c.Duration, Rounds: c.Rounds, HeartbeatMs: c.HeartbeatMs,
 		Workload: wl, ReportDir: c.ReportDir, DeployDir: deploy, Image: c.Image, Build: c.Build, Keep: c.Keep, Out: out, Seed: c.Seed, Runtime: c.Runtime,
-		Soak: c.Soak, OnlyRound: c.OnlyRound, Budget: c.Budget}
+		Soak: c.Soak, OnlyRound: c.OnlyRound, Budget: c.Budget, Binary: c.MuninnBinary}
 	fmt.Fprintf(out, "muninn-sim cluster: runtime=%s topology=%s nemesis=%s duration=%s rounds=%d heartbeat_ms=%d\n", c.Runtime, c.Topology, c.Nemesis, c.Duration, c.Rounds, c.HeartbeatMs)
 	if c.Soak > 0 {
 		fmt.Fprintf(out, "soak: %d rounds, seed %d, budget %s, only round %d (0: all), reports of anomalies in %s\n", c.Soak, c.Seed, c.Budget, c.OnlyRound, c.ReportDir)

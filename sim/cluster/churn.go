@@ -36,6 +36,9 @@ type Membership struct {
 	Removed string `json:"removed,omitempty"`
 	// Promoted is how long the added learner took to become a voter.
 	Promoted time.Duration `json:"promoted_ns,omitempty"`
+	// KilledLearner (snapshot-kill): the kill landed while the added node
+	// was still a learner in the Cortex's view.
+	KilledLearner bool `json:"killed_learner,omitempty"`
 }
 
 // Step is one action of a membership nemesis.
@@ -224,6 +227,7 @@ func (s *segment) addSpare(ctx context.Context, m *Membership, kill func(time.Du
 func (s *segment) handOffAndRemove(ctx context.Context, m *Membership, old Node) error {
 	c := s.c
 	t0 := s.w.now()
+	handed := false
 	err := adminRetry(ctx, 30*time.Second, "handing off from "+old.ID, func(ctx context.Context) error {
 		id, _, err := c.Cortex(ctx)
 		if err != nil {
@@ -232,6 +236,7 @@ func (s *segment) handOffAndRemove(ctx context.Context, m *Membership, old Node)
 		if id != old.ID {
 			return nil
 		}
+		handed = true
 		_, err = s.api.Client(old).Failover(ctx, "")
 		return err
 	})
@@ -255,7 +260,9 @@ func (s *segment) handOffAndRemove(ctx context.Context, m *Membership, old Node)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	m.step(s, t0, "handed off %s -> %s", old.ID, now)
+	if handed {
+		m.step(s, t0, "handed off %s -> %s", old.ID, now)
+	}
 	t1 := s.w.now()
 	err = adminRetry(ctx, 30*time.Second, "removing "+old.ID, func(ctx context.Context) error {
 		cn, _, err := s.cortexNode(ctx)

@@ -42,6 +42,9 @@ type Options struct {
 	Out io.Writer
 	// Seed picks the storage nemeses' targets (0: a random seed, printed).
 	Seed uint64
+	// Binary, in the netns runtime, is a muninn binary to run instead of
+	// building cmd/muninn from the checkout ("" builds it).
+	Binary string
 	// Runtime runs the nodes: "docker" (the default: containers, compose
 	// files, the image) or "netns" (processes of a binary built from the
 	// checkout, in network namespaces the run makes; runtime_netns.go).
@@ -231,12 +234,17 @@ func runNetns(ctx context.Context, o Options, s *Summary, logf func(string, ...a
 	}
 	defer os.RemoveAll(bin)
 	t0 := time.Now()
-	binary, err := BuildMuninn(ctx, filepath.Dir(o.DeployDir), bin)
-	if err != nil {
-		return err
+	binary, what := o.Binary, "using"
+	if binary == "" {
+		what = "built"
+		if binary, err = BuildMuninn(ctx, filepath.Dir(o.DeployDir), bin); err != nil {
+			return err
+		}
+	} else if st, err := os.Stat(binary); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("--muninn-binary %s: not an executable file (%v)", binary, err)
 	}
-	logf("netns runtime: built %s in %s; heartbeat %d ms, %s per nemesis, %d round(s), seed %d, run bounded by %s",
-		binary, time.Since(t0).Round(time.Millisecond), o.HeartbeatMs, o.Duration, o.Rounds, o.Seed, budget)
+	logf("netns runtime: %s %s in %s; heartbeat %d ms, %s per nemesis, %d round(s), seed %d, run bounded by %s",
+		what, binary, time.Since(t0).Round(time.Millisecond), o.HeartbeatMs, o.Duration, o.Rounds, o.Seed, budget)
 	for _, n := range Nemeses {
 		if why := NotInAll[n]; why != "" && !slices.Contains(o.Nemeses, n) {
 			logf("nemesis %s is not part of all (name it to run it): %s", n, why)
