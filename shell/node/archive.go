@@ -244,6 +244,9 @@ func (a *archiver) pass() {
 		}
 		hi := min(upto, a.next+archive.MaxSegmentEntries-1)
 		es, err := archiveRead(a.n.store, a.next, hi, archiveReadBytes)
+		if errors.Is(err, store.ErrClosed) {
+			return // a snapshot install is swapping the DB: the next pass reads again
+		}
 		if err != nil {
 			a.fail(fmt.Errorf("reading log entries %d..%d to archive: %w", a.next, hi, err))
 			return

@@ -107,6 +107,9 @@ func (s *Store) EntriesMax(lo, hi core.Seq, maxBytes int) ([]core.Entry, error) 
 		}
 		out = append(out, e)
 		size += e.Size()
+		if len(out) == 1 && s.onScan != nil {
+			s.onScan()
+		}
 		return maxBytes <= 0 || size < maxBytes
 	})
 	if err == nil {

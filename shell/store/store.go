@@ -165,6 +165,9 @@ type Store struct {
 	// onInstallStep, set by tests, is called at each step of a snapshot
 	// install's swap (installStep).
 	onInstallStep func(step string)
+	// onScan, set by tests, is called by EntriesMax after the first entry
+	// of its scan (it holds the DB open then).
+	onScan func()
 }
 
 // Open opens (creating if needed) the store in dir. An interrupted
