@@ -101,13 +101,7 @@ func (e *VersionError) Is(target error) bool { return target == ErrProtocol }
 // Fix says what the operator does: upgrade the older side, or roll the
 // newer one back.
 func (e *VersionError) Fix() string {
-	llo, lhi := e.Local.Range()
-	plo, phi := e.Peer.Range()
-	old, young := e.Peer, e.Local
-	lo, hi := llo, lhi
-	if plo > lhi {
-		old, young, lo, hi = e.Local, e.Peer, plo, phi
-	}
+	old, young, lo, hi := e.sides()
 	return fmt.Sprintf("upgrade %s to a release that speaks protocol %s before joining it to this cluster, or roll %s back to a release that speaks protocol %s",
 		describe(old), fmtRange(lo, hi), young.ID, fmtRange(old.Range()))
 }
@@ -116,9 +110,24 @@ func (e *VersionError) Error() string {
 	return fmt.Sprintf("mbp: refused peer %s: this node is %s; no common protocol version: %s", describe(e.Peer), describe(e.Local), e.Fix())
 }
 
-// wireReason is the refusal sent to the peer, cut at 256 bytes.
+// wireReason is the refusal sent to the peer: both sides described and a
+// short fix, so it fits the 256 bytes a refusal carries with node ids and
+// versions of a usual length (TestVersionWireReasonFits); with node ids
+// near their 64-byte limit the end is cut.
 func (e *VersionError) wireReason() string {
-	return fmt.Sprintf("%s %s refuses %s, no common protocol version: %s", protocolReasonPrefix, describe(e.Local), describe(e.Peer), e.Fix())
+	old, young, lo, hi := e.sides()
+	return fmt.Sprintf("%s %s refuses %s: upgrade %s to a release that speaks protocol %s, or roll %s back",
+		protocolReasonPrefix, describe(e.Local), describe(e.Peer), old.ID, fmtRange(lo, hi), young.ID)
+}
+
+// sides returns the older and the younger side and the younger's range.
+func (e *VersionError) sides() (old, young Hello, lo, hi uint16) {
+	llo, lhi := e.Local.Range()
+	plo, phi := e.Peer.Range()
+	if plo > lhi {
+		return e.Local, e.Peer, plo, phi
+	}
+	return e.Peer, e.Local, llo, lhi
 }
 
 // checkVersion refuses a peer whose protocol range does not overlap ours.

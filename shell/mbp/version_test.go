@@ -116,6 +116,11 @@ func TestHandshakeNegotiation(t *testing.T) {
 				}
 			}
 		}
+		for _, err := range []error{rd.err, ra.err} {
+			if !strings.Contains(err.Error(), "or roll node-new back") {
+				t.Errorf("swap %v: %q does not say to roll node-new back", swap, err)
+			}
+		}
 		var ve *VersionError
 		if !errors.As(rd.err, &ve) && !errors.As(ra.err, &ve) {
 			t.Fatalf("swap %v: neither side has a VersionError: %v / %v", swap, rd.err, ra.err)
@@ -214,5 +219,18 @@ func TestTransportVersions(t *testing.T) {
 	}
 	if len(c.Peers()) != 0 || len(d.Peers()) != 0 {
 		t.Fatalf("peers after refusal: %v / %v", c.Peers(), d.Peers())
+	}
+}
+
+// The refusal a peer gets keeps the fix within 256 bytes for long node ids
+// and versions of a usual length.
+func TestVersionWireReasonFits(t *testing.T) {
+	e := &VersionError{
+		Local: Hello{ID: "muninn-node-0001", Version: "muninn v10.20.30 (0123456789ab-dirty)", ProtoMin: 2, ProtoMax: 3},
+		Peer:  Hello{ID: "muninn-node-0004"},
+	}
+	r := e.wireReason()
+	if len(r) > maxReasonLen || !strings.HasSuffix(r, "or roll muninn-node-0001 back") {
+		t.Fatalf("%d bytes: %s", len(r), r)
 	}
 }
