@@ -184,6 +184,11 @@ func (r recoverReport) print(w io.Writer) {
 	for _, id := range r.MissingVoters {
 		fmt.Fprintf(w, "Not heard from: %s. Entries past %s that only %s may have held would be lost if the cluster carried on without it.\n", id, pos, id)
 	}
+	if len(r.RunningVoters)+len(r.StoppedVoters) >= r.Quorum {
+		// --force refuses this case: a quorum is reachable.
+		fmt.Fprintln(w, "Start the stopped voters again: with those running they make a quorum. --force is refused while a quorum is reachable.")
+		return
+	}
 	if f := r.Freshest; f != nil && f.Via == "data_dir" && f.NodeID != "" {
 		fmt.Fprintf(w, "If those voters are gone for good: stop every node, then muninn cluster recover --force --node %s --data-dir %s=%s makes %s the only voter of a new epoch (docs/cli.md).\n", f.NodeID, f.NodeID, f.Source, f.NodeID)
 	} else {

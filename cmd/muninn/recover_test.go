@@ -167,12 +167,16 @@ func TestRecoverDataDirs(t *testing.T) {
 	if code != exitNoQuorum {
 		t.Fatalf("exit %d\n%s%s", code, out, stderr)
 	}
+	if strings.Contains(out, "If those voters are gone for good") {
+		t.Errorf("the survey suggests --force although the stopped voters are a quorum:\n%s", out)
+	}
 	for _, want := range []string{
 		"Freshest data node: b (last 3.9, commit 6; stopped, data dir " + filepath.Join(root, "b") + ")",
 		"Running voters: 0 of 3 (—): no quorum",
 		"Stopped voters whose data was read: a, b: start them again with their data intact (starting them again gives a quorum",
 		"Not heard from: c. Entries past 3.9",
 		"locked by a running node",
+		"Start the stopped voters again: with those running they make a quorum. --force is refused while a quorum is reachable.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
