@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -243,5 +244,114 @@ func TestPITR(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(target + "*"); len(left) > 0 {
 		t.Fatalf("the refused restore left %v", left)
+	}
+}
+
+// TestPITRRestoredNodeArchivesElsewhere (review 15, finding 1): a node
+// restored from a backup and started with its source's config (same
+// archive_dir, same node id: standalone nodes are all "standalone") must
+// not append its new history to the old one's archive: its archiver
+// refuses the directory, naming the fix, and writes nothing there. A
+// restore of the backup with that archive then gives the old history
+// exactly (A and B), not a mix with the restored node's writes (C).
+func TestPITRRestoredNodeArchivesElsewhere(t *testing.T) {
+	c := newCluster(t, 0, 0)
+	arch := filepath.Join(c.dir, "arch")
+	t.Setenv("MUNINN_BACKUP_ARCHIVE_INTERVAL_MS", "100")
+	t.Setenv("MUNINN_BACKUP_ARCHIVE_DIR", arch) // read when a process starts
+	src := c.add("pitr-src")
+	src.standalone = true
+	src.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	write := func(n *node, vault, content string) uint64 {
+		t.Helper()
+		var res apitypes.WriteResult
+		c.waitFor(n.id+" to take a write", 20*time.Second, func() (bool, string) {
+			var err error
+			res, err = client.New(n.url()).Write(ctx, apitypes.WriteRequest{ID: client.NewID(), Vault: vault, Concept: "c", Content: content})
+			if err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+		return res.Seq
+	}
+	for i := 1; i <= 5; i++ {
+		write(src, "h", fmt.Sprintf("A-%d", i))
+	}
+	bfile := filepath.Join(c.dir, "b1.tar.zst")
+	if stdout, stderr, code := cli(t, "backup", "--addr", src.url(), "--out", bfile); code != 0 {
+		t.Fatalf("backup: exit %d\n%s%s", code, stdout, stderr)
+	}
+	var last uint64
+	for i := 1; i <= 5; i++ {
+		last = write(src, "h", fmt.Sprintf("B-%d", i))
+	}
+	c.waitFor(fmt.Sprintf("archive to reach seq %d", last), 20*time.Second, func() (bool, string) {
+		got := archivedTo(arch)
+		return got >= last, fmt.Sprintf("at seq %d", got)
+	})
+	src.signal(syscall.SIGTERM)
+	src.waitExit(10 * time.Second)
+	before, err := archive.List(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dst := c.add("pitr-dst")
+	dst.standalone = true
+	stdout, stderr, code := cli(t, "restore", "--from", bfile, "--data-dir", filepath.Join(dst.dir, "data"))
+	if code != 0 || !strings.Contains(stdout, "new, empty archive directory") {
+		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
+	}
+	dst.start() // with the source's archive_dir (the environment)
+	for i := 1; i <= 8; i++ {
+		write(dst, "h", fmt.Sprintf("C-%d", i))
+	}
+	c.waitFor(dst.id+" to refuse the old archive", 20*time.Second, func() (bool, string) {
+		return dst.countMsg("log archive refused") > 0, "no \"log archive refused\" line in its log"
+	})
+	dst.signal(syscall.SIGTERM)
+	dst.waitExit(10 * time.Second)
+	if dst.countMsg("log archive resumes") > 0 {
+		t.Fatal("the restored node resumed archiving in its source's archive_dir")
+	}
+	after, err := archive.List(arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("the restored node wrote into its source's archive: %d segments, %d before: %v", len(after), len(before), after)
+	}
+
+	// The backup plus the archive: the old history, A and B, no C.
+	d3 := c.add("pitr-d3")
+	d3.standalone = true
+	t.Setenv("MUNINN_BACKUP_ARCHIVE_DIR", "")
+	stdout, stderr, code = cli(t, "restore", "--from", bfile, "--archive", arch, "--data-dir", filepath.Join(d3.dir, "data"))
+	if code != 0 || !strings.Contains(stdout, fmt.Sprintf(":%d\n", last)) {
+		t.Fatalf("restore --archive: exit %d (want 0, position reached seq %d)\n%s%s", code, last, stdout, stderr)
+	}
+	d3.start()
+	var contents []string
+	c.waitFor(d3.id+" to serve", 20*time.Second, func() (bool, string) {
+		ids, err := d3.listIDs("h", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		contents = contents[:0]
+		for id := range ids {
+			e, err := client.New(d3.url()).Get(ctx, "h", id)
+			if err != nil {
+				return false, err.Error()
+			}
+			contents = append(contents, e.Content)
+		}
+		return true, ""
+	})
+	slices.Sort(contents)
+	if want := "A-1 A-2 A-3 A-4 A-5 B-1 B-2 B-3 B-4 B-5"; strings.Join(contents, " ") != want {
+		t.Fatalf("the restore holds %v, want %s", contents, want)
 	}
 }
