@@ -245,19 +245,22 @@ func TestClusterRecoverForce(t *testing.T) {
 }
 
 // TestClusterRecoverForceDivergent: the other survivors rejoin as
-// learners, and a divergent entry goes to quarantine. A three-node
-// cluster takes quorum writes until both Lobes hold all of them; the Lobes
-// are killed; the Cortex takes `local` writes (acknowledged by it alone,
-// held by no one else) and is killed. The survey names the old Cortex as
-// the freshest, so `--force --node <a Lobe>` is refused, saying what would
-// be lost, until `--accept-loss` is given. Started alone, the Lobe is
+// learners, and a divergent entry goes to quarantine. A five-node
+// cluster takes quorum writes until every Lobe holds all of them; the
+// Lobes are killed; the Cortex takes `local` writes (acknowledged by it
+// alone, held by no one else) and is killed. Three Lobes' data
+// directories are deleted: the two survivors are not a quorum of five
+// (with three nodes they would be, and --force would be refused: start
+// them instead). The survey names the old Cortex as the freshest, so
+// `--force --node <the surviving Lobe>` is refused, saying what would be
+// lost, until `--accept-loss` is given. Started alone, the Lobe is
 // Cortex with every quorum write. The old Cortex, started next, rejoins as
 // a learner: its local writes, past the point where its log and the new
 // Cortex's part, are removed from its data and land in its quarantine; it
 // is promoted once caught up and the cluster takes quorum writes.
 func TestClusterRecoverForceDivergent(t *testing.T) {
 	c := newCluster(t, fastHB, fastLease)
-	ns := c.addN(3)
+	ns := c.addN(5)
 	c.startAll()
 	cx := c.waitCortex(ns, 20*time.Second)
 	lobes := others(ns, cx)
@@ -288,7 +291,9 @@ func TestClusterRecoverForceDivergent(t *testing.T) {
 	cx.kill9()
 
 	surv := lobes[0]
-	os.RemoveAll(lobes[1].dataDir())
+	for _, l := range lobes[1:] {
+		os.RemoveAll(l.dataDir())
+	}
 	args := []string{"cluster", "recover", "--force", "--node", surv.id, "--data-dir", surv.id + "=" + surv.dataDir(), "--data-dir", cx.id + "=" + cx.dataDir()}
 	out, stderr, code := cli(t, args...)
 	t.Logf("muninn %s:\n%s%s", strings.Join(args, " "), out, stderr)
