@@ -70,8 +70,8 @@ func (c *RestoreCmd) Run(g *Globals) error {
 		fmt.Fprintf(g.Out, "  new cluster id %016x: a new cluster, which the nodes of the old one refuse (protocol rule 19)\n", op.ClusterID)
 	}
 	fmt.Fprintf(g.Out, "Next: start it as a standalone node:\n  muninn start --data-dir %s\n", c.DataDir)
-	fmt.Fprintf(g.Out, "If it archives its log (backup.archive_dir), give it a new, empty archive directory: the old one holds the source cluster's history, which the node refuses to mix with its own.\n")
 	fmt.Fprintf(g.Out, "Then, to make it the first node of a new cluster, enable cluster mode on it (muninn cluster enable; docs/backup.md).\n")
+	fmt.Fprintf(g.Out, "If it archives its log (backup.archive_dir), give it a new, empty archive directory: the old one holds the source cluster's history, which the node refuses to mix with its own.\n")
 	return nil
 }
 
