@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -265,6 +266,11 @@ func TestRollingUpgrade(t *testing.T) {
 		if want := map[bool]string{true: prevVersion, false: newVersion}[m.ID == back.id]; m.Version != want {
 			t.Fatalf("the Cortex lists %s as %q; want %q", m.ID, m.Version, want)
 		}
+	}
+	// muninn cluster info (this build's CLI) shows the mix.
+	out, errOut, code := cli(t, "cluster", "info", "--addr", cx.url())
+	if code != 0 || !strings.Contains(out, "Protocol: 2 active") || !regexp.MustCompile(regexp.QuoteMeta(prevVersion)+` +2\n`).MatchString(out) || !strings.Contains(out, newVersion) {
+		t.Fatalf("muninn cluster info after the rollback: exit %d\n%s%s\nwant Protocol: 2 active, %s at protocol 2 and %s", code, out, errOut, back.id, newVersion)
 	}
 	c.waitAcks(w, 30, 20*time.Second)
 
