@@ -11,7 +11,8 @@ import (
 	"github.com/muninndb/muninn/core"
 )
 
-// Protocol versions (docs/protocol.md, rule 21; docs/wire.md, "Versions").
+// Protocol versions (docs/protocol.md, rule 21; docs/wire.md, "Hello
+// extensions").
 // A protocol version names what two nodes may say to each other once
 // connected; the frame header's Version byte (3) is the framing only and
 // does not change with it.
