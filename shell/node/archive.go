@@ -45,10 +45,11 @@ type archiver struct {
 
 	lastErrLog time.Time
 	failing    bool
-	// refused is the segment checkHistory found of another history (""
-	// none): not read again while it is still this node's last one.
-	refused    string
-	refusedErr error
+	// cacheKey and cacheEntry: the last archived entry checkHistory read
+	// (archivedEntry).
+	cacheKey   string
+	cacheEntry core.Entry
+	waitLogged bool
 	// holding is set while the archive refuses the directory (another
 	// history): the prune cap then keeps at most archiveHoldMax entries
 	// above the compaction point (pruneCap).
@@ -98,7 +99,10 @@ func startArchiver(n *Node) *archiver {
 // logged why) when the directory cannot be read, or holds another
 // history (checkHistory): then nothing is archived, and it is looked at
 // again each pass, so moving the other history's segments away (or a
-// restart with a new archive_dir) resumes archiving.
+// restart with a new archive_dir) resumes archiving. It also returns
+// false, without an error, while the store is empty (a fresh node: judged
+// once it holds data) or behind the archive in the same history (a node
+// rejoining with an empty data directory, catching up).
 func (a *archiver) resume() bool {
 	if a.next != 0 {
 		return true
@@ -107,7 +111,7 @@ func (a *archiver) resume() bool {
 		a.fail(fmt.Errorf("cannot create the archive directory %s: %w", a.dir, err))
 		return false
 	}
-	seg, ok, err := archive.NodeLast(a.dir, a.node)
+	segs, err := archive.List(a.dir)
 	if err == nil {
 		err = archive.RemoveTemp(a.dir, a.node)
 	}
@@ -115,24 +119,38 @@ func (a *archiver) resume() bool {
 		a.fail(fmt.Errorf("cannot read the archive directory %s: %w", a.dir, err))
 		return false
 	}
-	if ok {
-		if seg.Path != a.refused {
-			a.refused, a.refusedErr = "", nil
-			if err := a.checkHistory(seg); err != nil {
-				a.refused, a.refusedErr = seg.Path, err
+	var own []archive.Segment
+	var last archive.Segment
+	for _, sg := range segs {
+		if sg.Node == a.node {
+			own = append(own, sg)
+			if sg.Last > last.Last {
+				last = sg
 			}
 		}
-		if a.refusedErr != nil {
+	}
+	if len(own) > 0 {
+		wait, err := a.checkHistory(own, last)
+		if err != nil {
 			a.holding.Store(true)
-			a.fail(a.refusedErr)
+			a.fail(err)
+			return false
+		}
+		a.holding.Store(false)
+		if wait {
+			if _, end, _ := a.n.store.State(); !a.waitLogged && end.Seq > 0 {
+				a.waitLogged = true
+				a.n.log.Warn("log archive waits: this node's log ends before its last archived seq in backup.archive_dir, with the same entry there (a node catching up after a restart with an empty data directory); it archives once its log gets there. If this node's data directory is not of that history, point backup.archive_dir at a new directory",
+					"archive_dir", a.dir, "log_seq", uint64(end.Seq), "archived_seq", uint64(last.Last))
+			}
 			return false
 		}
 	}
 	a.holding.Store(false)
-	a.next = seg.Last + 1
-	a.archived.Store(uint64(seg.Last))
-	if seg.Last > 0 {
-		a.n.log.Info("log archive resumes", "archive_dir", a.dir, "archived_seq", uint64(seg.Last))
+	a.next = last.Last + 1
+	a.archived.Store(uint64(last.Last))
+	if last.Last > 0 {
+		a.n.log.Info("log archive resumes", "archive_dir", a.dir, "archived_seq", uint64(last.Last))
 	}
 	return true
 }
@@ -140,53 +158,89 @@ func (a *archiver) resume() bool {
 // errOtherHistory is checkHistory's refusal.
 var errOtherHistory = errors.New("the archive directory holds another history")
 
-// checkHistory checks that seg, this node's last segment in the
-// directory, is of the store's history: same cluster id (a restore mints a
-// new one), a log reaching its last seq, and the same entry there (or, for
-// a seq the log has pruned, the same epoch by the store's epoch history).
-// A node restored from a backup and started with its source's archive_dir
-// fails it: resuming after the old history's last seq would leave the new
-// history's entries up to there unarchived and append the rest to the old
-// history's directory, and a later restore would replay a mix of both.
-func (a *archiver) checkHistory(seg archive.Segment) error {
+// checkHistory checks that last, this node's last segment in the
+// directory (own are all its segments there), is of the store's history:
+// same cluster id (a restore mints a new one), a log reaching its last
+// seq, and the same entry there (or, for a seq the log has pruned, the
+// same epoch by the store's epoch history). A node restored from a backup
+// and started with its source's archive_dir fails it: resuming after the
+// old history's last seq would leave the new history's entries up to
+// there unarchived and append the rest to the old history's directory,
+// and a later restore would replay a mix of both.
+//
+// wait (no error) is a store that cannot be judged yet: empty (a fresh
+// node, which takes its cluster's id and log later), or behind the
+// archive with the same entry at its last seq (catching up).
+func (a *archiver) checkHistory(own []archive.Segment, last archive.Segment) (wait bool, err error) {
 	other := func(why string, args ...any) error {
 		return fmt.Errorf("%w: backup.archive_dir %s: %s. Point backup.archive_dir at a new directory and restart (a restored node or cluster archives into a new directory; docs/backup.md), or move that history's segments out of it", errOtherHistory, a.dir, fmt.Sprintf(why, args...))
 	}
-	if cid := a.n.store.ClusterID(); seg.Cluster != cid {
-		return other("its last segment of node %s, %s, is of cluster %s, this node's store of cluster %s", a.node, seg.Path, archive.FormatCluster(seg.Cluster), archive.FormatCluster(cid))
+	_, end, base := a.n.store.State()
+	if end.Seq == 0 && base.Seq == 0 {
+		return true, nil
 	}
-	_, last, base := a.n.store.State()
-	if last.Seq < seg.Last {
-		return other("its last segment of node %s, %s, ends at seq %d, this node's log at seq %d", a.node, seg.Path, seg.Last, last.Seq)
+	if cid := a.n.store.ClusterID(); last.Cluster != cid {
+		return false, other("its last segment of node %s, %s, is of cluster %s, this node's store of cluster %s", a.node, last.Path, archive.FormatCluster(last.Cluster), archive.FormatCluster(cid))
 	}
-	_, es, err := archive.ReadFile(seg.Path)
+	at, seg := last.Last, last
+	if end.Seq < last.Last {
+		// Behind the archive: the same history only if the archive holds
+		// this log's last entry.
+		at, seg = end.Seq, archive.Segment{}
+		for _, sg := range own {
+			if sg.First <= at && at <= sg.Last {
+				seg = sg
+			}
+		}
+		if seg.Path == "" {
+			return false, other("its last segment of node %s, %s, ends at seq %d, this node's log at seq %d, which no segment of this node there holds", a.node, last.Path, last.Last, end.Seq)
+		}
+	}
+	want, err := a.archivedEntry(seg, at)
 	if err != nil {
-		return fmt.Errorf("cannot read this node's last archive segment: %w", err)
+		return false, err
 	}
-	want := es[len(es)-1]
 	switch {
-	case seg.Last > base.Seq:
-		have, ok, err := a.n.store.Entry(seg.Last)
+	case at > base.Seq:
+		have, ok, err := a.n.store.Entry(at)
 		if err != nil {
-			return fmt.Errorf("reading log entry %d to compare with the archive: %w", seg.Last, err)
+			return false, fmt.Errorf("reading log entry %d to compare with the archive: %w", at, err)
 		}
 		if !ok || have.Pos != want.Pos || have.Type != want.Type || string(have.Payload) != string(want.Payload) {
-			return other("its entry at seq %d (%s, in %s) is not this node's log entry %s there", seg.Last, want.Pos, seg.Path, have.Pos)
+			return false, other("its entry at seq %d (%s, in %s) is not this node's log entry %s there", at, want.Pos, seg.Path, have.Pos)
 		}
-	case seg.Last == base.Seq:
+	case at == base.Seq:
 		if base != want.Pos {
-			return other("its entry at seq %d is %s (in %s), this node's log has %s there", seg.Last, want.Pos, seg.Path, base)
+			return false, other("its entry at seq %d is %s (in %s), this node's log has %s there", at, want.Pos, seg.Path, base)
 		}
 	default:
 		hist, err := a.n.store.EpochHistory()
 		if err != nil {
-			return fmt.Errorf("reading the store's epoch history to compare with the archive: %w", err)
+			return false, fmt.Errorf("reading the store's epoch history to compare with the archive: %w", err)
 		}
-		if ep, ok := store.EpochAt(hist, seg.Last); ok && ep != want.Pos.Epoch {
-			return other("its entry at seq %d is %s (in %s), this node's log had epoch %d there", seg.Last, want.Pos, seg.Path, ep)
+		if ep, ok := store.EpochAt(hist, at); ok && ep != want.Pos.Epoch {
+			return false, other("its entry at seq %d is %s (in %s), this node's log had epoch %d there", at, want.Pos, seg.Path, ep)
 		}
 	}
-	return nil
+	return at < last.Last, nil
+}
+
+// archivedEntry is the entry at seq in segment seg, read once per segment
+// and seq (a refused or waiting archiver looks again every pass).
+func (a *archiver) archivedEntry(seg archive.Segment, seq core.Seq) (core.Entry, error) {
+	key := fmt.Sprintf("%s@%d", seg.Path, seq)
+	if a.cacheKey == key {
+		return a.cacheEntry, nil
+	}
+	_, es, err := archive.ReadFile(seg.Path)
+	if err != nil {
+		return core.Entry{}, fmt.Errorf("cannot read this node's archive segment: %w", err)
+	}
+	if seq < seg.First || int(seq-seg.First) >= len(es) {
+		return core.Entry{}, fmt.Errorf("archive segment %s does not hold seq %d", seg.Path, seq)
+	}
+	a.cacheKey, a.cacheEntry = key, es[seq-seg.First]
+	return a.cacheEntry, nil
 }
 
 func (a *archiver) run() {

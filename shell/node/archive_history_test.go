@@ -228,3 +228,32 @@ func takeBackup(t *testing.T, st *store.Store) string {
 	}
 	return file
 }
+
+// TestArchiverRefusesNewStoreSameID: a new standalone node (an empty data
+// directory: cluster id 0, like its predecessor's) started with an old
+// node's archive_dir and node id is not of that history either: once its
+// log holds data the archive's entries are compared and it is refused,
+// writing nothing there.
+func TestArchiverRefusesNewStoreSameID(t *testing.T) {
+	arch := filepath.Join(t.TempDir(), "arch")
+	n, err := Start(Options{DataDir: t.TempDir(), ArchiveDir: arch, ArchiveInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, n, 5)
+	n.Close()
+	before, _ := archive.List(arch)
+	var buf syncBuffer
+	n, err = Start(Options{DataDir: t.TempDir(), ArchiveDir: arch, ArchiveInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, n, 10)
+	n.Close()
+	if !strings.Contains(buf.String(), "holds another history") {
+		t.Fatalf("no refusal logged:\n%s", buf.String())
+	}
+	if after, _ := archive.List(arch); len(after) != len(before) {
+		t.Fatalf("the new node wrote into the old archive: %d segments, %d before", len(after), len(before))
+	}
+}
