@@ -26,7 +26,7 @@ const exitHarness = 1
 type clusterCmd struct {
 	Runtime        string        `default:"docker" enum:"docker,netns" help:"What runs the nodes: docker (containers of the image, the compose files) or netns (processes of a muninn built from this checkout, in network namespaces the run makes; needs root, iproute2, iptables). See docs/reliability.md."`
 	Topology       string        `default:"all" help:"three, sentinel, five, observer (comma-separated) or all."`
-	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem, wipe, restore-old, corrupt-wal, fill-disk, lobe-down, rolling, churn, snapshot-kill (comma-separated) or all (docs/reliability.md; churn and snapshot-kill need --runtime netns and skip the sentinel topology)."`
+	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem, wipe, restore-old, corrupt-wal, fill-disk, lobe-down, rolling, churn, snapshot-kill, combo (comma-separated) or all (docs/reliability.md; churn and snapshot-kill need --runtime netns and skip the sentinel topology)."`
 	Duration       time.Duration `default:"10s" help:"Length of each nemesis segment: the fault starts after a quarter of it and heals after three quarters; recovery and checks follow."`
 	Rounds         int           `default:"1" help:"Repeat every nemesis this many times (a longer soak: e.g. --rounds 10 --duration 30s)."`
 	HeartbeatMs    int           `name:"heartbeat-ms" default:"1000" help:"The nodes' cluster.heartbeat_ms (1000 is the product default; lease_ttl follows)."`

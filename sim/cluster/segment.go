@@ -309,6 +309,8 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	switch {
 	case s.nemesis == "churn":
 		f, err = s.injectChurn(ctx, cortex, epoch)
+	case s.nemesis == "combo":
+		f, err = s.injectCombo(ctx, cortex, epoch)
 	case s.nemesis == "snapshot-kill":
 		f, err = s.injectSnapshotKill(ctx, cortex, epoch)
 	case s.nemesis == "rolling":
