@@ -300,7 +300,7 @@ func TestSummaryTable(t *testing.T) {
 	}
 	var b bytes.Buffer
 	printTable(&b, s)
-	if !strings.Contains(b.String(), "1s/2s/3s/3s") || !strings.Contains(s.Markdown(), "| three | kill | 15 |") {
+	if !strings.Contains(b.String(), "1s/2s/3s/3s") || !strings.Contains(s.Markdown(), "| three | kill | 2 | 15 |") {
 		t.Errorf("table:\n%s\n%s", b.String(), s.Markdown())
 	}
 }

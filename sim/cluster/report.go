@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -231,17 +233,24 @@ func printTable(w io.Writer, s *Summary) {
 	fmt.Fprintf(w, "anomalies: %d\n", s.Anomalies())
 }
 
-// Markdown renders the table for docs/reliability.md.
+// Markdown renders the table for docs/reliability.md (a soak's sorted by
+// topology and nemesis).
 func (s *Summary) Markdown() string {
 	var b strings.Builder
-	b.WriteString("| topology | nemesis | ops | ok / failed / unknown | linearizable (ops) | anomalies | quorum acked / missing | local acked / lost / quarantined | failover min / median / p99 / max | election median / max | cut-off node 503 | recovered |\n")
-	b.WriteString("|---|---|---:|---|---|---:|---|---|---|---|---|---|\n")
-	for _, r := range s.Rows() {
+	rows := s.Rows()
+	if s.Soak > 0 {
+		slices.SortStableFunc(rows, func(a, b Row) int {
+			return cmp.Or(cmp.Compare(a.Topology, b.Topology), cmp.Compare(a.Nemesis, b.Nemesis))
+		})
+	}
+	b.WriteString("| topology | nemesis | rounds | ops | ok / failed / unknown | linearizable (ops) | anomalies | quorum acked / missing | local acked / lost / quarantined | failover min / median / p99 / max | election median / max | cut-off node 503 | recovered |\n")
+	b.WriteString("|---|---|---:|---:|---|---|---:|---|---|---|---|---|---|\n")
+	for _, r := range rows {
 		fo := r.Failover.String()
 		if r.NoFailover > 0 {
 			fo += fmt.Sprintf(" (%d without)", r.NoFailover)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d / %d / %d | %s (%d) | %d | %d / %d | %s | %s | %s | %s | %s |\n", r.Topology, r.Nemesis, r.Ops, r.OK, r.Failed, r.Unknown,
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d / %d / %d | %s (%d) | %d | %d / %d | %s | %s | %s | %s | %s |\n", r.Topology, r.Nemesis, r.Rounds, r.Ops, r.OK, r.Failed, r.Unknown,
 			r.Linear, r.LinearOps, r.Anomalies, r.QuorumAcked, r.QuorumMissing, r.local(" / "), fo, r.Election.MedMax(), r.Health503, r.RecoveredMax)
 	}
 	return b.String()
