@@ -142,8 +142,10 @@ type cluster struct {
 }
 
 type node struct {
-	c    *cluster
-	id   string
+	c  *cluster
+	id string
+	// bin is the muninn binary this node runs ("": binPath, this build).
+	bin  string
 	role string // cluster.role; "" is auto
 	// standalone: no cluster section at all (a plain `muninn start`).
 	standalone bool
@@ -263,7 +265,11 @@ func (n *node) start() {
 	defer f.Close()
 	n.starts++
 	fmt.Fprintf(f, "=== e2e: start #%d of %s at %s\n", n.starts, n.id, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(binPath, "start", "--config", n.cfgPath)
+	bin := binPath
+	if n.bin != "" {
+		bin = n.bin // the release installed on this node (upgrade_test.go)
+	}
+	cmd := exec.Command(bin, "start", "--config", n.cfgPath)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "MUNINN_LOG_FORMAT=json")
 	cmd.SysProcAttr = sysProcAttr()

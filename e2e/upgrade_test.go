@@ -109,13 +109,11 @@ func releaseBinary(t *testing.T, name, commit string) string {
 	return bin
 }
 
-// startWith starts n with the muninn binary bin (the harness's start runs
-// binPath; e2e tests are not parallel).
+// startWith installs the muninn binary bin on n and starts it (later
+// starts of n run bin too, as on a host where it was installed).
 func startWith(n *node, bin string) {
 	n.c.t.Helper()
-	saved := binPath
-	binPath = bin
-	defer func() { binPath = saved }()
+	n.bin = bin
 	n.start()
 }
 

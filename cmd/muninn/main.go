@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"runtime/debug"
+
 	"strings"
 	"time"
 
@@ -19,10 +19,15 @@ import (
 	"github.com/lmittmann/tint"
 
 	"github.com/muninndb/muninn/shell/client"
+	"github.com/muninndb/muninn/shell/mbp"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
+// version is set at build time: -ldflags "-X main.version=v1.2.3". The
+// linker needs the variable; mbp.BinaryVersion reads the flag back from the
+// build settings, so `muninn version` and the MBP hello say the same.
 var version = "dev"
+
+var _ = version
 
 // CLI is the command line.
 type CLI struct {
@@ -162,20 +167,7 @@ func (VersionCmd) Run(g *Globals) error {
 }
 
 func versionString() string {
-	commit := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				commit = s.Value[:12]
-			}
-			if s.Key == "vcs.modified" && s.Value == "true" && commit != "" {
-				commit += "-dirty"
-			}
-		}
-	}
-	v := "muninn " + version
-	if commit != "" {
-		v += " (" + commit + ")"
-	}
-	return fmt.Sprintf("%s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	// One source for the version: the MBP hello carries the same string
+	// (mbp.BinaryVersion reads -X main.version from the build settings).
+	return fmt.Sprintf("%s %s %s/%s", mbp.BinaryVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
