@@ -257,3 +257,23 @@ func TestArchiverRefusesNewStoreSameID(t *testing.T) {
 		t.Fatalf("the new node wrote into the old archive: %d segments, %d before", len(after), len(before))
 	}
 }
+
+// TestPruneCapWhileRefused: while the archive_dir is refused as another
+// history's, the log is held from the last archived seq, but at most
+// archiveHoldMax entries below the compaction point: the node's log does
+// not grow without bound.
+func TestPruneCapWhileRefused(t *testing.T) {
+	a := &archiver{}
+	n := &Node{archiver: a}
+	a.archived.Store(7)
+	if got := n.pruneCap(archiveHoldMax + 100); got != 7 {
+		t.Fatalf("archiving: cap %d, want the archived seq 7", got)
+	}
+	a.holding.Store(true)
+	if got := n.pruneCap(archiveHoldMax + 100); got != 100 {
+		t.Fatalf("refused: cap %d, want 100 (%d entries held)", got, archiveHoldMax)
+	}
+	if got := n.pruneCap(50); got != 7 {
+		t.Fatalf("refused, short log: cap %d, want 7", got)
+	}
+}
