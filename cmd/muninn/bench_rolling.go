@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +37,7 @@ type BenchRollingCmd struct {
 	WriteEvery  time.Duration `name:"write-every" help:"Each writer's period between writes (a slow write delays its next)." default:"10ms"`
 	Down        time.Duration `help:"How long each node stays down before it is started again." default:"1s"`
 	Events      bool          `help:"The writers' Go clients follow GET /v1/cluster/events (client.WithEvents); --no-events only retries." default:"true" negatable:""`
+	Control     bool          `help:"After each restart, two windows as long as its restart window: one with nothing happening (idle), then one in which an unrelated standalone muninn starts on a copy of the restarted node's data directory (control); tells CPU/disk contention from a protocol effect."`
 	JSON        bool          `help:"Print the report as JSON (progress still goes to stderr)."`
 	Keep        bool          `help:"Keep the nodes' data directories and logs (printed at the end)."`
 }
@@ -83,6 +87,15 @@ type RollingNode struct {
 	// Failed counts the writes that returned an error to a writer from
 	// SIGTERM to the end of the round.
 	Failed int `json:"failed_writes"`
+	// With --control, after the restart window: IdlePause is the longest
+	// pause over a window as long as the restart's with nothing
+	// happening; ControlPause over the same length from the start of an
+	// unrelated standalone muninn on a copy of this node's data directory
+	// (the same store open and WAL replay, no cluster), which served
+	// ControlServing after its start. Both zero without --control.
+	IdlePause      time.Duration `json:"idle_pause_ns,omitempty"`
+	ControlPause   time.Duration `json:"control_pause_ns,omitempty"`
+	ControlServing time.Duration `json:"control_serving_ns,omitempty"`
 }
 
 // RollingReport is the outcome of `muninn bench rolling`.
@@ -107,6 +120,7 @@ type RollingReport struct {
 	// first SIGTERM, with every node up: the machine's own jitter.
 	Baseline time.Duration `json:"baseline_pause_ns"`
 	Target   time.Duration `json:"pause_target_ns"`
+	Control  bool          `json:"control"`
 	Dir      string        `json:"dir,omitempty"`
 	Error    string        `json:"error,omitempty"`
 }
@@ -272,7 +286,7 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 	}
 	defer pc.Stop(c.Keep)
 	rep := &RollingReport{Nodes: c.Nodes, HeartbeatMs: c.HeartbeatMs, Writers: c.Writers, WriteEvery: c.WriteEvery, Down: c.Down,
-		Target: rollingTarget, Errors: map[string]int{}, Restarts: []RollingNode{}}
+		Target: rollingTarget, Errors: map[string]int{}, Restarts: []RollingNode{}, Control: c.Control}
 	if c.Keep {
 		rep.Dir = pc.Root
 	}
@@ -341,7 +355,15 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 			if rn.Exit, err = sigterm(pc, i, 30*time.Second); err != nil {
 				return fail(err)
 			}
-			sleep(c.Down)
+			down := time.Now()
+			var cc *bench.ProcCluster // the control's standalone node, on a copy of this one's stopped data
+			if c.Control {
+				if cc, err = controlCopy(exe, pc.Nodes[i].Dir); err != nil {
+					return fail(err)
+				}
+				defer cc.Stop(false)
+			}
+			sleep(c.Down - time.Since(down))
 			restart := time.Now()
 			if err := pc.Start(i); err != nil {
 				return fail(err)
@@ -354,11 +376,28 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 			end := time.Now()
 			rn.StopPause, rn.RestartPause = maxPause(ws, t0, restart), maxPause(ws, restart, end)
 			rn.Pause = max(rn.StopPause, rn.RestartPause)
+			if c.Control {
+				// Same-length windows, interleaved with the restart: the
+				// machine's jitter now, then a process start without a
+				// cluster.
+				span := end.Sub(restart)
+				idle := time.Now()
+				sleep(span)
+				rn.IdlePause = maxPause(ws, idle, time.Now())
+				if rn.ControlPause, rn.ControlServing, err = controlStart(ctx, cc, span, sleep, ws); err != nil {
+					return fail(fmt.Errorf("control start after %s: %w", rn.Node, err))
+				}
+				end = time.Now()
+			}
 			for _, w := range ws {
 				rn.Failed += w.failedIn(t0, end)
 			}
 			logf("round %d: %s (%s) exited %s after SIGTERM, healthy %s after its restart; longest write pause %s (stop %s, restart %s); %d failed",
 				round, rn.Node, role, ms(rn.Exit), ms(rn.Healthy), ms(rn.Pause), ms(rn.StopPause), ms(rn.RestartPause), rn.Failed)
+			if c.Control {
+				logf("round %d: control for %s: longest write pause %s with nothing happening, %s across a standalone start on a copy of its data (serving after %s)",
+					round, rn.Node, ms(rn.IdlePause), ms(rn.ControlPause), ms(rn.ControlServing))
+			}
 			rep.Restarts = append(rep.Restarts, rn)
 			rep.Pause = max(rep.Pause, rn.Pause)
 		}
@@ -418,6 +457,100 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 	return rep, nil
 }
 
+// controlCopy prepares the control: a standalone node (its own temp
+// directory, no cluster) whose data directory is a copy of dataDir, taken
+// while that node is stopped (the same store to open and WAL to replay).
+func controlCopy(exe, dataDir string) (*bench.ProcCluster, error) {
+	cc, err := bench.NewProcCluster(exe, 1, 0, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := copyDir(dataDir, cc.Nodes[0].Dir); err != nil {
+		cc.Stop(false)
+		return nil, fmt.Errorf("copying %s for the control: %w", dataDir, err)
+	}
+	return cc, nil
+}
+
+// controlStart starts the control's standalone muninn. It returns the
+// longest write pause over span from that start, and how long the process
+// took to answer HTTP. The process gets SIGTERM after the window.
+func controlStart(ctx context.Context, cc *bench.ProcCluster, span time.Duration, sleep func(time.Duration), ws []*rollWriter) (time.Duration, time.Duration, error) {
+	at := time.Now()
+	if err := cc.Start(0); err != nil {
+		return 0, 0, err
+	}
+	var serving time.Duration
+	hc := &http.Client{Timeout: time.Second}
+	for deadline := at.Add(30 * time.Second); serving == 0; {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("the control process did not answer HTTP within 30s; its log ends with:\n%s", cc.TailLog(0, 1500))
+		}
+		if res, err := hc.Get(cc.Nodes[0].URL() + "/v1/cluster/health"); err == nil {
+			res.Body.Close()
+			serving = time.Since(at) // any answer: it has opened its store and serves
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rest := span - time.Since(at); rest > 0 {
+		sleep(rest)
+	}
+	pause := maxPause(ws, at, at.Add(span))
+	if _, err := sigterm(cc, 0, 30*time.Second); err != nil {
+		return 0, 0, err
+	}
+	return pause, serving, nil
+}
+
+// copyDir copies the regular files under src to dst (created), keeping the
+// tree.
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+// median of ds (0 when empty).
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
 func ms(d time.Duration) string {
 	if d < time.Second {
 		return fmt.Sprintf("%dms", d.Milliseconds())
@@ -460,9 +593,17 @@ func (r *RollingReport) WriteText(out io.Writer) {
 	fmt.Fprintf(out, "rolling restart: %d nodes, heartbeat %dms, %d writers every %s (quorum), each node down %s\n",
 		r.Nodes, r.HeartbeatMs, r.Writers, r.WriteEvery, r.Down)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "round\tnode\trole\tsigterm→exit\thealthy after\tpause (stop)\tpause (restart)\tfailed")
+	head := "round\tnode\trole\tsigterm→exit\thealthy after\tpause (stop)\tpause (restart)"
+	if r.Control {
+		head += "\tpause (idle)\tpause (control)"
+	}
+	fmt.Fprintln(tw, head+"\tfailed")
 	for _, n := range r.Restarts {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Round, n.Node, n.Role, ms(n.Exit), ms(n.Healthy), ms(n.StopPause), ms(n.RestartPause), n.Failed)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s", n.Round, n.Node, n.Role, ms(n.Exit), ms(n.Healthy), ms(n.StopPause), ms(n.RestartPause))
+		if r.Control {
+			fmt.Fprintf(tw, "\t%s\t%s", ms(n.IdlePause), ms(n.ControlPause))
+		}
+		fmt.Fprintf(tw, "\t%d\n", n.Failed)
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "writes: %d attempted, %d acknowledged, %d failed (%d ambiguous), %d lost\n", r.Attempted, r.Acked, r.Failed, r.Ambiguous, r.Lost)
@@ -475,6 +616,14 @@ func (r *RollingReport) WriteText(out io.Writer) {
 	}
 	fmt.Fprintf(out, "longest write pause: %s (target ≤ %s per node: %s); with no restart, over %s before the first: %s\n",
 		ms(r.Pause), ms(r.Target), met, baselineFor, ms(r.Baseline))
+	if r.Control && len(r.Restarts) > 0 {
+		var st, rs, id, ct []time.Duration
+		for _, n := range r.Restarts {
+			st, rs, id, ct = append(st, n.StopPause), append(rs, n.RestartPause), append(id, n.IdlePause), append(ct, n.ControlPause)
+		}
+		fmt.Fprintf(out, "median pause per node: stop %s, restart %s, idle %s, control (a standalone start, no cluster) %s\n",
+			ms(median(st)), ms(median(rs)), ms(median(id)), ms(median(ct)))
+	}
 	if r.Error != "" {
 		fmt.Fprintf(out, "stopped early: %s\n", r.Error)
 	}
