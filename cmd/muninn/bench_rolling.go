@@ -84,6 +84,10 @@ type RollingNode struct {
 	StopPause    time.Duration `json:"stop_pause_ns"`
 	RestartPause time.Duration `json:"restart_pause_ns"`
 	Pause        time.Duration `json:"pause_ns"`
+	// RestartPauseAt is when the restart's longest pause began, from the
+	// restart (the last acknowledgement before it; negative: before the
+	// restart).
+	RestartPauseAt time.Duration `json:"restart_pause_at_ns"`
 	// Failed counts the writes that returned an error to a writer from
 	// SIGTERM to the end of the round.
 	Failed int `json:"failed_writes"`
@@ -92,9 +96,11 @@ type RollingNode struct {
 	// happening; ControlPause over the same length from the start of an
 	// unrelated standalone muninn on a copy of this node's data directory
 	// (the same store open and WAL replay, no cluster), which served
-	// ControlServing after its start. Both zero without --control.
+	// ControlServing after its start; ControlPauseAt is when that pause
+	// began, from the control's start. Both zero without --control.
 	IdlePause      time.Duration `json:"idle_pause_ns,omitempty"`
 	ControlPause   time.Duration `json:"control_pause_ns,omitempty"`
+	ControlPauseAt time.Duration `json:"control_pause_at_ns,omitempty"`
 	ControlServing time.Duration `json:"control_serving_ns,omitempty"`
 }
 
@@ -185,23 +191,27 @@ func (w *rollWriter) run(ctx context.Context) {
 
 // pause is the longest this writer went without an acknowledgement in
 // [from, to]: between consecutive acknowledgements ending in it, counting
-// from the last one before from.
-func (w *rollWriter) pause(from, to time.Time) time.Duration {
+// from the last one before from. at is when that gap began (the
+// acknowledgement before it).
+func (w *rollWriter) pause(from, to time.Time) (gap time.Duration, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	i, _ := slices.BinarySearchFunc(w.acks, from, func(a rollAck, t time.Time) int { return a.end.Compare(t) })
 	if i > 0 {
 		i--
 	}
-	var gap time.Duration
 	for j := i + 1; j < len(w.acks) && !w.acks[j].end.After(to); j++ {
-		gap = max(gap, w.acks[j].end.Sub(w.acks[j-1].end))
+		if g := w.acks[j].end.Sub(w.acks[j-1].end); g > gap {
+			gap, at = g, w.acks[j-1].end
+		}
 	}
 	// A write still waiting at to counts too.
 	if k := len(w.acks); k > 0 && !w.acks[k-1].end.Before(from) && w.acks[k-1].end.Before(to) {
-		gap = max(gap, to.Sub(w.acks[k-1].end))
+		if g := to.Sub(w.acks[k-1].end); g > gap {
+			gap, at = g, w.acks[k-1].end
+		}
 	}
-	return gap
+	return gap, at
 }
 
 func (w *rollWriter) failedIn(from, to time.Time) int {
@@ -217,11 +227,20 @@ func (w *rollWriter) failedIn(from, to time.Time) int {
 }
 
 func maxPause(ws []*rollWriter, from, to time.Time) time.Duration {
-	var p time.Duration
-	for _, w := range ws {
-		p = max(p, w.pause(from, to))
-	}
+	p, _ := maxPauseAt(ws, from, to)
 	return p
+}
+
+// maxPauseAt is maxPause and when that pause began, as an offset from
+// from (negative when it began before from).
+func maxPauseAt(ws []*rollWriter, from, to time.Time) (time.Duration, time.Duration) {
+	var p, off time.Duration
+	for _, w := range ws {
+		if g, at := w.pause(from, to); g > p {
+			p, off = g, at.Sub(from)
+		}
+	}
+	return p, off
 }
 
 func (c BenchRollingCmd) Run(g *Globals) error {
@@ -374,7 +393,8 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 			rn.Healthy = time.Since(restart)
 			sleep(time.Second) // writes settle with every node back
 			end := time.Now()
-			rn.StopPause, rn.RestartPause = maxPause(ws, t0, restart), maxPause(ws, restart, end)
+			rn.StopPause = maxPause(ws, t0, restart)
+			rn.RestartPause, rn.RestartPauseAt = maxPauseAt(ws, restart, end)
 			rn.Pause = max(rn.StopPause, rn.RestartPause)
 			if c.Control {
 				// Same-length windows, interleaved with the restart: the
@@ -384,7 +404,7 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 				idle := time.Now()
 				sleep(span)
 				rn.IdlePause = maxPause(ws, idle, time.Now())
-				if rn.ControlPause, rn.ControlServing, err = controlStart(ctx, cc, span, sleep, ws); err != nil {
+				if rn.ControlPause, rn.ControlPauseAt, rn.ControlServing, err = controlStart(ctx, cc, span, sleep, ws); err != nil {
 					return fail(fmt.Errorf("control start after %s: %w", rn.Node, err))
 				}
 				end = time.Now()
@@ -392,11 +412,11 @@ func (c BenchRollingCmd) run(ctx context.Context, exe string, log io.Writer) (*R
 			for _, w := range ws {
 				rn.Failed += w.failedIn(t0, end)
 			}
-			logf("round %d: %s (%s) exited %s after SIGTERM, healthy %s after its restart; longest write pause %s (stop %s, restart %s); %d failed",
-				round, rn.Node, role, ms(rn.Exit), ms(rn.Healthy), ms(rn.Pause), ms(rn.StopPause), ms(rn.RestartPause), rn.Failed)
+			logf("round %d: %s (%s) exited %s after SIGTERM, healthy %s after its restart; longest write pause %s (stop %s, restart %s beginning %s after the restart); %d failed",
+				round, rn.Node, role, ms(rn.Exit), ms(rn.Healthy), ms(rn.Pause), ms(rn.StopPause), ms(rn.RestartPause), ms(rn.RestartPauseAt), rn.Failed)
 			if c.Control {
-				logf("round %d: control for %s: longest write pause %s with nothing happening, %s across a standalone start on a copy of its data (serving after %s)",
-					round, rn.Node, ms(rn.IdlePause), ms(rn.ControlPause), ms(rn.ControlServing))
+				logf("round %d: control for %s: longest write pause %s with nothing happening, %s across a standalone start on a copy of its data (beginning %s after its start; serving after %s)",
+					round, rn.Node, ms(rn.IdlePause), ms(rn.ControlPause), ms(rn.ControlPauseAt), ms(rn.ControlServing))
 			}
 			rep.Restarts = append(rep.Restarts, rn)
 			rep.Pause = max(rep.Pause, rn.Pause)
@@ -475,16 +495,15 @@ func controlCopy(exe, dataDir string) (*bench.ProcCluster, error) {
 // controlStart starts the control's standalone muninn. It returns the
 // longest write pause over span from that start, and how long the process
 // took to answer HTTP. The process gets SIGTERM after the window.
-func controlStart(ctx context.Context, cc *bench.ProcCluster, span time.Duration, sleep func(time.Duration), ws []*rollWriter) (time.Duration, time.Duration, error) {
+func controlStart(ctx context.Context, cc *bench.ProcCluster, span time.Duration, sleep func(time.Duration), ws []*rollWriter) (pause, pauseAt, serving time.Duration, err error) {
 	at := time.Now()
 	if err := cc.Start(0); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	var serving time.Duration
 	hc := &http.Client{Timeout: time.Second}
 	for deadline := at.Add(30 * time.Second); serving == 0; {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return 0, 0, fmt.Errorf("the control process did not answer HTTP within 30s; its log ends with:\n%s", cc.TailLog(0, 1500))
+			return 0, 0, 0, fmt.Errorf("the control process did not answer HTTP within 30s; its log ends with:\n%s", cc.TailLog(0, 1500))
 		}
 		if res, err := hc.Get(cc.Nodes[0].URL() + "/v1/cluster/health"); err == nil {
 			res.Body.Close()
@@ -496,11 +515,11 @@ func controlStart(ctx context.Context, cc *bench.ProcCluster, span time.Duration
 	if rest := span - time.Since(at); rest > 0 {
 		sleep(rest)
 	}
-	pause := maxPause(ws, at, at.Add(span))
+	pause, pauseAt = maxPauseAt(ws, at, at.Add(span))
 	if _, err := sigterm(cc, 0, 30*time.Second); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return pause, serving, nil
+	return pause, pauseAt, serving, nil
 }
 
 // copyDir copies the regular files under src to dst (created), keeping the

@@ -88,3 +88,32 @@ func TestRollingReportControl(t *testing.T) {
 		t.Errorf("report without --control mentions the control:\n%s", text)
 	}
 }
+
+// TestRollingPauseAt: the longest gap between acknowledgements in a
+// window, and when it began, across writers; a write still waiting at the
+// window's end counts from its last acknowledgement.
+func TestRollingPauseAt(t *testing.T) {
+	ms := time.Millisecond
+	t0 := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	ack := func(offs ...int) []rollAck {
+		var as []rollAck
+		for _, o := range offs {
+			as = append(as, rollAck{end: t0.Add(time.Duration(o) * ms)})
+		}
+		return as
+	}
+	a := &rollWriter{acks: ack(0, 10, 20, 90, 100)}    // gap 70 ms from +20
+	b := &rollWriter{acks: ack(0, 10, 40, 50, 60, 70)} // gap 30 ms from +10
+	p, at := maxPauseAt([]*rollWriter{b, a}, t0.Add(5*ms), t0.Add(100*ms))
+	if p != 70*ms || at != 15*ms {
+		t.Errorf("maxPauseAt = %v beginning %v after from, want 70ms beginning 15ms", p, at)
+	}
+	// b's last acknowledgement is at +70: waiting 80 ms at +150.
+	p, at = maxPauseAt([]*rollWriter{a, b}, t0.Add(50*ms), t0.Add(150*ms))
+	if p != 80*ms || at != 20*ms {
+		t.Errorf("maxPauseAt with a write waiting = %v beginning %v after from, want 80ms beginning 20ms", p, at)
+	}
+	if p := maxPause([]*rollWriter{a, b}, t0, t0.Add(100*ms)); p != 70*ms {
+		t.Errorf("maxPause = %v, want 70ms", p)
+	}
+}
