@@ -208,7 +208,9 @@ func (s *segment) addSpare(ctx context.Context, m *Membership, kill func(time.Du
 			}
 		}
 		if time.Now().After(deadline) {
-			return sp, fmt.Errorf("%s still a learner (or not a member) 90 s after it was added: %s", sp.ID, strings.TrimSpace(c.rt.Logs(ctx, sp.ID, 5)))
+			e, _ := c.rt.Inspect(ctx, sp.ID)
+			return sp, fmt.Errorf("%s still a learner (or not a member) 90 s after it was added; its process is %s (exit code %d); the end of its log: %s",
+				sp.ID, e.Status, e.Code, strings.TrimSpace(c.rt.Logs(ctx, sp.ID, 8)))
 		}
 		select {
 		case <-ctx.Done():
@@ -307,6 +309,14 @@ func (s *segment) retire(ctx context.Context) error {
 		s.c.Topo.Spares = append(s.c.Topo.Spares, n)
 	}
 	s.retiring = nil
+	// A spare a failed step left running outside the membership.
+	for _, n := range s.c.Topo.Spares {
+		if st, err := s.c.rt.State(ctx, n.ID); err == nil && (st == "running" || st == "paused") {
+			if err := s.c.rt.Do(ctx, "stop", n.ID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 

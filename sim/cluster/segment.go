@@ -326,6 +326,15 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	}
 	f.Start, f.WallStart = start, wall
 	injected := s.w.now()
+	if err != nil && long && ctx.Err() == nil {
+		// A membership step the cluster did not complete in its bound
+		// (a join never promoted, a handoff or removal refused) is the
+		// product's failure, not the harness's: an anomaly, and the
+		// segment heals and checks as usual (a soak goes on).
+		s.nemAnomalies = append(s.nemAnomalies, Anomaly{s.nemesis, err.Error()})
+		f.Note = "did not complete: " + err.Error()
+		err = nil
+	}
 	if err != nil {
 		f.End = s.w.now()
 		return f, err
