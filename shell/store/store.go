@@ -70,6 +70,13 @@ const formatValue = "muninn-store/1"
 // store whose MANIFEST went missing fails to open instead of starting empty.
 const markerFile = "MUNINN-STORE"
 
+// creatingFile is written before a new store's first Pebble files and
+// removed once markerFile is there: a process killed in between leaves it,
+// and the next open knows the orphan files are its own unfinished creation
+// (which never held an acknowledged write: a node serves only once its
+// store is open), not a damaged store, and creates the store again.
+const creatingFile = "MUNINN-STORE-CREATING"
+
 func seqKey(space byte, s core.Seq) []byte {
 	k := make([]byte, 9)
 	k[0] = space
@@ -218,9 +225,21 @@ func newStore(dir string, opts Options) *Store {
 func (s *Store) open() error {
 	dir := s.dir
 	existed := fileExists(s.fs, s.fs.PathJoin(dir, markerFile))
+	creating := s.fs.PathJoin(dir, creatingFile)
 	if !existed {
-		if err := refuseOrphanFiles(s.fs, dir); err != nil {
+		if fileExists(s.fs, creating) {
+			s.plog.emit(slog.LevelWarn, "store-create", fmt.Sprintf("store %s: its creation was interrupted (a process killed on its first start); creating it again", dir))
+			if err := clearDir(s.fs, dir); err != nil {
+				return fmt.Errorf("store %s: clearing an interrupted creation: %w", dir, err)
+			}
+		} else if err := refuseOrphanFiles(s.fs, dir); err != nil {
 			return err
+		}
+		if err := mkdirAllSync(s.fs, dir); err != nil {
+			return fmt.Errorf("store %s: %w", dir, err)
+		}
+		if err := writeFileSync(s.fs, creating, []byte(formatValue+"\n")); err != nil {
+			return fmt.Errorf("store %s: %w", dir, err)
 		}
 	} else if err := checkWAL(s.fs, dir); err != nil {
 		return err
@@ -267,7 +286,54 @@ func (s *Store) open() error {
 			return fmt.Errorf("store %s: %w", dir, err)
 		}
 	}
+	if fileExists(s.fs, creating) {
+		// Created (the marker is synced): the creation is over.
+		if err := s.fs.Remove(creating); err != nil {
+			s.closeDB()
+			return fmt.Errorf("store %s: %w", dir, err)
+		}
+		if err := syncDir(s.fs, dir); err != nil {
+			s.closeDB()
+			return fmt.Errorf("store %s: %w", dir, err)
+		}
+	}
 	return nil
+}
+
+// mkdirAllSync makes dir and any missing parents, syncing the directory
+// that holds each one it makes, so that a crash cannot lose them (Pebble,
+// which made the directory before, syncs its parent the same way).
+func mkdirAllSync(fs vfs.FS, dir string) error {
+	if fileExists(fs, dir) {
+		return nil
+	}
+	parent := fs.PathDir(dir)
+	if parent != dir {
+		if err := mkdirAllSync(fs, parent); err != nil {
+			return err
+		}
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if parent == dir {
+		return nil
+	}
+	return syncDir(fs, parent)
+}
+
+// clearDir removes everything in dir (an interrupted creation's files).
+func clearDir(fs vfs.FS, dir string) error {
+	names, err := listDir(fs, dir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := fs.RemoveAll(fs.PathJoin(dir, name)); err != nil {
+			return err
+		}
+	}
+	return syncDir(fs, dir)
 }
 
 // refuseOrphanFiles refuses a directory holding Pebble files but no store
@@ -283,7 +349,8 @@ func refuseOrphanFiles(fs vfs.FS, dir string) error {
 	for _, name := range names {
 		switch filepath.Ext(name) {
 		case ".sst", ".log", ".blob":
-			return fmt.Errorf("store %s: holds %s but no %s marker: not a MuninnDB store, or a damaged one; refusing to start empty", dir, name, markerFile)
+			return fmt.Errorf("store %s: holds %s but no %s marker: not a MuninnDB store, or a damaged one; refusing to start empty. "+
+				"If this node never started successfully (killed during its first start by a version before %s existed), move the directory aside and start it again", dir, name, markerFile, creatingFile)
 		}
 	}
 	return nil
