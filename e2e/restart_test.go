@@ -118,24 +118,8 @@ func TestRollingRestart(t *testing.T) {
 			n.id, role, down.Round(time.Millisecond), stop.Round(time.Millisecond), stopAt.Format("15:04:05.000"),
 			rejoin.Round(time.Millisecond), rejoinAt.Format("15:04:05.000"), failed))
 	}
-	for _, w := range ws {
-		w.stop()
-	}
 	cx = c.cortexNow(ns)
-	total, failed := 0, 0
-	for _, w := range ws {
-		acks, fails := w.snapshot()
-		got, err := cx.listIDs(w.vault, "strong")
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkAcked(t, "the Cortex "+cx.id, acks, got)
-		checkRefused(t, "the Cortex "+cx.id, fails, got)
-		for i, f := range fails[:min(len(fails), 3)] {
-			t.Errorf("vault %s: failed write %d of %d at %s (after %s): %v", w.vault, i+1, len(fails), f.end.Format("15:04:05.000"), f.end.Sub(f.start).Round(time.Millisecond), f.err)
-		}
-		total, failed = total+len(acks), failed+len(fails)
-	}
+	total, failed := stopAndCheckWriters(t, cx, ws)
 	t.Logf("rolling restart, %d writers: %d writes acknowledged (all present), %d failed:\n  %s", len(ws), total, failed, strings.Join(report, "\n  "))
 }
 
@@ -293,4 +277,29 @@ func TestBenchRolling(t *testing.T) {
 	if rep.Acked == 0 || rep.Failed != 0 || rep.Lost != 0 {
 		t.Errorf("bench rolling: %d acknowledged, %d failed, %d lost; want some, 0 and 0\n%s", rep.Acked, rep.Failed, rep.Lost, errOut)
 	}
+}
+
+// stopAndCheckWriters stops the writers and checks on the Cortex cx, with
+// strong reads, that every acknowledged write is there and no refused one
+// is; every failed write is an error (the rolling restart and upgrade
+// targets: 0 failed). It returns the writes acknowledged and failed.
+func stopAndCheckWriters(t *testing.T, cx *node, ws []*writer) (total, failed int) {
+	t.Helper()
+	for _, w := range ws {
+		w.stop()
+	}
+	for _, w := range ws {
+		acks, fails := w.snapshot()
+		got, err := cx.listIDs(w.vault, "strong")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAcked(t, "the Cortex "+cx.id, acks, got)
+		checkRefused(t, "the Cortex "+cx.id, fails, got)
+		for i, f := range fails[:min(len(fails), 3)] {
+			t.Errorf("vault %s: failed write %d of %d at %s (after %s): %v", w.vault, i+1, len(fails), f.end.Format("15:04:05.000"), f.end.Sub(f.start).Round(time.Millisecond), f.err)
+		}
+		total, failed = total+len(acks), failed+len(fails)
+	}
+	return total, failed
 }

@@ -272,24 +272,8 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	c.waitAcks(w, 30, 20*time.Second)
 
-	for _, w := range ws {
-		w.stop()
-	}
 	cx = c.cortexNow(ns)
-	total, failed := 0, 0
-	for _, w := range ws {
-		acks, fails := w.snapshot()
-		got, err := cx.listIDs(w.vault, "strong")
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkAcked(t, "the Cortex "+cx.id, acks, got)
-		checkRefused(t, "the Cortex "+cx.id, fails, got)
-		for i, f := range fails[:min(len(fails), 3)] {
-			t.Errorf("vault %s: failed write %d of %d at %s (after %s): %v", w.vault, i+1, len(fails), f.end.Format("15:04:05.000"), f.end.Sub(f.start).Round(time.Millisecond), f.err)
-		}
-		total, failed = total+len(acks), failed+len(fails)
-	}
+	total, failed := stopAndCheckWriters(t, cx, ws)
 
 	// A build before negotiation, seeded at the cluster: refused by every
 	// node, this build's naming both versions in their logs; it never

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -129,17 +130,29 @@ func (c BenchFailoverCmd) Run(g *Globals) error {
 	if err != nil && rep == nil {
 		return err
 	}
-	if c.JSON {
-		b, jerr := json.MarshalIndent(rep, "", "  ")
-		if jerr != nil {
-			return jerr
+	return printReport(g, rep, c.JSON, err)
+}
+
+// benchReport is what a bench mode prints and judges.
+type benchReport interface {
+	WriteText(w io.Writer)
+	Verdict() error
+}
+
+// printReport prints rep as JSON or text, then returns runErr, else the
+// report's verdict (a missed target fails the command).
+func printReport(g *Globals, rep benchReport, asJSON bool, runErr error) error {
+	if asJSON {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
 		}
 		fmt.Fprintf(g.Out, "%s\n", b)
 	} else {
 		rep.WriteText(g.Out)
 	}
-	if err != nil {
-		return err
+	if runErr != nil {
+		return runErr
 	}
 	return rep.Verdict()
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -257,19 +256,7 @@ func (c BenchRollingCmd) Run(g *Globals) error {
 	if rep == nil {
 		return err
 	}
-	if c.JSON {
-		b, jerr := json.MarshalIndent(rep, "", "  ")
-		if jerr != nil {
-			return jerr
-		}
-		fmt.Fprintf(g.Out, "%s\n", b)
-	} else {
-		rep.WriteText(g.Out)
-	}
-	if err != nil {
-		return err
-	}
-	return rep.Verdict()
+	return printReport(g, rep, c.JSON, err)
 }
 
 // sigterm sends SIGTERM to node i by pid and waits (bounded) for it to
