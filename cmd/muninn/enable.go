@@ -365,11 +365,26 @@ func (m *modeSwitcher) switchMode(ctx context.Context, c node.ModeChange) (*node
 		if c.AdvertiseAddr == "" {
 			over["cluster.advertise_addr"] = c.BindAddr
 		}
-		if c.Secret != "" {
-			over["cluster.cluster_secret"] = c.Secret
-		}
 		rec.Mode, rec.By = node.ModeCluster, "muninn cluster enable"
-		rec.BindAddr, rec.AdvertiseAddr, rec.Secret = c.BindAddr, c.AdvertiseAddr, c.Secret
+		rec.BindAddr, rec.AdvertiseAddr = c.BindAddr, c.AdvertiseAddr
+		if c.Secret != "" {
+			// The configuration's secret wins at every later start: a
+			// different one here would cut the members that joined under
+			// it off at the next restart. Only a node whose configuration
+			// sets none records the request's.
+			probe := map[string]string{"cluster.enabled": "false"}
+			base, err := m.load(probe)
+			if err != nil {
+				return nil, &node.ModeError{Status: http.StatusBadRequest, Msg: strings.ReplaceAll(err.Error(), "\n", " ")}
+			}
+			switch {
+			case base.Cluster.Secret == "":
+				over["cluster.cluster_secret"] = c.Secret
+				rec.Secret = c.Secret
+			case base.Cluster.Secret != c.Secret:
+				return nil, &node.ModeError{Status: http.StatusBadRequest, Msg: "cluster_secret: the node's configuration already sets cluster.cluster_secret (file or MUNINN_CLUSTER_SECRET in its environment) and the request gives another one, which the next restart would replace: leave it out of the request (unset MUNINN_CLUSTER_SECRET in your shell, no --secret-file) or change the node's configuration"}
+			}
+		}
 	} else {
 		over["cluster.node_id"] = string(oldOpts.ID)
 		rec.Mode, rec.By, rec.NodeID = node.ModeStandalone, "muninn cluster disable", string(oldOpts.ID)
@@ -411,6 +426,12 @@ func (m *modeSwitcher) switchMode(ctx context.Context, c node.ModeChange) (*node
 	}
 	if k := m.gate.inflight.Load() - 1; k > 0 {
 		m.log.Warn(fmt.Sprintf("%d request(s) still in flight after %s; they get the shutdown's answer", k, drainWait))
+	}
+	// A request that was in flight at the first check (an add-node) may
+	// have changed what the switch needs: check again before stopping.
+	if err := old.CheckModeChange(c); err != nil {
+		m.install(old)
+		return nil, err
 	}
 	old.Close()
 	n, err := m.startRecorded(opts, rec)

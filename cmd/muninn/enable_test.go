@@ -246,3 +246,61 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
+
+// TestEnableSecretConflict: a node whose configuration sets
+// cluster_secret refuses an enable that gives another one (the next
+// restart would run on the configuration's and cut the members that joined
+// under the request's off); the same secret is accepted and not recorded
+// in the data directory.
+func TestEnableSecretConflict(t *testing.T) {
+	addr, mbp := freeAddr(t), freeAddr(t)
+	data := t.TempDir()
+	env := []string{"MUNINN_CLUSTER_HEARTBEAT_MS=50", "MUNINN_CLUSTER_LEASE_TTL=1", "MUNINN_CLUSTER_SECRET=configured-secret-0123456789"}
+	stop := make(chan struct{})
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runWith([]string{"start", "--data-dir", data, "--http-addr", addr, "--log-format", "json"}, &out, &errb, env, stop)
+	}()
+	defer func() {
+		close(stop)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("start did not stop")
+		}
+	}()
+	url := "http://" + addr
+	c := client.New(url)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.Write(ctx, apitypes.WriteRequest{Vault: "sc", Content: "x"})
+		cancel()
+		if err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the node did not serve: %v", err)
+		}
+	}
+	file := func(secret string) string {
+		p := filepath.Join(t.TempDir(), "secret")
+		if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	code, sout, serr := cli(t, "cluster", "enable", "--addr", url, "--node-id", "m1", "--bind-addr", mbp, "--secret-file", file("another-secret-0123456789"))
+	if code == 0 || !strings.Contains(serr, "already sets cluster.cluster_secret") {
+		t.Fatalf("enable with another secret: exit %d\n%s%s", code, sout, serr)
+	}
+	if _, ok, _ := node.ReadMode(data); ok {
+		t.Fatal("the refused enable recorded a mode")
+	}
+	code, sout, serr = cli(t, "cluster", "enable", "--addr", url, "--node-id", "m1", "--bind-addr", mbp, "--secret-file", file("configured-secret-0123456789"))
+	if code != 0 {
+		t.Fatalf("enable with the configured secret: exit %d\n%s%s", code, sout, serr)
+	}
+	if rec, ok, err := node.ReadMode(data); err != nil || !ok || !rec.Cluster() || rec.Secret != "" {
+		t.Fatalf("recorded mode %+v ok=%v err=%v: want cluster mode without a secret (the configuration has it)", rec, ok, err)
+	}
+}

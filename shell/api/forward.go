@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,6 +269,13 @@ func (ns *nonceSet) first(nonce string, expiry, now time.Time) bool {
 // one is configured, otherwise loopback callers only. A request forwarded
 // and signed by a member passed that check on the member.
 func (s *Server) checkAdmin(r *http.Request, body []byte) error {
+	if crossSite(r) {
+		// A web page the operator has open must not drive the admin API
+		// through the browser: loopback callers need no token, and a
+		// cross-site "simple" POST needs no preflight.
+		return &apiError{status: http.StatusForbidden, code: apitypes.CodeForbidden,
+			msg: "admin endpoints refuse requests a browser sends on behalf of another site (Origin or Sec-Fetch-Site says cross-site): call them with muninn cluster ..., curl or the Go client"}
+	}
 	if s.signedForward(r, body) {
 		return nil
 	}
@@ -284,6 +292,23 @@ func (s *Server) checkAdmin(r *http.Request, body []byte) error {
 	}
 	return &apiError{status: http.StatusForbidden, code: apitypes.CodeForbidden,
 		msg: "admin endpoints accept only loopback callers when no admin_token is configured: set admin_token in the node's config (or MUNINN_ADMIN_TOKEN in its environment), restart it, and call with Authorization: Bearer <token> (muninn cluster ... --token)"}
+}
+
+// crossSite reports whether a browser sent r for a page of another
+// origin: Sec-Fetch-Site other than same-origin or none (typed by the
+// user), or an Origin whose host is not the one the request was sent to.
+// CLIs and the Go client send neither header.
+func crossSite(r *http.Request) bool {
+	if v := r.Header.Get("Sec-Fetch-Site"); v != "" && v != "same-origin" && v != "none" {
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+	}
+	return false
 }
 
 func isLoopback(remote string) bool {

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,9 +29,11 @@ func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
 // registerLagMetric adds the lag gauge to the node's registry once (a
 // node may serve more than one API server in tests).
 func (s *Server) registerLagMetric() {
-	err := s.n.Metrics().Registry.Register(lagCollector{s})
-	var are prometheus.AlreadyRegisteredError
-	if err != nil && !errors.As(err, &are) {
+	reg := s.n.Metrics().Registry
+	// A node served again by a new Server (a mode switch that stayed) is
+	// measured by the new one.
+	reg.Unregister(lagCollector{s})
+	if err := reg.Register(lagCollector{s}); err != nil {
 		s.log.Warn("replication lag metric not registered", "err", err)
 	}
 }
