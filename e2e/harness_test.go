@@ -658,21 +658,27 @@ func (n *node) listIDs(vault, consistency string) (map[string]bool, error) {
 func (c *cluster) waitHasAll(n *node, vault string, want []string, d time.Duration) {
 	c.t.Helper()
 	c.waitFor(fmt.Sprintf("%s to hold all %d engrams of vault %s", n.id, len(want), vault), d, func() (bool, string) {
-		got, err := n.listIDs(vault, "eventual")
-		if err != nil {
-			return false, err.Error()
-		}
-		var missing []string
-		for _, id := range want {
-			if !got[id] {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			return false, fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), len(want), missing[:min(3, len(missing))])
-		}
-		return true, ""
+		return holdsAll(n, vault, "eventual", want)
 	})
+}
+
+// holdsAll reports whether a read of vault on n at consistency returns
+// every id of want, and if not which are missing (or why it cannot ask).
+func holdsAll(n *node, vault, consistency string, want []string) (bool, string) {
+	got, err := n.listIDs(vault, consistency)
+	if err != nil {
+		return false, err.Error()
+	}
+	var missing []string
+	for _, id := range want {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		return false, fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), len(want), missing[:min(3, len(missing))])
+	}
+	return true, ""
 }
 
 // ---------------------------------------------------------------- CLI

@@ -121,20 +121,7 @@ type recoverJSON struct {
 // missingAcked lists the ids of want that n does not return to a strong
 // read of vault (or why it cannot be asked).
 func missingAcked(n *node, vault string, want []string) (bool, string) {
-	got, err := n.listIDs(vault, "strong")
-	if err != nil {
-		return false, err.Error()
-	}
-	var missing []string
-	for _, id := range want {
-		if !got[id] {
-			missing = append(missing, id)
-		}
-	}
-	if len(missing) > 0 {
-		return false, fmt.Sprintf("%d of %d missing, e.g. %v", len(missing), len(want), missing[:min(3, len(missing))])
-	}
-	return true, ""
+	return holdsAll(n, vault, "strong", want)
 }
 
 // soleCortex waits until n, started alone after --force, is the Cortex of
