@@ -711,6 +711,15 @@ func (d *Driver) hold(now Time, rd *Ready, sync, early bool, err error) {
 			d.Replies.Answer(Result{ID: r.ID, Kind: r.Kind, Err: &Error{Code: CodeUnknownOutcome, Msg: msg}})
 		}
 	}
+	// What waits on a commit would wait as long: a held node steps nothing
+	// (five x fill-disk: a quorum write held 3 s, past its client's budget).
+	for _, r := range d.Node.TakeWaiters(fmt.Sprintf("this node holds entries it could not store (%v) and answers nothing until space is freed", err)) {
+		if r.Kind == ResultRead {
+			d.Replies.Read(r)
+		} else {
+			d.Replies.Answer(r)
+		}
+	}
 	d.held = &held{rd: kept, sync: sync, early: early, since: now, next: now + Time(HoldRetry), err: err}
 }
 

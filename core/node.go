@@ -424,6 +424,31 @@ func (n *Node) stepDownCleanup(kind EventKind, why string) {
 	n.prog = nil
 }
 
+// TakeWaiters answers at once, outside any Ready, every request this node
+// waits on for a commit or an echo, and forgets them: the driver calls it
+// when it holds a Ready for disk space (Driver.Held), since a held node
+// steps nothing and they would wait until space returns. A logged write or
+// membership change may still commit later, so its outcome is unknown; a
+// read and a write queued behind reads reached nothing and can be retried.
+// The entries stay in the log: only their answers are given now.
+func (n *Node) TakeWaiters(why string) []Result {
+	var out []Result
+	for _, w := range n.writes {
+		out = append(out, Result{ID: w.id, Kind: ResultWrite, Err: errorf(CodeUnknownOutcome, "", "the write at %s is logged on this node but not yet committed, and %s; it may still commit: read it back", w.pos, why)})
+	}
+	for _, a := range n.adminWait {
+		out = append(out, Result{ID: a.id, Kind: ResultAdmin, Err: errorf(CodeUnknownOutcome, "", "the membership change is logged on this node but not yet committed, and %s; check muninn cluster info", why)})
+	}
+	for _, r := range n.reads {
+		out = append(out, Result{ID: r.id, Kind: r.kind(), Err: errorf(CodeUnavailable, "", "%s; the read served nothing: retry", why)})
+	}
+	for _, h := range n.held {
+		out = append(out, Result{ID: h.id, Kind: ResultWrite, Err: errorf(CodeUnavailable, "", "%s; the write was not logged: retry it", why)})
+	}
+	n.writes, n.adminWait, n.reads, n.held = nil, nil, nil, nil
+	return out
+}
+
 func (n *Node) result(id uint64, kind ResultKind, pos Pos, err *Error) {
 	n.rd.Results = append(n.rd.Results, Result{ID: id, Kind: kind, Pos: pos, Err: err})
 }

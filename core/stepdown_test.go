@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,5 +124,61 @@ func TestStepDownNotCortex(t *testing.T) {
 	}
 	if after := lobe.n.Status(); after.Role != before.Role || after.Cortex != before.Cortex || after.Epoch != before.Epoch {
 		t.Fatalf("StepDown on a Lobe changed it: %+v -> %+v", before, after)
+	}
+}
+
+// fullDisk refuses every save for lack of space, as a disk filled from
+// elsewhere between a write's admission and its save.
+type fullDisk struct{ tshell }
+
+func (fullDisk) Save(*Ready, bool, func(Pos, error)) error {
+	return fmt.Errorf("no space left on device: %w", ErrNoSpace)
+}
+
+// TestHeldReadyAnswersWaiters: when the driver holds a Ready for disk
+// space, a quorum write logged earlier and still waiting for its quorum is
+// answered at once with unknown_outcome, not left until space returns (a
+// held node steps nothing; five x fill-disk held one past its client's
+// budget), and a strong read waiting for echoes is answered too. Neither
+// is answered twice once space returns.
+func TestHeldReadyAnswersWaiters(t *testing.T) {
+	c, cx := settled(t)
+	c.isolate([]NodeID{cx.id}, []NodeID{"n1", "n2", "n3"})
+	pending := c.propose(cx.id, "pending", Quorum)
+	if r, ok := c.resultOf(pending); ok {
+		t.Fatalf("a quorum write answered with every Lobe cut off: %+v", r)
+	}
+	h := tshell{c, cx}
+	cx.drv = NewDriver(cx.n, cx.disk.HardState, fullDisk{h}, h, h)
+	c.nextID++
+	held := c.nextID
+	cx.drv.Request(c.now, Request{ID: held, Kind: RequestWrite, Payload: []byte("held"), Durability: Local})
+	c.nextID++
+	read := c.nextID
+	cx.drv.Request(c.now, Request{ID: read, Kind: RequestRead, Consistency: Strong})
+	if err := cx.drv.Drive(c.now); err != nil {
+		t.Fatal(err)
+	}
+	if !cx.drv.Held() {
+		t.Fatal("the driver did not hold the Ready its store refused for space")
+	}
+	want := map[uint64]Code{pending: CodeUnknownOutcome, read: CodeUnavailable, held: CodeUnknownOutcome}
+	for id, code := range want {
+		r, ok := c.resultOf(id)
+		if !ok || r.Err == nil || r.Err.Code != code {
+			t.Errorf("request %d: %+v (answered %v), want %s at once", id, r, ok, code)
+		}
+	}
+	answered := len(cx.acked)
+	cx.drv.Storage = h // space freed
+	c.heal()
+	if err := cx.drv.Tick(c.now.Add(HoldRetry)); err != nil {
+		t.Fatal(err)
+	}
+	c.runUntil(c.now.Add(2 * time.Second))
+	for _, r := range cx.acked[answered:] {
+		if _, again := want[r.ID]; again {
+			t.Errorf("request %d answered twice: %+v", r.ID, r)
+		}
 	}
 }
