@@ -25,7 +25,7 @@ const exitHarness = 1
 // histories checked.
 type clusterCmd struct {
 	Runtime        string        `default:"docker" enum:"docker,netns" help:"What runs the nodes: docker (containers of the image, the compose files) or netns (processes of a muninn built from this checkout, in network namespaces the run makes; needs root, iproute2, iptables). See docs/reliability.md."`
-	Topology       string        `default:"all" help:"three, sentinel, five, observer (comma-separated) or all."`
+	Topology       string        `default:"all" help:"three, sentinel, five, observer, mixed (comma-separated) or all (every topology the runtime can run). mixed needs --runtime netns: three voters, muninn-01 on the previous release (e2e/testdata/previous-release, built from this repository's git history) and two on this build; see docs/reliability.md."`
 	Nemesis        string        `default:"all" help:"kill, pause, isolate, split, bridge, oneway, netem, wipe, restore-old, corrupt-wal, fill-disk, lobe-down, rolling, churn, snapshot-kill, combo (comma-separated) or all (docs/reliability.md; churn and snapshot-kill need --runtime netns and skip the sentinel topology)."`
 	Duration       time.Duration `default:"10s" help:"Length of each nemesis segment: the fault starts after a quarter of it and heals after three quarters; recovery and checks follow."`
 	Rounds         int           `default:"1" help:"Repeat every nemesis this many times (a longer soak: e.g. --rounds 10 --duration 30s)."`
@@ -45,7 +45,7 @@ type clusterCmd struct {
 }
 
 func (c *clusterCmd) run(out io.Writer, log *slog.Logger) int {
-	topos, err := cluster.ParseTopologies(c.Topology)
+	topos, err := cluster.ParseTopologies(c.Topology, c.Runtime)
 	if err != nil {
 		log.Error("bad option", "err", fmt.Errorf("--topology: %w", err))
 		return exitUsage

@@ -82,7 +82,7 @@ broadcast 10.77.6.255 dev x table local proto kernel scope link src 10.77.6.1
 // their API there.
 func TestPlaceTopology(t *testing.T) {
 	p := netip.MustParsePrefix("10.77.9.0/24")
-	for _, topo := range Topologies {
+	for _, topo := range append(slices.Clone(Topologies), NetnsTopologies...) {
 		got, err := placeTopology(topo, p)
 		if err != nil {
 			t.Fatalf("%s: %v", topo.Name, err)
@@ -135,7 +135,7 @@ func TestPlaceTopology(t *testing.T) {
 // logs; and gives no warning.
 func TestNodeConfig(t *testing.T) {
 	s := netnsSettings{Secret: strings.Repeat("ab", 32), Token: strings.Repeat("cd", 32), HeartbeatMs: 250, LeaseTTL: leaseTTL(250)}
-	for _, topo := range Topologies {
+	for _, topo := range append(slices.Clone(Topologies), NetnsTopologies...) {
 		placed, err := placeTopology(topo, netip.MustParsePrefix("10.77.4.0/24"))
 		if err != nil {
 			t.Fatal(err)

@@ -46,7 +46,10 @@ import (
 type netnsRuntime struct {
 	project string
 	binary  string
-	subnet  netip.Prefix
+	// binaries are the nodes that run another binary than binary (an
+	// earlier release: Node.Release), node id -> path.
+	binaries map[string]string
+	subnet   netip.Prefix
 	// dir holds the config and log files.
 	dir   string
 	nodes []Node
@@ -218,6 +221,41 @@ type NetnsEnv struct {
 	// Binary is the muninn binary built from the checkout.
 	Binary   string
 	Settings netnsSettings
+	// Root is the repository, whose history the earlier releases of the
+	// mixed topology are built from ("": found above the working
+	// directory, as FindDeployDir does).
+	Root string
+
+	relMu sync.Mutex
+	// releases are the earlier releases built by this run, name -> binary.
+	releases map[string]string
+}
+
+// release returns the binary of the earlier release name, built once per
+// run (and cached per commit across runs: release.go).
+func (e *NetnsEnv) release(ctx context.Context, name string, logf func(string, ...any)) (string, error) {
+	e.relMu.Lock()
+	defer e.relMu.Unlock()
+	if b := e.releases[name]; b != "" {
+		return b, nil
+	}
+	root := e.Root
+	if root == "" {
+		deploy, err := FindDeployDir("")
+		if err != nil {
+			return "", fmt.Errorf("release %s: %w", name, err)
+		}
+		root = filepath.Dir(deploy)
+	}
+	b, err := BuildRelease(ctx, root, name, logf)
+	if err != nil {
+		return "", err
+	}
+	if e.releases == nil {
+		e.releases = map[string]string{}
+	}
+	e.releases[name] = b
+	return b, nil
 }
 
 // BuildMuninn builds ./cmd/muninn of the repository at root into dir.
@@ -245,8 +283,21 @@ func UpNetns(ctx context.Context, env *NetnsEnv, api *API, t Topology, logf func
 	if err := removeStaleDataDirs(ctx, prefix, logf, liveRun(prefix)); err != nil {
 		return nil, err
 	}
+	// Earlier releases first: a build that fails leaves nothing to
+	// remove.
+	binaries := map[string]string{}
+	for _, n := range append(slices.Clone(t.Nodes), t.Spares...) {
+		if n.Release == "" {
+			continue
+		}
+		b, err := env.release(ctx, n.Release, logf)
+		if err != nil {
+			return nil, fmt.Errorf("topology %s: node %s runs release %s: %w", t.Name, n.ID, n.Release, err)
+		}
+		binaries[n.ID] = b
+	}
 	c = newCluster(t, api, logf)
-	rt := &netnsRuntime{project: c.Project, binary: env.Binary, logf: logf, procs: map[string]*nodeProc{}, logs: map[string]*timedLog{}}
+	rt := &netnsRuntime{project: c.Project, binary: env.Binary, binaries: binaries, logf: logf, procs: map[string]*nodeProc{}, logs: map[string]*timedLog{}}
 	c.rt = rt
 	defer func() {
 		if err != nil {
@@ -303,6 +354,9 @@ func UpNetns(ctx context.Context, env *NetnsEnv, api *API, t Topology, logf func
 	}
 	logf("starting topology %s (netns runtime: %s, namespaces %s-*, %d node processes of %s, data directories: %s of %d MiB each in %s)",
 		t.Name, rt.subnet, c.Project, len(t.Nodes), env.Binary, data.kind, dataFSSize>>20, data.root)
+	for _, id := range slices.Sorted(mapKeys(binaries)) {
+		logf("topology %s: %s runs %s", t.Name, id, binaries[id])
+	}
 	for _, n := range c.Topo.Nodes {
 		if err := rt.start(n.ID); err != nil {
 			return c, err
@@ -388,7 +442,7 @@ func (r *netnsRuntime) start(node string) error {
 	if l == nil {
 		return fmt.Errorf("no node %s in %s", node, r.project)
 	}
-	cmd := exec.Command(hostTool("ip"), "netns", "exec", r.nsName(node), r.binary, "start", "--config", r.confPath(node))
+	cmd := exec.Command(hostTool("ip"), "netns", "exec", r.nsName(node), r.binaryOf(node), "start", "--config", r.confPath(node))
 	// Only what the node needs: MUNINN_* variables of the harness's
 	// environment would override the file.
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/", "TMPDIR=" + os.TempDir()}
@@ -423,6 +477,16 @@ func (r *netnsRuntime) start(node string) error {
 }
 
 func (r *netnsRuntime) Name() string { return "netns" }
+
+// binaryOf is the muninn binary node runs: its release's, or this
+// build's. A node restarted runs it again, as on a host where it is
+// installed.
+func (r *netnsRuntime) binaryOf(node string) string {
+	if b := r.binaries[node]; b != "" {
+		return b
+	}
+	return r.binary
+}
 
 func (r *netnsRuntime) proc(node string) (*nodeProc, error) {
 	r.mu.Lock()

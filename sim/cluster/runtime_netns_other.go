@@ -13,6 +13,7 @@ var errNetnsLinux = errors.New("the netns runtime needs Linux (network namespace
 type NetnsEnv struct {
 	Binary   string
 	Settings netnsSettings
+	Root     string
 }
 
 // NetnsReady reports that the netns runtime needs Linux.

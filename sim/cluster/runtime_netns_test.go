@@ -164,3 +164,12 @@ func TestNetnsChurn(t *testing.T) {
 		t.Errorf("no linearizability operations")
 	}
 }
+
+// TestBinaryOf: a node of an earlier release runs its binary, every
+// other node this build's, restarts included.
+func TestBinaryOf(t *testing.T) {
+	r := &netnsRuntime{binary: "/b/muninn", binaries: map[string]string{"muninn-01": "/tmp/muninn-release-x/muninn"}}
+	if r.binaryOf("muninn-01") != "/tmp/muninn-release-x/muninn" || r.binaryOf("muninn-02") != "/b/muninn" || r.binaryOf("spare-01") != "/b/muninn" {
+		t.Errorf("%s %s %s", r.binaryOf("muninn-01"), r.binaryOf("muninn-02"), r.binaryOf("spare-01"))
+	}
+}

@@ -29,6 +29,10 @@ type Node struct {
 	// published port on 127.0.0.1: the node's own address on the run's
 	// bridge (netns runtime), "" otherwise.
 	Addr string
+	// Release names the earlier release the node runs, a name in
+	// e2e/testdata/previous-release ("previous"); "" runs this build.
+	// The netns runtime only (release.go).
+	Release string
 }
 
 // API returns the node's API URL as the harness reaches it.
@@ -56,7 +60,8 @@ func (n Node) Voter() bool { return !n.Observer }
 // Topology is one of the product documentation's minimum configurations.
 type Topology struct {
 	Name string
-	// File is the compose file's name in deploy/.
+	// File is the compose file's name in deploy/; "" for a topology that
+	// runs in the netns runtime only (NetnsTopologies).
 	File   string
 	Subnet string
 	Nodes  []Node
@@ -101,31 +106,70 @@ var Topologies = []Topology{
 	}, Spares: []Node{{ID: "spare-01", IP: "172.28.4.21"}}},
 }
 
-// TopologyNames lists the topologies' names.
+// NetnsTopologies run in the netns runtime only: they have no compose
+// file, and their nodes run binaries the image does not hold.
+//
+// mixed: three data voters like three, muninn-01 (the first seed, so
+// usually the first Cortex) on the previous release (the one
+// e2e/testdata/previous-release names: protocol 2..2), the others on
+// this build (2..3): a cluster in the middle of a rolling upgrade, which
+// must run at protocol 2 (docs/protocol.md, rule 21; docs/upgrades.md).
+// Its spare runs this build. No port is published: the netns runtime
+// dials each node on the run's bridge.
+var NetnsTopologies = []Topology{
+	{Name: "mixed", Subnet: "172.28.6.0/24", Quorum: 2, Nodes: []Node{
+		{ID: "muninn-01", IP: "172.28.6.11", Release: "previous"},
+		{ID: "muninn-02", IP: "172.28.6.12"},
+		{ID: "muninn-03", IP: "172.28.6.13"},
+	}, Spares: []Node{{ID: "spare-01", IP: "172.28.6.21"}}},
+}
+
+// NetnsOnly reports whether t runs in the netns runtime only (it has no
+// compose file).
+func (t Topology) NetnsOnly() bool { return t.File == "" }
+
+// Mixed reports whether some node of t runs an earlier release.
+func (t Topology) Mixed() bool {
+	return slices.ContainsFunc(append(slices.Clone(t.Nodes), t.Spares...), func(n Node) bool { return n.Release != "" })
+}
+
+// TopologyNames lists the topologies' names, the netns-only ones last.
 func TopologyNames() []string {
 	var ns []string
-	for _, t := range Topologies {
+	for _, t := range append(slices.Clone(Topologies), NetnsTopologies...) {
 		ns = append(ns, t.Name)
 	}
 	return ns
 }
 
-// ParseTopologies parses a comma-separated list of topology names or "all".
-func ParseTopologies(s string) ([]Topology, error) {
+// ParseTopologies parses a comma-separated list of topology names or
+// "all" for runtime ("docker" or "netns"): all is every topology the
+// runtime can run; a netns-only topology named for docker is refused.
+func ParseTopologies(s, runtime string) ([]Topology, error) {
+	known := slices.Clone(Topologies)
+	if runtime == "netns" {
+		known = append(known, NetnsTopologies...)
+	}
 	if s == "all" {
-		return Topologies, nil
+		return known, nil
 	}
 	var out []Topology
 	for _, name := range strings.Split(s, ",") {
 		name = strings.TrimSpace(name)
-		i := slices.IndexFunc(Topologies, func(t Topology) bool { return t.Name == name })
+		i := slices.IndexFunc(known, func(t Topology) bool { return t.Name == name })
 		if i < 0 {
+			if slices.ContainsFunc(NetnsTopologies, func(t Topology) bool { return t.Name == name }) {
+				return nil, fmt.Errorf("topology %q needs --runtime netns: %s", name, netnsOnlyWhy)
+			}
 			return nil, fmt.Errorf("unknown topology %q: use %s or all", name, strings.Join(TopologyNames(), ", "))
 		}
-		out = append(out, Topologies[i])
+		out = append(out, known[i])
 	}
 	return out, nil
 }
+
+// netnsOnlyWhy says why a netns-only topology cannot run in containers.
+const netnsOnlyWhy = "it has no compose file, and its nodes run an earlier release built from this repository's history, which the image does not hold"
 
 // Node returns the node with id.
 func (t Topology) Node(id string) (Node, bool) {
@@ -220,6 +264,9 @@ func newCluster(t Topology, api *API, logf func(string, ...any)) *Cluster {
 // starts the topology under a unique project name with docker compose and
 // waits until every node reports a healthy cluster.
 func Up(ctx context.Context, d *Docker, api *API, deployDir string, t Topology, logf func(string, ...any)) (*Cluster, error) {
+	if t.NetnsOnly() {
+		return nil, fmt.Errorf("topology %s needs --runtime netns: %s", t.Name, netnsOnlyWhy)
+	}
 	prefix := projectPrefix + t.Name + "-"
 	stale, err := d.StaleProjects(ctx, prefix)
 	if err != nil {
