@@ -307,6 +307,9 @@ func runTopology(ctx context.Context, o Options, s *Summary, api *API, up func(c
 				seg.round, seg.rng = r.Index, rand.New(rand.NewPCG(r.Seed, 0))
 			}
 			rep, err := seg.run(ctx)
+			if rep != nil && c.Topo.Mixed() {
+				rep.Anomalies = append(rep.Anomalies, c.checkMixedVersion(ctx, rep)...)
+			}
 			if rep != nil {
 				s.Segments = append(s.Segments, rep)
 				printReport(o.Out, rep)
