@@ -71,12 +71,15 @@ func needsSpare(nemesis string) bool { return nemesis == "churn" || nemesis == "
 // longNemesis: the nemesis runs as long as it takes; the workload is
 // held until it is done.
 func longNemesis(nemesis string) bool {
-	return nemesis == "churn" || nemesis == "rolling" || nemesis == "snapshot-kill"
+	return nemesis == "churn" || nemesis == "rolling" || nemesis == "snapshot-kill" || opsNemesis(nemesis)
 }
 
 // notApplicable says why nemesis cannot run on topology t in runtime rt
 // ("" when it can).
 func notApplicable(nemesis string, t Topology, runtime string) string {
+	if opsNemesis(nemesis) && runtime != "netns" {
+		return nemesis + " needs --runtime netns: it runs the muninn binary against the nodes and rewrites their config files on the host"
+	}
 	if needsSpare(nemesis) {
 		if runtime != "netns" {
 			return nemesis + " needs --runtime netns: the compose files define no spare node to add"

@@ -16,8 +16,9 @@ import (
 // answers checked against what docs/api.md says they guarantee), then the
 // membership nemeses (rolling.go, churn.go: they take as long as the
 // cluster takes; churn runs in the netns runtime only, on topologies
-// without a Sentinel, and is skipped elsewhere with the reason).
-var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk", "lobe-down", "rolling", "churn", "snapshot-kill", "combo"}
+// without a Sentinel, and is skipped elsewhere with the reason), then the
+// operations under faults (backuppart.go, rotatekill.go: netns only).
+var Nemeses = []string{"kill", "pause", "isolate", "split", "bridge", "oneway", "netem", "wipe", "restore-old", "corrupt-wal", "fill-disk", "lobe-down", "rolling", "churn", "snapshot-kill", "combo", "backup-partition", "rotate-kill"}
 
 // NotInAll are nemeses that run only when named, with the reason: the
 // product behaviour they expect has not landed yet, so "all" (what CI

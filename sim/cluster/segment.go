@@ -105,6 +105,9 @@ type segment struct {
 	memb         *Membership
 	retiring     []Node
 	nemAnomalies []Anomaly
+	// cutAt is when a long nemesis's partition was in force (0: when it
+	// returned), so cut-off nodes are probed while it holds.
+	cutAt time.Duration
 	// recovered receives the recovery timed from the heal.
 	recovered chan recovery
 
@@ -313,6 +316,10 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 		f, err = s.injectCombo(ctx, cortex, epoch)
 	case s.nemesis == "snapshot-kill":
 		f, err = s.injectSnapshotKill(ctx, cortex, epoch)
+	case s.nemesis == "backup-partition":
+		f, err = s.injectBackupPartition(ctx, cortex, epoch)
+	case s.nemesis == "rotate-kill":
+		f, err = s.injectRotateKill(ctx, cortex, epoch)
 	case s.nemesis == "rolling":
 		var an []Anomaly
 		f, an, err = s.injectRolling(ctx, cortex, epoch)
@@ -326,6 +333,9 @@ func (s *segment) nemesisRun(ctx context.Context, rep *Report, hb time.Duration)
 	}
 	f.Start, f.WallStart = start, wall
 	injected := s.w.now()
+	if s.cutAt > 0 {
+		injected = s.cutAt
+	}
 	if err != nil && long && ctx.Err() == nil {
 		// A membership step the cluster did not complete in its bound
 		// (a join never promoted, a handoff or removal refused) is the
