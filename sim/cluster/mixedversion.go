@@ -151,7 +151,7 @@ func (c *Cluster) checkMixedVersion(ctx context.Context, rep *Report) []Anomaly 
 			continue // a spare never started has no log to read
 		}
 		if ls := refusals(log); len(ls) > 0 {
-			an = append(an, Anomaly{"mixed-version", fmt.Sprintf("%s refused a peer for its protocol version (%d log lines since the segment started), first: %s",
+			an = append(an, Anomaly{"mixed-version", fmt.Sprintf("%s logged a refusal for a protocol version (%d lines since the segment started; rule 21), first: %s",
 				n.ID, len(ls), truncate(strings.TrimSpace(ls[0]), 800))})
 		}
 	}
