@@ -98,6 +98,7 @@ func (n *Node) truncate(s Seq, reason string) {
 		return
 	}
 	n.durable = min(n.durable, s)
+	n.unackAppends(s)
 	// Entries of this very Ready are not persisted yet: they are simply not
 	// written, so they are not quarantined either, and a write of them that
 	// this Ready would acknowledge is answered with an error instead (it
@@ -153,6 +154,21 @@ func (n *Node) unacknowledge(ps []Pos) {
 			n.rd.Results[i].Pos = Pos{}
 		}
 	}
+}
+
+// unackAppends drops this Ready's append answers for entries after s: they
+// go out after the save that removes those entries, and would tell the old
+// Cortex they are durable here (rule 8; sim seed 507710: an Observer took an
+// epoch's entries and the next epoch's replacement in one Ready). Dropped as
+// the network may drop them; the old Cortex is fenced by the next answer.
+func (n *Node) unackAppends(s Seq) {
+	kept := make([]Message, 0, len(n.rd.Messages)) // not in place: a taken Ready may share the array
+	for _, m := range n.rd.Messages {
+		if m.Type != MsgAppendResp || m.Reject || m.Match.Seq <= s {
+			kept = append(kept, m)
+		}
+	}
+	n.rd.Messages = kept
 }
 
 func mergeRemoved(a, b []Entry) []Entry {

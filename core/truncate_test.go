@@ -45,3 +45,43 @@ func TestTruncateUnsavedWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestTruncateUnsavedAppendAck: a follower takes entries from one Cortex
+// and, before its driver has persisted that Ready, an append from a Cortex
+// of a later epoch replaces them. The answer acknowledging those entries is
+// still in the Ready: sent after the save, it would tell the old Cortex
+// they are durable here when they were never written (rule 8). Sim seed
+// 507710 (Pebble, pipelined saves): an Observer resumed from a pause took
+// epoch 3's entries and epoch 4's replacement in one Ready and acknowledged
+// 3.48 over a log ending at 4.46.
+func TestTruncateUnsavedAppendAck(t *testing.T) {
+	c := newCluster(shapes[0], time.Second, time.Millisecond, 1)
+	c.runUntil(c.now.Add(time.Second))
+	n3 := c.node("n3").n
+	if n3.Role() == RoleCortex || n3.HasReady() {
+		t.Fatalf("want n3 a follower with nothing pending, got %s (ready %v)", n3.Role(), n3.HasReady())
+	}
+	common, old := n3.Last(), n3.Epoch()
+	oldCortex, newCortex := c.cortex().id, NodeID("n2")
+	if oldCortex == newCortex {
+		newCortex = "n1"
+	}
+	entry := func(e Epoch, s Seq) Entry { return Entry{Pos: Pos{Epoch: e, Seq: s}, Payload: []byte("x")} }
+	n3.Step(c.now, Message{Type: MsgAppend, From: oldCortex, To: "n3", Epoch: old, Role: RoleCortex,
+		Prev: common, Entries: []Entry{entry(old, common.Seq+1), entry(old, common.Seq+2)}, Commit: common, SentAt: c.now})
+	n3.Step(c.now, Message{Type: MsgAppend, From: newCortex, To: "n3", Epoch: old + 1, Role: RoleCortex,
+		Prev: common, Entries: []Entry{{Pos: Pos{Epoch: old + 1, Seq: common.Seq + 1}, Type: EntryEpochStart}}, Commit: common, SentAt: c.now})
+	rd := n3.Ready()
+	for _, m := range rd.Messages {
+		if m.Type == MsgAppendResp && !m.Reject && m.Match.Seq > common.Seq && m.Match.Epoch == old {
+			t.Fatalf("acknowledges %s to %s, an entry replaced before it was ever written (the Ready writes %v)", m.Match, m.To, rd.Entries)
+		}
+	}
+	var acked bool
+	for _, m := range rd.Messages {
+		acked = acked || m.Type == MsgAppendResp && !m.Reject && m.To == newCortex && m.Match == (Pos{Epoch: old + 1, Seq: common.Seq + 1})
+	}
+	if !acked {
+		t.Fatalf("the new Cortex's entry is not acknowledged: %+v", rd.Messages)
+	}
+}
