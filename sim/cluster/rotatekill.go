@@ -3,12 +3,16 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/muninndb/muninn/shell/mbp"
 )
 
 // The rotate-kill nemesis (netns runtime): kill -9 one node (the seed
@@ -25,9 +29,12 @@ import (
 //
 // What must hold, else an anomaly named rotate-kill: every reload answers
 // 200 with the secret keys among those changed and none of them under
-// restart_required; the restarted node rejoins and the cluster is healthy
-// within 20 heartbeats + 10 s of each step; writes are acknowledged again
-// after each step; the history checkers stay clean.
+// restart_required; each node then proves, in an MBP handshake the
+// harness starts (and never completes), the secrets it should hold: new
+// and old after step 1, new only after step 2; the restarted node rejoins
+// and the cluster is healthy within 20 heartbeats + 10 s of each step;
+// writes are acknowledged again after each step; the history checkers
+// stay clean.
 //
 // The spares' config files are rewritten too, so a later membership
 // nemesis on the same cluster starts them with the cluster's secret; the
@@ -91,6 +98,7 @@ func (s *segment) injectRotateKill(ctx context.Context, cortex string, epoch uin
 	}
 	running := slices.DeleteFunc(slices.Clone(c.Topo.Nodes), func(n Node) bool { return n.ID == victim })
 	s.reloadAll(ctx, running, []string{"cluster." + secretKey, "cluster." + previousKey})
+	s.checkProofs(ctx, running, secret, old, true, "after step 1")
 	s.memb.step(s, t1, "step 1: %s and %s in every config, %d running nodes reloaded", secretKey, previousKey, len(running))
 	s.writesAgain(ctx, t1, bound, "step 1 (reload with both secrets)")
 
@@ -100,6 +108,9 @@ func (s *segment) injectRotateKill(ctx context.Context, cortex string, epoch uin
 	}
 	if err := c.WaitHealthy(ctx, bound); err != nil {
 		return f, fmt.Errorf("%s restarted with both secrets: %w", victim, err)
+	}
+	if n, ok := c.Topo.Node(victim); ok {
+		s.checkProofs(ctx, []Node{n}, secret, old, true, "restarted with both secrets")
 	}
 	s.memb.step(s, t2, "restarted %s with both secrets; cluster healthy", victim)
 	s.writesAgain(ctx, t2, bound, "restarting "+victim)
@@ -116,6 +127,7 @@ func (s *segment) injectRotateKill(ctx context.Context, cortex string, epoch uin
 	if err := c.WaitHealthy(ctx, bound); err != nil {
 		return f, fmt.Errorf("after step 2 (%s removed): %w", previousKey, err)
 	}
+	s.checkProofs(ctx, c.Topo.Nodes, secret, old, false, "after step 2")
 	s.memb.step(s, t3, "step 2: %s removed from every config, %d nodes reloaded; cluster healthy", previousKey, len(c.Topo.Nodes))
 	s.writesAgain(ctx, t3, bound, "step 2 (the old secret removed)")
 	f.Note = fmt.Sprintf("kill -9 %s; cluster_secret rotated while it was down; restarted with both secrets; old secret removed", victim)
@@ -160,6 +172,72 @@ func (s *segment) reloadAll(ctx context.Context, nodes []Node, want []string) {
 			s.nemAnomalies = append(s.nemAnomalies, Anomaly{s.nemesis, fmt.Sprintf("reload of %s (%s): %s", n.ID, strings.Join(want, ", "), why)})
 		}
 	}
+}
+
+// checkProofs checks that each node proves the new secret in an MBP
+// handshake, and the old one exactly when wantOld; else an anomaly.
+func (s *segment) checkProofs(ctx context.Context, nodes []Node, secret, old string, wantOld bool, when string) {
+	for _, n := range nodes {
+		for _, c := range []struct {
+			name, secret string
+			want         bool
+		}{{"the new secret", secret, true}, {"the old secret", old, wantOld}} {
+			got, err := provesSecret(ctx, net.JoinHostPort(n.IP, "8474"), c.secret)
+			switch {
+			case err != nil:
+				s.nemAnomalies = append(s.nemAnomalies, Anomaly{s.nemesis, fmt.Sprintf("%s: MBP handshake with %s to learn whether it proves %s: %v", when, n.ID, c.name, err)})
+			case got != c.want:
+				s.nemAnomalies = append(s.nemAnomalies, Anomaly{s.nemesis, fmt.Sprintf("%s: %s proves %s: %v, want %v (docs/protocol.md, rule 20)", when, n.ID, c.name, got, c.want)})
+			}
+		}
+	}
+}
+
+// errProbeStop ends a handshake probe before it proves anything.
+var errProbeStop = errors.New("rotate-kill probe: stopped before proving")
+
+// provesSecret dials a node's MBP address (bind_addr) as a dialer holding
+// secret alone and reports whether the node's challenge proves it (rule
+// 20: a listener proves every secret it accepts). The probe never sends
+// a proof of its own (probeConn refuses to write one), so no connection
+// is ever authenticated and the node sees a dialer that gave up.
+func provesSecret(ctx context.Context, addr, secret string) (bool, error) {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	pc := &probeConn{Conn: conn}
+	_, err = mbp.DialHandshake(pc, mbp.HandshakeConfig{
+		Local:  mbp.Hello{ID: "rotate-kill-probe", Purpose: mbp.PurposeControl},
+		Secret: []byte(secret),
+	})
+	switch {
+	case pc.stopped:
+		return true, nil
+	case errors.Is(err, mbp.ErrAuth):
+		return false, nil
+	case err == nil:
+		return false, errors.New("the handshake completed although the probe sent no proof")
+	}
+	return false, err
+}
+
+// probeConn refuses to write a proof frame's header: the dialer writes it
+// only once the listener's challenge proved a secret it holds.
+type probeConn struct {
+	net.Conn
+	stopped bool
+}
+
+func (c *probeConn) Write(b []byte) (int, error) {
+	if len(b) == mbp.HeaderLen && mbp.FrameType(b[1]) == mbp.FrameProof {
+		c.stopped = true
+		return 0, errProbeStop
+	}
+	return c.Conn.Write(b)
 }
 
 // reloadAnswer is the answer of POST /v1/admin/reload (docs/api.md).

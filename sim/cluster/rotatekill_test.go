@@ -1,12 +1,16 @@
 package cluster
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/muninndb/muninn/shell/config"
+	"github.com/muninndb/muninn/shell/mbp"
 )
 
 // TestSetSecrets: the rotation's two steps on every generated config
@@ -128,6 +132,47 @@ func TestOpsNemesesNetnsOnly(t *testing.T) {
 			}
 			if why := notApplicable(nem, topo, "netns"); why != "" {
 				t.Errorf("%s refused in netns on %s: %s", nem, topo.Name, why)
+			}
+		}
+	}
+}
+
+// TestProvesSecret: the handshake probe learns which secrets a listener
+// proves (both during a rotation, the current one after it) and never
+// authenticates: the listener's handshake always fails.
+func TestProvesSecret(t *testing.T) {
+	old, fresh, other := strings.Repeat("ab", 32), strings.Repeat("ef", 32), strings.Repeat("12", 32)
+	for _, c := range []struct {
+		previous string
+		want     map[string]bool
+	}{
+		{old, map[string]bool{fresh: true, old: true, other: false}},
+		{"", map[string]bool{fresh: true, old: false, other: false}},
+	} {
+		for probe, want := range c.want {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted := make(chan error, 1)
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					accepted <- err
+					return
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err = mbp.AcceptHandshake(conn, mbp.HandshakeConfig{Local: mbp.Hello{ID: "muninn-01", Purpose: mbp.PurposeControl}, Secret: []byte(fresh), Previous: []byte(c.previous)})
+				accepted <- err
+			}()
+			got, err := provesSecret(context.Background(), ln.Addr().String(), probe)
+			ln.Close()
+			if err != nil || got != want {
+				t.Errorf("rotating %v, probe %s...: proves %v (%v), want %v", c.previous != "", probe[:4], got, err, want)
+			}
+			if err := <-accepted; err == nil {
+				t.Errorf("rotating %v, probe %s...: the listener authenticated the probe", c.previous != "", probe[:4])
 			}
 		}
 	}
