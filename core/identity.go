@@ -52,7 +52,7 @@ func (n *Node) noteStore(id NodeID, pr *progress, store uint64) {
 			id, store, pr.store)})
 		n.regressed(pr)
 	}
-	pr.store = store
+	pr.store, pr.storeSince = store, n.now
 }
 
 // regressed forgets what the Cortex believed a peer held: the peer says it
@@ -111,6 +111,9 @@ func (n *Node) maybeBind() {
 			changed = true
 		}
 		if store != 0 && m.Store != store && caughtUp && !m.Learner {
+			if m.Store != 0 && !n.leadsSince(n.prog[m.ID].storeSince, m.ID) {
+				continue
+			}
 			if m.Store != 0 {
 				n.event(Event{Kind: EventCaughtUp, Node: m.ID, Detail: fmt.Sprintf("member %s caught up on its new store %016x: it counts again", m.ID, store)})
 			}
@@ -125,6 +128,36 @@ func (n *Node) maybeBind() {
 	if changed {
 		n.proposeMembers(0, ms)
 	}
+}
+
+// leadsSince reports whether a quorum of voters counting with their
+// recorded stores, not counting except, echoed this Cortex's messages sent
+// at or after t: none of them had then joined a later epoch. A wiped
+// member's new store is recorded only once that holds from when it was
+// first heard. Its old store may have voted for, and acknowledged entries
+// of, a later Cortex this one has not heard of; that Cortex's election
+// quorum meets this quorum in a voter who would have refused us. Without
+// the check, a deposed Cortex recorded a wiped member's new store, caught
+// up only on the deposed Cortex's log, then committed, and was elected
+// again, with its help (rule 16; seed 500117: a committed entry of the
+// later epoch was lost).
+func (n *Node) leadsSince(t Time, except NodeID) bool {
+	got := 0
+	for _, m := range n.members {
+		if !m.Voter() || m.ID == except {
+			continue
+		}
+		if m.ID == n.cfg.ID {
+			if n.counts(m, n.cfg.Store) {
+				got++
+			}
+			continue
+		}
+		if pr := n.prog[m.ID]; pr != nil && pr.echo >= t && n.counts(m, pr.store) {
+			got++
+		}
+	}
+	return got >= n.members.Quorum()
 }
 
 // caughtUp reports whether a member holds everything that may have been

@@ -43,6 +43,7 @@ type progress struct {
 	echo         Time   // newest SentAt the peer echoed
 	matchAt      Time   // the SentAt echoed by the answer that last raised match
 	store        uint64 // the store identity match was counted on (rule 16)
+	storeSince   Time   // when this Cortex first heard store from the peer
 	snapshot     bool   // a snapshot is streaming to it
 	heard        bool   // it answered this Cortex: its position is known
 	reported     Seq    // the last seq the peer reported (heartbeat answers, refusals)

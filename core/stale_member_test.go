@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -73,4 +74,64 @@ func TestUnpromotedLearnerAnswersReport(t *testing.T) {
 		"c": mk("c", Members{{ID: "a", Kind: KindAuto}, {ID: "c", Kind: KindAuto}, {ID: "j", Kind: KindAuto}}, 9),
 	}
 	untilCortex(t, nodes, []NodeID{"c", "j"}, "c")
+}
+
+// TestDeposedCortexRecordsNoWipedStore: seed 500117. A Cortex cut off from
+// everyone is deposed: the others elect one of them and commit a write.
+// One of them is then wiped and, cut off from the new Cortex, reaches only
+// the deposed one, which still believes it leads and catches the wiped
+// store up on its own, older log. Recording that store would let it
+// commit, and be elected again, with the help of a store that lost its
+// vote and acknowledgements for the later epoch: the committed write
+// would be lost. It must not record it until a quorum not counting the
+// wiped member has echoed it since the new store was first heard (rule 16).
+func TestDeposedCortexRecordsNoWipedStore(t *testing.T) {
+	c, old := settled(t)
+	var rest []NodeID
+	for _, x := range c.nodes {
+		if x != old {
+			rest = append(rest, x.id)
+		}
+	}
+	c.isolate([]NodeID{old.id}, rest)
+	c.runUntil(c.now.Add(3500 * time.Millisecond))
+	nc := c.cortex()
+	if nc == nil || nc == old || nc.n.Epoch() <= old.n.Epoch() {
+		t.Fatalf("no Cortex of a later epoch on the majority side: %v\n%s", nc, c.statusLines())
+	}
+	if old.n.Role() != RoleCortex {
+		t.Fatalf("the deposed Cortex demoted itself first (%s): the case needs it to lead still", old.n.Role())
+	}
+	id := c.propose(nc.id, "later epoch", Quorum)
+	c.runUntil(c.now.Add(100 * time.Millisecond))
+	if r, ok := c.resultOf(id); !ok || r.Err != nil {
+		t.Fatalf("the write in the later epoch: %+v (answered %v)\n%s", r, ok, c.trace)
+	}
+	var wiped NodeID
+	for _, x := range rest {
+		if x != nc.id {
+			wiped = x
+		}
+	}
+	c.crash(wiped)
+	c.wipe(wiped)
+	c.heal()
+	c.isolate([]NodeID{nc.id}, []NodeID{old.id, wiped})
+	c.restart(wiped)
+	fresh := c.node(wiped).cfg.Store
+	c.runUntil(c.now.Add(500 * time.Millisecond))
+	if m, ok := old.n.Members().Get(wiped); ok && m.Store == fresh {
+		t.Fatalf("the deposed Cortex recorded %s's new store %x, caught up on its own log only\n%s", wiped, fresh, c.trace)
+	}
+	c.heal()
+	c.runUntil(c.now.Add(10 * time.Second))
+	c.checkInvariants()
+	for _, x := range c.nodes {
+		if !slices.ContainsFunc(x.disk.Entries, func(e Entry) bool { return string(e.Payload) == "later epoch" }) {
+			t.Errorf("%s lost the write committed in the later epoch\n%s", x.id, c.statusLines())
+		}
+	}
+	if len(c.failures) > 0 {
+		t.Fatalf("%v\n%s", c.failures, c.trace)
+	}
 }
