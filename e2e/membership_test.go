@@ -74,6 +74,22 @@ func TestWipedVoterDoesNotVote(t *testing.T) {
 func TestWipedVoterCaughtUp(t *testing.T) {
 	c, _, a, b, cc, want := wipedVoter(t)
 	b.start()
+	// With c down, a cannot tell it still leads without b, whose new
+	// store may have lost a vote for a newer Cortex: a records the new
+	// store only once a quorum not counting b answers it (rule 16).
+	c.waitFor(b.id+" to be caught up but not recorded while "+cc.id+" is down", 20*time.Second, func() (bool, string) {
+		i, err := a.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		m := memberOf(i, b.id)
+		return m != nil && m.Rejoining && a.countMsg("now reports store") > 0, fmt.Sprintf("%+v", m)
+	})
+	time.Sleep(time.Second) // many heartbeats: time to record it, were it allowed
+	if a.countMsg("caught up on its new store") > 0 {
+		t.Fatalf("%s recorded %s's new store while %s was down: no quorum without it answered", a.id, b.id, cc.id)
+	}
+	cc.start()
 	c.waitFor(b.id+" to be caught up and recorded", 20*time.Second, func() (bool, string) {
 		i, err := a.info()
 		if err != nil {
@@ -83,7 +99,6 @@ func TestWipedVoterCaughtUp(t *testing.T) {
 		return m != nil && !m.Rejoining && m.Store != "" && a.countMsg("caught up on its new store") > 0, fmt.Sprintf("%+v", m)
 	})
 	a.kill9()
-	cc.start()
 	cx := c.waitCortex([]*node{b, cc}, 20*time.Second)
 	got, err := cx.listIDs("wipe", "strong")
 	if err != nil {
