@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +67,29 @@ func TestCheckRestored(t *testing.T) {
 		if st.mustHold != c.mustHold || st.engrams != len(d.Reg)+len(d.Uniq) {
 			t.Errorf("%s: stats %+v, want %d to hold", c.name, st, c.mustHold)
 		}
+	}
+}
+
+// TestRunMuninn: how a subcommand ended is told apart (exit code and
+// message, a hang killed at its bound, a binary that cannot run), and it
+// runs with only the token of the harness's MUNINN_* environment.
+func TestRunMuninn(t *testing.T) {
+	t.Setenv("MUNINN_CLUSTER_SECRET", "not for the subcommand")
+	ctx := context.Background()
+	r := runMuninn(ctx, time.Minute, "/bin/sh", "tok", "-c", "env; echo boom >&2; exit 3")
+	if r.hung || r.err != nil || r.code != 3 || !strings.Contains(r.stderr, "boom") || r.ok() {
+		t.Errorf("exit 3: %+v", r)
+	}
+	if !strings.Contains(r.stdout, "MUNINN_ADMIN_TOKEN=tok") || strings.Contains(r.stdout, "MUNINN_CLUSTER_SECRET") {
+		t.Errorf("environment: %q", r.stdout)
+	}
+	if r := runMuninn(ctx, 200*time.Millisecond, "/bin/sh", "", "-c", "exec sleep 60"); !r.hung || r.ok() {
+		t.Errorf("a hang: %+v", r)
+	}
+	if r := runMuninn(ctx, time.Minute, "/nonexistent/muninn", ""); r.err == nil || r.ok() {
+		t.Errorf("no binary: %+v", r)
+	}
+	if r := runMuninn(ctx, time.Minute, "/bin/sh", "", "-c", "exit 0"); !r.ok() {
+		t.Errorf("exit 0: %+v", r)
 	}
 }
