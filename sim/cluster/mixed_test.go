@@ -101,3 +101,25 @@ func TestParseTopologiesRuntime(t *testing.T) {
 		t.Errorf("mixed drawn: netns %v, docker %v; want true, false", drawn(n, "netns"), drawn(d, "docker"))
 	}
 }
+
+// TestMixedSkipsFillDisk: the soak never draws fill-disk for a mixed
+// topology (the previous release's known hang of a filled Cortex), and
+// draws the partition nemeses for it.
+func TestMixedSkipsFillDisk(t *testing.T) {
+	i := slices.IndexFunc(NetnsTopologies, func(t Topology) bool { return t.Name == "mixed" })
+	if i < 0 {
+		t.Fatal("no mixed topology")
+	}
+	m := NetnsTopologies[i]
+	if why := notApplicable("fill-disk", m, "netns"); why == "" {
+		t.Error("fill-disk is drawn for the mixed topology")
+	}
+	for _, n := range []string{"isolate", "split", "bridge", "oneway", "kill"} {
+		if why := notApplicable(n, m, "netns"); why != "" {
+			t.Errorf("%s is not drawn for the mixed topology: %s", n, why)
+		}
+	}
+	if why := notApplicable("fill-disk", Topologies[0], "netns"); why != "" {
+		t.Errorf("fill-disk is not drawn for %s: %s", Topologies[0].Name, why)
+	}
+}
