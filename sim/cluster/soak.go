@@ -24,8 +24,9 @@ import (
 // its report, history, logs and the exact replay command
 // (NAME.replay.txt) in the report directory.
 //
-// There are no operations (backup, upgrade, ...) to draw yet: the
-// schedule is topologies × nemeses.
+// Operations are drawn as nemeses (backup-partition, rotate-kill) and the
+// mixed-version cluster as a topology (mixed), so the schedule stays
+// topologies × nemeses.
 
 // SoakRound is one round of a soak's schedule.
 type SoakRound struct {
