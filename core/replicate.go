@@ -222,6 +222,14 @@ func (n *Node) stepHeartbeatResp(m Message) {
 		pr.next = max(pr.match, m.Last.Seq) + 1
 		pr.inflight = 0
 	}
+	if pr.snapshot && m.SentAt > pr.snapshotAt.Add(n.cfg.DownAfter()) && m.Last.Seq < n.log.snap.Seq {
+		// A whole SDOWN window after the snapshot started, the peer
+		// answers and still lacks it: the stream or the answer (a
+		// declined install, for a full disk) was lost. Send it again;
+		// the runner starts no second stream while one runs (sim seed
+		// 501378: lost, never sent again, the learner never caught up).
+		pr.snapshot = false
+	}
 	if m.Last.Seq < pr.match && m.SentAt > pr.matchAt && !pr.snapshot {
 		// Asked after it acknowledged match, the peer holds less: its log
 		// went back (rule 16). Believe it and replicate from there.

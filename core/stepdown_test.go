@@ -182,3 +182,40 @@ func TestHeldReadyAnswersWaiters(t *testing.T) {
 		}
 	}
 }
+
+// TestLostSnapshotSentAgain: sim seed 501378. A snapshot's answer can be
+// lost (a declined install's answer dropped on the wire, or a stream that
+// never completes, as the harness's never do). A peer that answers
+// heartbeats a whole SDOWN window later and still lacks the snapshot's
+// base is sent another; before, the Cortex waited for that answer forever
+// and the peer never caught up.
+func TestLostSnapshotSentAgain(t *testing.T) {
+	c := newCluster(shapes[0], time.Second, time.Millisecond, 7)
+	for _, x := range c.nodes {
+		x.cfg.LogTail = 5
+		x.n = New(x.cfg, Restored{}, c.now)
+	}
+	c.runUntil(c.now.Add(2 * time.Second))
+	cx := c.cortex()
+	if cx == nil {
+		t.Fatalf("no Cortex:\n%s", c.trace)
+	}
+	for i := range 30 {
+		c.propose(cx.id, fmt.Sprint("w", i), Quorum)
+		c.runUntil(c.now.Add(20 * time.Millisecond))
+	}
+	var lobe NodeID
+	for _, x := range c.nodes {
+		if x != cx {
+			lobe = x.id
+		}
+	}
+	c.crash(lobe)
+	c.wipe(lobe)
+	c.restart(lobe)
+	c.runUntil(c.now.Add(10 * time.Second))
+	asked := strings.Count(c.trace.String(), fmt.Sprintf("%s snapshot to %s requested", cx.id, lobe))
+	if asked < 2 {
+		t.Fatalf("the Cortex asked for %d snapshots to %s in 10 s, its first never answered: want it sent again after an SDOWN window\n%s", asked, lobe, c.statusLines())
+	}
+}

@@ -199,12 +199,22 @@ func (n *Node) sendSnapshot(to core.NodeID) {
 	if n.tr == nil {
 		return
 	}
+	n.sendingMu.Lock()
+	if n.sending[to] {
+		n.sendingMu.Unlock()
+		n.log.Info("snapshot already streaming; not starting another", "peer", to)
+		return
+	}
+	if n.sending == nil {
+		n.sending = map[core.NodeID]bool{}
+	}
+	n.sending[to] = true
+	n.sendingMu.Unlock()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
 		dir := filepath.Join(n.opts.DataDir, "snapshot-out", string(to))
 		os.RemoveAll(dir)
-		defer os.RemoveAll(dir)
 		ok := false
 		if _, err := n.store.Checkpoint(dir); err != nil {
 			n.log.Warn("snapshot checkpoint failed", "peer", to, "err", err)
@@ -214,6 +224,10 @@ func (n *Node) sendSnapshot(to core.NodeID) {
 			ok = true
 			n.log.Info("snapshot sent", "peer", to)
 		}
+		os.RemoveAll(dir) // before the mark goes: a next stream reuses dir
+		n.sendingMu.Lock()
+		delete(n.sending, to) // before the failure is reported: the core may ask again at once
+		n.sendingMu.Unlock()
 		if !ok {
 			select {
 			case n.snapFail <- to:

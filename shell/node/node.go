@@ -56,6 +56,12 @@ type Node struct {
 
 	closeOnce sync.Once
 	bg        sync.WaitGroup
+	// sending holds the peers a snapshot is streaming to: the core may ask
+	// again while a long one runs (it presumes a snapshot unanswered for
+	// an SDOWN window lost), and a second stream would remove the first's
+	// checkpoint under it.
+	sendingMu sync.Mutex
+	sending   map[core.NodeID]bool
 	decay     *decayWorker
 	archiver  *archiver // nil unless Options.ArchiveDir (archive.go)
 
