@@ -20,6 +20,16 @@ func (n *Node) campaign(handoff bool) {
 	}
 	n.electionAt = Never
 	n.electEnd = n.now.Add(n.cfg.Heartbeat)
+	if handoff {
+		// A handoff's target waits for its votes as long as its Cortex
+		// waits for it (rule 14): a vote is persisted before it is sent
+		// (rule 5), behind a loaded disk slower than a heartbeat; a later
+		// epoch's candidate still ends this one (netns soak, observer x
+		// churn: the old Cortex's vote went out 555 ms after it stepped
+		// down, the target had given up at 250 ms, and the old Cortex was
+		// elected again an SDOWN window later).
+		n.electEnd = n.now.Add(n.cfg.DownAfter())
+	}
 	n.event(Event{Kind: EventElectionStarted, Node: n.cfg.ID})
 	for _, m := range n.members {
 		if m.ID != n.cfg.ID && m.Voter() {
