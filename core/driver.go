@@ -797,6 +797,19 @@ func (nopLogger) Error(string, ...any) {}
 
 // Hint reports a crash hint for peer (Node.Hint, rule 18). Like Step, the
 // caller then calls Drive.
+// NotePeerAddr hands the core a peer's advertised MBP address, unless a
+// Ready is held: a Cortex records addresses in a membership entry, which
+// would join the Ready already taken and be lost with it (review: a gap in
+// the Cortex's log on disk). It reports whether the core took it; the
+// shell offers it again later otherwise.
+func (d *Driver) NotePeerAddr(now Time, peer NodeID, addr string) bool {
+	if d.held != nil {
+		return false
+	}
+	d.Node.NotePeerAddr(now, peer, addr)
+	return true
+}
+
 func (d *Driver) Hint(now Time, peer NodeID, why string) {
 	if d.held != nil {
 		return

@@ -254,8 +254,13 @@ func (n *Node) stepHeartbeatResp(m Message) {
 }
 
 // commitUnder is the highest seq durable on W counted data voters of ms
-// (0 if none can be).
-func (n *Node) commitUnder(ms Members) Seq {
+// (0 if none can be), each counted with the store the latest membership
+// records for it.
+func (n *Node) commitUnder(ms Members) Seq { return n.commitCounting(ms, true) }
+
+// commitCounting is commitUnder; with latest false each member counts with
+// the store ms itself records.
+func (n *Node) commitCounting(ms Members, latest bool) Seq {
 	w := ms.WriteQuorum()
 	if w > ms.DataVoters() {
 		return 0
@@ -265,7 +270,7 @@ func (n *Node) commitUnder(ms Members) Seq {
 		if !m.DataVoter() {
 			continue
 		}
-		if cur, ok := n.members.Get(m.ID); ok {
+		if cur, ok := n.members.Get(m.ID); ok && latest {
 			m = cur // the store it counts with is the latest record (rule 16)
 		}
 		switch {
@@ -286,6 +291,29 @@ func (n *Node) commitUnder(ms Members) Seq {
 	}
 	sortDesc(matches)
 	return matches[w-1]
+}
+
+// storesChanged reports whether b records, for a voter a had bound to a
+// store, another store.
+func storesChanged(a, b Members) bool {
+	for _, m := range a {
+		if x, ok := b.Get(m.ID); ok && m.Voter() && m.Store != 0 && x.Store != m.Store {
+			return true
+		}
+	}
+	return false
+}
+
+// canCommitWithout reports whether W data voters of a remain whose store b
+// does not change.
+func canCommitWithout(a, b Members) bool {
+	k := 0
+	for _, m := range a {
+		if x, ok := b.Get(m.ID); ok && m.DataVoter() && (m.Store == 0 || x.Store == m.Store) {
+			k++
+		}
+	}
+	return k >= a.WriteQuorum()
 }
 
 // votersChanged counts the voters in one of a and b and not the other
@@ -323,6 +351,18 @@ func (n *Node) advanceCommit() {
 			// Until it commits, an entry commits only on W voters of both
 			// (rule 15; seed 2549).
 			c = min(c, n.commitUnder(old))
+		}
+		if old := n.membersAt(n.hs.Commit.Seq); storesChanged(old, n.members) && canCommitWithout(old, n.members) {
+			// A new store recorded for a member counts only once its
+			// record has committed on W data voters counted with the
+			// stores recorded before (rule 16). The echo check before
+			// recording it (leadsSince) cannot see a voter that echoed
+			// this Cortex and then voted for a rival holding the old
+			// store's vote (review of 25cb1ff: a delayed handoff vote).
+			// Where W data voters do not remain without the changed
+			// members (two data voters and a Sentinel) no such rival can
+			// be elected without this Cortex, and waiting would deadlock.
+			c = min(c, n.commitCounting(old, false))
 		}
 	}
 	if c <= n.hs.Commit.Seq {

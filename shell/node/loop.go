@@ -167,11 +167,12 @@ func (n *Node) publish() {
 	n.noteProtocol(snap)
 	n.status.Store(snap)
 	n.noteReadiness(snap)
-	if !n.core.HasReady() || n.drv.Held() {
-		// A Ready left for group commit (or behind a truncation) holds
-		// core events of this state, reported when it is taken: compare
-		// only then, or epoch_changed would go out before the old epoch's
-		// sdown and odown (netns soak, rotate-kill and kill).
+	if !n.core.HasReady() {
+		// A Ready left for group commit, behind a truncation or held for
+		// disk space holds core events of this state, reported when it is
+		// carried out: compare only then, or epoch_changed would go out
+		// before the old epoch's sdown and odown (netns soak, rotate-kill
+		// and kill).
 		n.events.observe(st, snap.APIAddrs)
 	}
 	if !n.ready && st.Cortex != "" && st.Role != core.RoleCandidate {

@@ -36,9 +36,8 @@ func (n *Node) syncPeers() {
 			continue
 		}
 		connected[p.ID] = true
-		if p.MBPAddr != "" && n.peers.noted[p.ID] != p.MBPAddr {
+		if p.MBPAddr != "" && n.peers.noted[p.ID] != p.MBPAddr && n.drv.NotePeerAddr(n.now(), p.ID, p.MBPAddr) {
 			n.peers.noted[p.ID] = p.MBPAddr
-			n.core.NotePeerAddr(n.now(), p.ID, p.MBPAddr)
 		}
 	}
 	for _, m := range n.core.Members() {
