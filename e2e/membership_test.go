@@ -98,6 +98,19 @@ func TestWipedVoterCaughtUp(t *testing.T) {
 		m := memberOf(i, b.id)
 		return m != nil && !m.Rejoining && m.Store != "" && a.countMsg("caught up on its new store") > 0, fmt.Sprintf("%+v", m)
 	})
+	// The record must commit, and cc must know it, before a goes: a new
+	// store counts toward commits only once the entry recording it has
+	// committed without it (rule 16), and with a gone b and cc could not
+	// commit it.
+	want = append(want, writeN(t, client.New(a.url()), "wipe", "quorum", 1)...)
+	ai := a.mustInfo()
+	c.waitFor(cc.id+" to know the record committed", 20*time.Second, func() (bool, string) {
+		i, err := cc.info()
+		if err != nil {
+			return false, err.Error()
+		}
+		return i.CommitSeq >= ai.LastSeq, fmt.Sprintf("commit %d, want %d", i.CommitSeq, ai.LastSeq)
+	})
 	a.kill9()
 	cx := c.waitCortex([]*node{b, cc}, 20*time.Second)
 	got, err := cx.listIDs("wipe", "strong")
