@@ -51,8 +51,10 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 	n.failHeld(errorf(CodeTransferring, "", "a handoff to %s is under way; retry shortly", target))
 	n.event(Event{Kind: EventHandoffStarted, Node: target})
 	// The lease is given up now: voters grant the target's sanctioned vote
-	// without waiting out an SDOWN window.
+	// without waiting out an SDOWN window, and, once a heartbeat saying so
+	// (Handoff) reached them, without waiting out a lease.
 	n.leaseFloor = Never
+	n.broadcastHeartbeat()
 	n.maybeTimeoutNow()
 }
 

@@ -86,7 +86,9 @@ type Message struct {
 
 	// Down: the sender considers the Cortex of Epoch down (sdown).
 	Down bool
-	// Handoff: the vote was sanctioned by the Cortex (vote, timeout-now).
+	// Handoff: the vote was sanctioned by the Cortex (vote, timeout-now);
+	// on a Cortex's heartbeat or append, it has given up its lease for a
+	// handoff (rule 14).
 	Handoff bool
 	// Granted: the vote is granted (vote-resp).
 	Granted bool

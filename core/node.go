@@ -103,8 +103,13 @@ type Node struct {
 	// follower has heard from its Cortex: answers that are not echoes
 	// carry it, so the Cortex never takes them for older than they are.
 	echoAt Time
-	sdown  bool
-	odown  bool
+	// sanctioned: the latest word from the Cortex (by its send time) said
+	// it had given up its lease for a handoff (rule 14), so no lease of it
+	// counts on this node's echoes; a sanctioned vote then waits out
+	// nothing.
+	sanctioned bool
+	sdown      bool
+	odown      bool
 	// hinted: the Cortex's connection reset and a redial was refused
 	// (rule 18), and nothing has been heard from it since.
 	hinted bool
@@ -322,6 +327,9 @@ func (n *Node) send(m Message) {
 	if m.Type == MsgHeartbeat || m.Type == MsgSDown || m.Type == MsgVote {
 		m.Priority = n.priority()
 	}
+	if n.role == RoleCortex && n.leaseFloor == Never && (m.Type == MsgHeartbeat || m.Type == MsgAppend) {
+		m.Handoff = true // its lease is given up (rule 14)
+	}
 	n.rd.Messages = append(n.rd.Messages, m)
 }
 
@@ -383,6 +391,7 @@ func (n *Node) setEpoch(e Epoch) {
 	n.hs.Epoch = e
 	n.hs.Vote, n.hs.VoteStore = "", 0
 	n.cortex = ""
+	n.sanctioned = false
 }
 
 // becomeFollower steps down (if needed) into epoch e following cortex.

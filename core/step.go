@@ -48,6 +48,9 @@ func (n *Node) heardCortex(m Message) {
 		n.becomeFollower(m.Epoch, m.From)
 		n.echoAt = 0 // another Cortex, another clock
 	}
+	if m.SentAt >= n.echoAt {
+		n.sanctioned = m.Handoff
+	}
 	n.echoAt = max(n.echoAt, m.SentAt)
 	n.lastHeard, n.echoedAt = n.now, n.now
 	n.hinted = false

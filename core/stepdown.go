@@ -26,6 +26,7 @@ func (n *Node) StepDown(now Time, why string) {
 	}
 	if to := n.Successor(); to != "" {
 		n.leaseFloor = Never
+		n.broadcastHeartbeat() // says so (Handoff): votes wait out no lease
 		n.send(Message{Type: MsgTimeoutNow, To: to, Handoff: true})
 	}
 	n.demoteFor(why)

@@ -60,6 +60,7 @@ func (n *Node) leaseWait() time.Duration {
 
 func (n *Node) stepVote(m Message, p *peerView) {
 	p.last = m.Last
+	sanctioned := n.sanctioned // before a higher epoch clears it
 	refuse := func() { n.send(Message{Type: MsgVoteResp, To: m.From, Granted: false}) }
 	if n.role == RoleCandidate && m.Epoch == n.hs.Epoch && !m.Handoff {
 		// Two candidates in one epoch: a split. Both know it now, so the
@@ -150,7 +151,13 @@ func (n *Node) stepVote(m Message, p *peerView) {
 	// Give the candidate its election time before running ourselves.
 	n.electionAt = n.now.Add(n.cfg.Heartbeat + n.random(n.cfg.Heartbeat/2))
 	resp := Message{Type: MsgVoteResp, To: m.From, Granted: true}
-	if !m.Handoff {
+	if !m.Handoff || !sanctioned {
+		// A sanctioned vote waits out no lease only while the last word
+		// from the Cortex said it had given up its lease. A Cortex whose
+		// handoff aborted leads again on echoes like ours, and a vote
+		// request delayed past the abort would otherwise elect a rival
+		// that commits while the old Cortex still serves lease reads
+		// (rules 12, 18).
 		resp.LeaseWait = n.leaseWait()
 	}
 	n.send(resp)
