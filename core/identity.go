@@ -111,7 +111,10 @@ func (n *Node) maybeBind() {
 			changed = true
 		}
 		if store != 0 && m.Store != store && caughtUp && !m.Learner {
-			if m.Store != 0 && !n.leadsSince(n.prog[m.ID].storeSince, m.ID) {
+			// Its own store: it runs only if it counts (rule 16), so only a
+			// broken variant (BrokenNoStoreCheck) gets here; it has no
+			// progress of its own to date the store by.
+			if m.Store != 0 && m.ID != n.cfg.ID && !n.leadsSince(n.prog[m.ID].storeSince, m.ID) {
 				continue
 			}
 			if m.Store != 0 {
