@@ -3,12 +3,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/muninndb/muninn/shell/apitypes"
 	"github.com/muninndb/muninn/shell/client"
+	faults "github.com/muninndb/muninn/sim/cluster"
 )
 
 // Issue 16, parts 1 and 2: a rolling upgrade from the previous release,
@@ -40,72 +39,31 @@ func releases(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
-		if s == "" || strings.HasPrefix(s, "#") {
-			continue
-		}
-		fs := strings.Fields(s)
-		if len(fs) != 2 || len(fs[1]) != 40 {
-			t.Fatalf("testdata/previous-release line %d: %q: want \"<name> <40-hex commit>\"", line, s)
-		}
-		out[fs[0]] = fs[1]
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	out, err := faults.ParseReleases(f)
+	if err != nil {
+		t.Fatalf("testdata/previous-release: %v", err)
 	}
 	return out
 }
 
-// releaseBinary builds muninn at commit from this repository's history
-// (git archive | tar -x, go build), cached per commit under os.TempDir()
-// so reruns are cheap. Without the commit in the history (a shallow
-// clone) the test fails when CI is set and skips otherwise.
-func releaseBinary(t *testing.T, name, commit string) string {
+// releaseBinary builds release name from this repository's history with
+// the fault harness's BuildRelease (git archive | tar -x, go build), cached
+// per commit under os.TempDir(), so reruns and the harness's mixed topology
+// share one build. Without the commit in the history (a shallow clone) the
+// test fails when CI is set and skips otherwise.
+func releaseBinary(t *testing.T, name string) string {
 	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("the %s release %s is not in this clone's git history (a shallow clone? fetch it with git fetch --unshallow): %v %s", name, commit, err, out)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	dir := filepath.Join(os.TempDir(), "muninn-release-"+commit)
-	bin := filepath.Join(dir, "muninn")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.MkdirTemp(dir, "src-")
+	bin, err := faults.BuildRelease(context.Background(), root, name, t.Logf)
 	if err != nil {
+		if strings.Contains(err.Error(), "not in the git history") && os.Getenv("CI") == "" {
+			t.Skip(err)
+		}
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(src)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	archive := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive --format=tar "$2" | tar -x -C "$3"`, "sh", root, commit, src)
-	if out, err := archive.CombinedOutput(); err != nil {
-		t.Fatalf("git archive %s into %s: %v\n%s", commit, src, err, out)
-	}
-	tmp := filepath.Join(dir, fmt.Sprintf("muninn.tmp-%d", os.Getpid()))
-	build := exec.CommandContext(ctx, "go", "build", "-buildvcs=false", "-ldflags", "-X main.version="+name+"-"+commit[:12], "-o", tmp, "./cmd/muninn")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the %s release %s: %v\n%s", name, commit, err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("built the %s release %s in %s: %s", name, commit[:12], time.Since(start).Round(time.Millisecond), bin)
 	return bin
 }
 
@@ -182,8 +140,8 @@ func (c *cluster) waitProtocol(ns []*node, want int, d time.Duration) map[string
 func TestRollingUpgrade(t *testing.T) {
 	needBinary(t)
 	rel := releases(t)
-	prev := releaseBinary(t, "previous", rel["previous"])
-	tooOld := releaseBinary(t, "too-old", rel["too-old"])
+	prev := releaseBinary(t, "previous")
+	tooOld := releaseBinary(t, "too-old")
 	cur := binPath
 
 	c := newCluster(t, 0, 0)
