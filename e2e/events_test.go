@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,6 +32,21 @@ func TestEventsFailover(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// A node's event hub sees a change once the Ready that holds it is
+	// carried out, a step after its status shows it: wait until both
+	// Lobes' hellos name the Cortex before asserting on the first one.
+	for _, n := range lobes {
+		c.waitFor(n.id+"'s hello to name "+cx.id, 10*time.Second, func() (bool, string) {
+			x, stop := context.WithTimeout(ctx, 2*time.Second)
+			defer stop()
+			ch, err := client.New(n.url()).Events(x)
+			if err != nil {
+				return false, err.Error()
+			}
+			h := <-ch
+			return h.Cortex == cx.id, fmt.Sprintf("hello %+v", h.ClusterEvent)
+		})
+	}
 	// The target, through the Go client.
 	ch, err := client.New(target.url()).Events(ctx)
 	if err != nil {

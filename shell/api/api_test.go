@@ -50,12 +50,23 @@ func standaloneIn(t *testing.T, dir string, opts Options) *env {
 
 func (e *env) waitCortex() {
 	deadline := time.Now().Add(5 * time.Second)
-	for e.n.Status().Core.Role != core.RoleCortex {
+	for e.n.Status().Core.Role != core.RoleCortex || !hubSeesCortex(e.n) {
 		if time.Now().After(deadline) {
 			e.t.Fatal("standalone node never became cortex")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// hubSeesCortex: the event hub sees the election once its Ready is carried
+// out, a step after the status says Cortex; until then a hello says lobe.
+func hubSeesCortex(n *node.Node) bool {
+	s, err := n.Events().Subscribe("")
+	if err != nil {
+		return false
+	}
+	s.Close()
+	return s.Hello.Role == "cortex"
 }
 
 type resp struct {

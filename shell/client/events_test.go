@@ -331,6 +331,17 @@ func standaloneAPI(t *testing.T) string {
 		n.Close()
 	})
 	waitFor(t, "the node to lead", func() bool { return n.Status().Core.Cortex != "" })
+	// The event hub sees the election once its Ready is carried out, a
+	// step after the status says Cortex: wait for it too, or the hello
+	// may still say lobe (CI flake).
+	waitFor(t, "the event hub to see the election", func() bool {
+		s, err := n.Events().Subscribe("")
+		if err != nil {
+			return false
+		}
+		s.Close()
+		return s.Hello.Role == "cortex"
+	})
 	return srv.URL
 }
 

@@ -270,7 +270,9 @@ func TestNodeEvents(t *testing.T) {
 	}
 	defer n.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for n.Status().Core.Cortex == "" && time.Now().Before(deadline) {
+	// The hub sees the election once its Ready is carried out, a step
+	// after the status says Cortex.
+	for !hubSeesCortex(n) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	s, err := n.Events().Subscribe(n.Events().Boot() + "-0")
@@ -327,4 +329,13 @@ func TestEventHubHostileLastID(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+func hubSeesCortex(n *Node) bool {
+	s, err := n.Events().Subscribe("")
+	if err != nil {
+		return false
+	}
+	s.Close()
+	return s.Hello.Role == "cortex"
 }
