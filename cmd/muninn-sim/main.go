@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -67,6 +68,7 @@ type runCmd struct {
 	Workers     int           `default:"0" help:"Seeds run in parallel (0: one per CPU). Each seed runs on one goroutine; results do not depend on this."`
 	Verbose     bool          `short:"v" help:"Print every seed's derived settings."`
 	SeedTimeout time.Duration `default:"2m" help:"Wall time one seed may take before the run stops and names it (a hang in the code under test, e.g. a store waiting forever, is a failure, not a slow seed)."`
+	CPUProfile  string        `name:"cpuprofile" help:"Write a CPU profile of the run to this file (go tool pprof)."`
 }
 
 type replayCmd struct {
@@ -130,6 +132,19 @@ func (r *runCmd) run(out io.Writer, log *slog.Logger) int {
 			s := r.SeedStart + uint64(i)
 			fmt.Fprintf(out, "seed %d: %s\n", s, sim.DrawSettings(s, o))
 		}
+	}
+	if r.CPUProfile != "" {
+		f, err := os.Create(r.CPUProfile)
+		if err != nil {
+			log.Error("bad option", "err", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Error("cpu profile", "err", err)
+			return exitUsage
+		}
+		defer pprof.StopCPUProfile()
 	}
 	results := make([]*sim.Result, r.Seeds)
 	start := time.Now()
