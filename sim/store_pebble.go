@@ -65,8 +65,13 @@ func (p *pebbleStore) open(identity func() uint64) error {
 		FS:            faultFS{FS: p.mem, disk: p.disk, failed: &p.walFailed},
 		NewIdentity:   identity,
 		Deterministic: true,
-		CacheSize:     1 << 20,
-		DiskFree:      p.disk.diskFree,
+		// Pebble reserves each memtable's size in the block cache
+		// (DB.newMemTable), and memtables pass 1 MiB between restarts
+		// under Deterministic: a 1 MiB cache held no block, and every read
+		// read and decompressed its block again. Blocks are allocated as
+		// they are cached: a store uses what its data needs.
+		CacheSize: 16 << 20,
+		DiskFree:  p.disk.diskFree,
 	})
 	if err != nil {
 		return err
