@@ -14,24 +14,26 @@ func (c *Checkers) checkLeaseOverlap(sn *SimNode) {
 		return
 	}
 	sn.commitSeen = commit
-	c.leaseOverlap(sn, "committed "+commit.String())
+	c.leaseOverlap(sn, func() string { return "committed " + commit.String() })
 }
 
 // onWriteAcked: the same for a write answered (a local write is answered
 // before it commits).
 func (c *Checkers) onWriteAcked(sn *SimNode, r core.Result) {
 	if sn.n != nil && sn.n.Role() == core.RoleCortex && r.Err == nil {
-		c.leaseOverlap(sn, "acknowledged a write at "+r.Pos.String())
+		c.leaseOverlap(sn, func() string { return "acknowledged a write at " + r.Pos.String() })
 	}
 }
 
-func (c *Checkers) leaseOverlap(sn *SimNode, what string) {
+// what describes the event, formatted only for a violation: the check runs
+// on every commit and every acknowledged write.
+func (c *Checkers) leaseOverlap(sn *SimNode, what func() string) {
 	for _, o := range c.w.nodes {
 		if o == sn || o.n == nil || o.n.Role() != core.RoleCortex || o.n.Epoch() >= sn.n.Epoch() {
 			continue
 		}
 		if end := o.global(o.n.Status().LeaseUntil); end > c.w.now {
-			c.violate("lease-overlap", false, sn.id, "Cortex of epoch "+itoa(uint64(sn.n.Epoch()))+" "+what+
+			c.violate("lease-overlap", false, sn.id, "Cortex of epoch "+itoa(uint64(sn.n.Epoch()))+" "+what()+
 				" while "+string(o.id)+", Cortex of epoch "+itoa(uint64(o.n.Epoch()))+", still holds its lease for "+itoa(uint64((end-c.w.now)/1e6))+" ms")
 			return
 		}

@@ -56,22 +56,37 @@ type snapFile struct {
 	data []byte
 }
 
-// dataEqual reports whether two state machines hold the same keys and
-// values, and if not the first key where they differ.
-func dataEqual(a, b engram.KV) (bool, string) {
-	type kv struct{ k, v []byte }
-	var xs []kv
-	if err := a.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool {
-		xs = append(xs, kv{bytes.Clone(k), bytes.Clone(v)})
+// dataImage is a state machine's keys and values, copied out in order.
+type dataImage struct {
+	kvs []struct{ k, v []byte }
+	err error
+}
+
+func dataOf(kv engram.KV) *dataImage {
+	d := &dataImage{}
+	d.err = kv.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool {
+		d.kvs = append(d.kvs, struct{ k, v []byte }{bytes.Clone(k), bytes.Clone(v)})
 		return true
-	}); err != nil {
-		return false, err.Error()
+	})
+	return d
+}
+
+// equal reports whether a holds the same keys and values as d, and if not
+// the first key where they differ (d's key at the first mismatch, else the
+// first key only a holds).
+func (d *dataImage) equal(a engram.KV) (bool, string) {
+	if d.err != nil {
+		return false, d.err.Error()
 	}
 	i := 0
 	why := ""
-	if err := b.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool {
-		if i >= len(xs) || !bytes.Equal(xs[i].k, k) || !bytes.Equal(xs[i].v, v) {
+	if err := a.Scan(engram.DataStart, engram.DataEnd, func(k, v []byte) bool {
+		if i >= len(d.kvs) {
 			why = fmt.Sprintf("key %q", k)
+			return false
+		}
+		if !bytes.Equal(d.kvs[i].k, k) || !bytes.Equal(d.kvs[i].v, v) {
+			why = fmt.Sprintf("key %q", d.kvs[i].k)
 			return false
 		}
 		i++
@@ -82,8 +97,8 @@ func dataEqual(a, b engram.KV) (bool, string) {
 	if why != "" {
 		return false, why
 	}
-	if i != len(xs) {
-		return false, fmt.Sprintf("key %q", xs[i].k)
+	if i != len(d.kvs) {
+		return false, fmt.Sprintf("key %q", d.kvs[i].k)
 	}
 	return true, ""
 }
