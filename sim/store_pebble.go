@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/muninndb/muninn/core"
@@ -34,12 +35,15 @@ type pebbleStore struct {
 	// sync it hit (and refuses every write since, as it does), and the
 	// node stops and reopens on what its disk kept (storageFailed).
 	walFailed error
+	// logs: the write-ahead logs whose syncs are not yet copied into the
+	// file system (lazyLogs).
+	logs *lazyLogs
 }
 
 const pebbleDir = "/db"
 
 func newPebbleStore(w *World, sn *SimNode) (*pebbleStore, error) {
-	p := &pebbleStore{w: w, disk: sn.disk, mem: vfs.NewCrashableMem()}
+	p := &pebbleStore{w: w, disk: sn.disk, mem: vfs.NewCrashableMem(), logs: newLazyLogs()}
 	id := w.newStoreID()
 	return p, p.open(func() uint64 { return id })
 }
@@ -61,8 +65,11 @@ func (p *pebbleStore) open(identity func() uint64) error {
 		identity = func() uint64 { panic("sim: a store that exists was opened as new") }
 	}
 	p.w.pebbles = append(p.w.pebbles, p)
+	if p.logs == nil {
+		p.logs = newLazyLogs()
+	}
 	st, err := store.Open(pebbleDir, store.Options{
-		FS:            faultFS{FS: p.mem, disk: p.disk, failed: &p.walFailed},
+		FS:            faultFS{FS: p.mem, disk: p.disk, failed: &p.walFailed, logs: p.logs},
 		NewIdentity:   identity,
 		Deterministic: true,
 		// Pebble reserves each memtable's size in the block cache
@@ -247,14 +254,24 @@ func (p *pebbleStore) Close() {
 // its file system (only synced data: Pebble's clone draws its choice of
 // unsynced blocks in map order, which would break determinism).
 func (p *pebbleStore) Crash() (nodeStore, error) {
-	clone := p.mem.CrashClone(vfs.CrashCloneCfg{})
+	clone := p.crashClone()
 	p.Close()
-	return &pebbleStore{w: p.w, disk: p.disk, mem: clone, rejects: p.rejects, snaps: p.snaps}, nil
+	return &pebbleStore{w: p.w, disk: p.disk, mem: clone, rejects: p.rejects, snaps: p.snaps, logs: newLazyLogs()}, nil
 }
 
 // Copy is an old copy of the store: what a crash now would keep.
 func (p *pebbleStore) Copy() nodeStore {
-	return &pebbleStore{w: p.w, disk: p.disk, mem: p.mem.CrashClone(vfs.CrashCloneCfg{})}
+	return &pebbleStore{w: p.w, disk: p.disk, mem: p.crashClone(), logs: newLazyLogs()}
+}
+
+// crashClone is CrashClone(CrashCloneCfg{}) with the logs' lazy syncs
+// carried out in the clone (lazyLogs).
+func (p *pebbleStore) crashClone() *vfs.MemFS {
+	clone := p.mem.CrashClone(vfs.CrashCloneCfg{})
+	if err := p.logs.patch(clone); err != nil {
+		panic(fmt.Sprintf("sim: carrying a log's syncs into a crash clone: %v", err))
+	}
+	return clone
 }
 
 // reidentify rewrites the store's identity file, as restoring a copy by the
@@ -342,6 +359,7 @@ type faultFS struct {
 	vfs.FS
 	disk   *diskFaults
 	failed *error
+	logs   *lazyLogs
 }
 
 func (f faultFS) wrap(file vfs.File, name string, err error) (vfs.File, error) {
@@ -357,7 +375,22 @@ func (f faultFS) wrap(file vfs.File, name string, err error) (vfs.File, error) {
 
 func (f faultFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	file, err := f.FS.Create(name, c)
-	return f.wrap(file, name, err)
+	ff, err := f.wrap(file, name, err)
+	if x, ok := ff.(*faultFile); ok {
+		// A new, empty log: its syncs can be recorded as lengths.
+		x.lazy, x.path = true, name
+	}
+	return ff, err
+}
+
+// Rename keeps the paths of lazily synced logs current (a snapshot install
+// renames the store's directory).
+func (f faultFS) Rename(old, name string) error {
+	if err := f.FS.Rename(old, name); err != nil {
+		return err
+	}
+	f.logs.renamed(old, name)
+	return nil
 }
 
 func (f faultFS) ReuseForWrite(old, name string, c vfs.DiskWriteCategory) (vfs.File, error) {
@@ -391,6 +424,15 @@ type faultFile struct {
 	// the name is not a log number); closing: the last write ended with it.
 	eof     []byte
 	closing bool
+	// A lazy log (created empty through faultFS.Create) records its syncs
+	// as lengths (lazyLogs): written is its length, synced how much of it
+	// a sync made durable, copied how much the file system holds as
+	// synced; path is its name.
+	lazy                    bool
+	path                    string
+	written, synced, copied int64
+	// tail is what was synced but not copied when the log was closed.
+	tail []byte
 }
 
 // eofTrailer is the EOF trailer of log n (record.LogWriter.emitEOFTrailer):
@@ -413,6 +455,11 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	closing := f.eof != nil && bytes.HasSuffix(p, f.eof)
 	n, err := f.File.Write(p)
 	f.closing = closing && n == len(p)
+	if f.lazy {
+		f.fs.logs.mu.Lock()
+		f.written += int64(n)
+		f.fs.logs.mu.Unlock()
+	}
 	return n, err
 }
 
@@ -432,6 +479,10 @@ func (f *faultFile) Sync() error {
 	if err := f.fails(); err != nil {
 		return err
 	}
+	if f.lazy {
+		f.fs.logs.synced(f)
+		return nil
+	}
 	return f.File.Sync()
 }
 
@@ -439,7 +490,20 @@ func (f *faultFile) SyncData() error {
 	if err := f.fails(); err != nil {
 		return err
 	}
+	if f.lazy {
+		f.fs.logs.synced(f)
+		return nil
+	}
 	return f.File.SyncData()
+}
+
+func (f *faultFile) Close() error {
+	if f.lazy {
+		if err := f.fs.logs.closing(f); err != nil {
+			return err
+		}
+	}
+	return f.File.Close()
 }
 
 func (f *faultFile) SyncTo(length int64) (bool, error) {
@@ -447,4 +511,111 @@ func (f *faultFile) SyncTo(length int64) (bool, error) {
 		return false, err
 	}
 	return f.File.SyncTo(length)
+}
+
+// lazyLogs records a write-ahead log's syncs as lengths instead of copying
+// the file. MemFS copies a whole file into its synced image on every sync
+// (memFile.Sync), and a log grows to its memtable's size (256 KiB, then
+// doubling): that copying was 7% of a Pebble run. A log is only ever
+// appended to, so what a sync made durable is its first synced bytes; the
+// copy is made once, when the log is closed, or in a crash clone
+// (pebbleStore.crashClone), which then holds exactly what
+// CrashClone(CrashCloneCfg{}) holds after real syncs. The log writer runs
+// on Pebble's goroutine: mu guards every lazy log's lengths.
+type lazyLogs struct {
+	mu      sync.Mutex
+	pending map[*faultFile]bool // synced or closed past what MemFS holds
+}
+
+func newLazyLogs() *lazyLogs { return &lazyLogs{pending: map[*faultFile]bool{}} }
+
+// synced is a sync of f: what was written is durable.
+func (l *lazyLogs) synced(f *faultFile) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f.synced = f.written
+	if f.synced > f.copied {
+		l.pending[f] = true
+	}
+}
+
+// closing copies f's syncs into the file system before its handle goes:
+// with a real sync if all it holds was synced (the usual case: a log is
+// synced as it is closed), else by keeping the synced bytes not copied
+// for a crash clone to write.
+func (l *lazyLogs) closing(f *faultFile) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.pending[f] {
+		return nil
+	}
+	if f.synced == f.written {
+		if err := f.File.Sync(); err != nil {
+			return err
+		}
+		f.copied = f.synced
+		delete(l.pending, f)
+		return nil
+	}
+	b := make([]byte, f.synced-f.copied)
+	if _, err := f.File.ReadAt(b, f.copied); err != nil {
+		return err
+	}
+	f.tail = b
+	return nil
+}
+
+// renamed moves the paths of pending logs at or under old to new.
+func (l *lazyLogs) renamed(old, name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for f := range l.pending {
+		if f.path == old {
+			f.path = name
+		} else if rest, ok := strings.CutPrefix(f.path, old+"/"); ok {
+			f.path = name + "/" + rest
+		}
+	}
+}
+
+// patch writes into clone, a crash clone of the file system, what each
+// pending log's syncs made durable beyond what the file system held as
+// synced: the clone's copy of a log holds its last copied bytes (if its
+// directory entry was synced at all).
+func (l *lazyLogs) patch(clone *vfs.MemFS) error {
+	if l == nil {
+		return nil // never opened: nothing was written
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for f := range l.pending {
+		fi, err := clone.Stat(f.path)
+		if err != nil {
+			continue // the clone has no such file: its entry was never synced
+		}
+		if fi.Size() != f.copied {
+			return fmt.Errorf("%s: the clone holds %d bytes, the log's synced image %d", f.path, fi.Size(), f.copied)
+		}
+		b := f.tail
+		if b == nil {
+			b = make([]byte, f.synced-f.copied)
+			if _, err := f.File.ReadAt(b, f.copied); err != nil {
+				return err
+			}
+		}
+		c, err := clone.OpenReadWrite(f.path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		if _, err := c.WriteAt(b, f.copied); err != nil {
+			return err
+		}
+		if err := c.Sync(); err != nil {
+			return err
+		}
+		if err := c.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
