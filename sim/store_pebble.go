@@ -38,7 +38,24 @@ type pebbleStore struct {
 	// logs: the write-ahead logs whose syncs are not yet copied into the
 	// file system (lazyLogs).
 	logs *lazyLogs
+	// Reads the checkers and the workload repeat between two writes (an
+	// append acknowledgement checks the same entry at every heartbeat;
+	// every replay reads every node's quarantine), kept until the next
+	// write (changed): nothing else changes what the store holds.
+	entry       *entryRead
+	quarantined []Quarantined
+	quarOK      bool
 }
+
+// entryRead is the last EntryAt.
+type entryRead struct {
+	seq core.Seq
+	e   core.Entry
+	ok  bool
+}
+
+// changed forgets the reads kept: the store is being written.
+func (p *pebbleStore) changed() { p.entry, p.quarantined, p.quarOK = nil, nil, false }
 
 const pebbleDir = "/db"
 
@@ -96,6 +113,7 @@ func (p *pebbleStore) Save(rd *core.Ready, sync bool, rejected func(core.Pos, er
 	// stay behind unseen, and Pebble panics on it at its next WAL rotation
 	// (soak seed range 200001.., not deterministic). Not the sync of a log
 	// closed at a rotation inside the save either (faultFile).
+	p.changed()
 	if err := p.writable(); err != nil {
 		return err
 	}
@@ -137,6 +155,7 @@ func (p *pebbleStore) saw(err error) error {
 }
 
 func (p *pebbleStore) Prune(c core.Compaction) error {
+	p.changed()
 	if err := p.writable(); err != nil {
 		return err
 	}
@@ -155,6 +174,7 @@ func (p *pebbleStore) DiskFull() (bool, string) { return p.db().DiskFull() }
 
 func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (core.Installed, error) {
 	defer p.mem.RemoveAll(dir)
+	p.changed()
 	if err := p.writable(); err != nil {
 		return core.Installed{}, err
 	}
@@ -170,6 +190,7 @@ func (p *pebbleStore) InstallSnapshot(dir string, accept func(core.Pos) error) (
 }
 
 func (p *pebbleStore) DropQuarantine(pos core.Pos) (bool, error) {
+	p.changed()
 	if err := p.writable(); err != nil {
 		return false, err
 	}
@@ -192,16 +213,26 @@ func (p *pebbleStore) Base() core.Pos {
 }
 
 func (p *pebbleStore) EntryAt(seq core.Seq) (core.Entry, bool) {
+	if r := p.entry; r != nil && r.seq == seq {
+		return r.e, r.ok
+	}
 	if seq <= p.Base().Seq || seq > p.Last().Seq {
 		return core.Entry{}, false
 	}
 	e, ok, err := p.db().Entry(seq)
-	return e, ok && err == nil
+	if err != nil {
+		return core.Entry{}, false
+	}
+	p.entry = &entryRead{seq: seq, e: e, ok: ok}
+	return e, ok
 }
 
 func (p *pebbleStore) Data() engram.KV { return p.db().ReadKV() }
 
 func (p *pebbleStore) Quarantined() []Quarantined {
+	if p.quarOK {
+		return p.quarantined
+	}
 	qs, err := p.db().Quarantine()
 	if err != nil {
 		panic(fmt.Sprintf("sim: reading the quarantine: %v", err))
@@ -220,6 +251,7 @@ func (p *pebbleStore) Quarantined() []Quarantined {
 		}
 		out = append(out, x)
 	}
+	p.quarantined, p.quarOK = out, true
 	return out
 }
 
@@ -244,6 +276,7 @@ func (p *pebbleStore) Members() core.Members {
 func (p *pebbleStore) Identity() uint64 { return p.db().Identity() }
 
 func (p *pebbleStore) Close() {
+	p.changed()
 	if p.st != nil {
 		p.st.Close()
 		p.st = nil
@@ -277,7 +310,7 @@ func (p *pebbleStore) crashClone() *vfs.MemFS {
 // reidentify rewrites the store's identity file, as restoring a copy by the
 // documented procedure does (a new identity for an older store).
 func (p *pebbleStore) reidentify(id uint64) error {
-	p.Close()
+	p.Close() // forgets the reads kept too
 	f, err := p.mem.Create(pebbleDir+"/IDENTITY", vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
