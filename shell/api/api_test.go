@@ -383,11 +383,12 @@ func TestClusterEndpointsStandalone(t *testing.T) {
 	}
 
 	// Admin operations a standalone node cannot do say why.
-	d := expect(t, e.do("POST", "/v1/cluster/failover", ""), 503, "unavailable")
-	if !strings.Contains(d.Message, "no other data voter") {
+	d := expect(t, e.do("POST", "/v1/cluster/failover", ""), 409, "standalone")
+	if !strings.Contains(d.Message, "runs standalone, so it has no members to hand the Cortex role off to") {
 		t.Fatalf("failover: %q", d.Message)
 	}
-	expect(t, e.do("POST", "/v1/cluster/failover", `{"to":"nobody"}`), 400, "bad_request")
+	expect(t, e.do("POST", "/v1/cluster/failover", `{"to":"nobody"}`), 409, "standalone")
+	expect(t, e.do("POST", "/v1/cluster/failover", `{"to":`), 400, "bad_request")
 	expect(t, e.do("POST", "/v1/cluster/members", `{"id":"muninn-02","kind":"auto"}`), 409, "standalone")
 	expect(t, e.do("DELETE", "/v1/cluster/members/muninn-02", ""), 409, "standalone")
 	d = expect(t, e.do("POST", "/v1/cluster/enable", ""), 501, "not_implemented")

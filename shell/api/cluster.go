@@ -448,6 +448,9 @@ func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if err := s.needCluster("hand the Cortex role off to"); err != nil {
+		return err
+	}
 	from := s.n.ID()
 	if err := s.retryAdmin(r.Context(), func(ctx context.Context) error { return s.n.Transfer(ctx, core.NodeID(req.To)) }); err != nil {
 		return s.fail(w, r, body, err)
