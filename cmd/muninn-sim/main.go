@@ -81,7 +81,7 @@ type replayCmd struct {
 type cli struct {
 	Run     runCmd     `cmd:"" help:"Run a range of seeds and print a summary."`
 	Replay  replayCmd  `cmd:"" help:"Reproduce one seed exactly, with its trace hash."`
-	Cluster clusterCmd `cmd:"" help:"Fault-test real clusters in containers (docker): kills, pauses, partitions, degraded links; histories checked."`
+	Cluster clusterCmd `cmd:"" help:"Fault-test real clusters, in containers (docker) or as processes in network namespaces (--runtime netns): kills, pauses, partitions, degraded links, disk faults, membership changes, operations; histories checked."`
 }
 
 // newLog logs to w in colour only when w is a terminal and NO_COLOR is
