@@ -300,7 +300,7 @@ func ParseVariant(s string) (core.Broken, core.Canary, error) {
 	}
 	b, err := ParseBroken(s)
 	if err != nil {
-		return 0, 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion, no-store-check (protocol), ack-before-save, append-ack-before-save, read-after-save, drop-quarantine or count-unsaved (driver)", s)
+		return 0, 0, fmt.Errorf("unknown broken variant %q: use none, no-log-check, no-demotion, no-store-check, trust-hint (protocol), ack-before-save, append-ack-before-save, read-after-save, drop-quarantine or count-unsaved (driver)", s)
 	}
 	return b, core.CanaryNone, nil
 }
