@@ -21,14 +21,27 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 	if target == "" {
 		var best Seq
 		var bestPrio uint16
+		var unsaid NodeID
 		for _, m := range n.members {
-			pr, prio := n.prog[m.ID], n.peerPriority(m.ID)
-			if !m.DataVoter() || pr == nil || prio == 0 || !slices.Contains(in, m.ID) {
+			pr := n.prog[m.ID]
+			prio, heard := n.peerPriority(m.ID)
+			if !m.DataVoter() || pr == nil || !slices.Contains(in, m.ID) {
+				continue
+			}
+			if !heard {
+				unsaid = m.ID
+				continue
+			}
+			if prio == 0 {
 				continue
 			}
 			if target == "" || pr.match > best || pr.match == best && prio < bestPrio {
 				target, best, bestPrio = m.ID, pr.match, prio
 			}
+		}
+		if target == "" && unsaid != "" {
+			n.result(id, ResultAdmin, Pos{}, prioUnsaid(unsaid))
+			return
 		}
 		if target == "" {
 			n.result(id, ResultAdmin, Pos{}, errorf(CodeUnavailable, "", "no other data voter answers (within %s) to hand off to", n.cfg.DownAfter()))
@@ -39,7 +52,10 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s is not another data voter of this cluster; pick a Lobe from muninn cluster info", target))
 		return
 	}
-	if n.peerPriority(target) == 0 {
+	if prio, heard := n.peerPriority(target); !heard && slices.Contains(in, target) {
+		n.result(id, ResultAdmin, Pos{}, prioUnsaid(target))
+		return
+	} else if heard && prio == 0 {
 		n.result(id, ResultAdmin, Pos{}, errorf(CodeBadRequest, "", "%s has cluster.priority 0 (never Cortex); pick another Lobe from muninn cluster info", target))
 		return
 	}
@@ -58,13 +74,21 @@ func (n *Node) TransferCortex(now Time, id uint64, target NodeID) {
 	n.maybeTimeoutNow()
 }
 
-// peerPriority is a member's cluster.priority as its messages said (0:
-// never Cortex, or nothing heard from it yet).
-func (n *Node) peerPriority(id NodeID) uint16 {
-	if p := n.peers[id]; p != nil {
-		return p.priority
+// peerPriority is a member's cluster.priority as its messages said, and
+// whether one has said it (its heartbeats, SDOWN reports and votes carry
+// it; 0 means never Cortex).
+func (n *Node) peerPriority(id NodeID) (uint16, bool) {
+	if p := n.peers[id]; p != nil && p.prioHeard {
+		return p.priority, true
 	}
-	return 0
+	return 0, false
+}
+
+// prioUnsaid: a Lobe that answers but has sent no heartbeat yet (this node
+// just started or just won) has not said its priority. Busy, so the API's
+// admin retry asks again after its next heartbeat.
+func prioUnsaid(id NodeID) *Error {
+	return errorf(CodeBusy, "", "%s has not said its cluster.priority yet (no heartbeat from it since this Cortex started); retry in a heartbeat", id)
 }
 
 func (n *Node) maybeTimeoutNow() {

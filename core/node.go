@@ -18,19 +18,20 @@ type Restored struct {
 
 // peerView is what this node knows of another node.
 type peerView struct {
-	kind     Kind
-	last     Pos  // from its heartbeats, reports and votes
-	down     bool // its latest SDOWN report
-	downAt   Time // when that report arrived
-	seenAt   Time // last message of any kind
-	hasSeen  bool
-	epoch    Epoch
-	role     Role
-	followed NodeID
-	store    uint64   // the store identity it last reported (rule 16)
-	addr     string   // its MBP address, as the driver last saw it
-	unheard  []NodeID // voters it reported not hearing
-	priority uint16   // its cluster.priority, from its messages (0: never runs, or unknown)
+	kind      Kind
+	last      Pos  // from its heartbeats, reports and votes
+	down      bool // its latest SDOWN report
+	downAt    Time // when that report arrived
+	seenAt    Time // last message of any kind
+	hasSeen   bool
+	epoch     Epoch
+	role      Role
+	followed  NodeID
+	store     uint64   // the store identity it last reported (rule 16)
+	addr      string   // its MBP address, as the driver last saw it
+	unheard   []NodeID // voters it reported not hearing
+	priority  uint16   // its cluster.priority, from its messages (0: never runs, or unknown)
+	prioHeard bool     // priority came from a message: 0 means never, not unknown
 }
 
 // progress is the Cortex's view of one peer's replication.

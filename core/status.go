@@ -25,8 +25,9 @@ type PeerStatus struct {
 	// Unheard lists the voters the peer reported not hearing from.
 	Unheard []NodeID
 	// Priority is the peer's cluster.priority as it last said (0: never
-	// Cortex, or not heard from yet).
-	Priority uint16
+	// Cortex, or not said yet: PriorityKnown tells which).
+	Priority      uint16
+	PriorityKnown bool
 }
 
 // Status is a snapshot of the node's protocol state, for APIs and checkers.
@@ -92,7 +93,7 @@ func (n *Node) Status() Status {
 		}
 		ps := PeerStatus{ID: m.ID, Kind: m.Kind, Learner: m.Learner, Addr: m.Addr, Counts: true}
 		if p := n.peers[m.ID]; p != nil {
-			ps.Seen, ps.Last, ps.Role, ps.Store, ps.Priority = p.seenAt, p.last, p.role, p.store, p.priority
+			ps.Seen, ps.Last, ps.Role, ps.Store, ps.Priority, ps.PriorityKnown = p.seenAt, p.last, p.role, p.store, p.priority, p.prioHeard
 			ps.Unheard = slices.Clone(p.unheard)
 			ps.Counts = n.counts(m, p.store)
 			if ps.Addr == "" {

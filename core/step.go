@@ -11,7 +11,7 @@ func (n *Node) Step(now Time, m Message) {
 	p := n.peer(m.From)
 	p.kind, p.seenAt, p.hasSeen, p.epoch, p.role, p.store = m.Kind, n.now, true, m.Epoch, m.Role, m.Store
 	if m.Type == MsgHeartbeat || m.Type == MsgSDown || m.Type == MsgVote {
-		p.priority = m.Priority
+		p.priority, p.prioHeard = m.Priority, true
 	}
 	if m.Role == RoleCortex {
 		// A Cortex does not take itself for down, whatever it reported

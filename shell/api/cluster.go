@@ -83,11 +83,11 @@ func (v view) echoFresh(id core.NodeID) bool {
 }
 
 // priority is a member's cluster.priority as this node knows it, or nil
-// when it does not: Sentinels and Observers never run, and a peer's
-// priority reads 0 until its first heartbeat, so a peer not heard from, or
-// a Cortex (which runs, so is not 0) reporting 0, is unknown. A heard
-// Lobe's 0 is what it said, or (within its first heartbeat, or from a
-// version without priorities) what the core also takes it for.
+// when it does not: Sentinels and Observers never run, a peer says its
+// priority in its heartbeats (none yet: unknown), and a Cortex (which
+// runs, so is not 0) reporting 0 is a version without priorities. A
+// Lobe's 0 is what it said, or what a version without priorities says,
+// and the core takes it for that.
 func (v view) priority(m core.Member) *int {
 	if m.Kind != core.KindAuto {
 		return nil
@@ -96,7 +96,7 @@ func (v view) priority(m core.Member) *int {
 		return ptr(int(v.st.Priority))
 	}
 	p, ok := v.peers[m.ID]
-	if !ok || p.Seen == 0 || (p.Priority == 0 && m.ID == v.st.Cortex) {
+	if !ok || !p.PriorityKnown || (p.Priority == 0 && m.ID == v.st.Cortex) {
 		return nil
 	}
 	return ptr(int(p.Priority))

@@ -66,19 +66,21 @@ func TestClusterInfoPriority(t *testing.T) {
 	}
 }
 
-// A peer not heard from has no priority to show, and a Cortex reporting
-// 0 has not said its own yet (a Cortex runs, so it is not 0).
+// A peer that has not said its priority (no heartbeat yet, though its
+// appends may be answered) has none to show, and a Cortex reporting 0 is
+// a version without priorities (a Cortex runs, so it is not 0).
 func TestViewPriorityUnknown(t *testing.T) {
 	v := view{
 		st: core.Status{ID: "a", Cortex: "c", Priority: 0, Peers: nil},
 		peers: map[core.NodeID]core.PeerStatus{
 			"b": {ID: "b", Seen: 0, Priority: 0},
-			"c": {ID: "c", Seen: 5, Priority: 0},
-			"d": {ID: "d", Seen: 5, Priority: 0},
-			"e": {ID: "e", Seen: 5, Priority: 30},
+			"c": {ID: "c", Seen: 5, Priority: 0, PriorityKnown: true},
+			"d": {ID: "d", Seen: 5, Priority: 0, PriorityKnown: true},
+			"e": {ID: "e", Seen: 5, Priority: 30, PriorityKnown: true},
+			"f": {ID: "f", Seen: 5, Priority: 0},
 		},
 	}
-	for id, want := range map[core.NodeID]*int{"a": ptr(0), "b": nil, "c": nil, "d": ptr(0), "e": ptr(30), "x": nil} {
+	for id, want := range map[core.NodeID]*int{"a": ptr(0), "b": nil, "c": nil, "d": ptr(0), "e": ptr(30), "f": nil, "x": nil} {
 		got := v.priority(core.Member{ID: id, Kind: core.KindAuto})
 		if (got == nil) != (want == nil) || (got != nil && *got != *want) {
 			t.Errorf("%s: got %v, want %v", id, got, want)
