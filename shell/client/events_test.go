@@ -334,14 +334,7 @@ func standaloneAPI(t *testing.T) string {
 	// The event hub sees the election once its Ready is carried out, a
 	// step after the status says Cortex: wait for it too, or the hello
 	// may still say lobe (CI flake).
-	waitFor(t, "the event hub to see the election", func() bool {
-		s, err := n.Events().Subscribe("")
-		if err != nil {
-			return false
-		}
-		s.Close()
-		return s.Hello.Role == "cortex"
-	})
+	waitFor(t, "the event hub to see the election", func() bool { return n.Events().Hello().Role == "cortex" })
 	return srv.URL
 }
 

@@ -185,6 +185,15 @@ func (h *EventHub) Subscribe(lastID string) (*Subscription, error) {
 	return s, nil
 }
 
+// Hello is the hub's view of the node now, as a new subscriber's hello.
+// It follows the node's status by a step: a change is seen once the Ready
+// holding it is carried out.
+func (h *EventHub) Hello() Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.helloLocked()
+}
+
 func (h *EventHub) helloLocked() Event {
 	st := h.st
 	e := apitypes.ClusterEvent{
