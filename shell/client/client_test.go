@@ -116,7 +116,7 @@ func TestRoundTrip(t *testing.T) {
 	if n, err := c.ExportQuarantine(x, &buf); err != nil || n != 0 {
 		t.Fatalf("export %d %v", n, err)
 	}
-	if _, err := c.Failover(x, ""); !IsCode(err, "unavailable") {
+	if _, err := c.Failover(x, ""); !IsCode(err, "standalone") {
 		t.Fatalf("failover on a standalone node: %v", err)
 	}
 	if _, err := c.AddMember(x, "muninn-02", "auto"); !IsCode(err, "standalone") {
