@@ -104,7 +104,7 @@ func (n *Node) maybeTimeoutNow() {
 	}
 	if pr := n.prog[x.target]; pr != nil && pr.match == n.log.lastSeq() {
 		x.sent = true
-		n.send(Message{Type: MsgTimeoutNow, To: x.target, Handoff: true})
+		n.send(n.timeoutNow(x.target))
 	} else {
 		n.maybeSend(x.target)
 	}
@@ -121,7 +121,7 @@ func (n *Node) stepTimeoutNow(m Message) {
 	if m.Epoch != n.hs.Epoch || m.From != n.cortex || !n.mayRun() || n.role == RoleCortex {
 		return
 	}
-	n.campaign(true)
+	n.campaign(true, m.LeaseWait)
 }
 
 // AddMember adds a node (rule 15): a data node joins as a learner and is

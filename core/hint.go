@@ -28,7 +28,7 @@ func (n *Node) Hint(now Time, peer NodeID, why string) {
 	n.reportDue = n.now
 	if n.cfg.Broken == BrokenTrustHint && n.mayRun() {
 		// The canary: run at once, without waiting for ODOWN.
-		n.campaign(false)
+		n.campaign(false, 0)
 		return
 	}
 	n.tickFollower()

@@ -108,7 +108,8 @@ type Message struct {
 	Priority uint16
 	// LeaseWait (vote-resp, granted): how long the lease of a Cortex this
 	// voter echoed may still run. A Cortex elected on crash hints commits
-	// nothing before it has waited that out (rule 18).
+	// nothing before it has waited that out (rule 18). On timeout-now: what
+	// is left of the sanctioning Cortex's own commit floor (rule 14).
 	LeaseWait time.Duration
 }
 

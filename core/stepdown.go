@@ -27,7 +27,7 @@ func (n *Node) StepDown(now Time, why string) {
 	if to := n.Successor(); to != "" {
 		n.leaseFloor = Never
 		n.broadcastHeartbeat() // says so (Handoff): votes wait out no lease
-		n.send(Message{Type: MsgTimeoutNow, To: to, Handoff: true})
+		n.send(n.timeoutNow(to))
 	}
 	n.demoteFor(why)
 }
@@ -56,4 +56,20 @@ func (n *Node) Successor() NodeID {
 		}
 	}
 	return best
+}
+
+// timeoutNow is the sanction a Cortex gives its successor (rule 14). A
+// Cortex elected on crash hints may still be inside its commit floor: an
+// older Cortex's lease may run, and its successor's voters, who last heard
+// this Cortex give its lease up, report none. The sanction carries what is
+// left of the floor, and the successor commits nothing before it (rule
+// 18; seed 509376: a Cortex demoted for a full disk 250 ms after a lying
+// hint elected it handed off at once, and its successor committed while
+// the first Cortex still held its lease).
+func (n *Node) timeoutNow(to NodeID) Message {
+	m := Message{Type: MsgTimeoutNow, To: to, Handoff: true}
+	if n.commitFloor > n.now {
+		m.LeaseWait = n.commitFloor.Sub(n.now)
+	}
+	return m
 }

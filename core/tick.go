@@ -192,7 +192,7 @@ func (n *Node) tickFollower() {
 	if n.role != RoleCandidate && n.now >= n.electionAt {
 		n.electionAt = Never
 		if n.odown && n.sdown && n.mayRun() {
-			n.campaign(false)
+			n.campaign(false, 0)
 		}
 	}
 }

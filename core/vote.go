@@ -6,8 +6,10 @@ import (
 )
 
 // campaign starts an election for epoch+1 (rule 4). A handoff candidate
-// carries the Cortex's sanction (rule 14).
-func (n *Node) campaign(handoff bool) {
+// carries the Cortex's sanction (rule 14), and commits nothing before
+// floor, what was left of that Cortex's own commit floor, waited from
+// receipt (rule 18).
+func (n *Node) campaign(handoff bool, floor time.Duration) {
 	n.setEpoch(n.hs.Epoch + 1)
 	n.hs.Vote, n.hs.VoteStore = n.cfg.ID, n.cfg.Store
 	n.votes = map[NodeID]bool{n.cfg.ID: true}
@@ -17,6 +19,8 @@ func (n *Node) campaign(handoff bool) {
 	if !handoff {
 		// A handoff's Cortex gave up its lease first (rule 14).
 		n.commitFloor = n.now.Add(n.leaseWait())
+	} else if floor > 0 {
+		n.commitFloor = n.now.Add(floor)
 	}
 	n.electionAt = Never
 	n.electEnd = n.now.Add(n.cfg.Heartbeat)
