@@ -35,10 +35,15 @@ func (n *Node) StepDown(now Time, why string) {
 // Successor is the data voter a Cortex would hand the role to on StepDown:
 // one that counts toward quorums (rule 16), holds every entry of the
 // Cortex's log, and echoed a heartbeat within the SDOWN window — the
-// freshest echo first, then the lowest id. It is "" when there is none, or
-// when this node is not Cortex.
+// freshest echo first, then the lowest id. It is "" when there is none,
+// when this node is not Cortex, and while it is inside its commit floor
+// (elected on crash hints: an older Cortex's lease may still run, and the
+// successor's voters, who hear this Cortex give its lease up, would report
+// none; a successor of the previous release would not take the floor from
+// timeout-now either). The driver steps down once the floor has passed,
+// as TransferCortex hands off (rule 18; seed 509376).
 func (n *Node) Successor() NodeID {
-	if n.role != RoleCortex {
+	if n.role != RoleCortex || n.now < n.commitFloor {
 		return ""
 	}
 	var best NodeID
@@ -58,14 +63,13 @@ func (n *Node) Successor() NodeID {
 	return best
 }
 
-// timeoutNow is the sanction a Cortex gives its successor (rule 14). A
-// Cortex elected on crash hints may still be inside its commit floor: an
-// older Cortex's lease may run, and its successor's voters, who last heard
-// this Cortex give its lease up, report none. The sanction carries what is
-// left of the floor, and the successor commits nothing before it (rule
-// 18; seed 509376: a Cortex demoted for a full disk 250 ms after a lying
-// hint elected it handed off at once, and its successor committed while
-// the first Cortex still held its lease).
+// timeoutNow is the sanction a Cortex gives its successor (rule 14). Both
+// handoffs wait out the Cortex's commit floor first (maybeTimeoutNow,
+// Successor); should one ever sanction inside it, the sanction carries
+// what is left of the floor, and the successor commits nothing before it
+// (rule 18; seed 509376: a Cortex demoted for a full disk 250 ms after a
+// lying hint elected it handed off at once, and its successor committed
+// while the first Cortex still held its lease).
 func (n *Node) timeoutNow(to NodeID) Message {
 	m := Message{Type: MsgTimeoutNow, To: to, Handoff: true}
 	if n.commitFloor > n.now {

@@ -16,7 +16,8 @@ import (
 //     are dropped before the core sees them, so they are not acknowledged
 //     and the Cortex retransmits), nor a handoff it could not lead;
 //   - a Cortex steps down (core.StepDown) as soon as another data voter
-//     holds everything, handing it the role, so the cluster keeps taking
+//     holds everything (and, elected on crash hints, its commit floor has
+//     passed: rule 18), handing it the role, so the cluster keeps taking
 //     writes; with none it stays and keeps refusing;
 //   - if a save is refused anyway (the disk filled from elsewhere, past
 //     half the reserve), that Ready is held, never carried out in part.
