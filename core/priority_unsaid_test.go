@@ -13,12 +13,7 @@ import (
 // Cortex)", which is what the node would otherwise take the unsaid 0 for.
 // After its next heartbeat the same handoff goes through.
 func TestHandoffPriorityUnsaid(t *testing.T) {
-	c := newCluster(shapes[0], time.Second, time.Millisecond, 11)
-	c.runUntil(c.now.Add(2 * time.Second))
-	cx := c.cortex()
-	if cx == nil {
-		t.Fatalf("no Cortex:\n%s", c.trace)
-	}
+	c, cx := settled(t)
 	var lobes []NodeID
 	for _, x := range c.nodes {
 		if x != cx {

@@ -12,14 +12,7 @@ import (
 // passed it names one. A sanction that carries a floor makes the
 // successor commit nothing before it (rule 14, rule 18; seed 509376).
 func TestStepDownWaitsFloor(t *testing.T) {
-	c := newCluster(shapes[0], time.Second, time.Millisecond, 5)
-	c.runUntil(c.now.Add(2 * time.Second))
-	cx := c.cortex()
-	if cx == nil {
-		t.Fatalf("no Cortex:\n%s", c.trace)
-	}
-	c.propose(cx.id, "before", Quorum)
-	c.runUntil(c.now.Add(100 * time.Millisecond))
+	c, cx := settled(t)
 	if cx.n.Successor() == "" {
 		t.Fatalf("no successor outside a floor:\n%s", c.statusLines())
 	}
@@ -41,10 +34,7 @@ func TestStepDownWaitsFloor(t *testing.T) {
 	}
 
 	// The sanction's floor, as a handoff inside a floor would carry it.
-	c2 := newCluster(shapes[0], time.Second, time.Millisecond, 5)
-	c2.runUntil(c2.now.Add(2 * time.Second))
-	cx2 := c2.cortex()
-	c2.runUntil(c2.now.Add(100 * time.Millisecond))
+	c2, cx2 := settled(t)
 	to := cx2.n.Successor()
 	if to == "" {
 		t.Fatalf("no successor:\n%s", c2.statusLines())
