@@ -26,12 +26,7 @@ func TestEchoThenVoteRecordsNoStore(t *testing.T) {
 	}
 	c.propose(cx.id, "w1", Quorum)
 	c.runUntil(c.now.Add(100 * time.Millisecond))
-	var others []NodeID
-	for _, x := range c.nodes {
-		if x != cx {
-			others = append(others, x.id)
-		}
-	}
+	others := c.othersThan(cx)
 	A, W, V, D := others[0], others[1], others[2], others[3]
 	C := cx.id
 	phase := 1

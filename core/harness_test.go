@@ -341,6 +341,17 @@ func (c *tcluster) isolate(a, b []NodeID) {
 
 func (c *tcluster) heal() { c.cut = map[[2]NodeID]bool{} }
 
+// othersThan lists the ids of every node but t, in the cluster's order.
+func (c *tcluster) othersThan(t *tnode) []NodeID {
+	var out []NodeID
+	for _, x := range c.nodes {
+		if x != t {
+			out = append(out, x.id)
+		}
+	}
+	return out
+}
+
 func (c *tcluster) cortex() *tnode {
 	var best *tnode
 	for _, t := range c.nodes {

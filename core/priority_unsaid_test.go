@@ -14,12 +14,7 @@ import (
 // After its next heartbeat the same handoff goes through.
 func TestHandoffPriorityUnsaid(t *testing.T) {
 	c, cx := settled(t)
-	var lobes []NodeID
-	for _, x := range c.nodes {
-		if x != cx {
-			lobes = append(lobes, x.id)
-		}
-	}
+	lobes := c.othersThan(cx)
 	unsay := func() {
 		for _, id := range lobes {
 			cx.n.peers[id].prioHeard = false

@@ -87,12 +87,7 @@ func TestUnpromotedLearnerAnswersReport(t *testing.T) {
 // wiped member has echoed it since the new store was first heard (rule 16).
 func TestDeposedCortexRecordsNoWipedStore(t *testing.T) {
 	c, old := settled(t)
-	var rest []NodeID
-	for _, x := range c.nodes {
-		if x != old {
-			rest = append(rest, x.id)
-		}
-	}
+	rest := c.othersThan(old)
 	c.isolate([]NodeID{old.id}, rest)
 	c.runUntil(c.now.Add(3500 * time.Millisecond))
 	nc := c.cortex()

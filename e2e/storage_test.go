@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -34,16 +33,8 @@ func quorumWrites(t *testing.T, cl *client.Client, vault, what string, k int) []
 		id := client.NewID()
 		req := apitypes.WriteRequest{ID: id, Vault: vault, Concept: "e2e", Content: fmt.Sprintf("%s %d: %s", what, i, strings.Repeat("payload ", 20))}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		_, err := cl.Write(ctx, req, client.Durability("quorum"))
-		// An answer left unanswered past the SDOWN window on a loaded
-		// machine (300 ms here) gives unknown_outcome or
-		// quorum_unavailable; settle it as docs/api.md says, by writing
-		// the same id again (a 409 for the earlier write is success).
-		for err != nil && ctx.Err() == nil && (errors.Is(err, client.ErrAmbiguous) || client.IsCode(err, "quorum_unavailable")) {
-			resent++
-			time.Sleep(100 * time.Millisecond)
-			_, err = cl.Write(ctx, req, client.Durability("quorum"))
-		}
+		_, n, err := writeSettled(ctx, cl, req, "quorum")
+		resent += n
 		cancel()
 		if err != nil {
 			t.Fatalf("%s: write %d: %v", what, i, err)
